@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+/**
+ * The `ambit` command: one bin, one subcommand per operator task. Each subcommand lives in its
+ * own module under src/cli/ and is loaded only when asked for, so `ambit analyze` never pulls
+ * in gRPC or the native addon.
+ */
+
+interface Subcommand {
+  summary: string;
+  load: () => Promise<{ run: (argv: string[]) => Promise<number> }>;
+}
+
+const SUBCOMMANDS: Record<string, Subcommand> = {
+  analyze: { summary: 'validate mesh YAML and report every problem with file:line:col', load: () => import('./analyze.js') },
+};
+
+function usage(): string {
+  const lines = ['usage: ambit <command> [options]', '', 'commands:'];
+  for (const [name, sub] of Object.entries(SUBCOMMANDS)) lines.push(`  ${name.padEnd(14)}${sub.summary}`);
+  lines.push('', 'Run `ambit <command> --help` for the options of a command.');
+  return lines.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage() + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  const sub = SUBCOMMANDS[name];
+  if (sub === undefined) {
+    process.stderr.write(`ambit: unknown command '${name}'\n\n${usage()}\n`);
+    return 2;
+  }
+  const mod = await sub.load();
+  return mod.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    const e = err as { code?: string; message?: string };
+    process.stderr.write(`ambit: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}\n`);
+    if (process.env['AMBIT_DEBUG']) process.stderr.write(`${(err as Error).stack ?? ''}\n`);
+    process.exitCode = 1;
+  },
+);
