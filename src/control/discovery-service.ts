@@ -1,0 +1,285 @@
+/**
+ * The Discovery.Stream handler: one Session per connected subscriber.
+ *
+ * Invariants kept per session:
+ * - Nothing is pushed before a successful Hello, and nothing before the first snapshot is ready.
+ * - The first push is a full view, or a delta since the subscriber's resume version when it
+ *   names the current epoch and the table still has the history; every later push is a delta
+ *   whose `base_version` is the version of the previous push on this stream.
+ * - Global resources go to everyone; scoped resources (policies, routes) are tracked per session
+ *   in `scopedSent`, so a policy leaving a node's scope is removed from that node only.
+ * - A resumed session resends its (small) scoped set with `replace_kinds`, since what the
+ *   subscriber held before the reconnect is not known.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../util/log.js';
+import { childLogger } from '../util/log.js';
+import type { Authenticator } from './auth.js';
+import type { ControlMetrics } from './metrics.js';
+import type { DiscoveryRequest__Output, DiscoveryResponse, Resource, ResourceRef } from './proto.js';
+import type { ChangeSet, ResourceTable, TableEntry } from './resource-table.js';
+import { GLOBAL_KINDS, SCOPED_KINDS, splitKey, type MeshKind } from './mesh-resource.js';
+import { contextFingerprint, scopedView, selects, viewContext, type SubscriberId, type ViewContext } from './views.js';
+import { PermissionDeniedError, UnauthenticatedError } from './errors.js';
+
+type Call = grpc.ServerDuplexStream<DiscoveryRequest__Output, DiscoveryResponse>;
+
+export interface DiscoveryServiceOptions {
+  table: ResourceTable;
+  authenticator: Authenticator;
+  metrics: ControlMetrics;
+  /** Parent logger (default: the root logger). */
+  logger?: Logger;
+}
+
+/** A subscriber as shown on /config_dump. */
+export interface SessionInfo {
+  kind: string;
+  name: string;
+  peer: string;
+  version: number;
+  acked: number;
+  nacked?: { version: number; error: string };
+  connectedAt: string;
+}
+
+export class DiscoveryService {
+  private readonly sessions = new Set<Session>();
+  private readonly waiting = new Set<Session>();
+  private ready = false;
+  private closing = false;
+  readonly log: Logger;
+
+  constructor(readonly opts: DiscoveryServiceOptions) {
+    this.log = childLogger('control.discovery', opts.logger);
+  }
+
+  /** grpc-js handlers for ambit.v1.Discovery. */
+  handlers(): grpc.UntypedServiceImplementation {
+    return { Stream: (call: Call) => this.onStream(call) };
+  }
+
+  /** The first snapshot is in the table: serve subscribers that were waiting for it. */
+  markReady(): void {
+    if (this.ready) return;
+    this.ready = true;
+    for (const s of this.waiting) s.sendInitial();
+    this.waiting.clear();
+  }
+
+  /** Push one applied change set to every session. */
+  publish(cs: ChangeSet): void {
+    if (!this.ready) return;
+    for (const s of this.sessions) if (s.started) s.onChange(cs);
+  }
+
+  sessionInfo(): SessionInfo[] {
+    return [...this.sessions].filter((s) => s.sub !== undefined).map((s) => s.info());
+  }
+
+  get sessionCount(): number { return this.sessions.size; }
+
+  /** Stop accepting subscribers and end every stream with UNAVAILABLE so they reconnect elsewhere. */
+  closeAll(reason = 'control plane shutting down'): void {
+    this.closing = true;
+    for (const s of [...this.sessions]) s.end(grpc.status.UNAVAILABLE, reason);
+  }
+
+  private onStream(call: Call): void {
+    if (this.closing) {
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'control plane shutting down' });
+      return;
+    }
+    const s = new Session(this, call);
+    this.sessions.add(s);
+    const cleanup = () => {
+      if (!this.sessions.delete(s)) return;
+      this.waiting.delete(s);
+      if (s.sub !== undefined && s.started) this.opts.metrics.subscribers.dec({ kind: s.sub.kind });
+      this.log.debug({ subscriber: s.sub, peer: call.getPeer() }, 'subscriber disconnected');
+    };
+    call.on('data', (m: DiscoveryRequest__Output) => { s.onMessage(m); });
+    call.on('end', () => { s.end(grpc.status.OK, 'bye'); cleanup(); });
+    call.on('cancelled', cleanup);
+    call.on('close', cleanup);
+    call.on('error', cleanup);
+  }
+
+  /** Used by sessions. */
+  _start(s: Session): void {
+    this.opts.metrics.subscribers.inc({ kind: s.sub?.kind ?? 'unknown' });
+    if (this.ready) s.sendInitial(); else this.waiting.add(s);
+  }
+  _isOpen(s: Session): boolean { return this.sessions.has(s); }
+}
+
+class Session {
+  sub: SubscriberId | undefined;
+  started = false;
+  private helloSeen = false;
+  private version = 0;
+  private acked = 0;
+  private nacked: { version: number; error: string } | undefined;
+  private resume: { epoch: string; version: number } | undefined;
+  private ctx: ViewContext | undefined;
+  private ctxPrint = '';
+  private scopedSent = new Map<string, TableEntry>();
+  private readonly pending = new Map<number, number>();
+  private readonly connectedAt = new Date();
+  private ended = false;
+
+  constructor(private readonly svc: DiscoveryService, private readonly call: Call) {}
+
+  info(): SessionInfo {
+    return {
+      kind: this.sub?.kind ?? 'unknown', name: this.sub?.name ?? '', peer: this.call.getPeer(),
+      version: this.version, acked: this.acked, ...(this.nacked ? { nacked: this.nacked } : {}),
+      connectedAt: this.connectedAt.toISOString(),
+    };
+  }
+
+  onMessage(m: DiscoveryRequest__Output): void {
+    if (this.ended) return;
+    if (m.hello) {
+      if (this.helloSeen) { this.end(grpc.status.INVALID_ARGUMENT, 'hello sent twice on one stream'); return; }
+      this.helloSeen = true;
+      void this.onHello(m.hello);
+      return;
+    }
+    if (!this.helloSeen) { this.end(grpc.status.INVALID_ARGUMENT, 'the first message on a discovery stream must be a hello'); return; }
+    if (m.ack) this.onAck(m.ack.version);
+    else if (m.nack) this.onNack(m.nack.version, m.nack.error);
+  }
+
+  private async onHello(h: NonNullable<DiscoveryRequest__Output['hello']>): Promise<void> {
+    const kind = h.kind === 'AGENT' ? 'agent' : h.kind === 'WAYPOINT' ? 'waypoint' : undefined;
+    if (kind === undefined || h.name === '') {
+      this.end(grpc.status.INVALID_ARGUMENT, 'hello must name the subscriber kind (AGENT or WAYPOINT) and its name');
+      return;
+    }
+    const claimed: SubscriberId = { kind, name: h.name };
+    try {
+      const p = await this.svc.opts.authenticator.authenticate(h.token, claimed);
+      this.sub = { kind: p.kind, name: p.name };
+    } catch (err) {
+      const code = err instanceof UnauthenticatedError ? grpc.status.UNAUTHENTICATED
+        : err instanceof PermissionDeniedError ? grpc.status.PERMISSION_DENIED : grpc.status.UNAVAILABLE;
+      this.svc.opts.metrics.authFailures.inc({ service: 'discovery' });
+      this.svc.log.warn({ subscriber: claimed, peer: this.call.getPeer(), err: (err as Error).message }, 'discovery subscriber refused');
+      this.end(code, (err as Error).message);
+      return;
+    }
+    if (!this.svc._isOpen(this)) return;
+    if (h.resumeEpoch !== '' && h.resumeVersion > 0) this.resume = { epoch: h.resumeEpoch, version: h.resumeVersion };
+    this.svc.log.info({ subscriber: this.sub, peer: this.call.getPeer(), resume: this.resume }, 'subscriber connected');
+    this.started = true;
+    this.svc._start(this);
+  }
+
+  sendInitial(): void {
+    if (this.ended || this.sub === undefined) return;
+    const table = this.svc.opts.table;
+    this.ctx = viewContext(table, this.sub);
+    this.ctxPrint = contextFingerprint(this.ctx);
+    const scoped = scopedView(table, this.ctx);
+    this.scopedSent = scoped;
+    const r = this.resume;
+    const since = r !== undefined && r.epoch === table.epoch ? table.changedSince(r.version) : undefined;
+    const scopedWire = [...scoped.values()].map((e) => e.wire);
+    if (r !== undefined && since !== undefined && since.size <= table.size / 2) {
+      const upserts: Resource[] = [];
+      const removals: ResourceRef[] = [];
+      for (const key of since) {
+        const { kind, name } = splitKey(key);
+        if (!GLOBAL_KINDS.has(kind)) continue;
+        const e = table.get(key);
+        if (e !== undefined) upserts.push(e.wire); else removals.push({ kind, name });
+      }
+      upserts.push(...scopedWire);
+      this.push({ full: false, baseVersion: r.version, upserts, removals, replaceKinds: [...SCOPED_KINDS] }, table.version, Date.now(), 'resume');
+      return;
+    }
+    const upserts: Resource[] = [];
+    for (const e of table.values()) if (GLOBAL_KINDS.has(e.resource.kind)) upserts.push(e.wire);
+    upserts.push(...scopedWire);
+    this.push({ full: true, baseVersion: 0, upserts, removals: [] }, table.version, Date.now(), 'full');
+  }
+
+  onChange(cs: ChangeSet): void {
+    if (this.ended || this.sub === undefined || this.ctx === undefined) return;
+    const sub = this.sub;
+    const upserts: Resource[] = [];
+    const removals: ResourceRef[] = [];
+    const scopedChanged: string[] = [];
+    let ctxTouched = false;
+    for (const c of cs.changes) {
+      if (GLOBAL_KINDS.has(c.kind)) {
+        if (c.after !== undefined) upserts.push(c.after.wire); else removals.push({ kind: c.kind, name: c.name });
+        if (sub.kind === 'agent') {
+          if (c.before?.resource.workload?.node === sub.name || c.after?.resource.workload?.node === sub.name) ctxTouched = true;
+        } else if (c.kind === 'WAYPOINT_BINDING' && (c.before?.resource.binding?.waypoint === sub.name || c.after?.resource.binding?.waypoint === sub.name)) {
+          ctxTouched = true;
+        }
+      } else {
+        scopedChanged.push(c.key);
+      }
+    }
+    let recomputeAll = false;
+    if (ctxTouched) {
+      const ctx = viewContext(this.svc.opts.table, sub);
+      const print = contextFingerprint(ctx);
+      this.ctx = ctx;
+      if (print !== this.ctxPrint) { this.ctxPrint = print; recomputeAll = true; }
+    }
+    if (recomputeAll) {
+      const next = scopedView(this.svc.opts.table, this.ctx);
+      for (const [key, e] of next) if (this.scopedSent.get(key) !== e) upserts.push(e.wire);
+      for (const [key, e] of this.scopedSent) if (!next.has(key)) removals.push({ kind: e.resource.kind, name: e.resource.name });
+      this.scopedSent = next;
+    } else {
+      for (const key of scopedChanged) {
+        const e = this.svc.opts.table.get(key);
+        if (e !== undefined && selects(e.resource.select, this.ctx)) {
+          this.scopedSent.set(key, e);
+          upserts.push(e.wire);
+        } else if (this.scopedSent.delete(key)) {
+          const { kind, name } = splitKey(key);
+          removals.push({ kind, name });
+        }
+      }
+    }
+    if (upserts.length === 0 && removals.length === 0) return;
+    this.push({ full: false, baseVersion: this.version, upserts, removals }, cs.version, cs.changedAtMs, 'delta');
+  }
+
+  private push(body: Omit<DiscoveryResponse, 'epoch' | 'version' | 'changedAtMs'> & { replaceKinds?: MeshKind[] },
+    version: number, changedAtMs: number, type: 'full' | 'delta' | 'resume'): void {
+    const msg: DiscoveryResponse = { ...body, epoch: this.svc.opts.table.epoch, version, changedAtMs };
+    this.version = version;
+    if (type === 'delta') this.pending.set(version, changedAtMs);
+    if (this.pending.size > 1000) this.pending.delete(this.pending.keys().next().value as number);
+    this.svc.opts.metrics.pushes.inc({ kind: this.sub?.kind ?? 'unknown', type });
+    this.call.write(msg);
+  }
+
+  private onAck(version: number): void {
+    if (version > this.acked) this.acked = version;
+    const at = this.pending.get(version);
+    for (const v of this.pending.keys()) { if (v <= version) this.pending.delete(v); else break; }
+    if (at !== undefined && version > 0) this.svc.opts.metrics.pushLatency.observe({ kind: this.sub?.kind ?? 'unknown' }, Math.max(0, Date.now() - at) / 1000);
+  }
+
+  private onNack(version: number, error: string): void {
+    this.nacked = { version, error };
+    this.pending.delete(version);
+    this.svc.opts.metrics.nacks.inc({ kind: this.sub?.kind ?? 'unknown' });
+    this.svc.log.warn({ subscriber: this.sub, version, error }, 'subscriber could not apply a push; it keeps its last good view');
+  }
+
+  end(code: grpc.status, details: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (code === grpc.status.OK) { this.call.end(); return; }
+    this.call.emit('error', { code, details });
+  }
+}

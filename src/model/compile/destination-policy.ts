@@ -1,0 +1,102 @@
+/**
+ * DestinationRules normalised into the traffic policy of a Service: load balancing, connection
+ * pool, outlier detection, per port, and subsets.
+ *
+ * Istio's merge rules are kept: a subset's (or a port's) setting replaces the top-level setting
+ * of the same group (`connectionPool` as a whole, not field by field); `LEAST_CONN` is the old
+ * name of `LEAST_REQUEST`; outlier detection defaults to interval 10s, base ejection 30s, max
+ * ejection 10%, consecutive 5xx 5. When several DestinationRules name the same host the oldest
+ * wins (exact host before wildcard).
+ */
+import { parseDurationMs } from '../duration.js';
+import type { DestinationRuleResource, PortTrafficPolicySpec, TrafficPolicySpec } from '../kinds/networking.js';
+import { hostMatches, isWildcard, resolveHost } from './hosts.js';
+import { compareAge } from './selectors.js';
+import type { ConnectionPoolPolicy, DestinationPolicy, LoadBalancerPolicy, OutlierDetectionPolicy, TrafficPolicy } from './types.js';
+
+type Group = Omit<TrafficPolicy, 'ports'>;
+
+function loadBalancer(spec: PortTrafficPolicySpec['loadBalancer']): LoadBalancerPolicy | undefined {
+  switch (spec?.simple) {
+    case 'ROUND_ROBIN':
+      return 'ROUND_ROBIN';
+    case 'RANDOM':
+      return 'RANDOM';
+    case 'LEAST_REQUEST':
+    case 'LEAST_CONN':
+      return 'LEAST_REQUEST';
+    default:
+      return undefined;
+  }
+}
+
+const ms = (d: string | undefined): number | undefined => (d === undefined ? undefined : parseDurationMs(d));
+
+function connectionPool(spec: PortTrafficPolicySpec['connectionPool']): ConnectionPoolPolicy | undefined {
+  if (spec === undefined) return undefined;
+  return {
+    maxConnections: spec.tcp?.maxConnections,
+    connectTimeoutMs: ms(spec.tcp?.connectTimeout),
+    maxConnectionDurationMs: ms(spec.tcp?.maxConnectionDuration),
+    tcpIdleTimeoutMs: ms(spec.tcp?.idleTimeout),
+    http1MaxPendingRequests: spec.http?.http1MaxPendingRequests,
+    http2MaxRequests: spec.http?.http2MaxRequests,
+    maxRequestsPerConnection: spec.http?.maxRequestsPerConnection,
+    maxRetries: spec.http?.maxRetries,
+    httpIdleTimeoutMs: ms(spec.http?.idleTimeout),
+    maxConcurrentStreams: spec.http?.maxConcurrentStreams,
+  };
+}
+
+function outlierDetection(spec: PortTrafficPolicySpec['outlierDetection']): OutlierDetectionPolicy | undefined {
+  if (spec === undefined) return undefined;
+  const c5 = spec.consecutive5xxErrors ?? spec.consecutiveErrors;
+  return {
+    consecutive5xxErrors: c5 ?? (spec.consecutiveGatewayErrors === undefined ? 5 : undefined),
+    consecutiveGatewayErrors: spec.consecutiveGatewayErrors,
+    intervalMs: ms(spec.interval) ?? 10_000,
+    baseEjectionTimeMs: ms(spec.baseEjectionTime) ?? 30_000,
+    maxEjectionPercent: spec.maxEjectionPercent ?? 10,
+    minHealthPercent: spec.minHealthPercent ?? 0,
+  };
+}
+
+function group(spec: Pick<TrafficPolicySpec, 'loadBalancer' | 'connectionPool' | 'outlierDetection'> | undefined, base?: Group): Group {
+  return {
+    loadBalancer: spec?.loadBalancer !== undefined ? loadBalancer(spec.loadBalancer) : base?.loadBalancer,
+    connectionPool: spec?.connectionPool !== undefined ? connectionPool(spec.connectionPool) : base?.connectionPool,
+    outlierDetection: spec?.outlierDetection !== undefined ? outlierDetection(spec.outlierDetection) : base?.outlierDetection,
+  };
+}
+
+function trafficPolicy(spec: TrafficPolicySpec | undefined, base?: TrafficPolicy): TrafficPolicy {
+  const top = group(spec, base);
+  const ports: Record<number, Group> = {};
+  if (base !== undefined) for (const [p, g] of Object.entries(base.ports)) ports[Number(p)] = group(spec, g);
+  for (const pl of spec?.portLevelSettings ?? []) {
+    if (pl.port !== undefined) ports[pl.port.number] = group(pl, top);
+  }
+  return { ...top, ports };
+}
+
+export function destinationPolicy(dr: DestinationRuleResource, hostname: string): DestinationPolicy {
+  const top = trafficPolicy(dr.spec.trafficPolicy);
+  return {
+    source: dr.ref,
+    host: hostname,
+    trafficPolicy: top,
+    subsets: (dr.spec.subsets ?? []).map((s) => ({ name: s.name, labels: s.labels ?? {}, trafficPolicy: s.trafficPolicy === undefined ? top : trafficPolicy(s.trafficPolicy, top) })),
+  };
+}
+
+/** DestinationRules that name `hostname`: exact hosts first, then wildcards, oldest first. */
+export function destinationRulesFor(all: readonly DestinationRuleResource[], hostname: string, clusterDomain: string): DestinationRuleResource[] {
+  const exact: DestinationRuleResource[] = [];
+  const wild: DestinationRuleResource[] = [];
+  for (const dr of all) {
+    const full = resolveHost(dr.spec.host, dr.ref.namespace, clusterDomain);
+    if (full === hostname) exact.push(dr);
+    else if (isWildcard(full) && hostMatches(full, hostname)) wild.push(dr);
+  }
+  return [...exact.sort(compareAge), ...wild.sort(compareAge)];
+}

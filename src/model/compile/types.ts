@@ -1,0 +1,286 @@
+/**
+ * The compiled view of the mesh that the control plane serves to agents and waypoints. All of
+ * it is derived from resources; none of it refers back to YAML. Every object here is frozen.
+ *
+ * Durations are milliseconds, ports numbers, hosts fully qualified
+ * (`name.namespace.svc.cluster.local`).
+ */
+import type { AuthzPolicy } from '../authz/types.js';
+import type { ResourceRef } from '../diagnostics.js';
+import type { MtlsMode } from '../kinds/security.js';
+
+/** Labels and annotations the model reads. */
+export const LABEL_DATAPLANE_MODE = 'ambit.dev/dataplane-mode';
+export const LABEL_USE_WAYPOINT = 'ambit.dev/use-waypoint';
+export const LABEL_USE_WAYPOINT_NAMESPACE = 'ambit.dev/use-waypoint-namespace';
+export const LABEL_GATEWAY_NAME = 'gateway.networking.k8s.io/gateway-name';
+export const ANNOTATION_NETNS = 'ambit.dev/netns';
+
+/** Effective mTLS mode: PeerAuthentication's modes after inheritance (never UNSET). */
+export type EffectiveMtlsMode = Exclude<MtlsMode, 'UNSET'>;
+
+/** Where an effective mode came from. */
+export interface MtlsSource {
+  readonly level: 'workload' | 'namespace' | 'mesh' | 'default';
+  /** The PeerAuthentication that set it (absent for `default`). */
+  readonly policy?: ResourceRef;
+}
+
+export interface EffectiveMtls {
+  /** Mode for ports without a port-level setting. */
+  readonly mode: EffectiveMtlsMode;
+  readonly source: MtlsSource;
+  /** Port-level modes (container port → mode), from the workload's PeerAuthentication. */
+  readonly ports: Readonly<Record<number, EffectiveMtlsMode>>;
+}
+
+/** A reference to a waypoint Gateway and how the binding was made. */
+export interface WaypointBinding {
+  readonly namespace: string;
+  readonly name: string;
+  /** The object whose label made the binding. */
+  readonly via: 'pod' | 'namespace' | 'service';
+}
+
+/** A pod as the mesh sees it. */
+export interface Workload {
+  /** `namespace/name`. */
+  readonly key: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly uid: string | undefined;
+  /** `status.podIP` (absent until the pod has an address). */
+  readonly ip: string | undefined;
+  /** All pod IPs (`status.podIPs`, else `[podIP]`). */
+  readonly ips: readonly string[];
+  readonly node: string | undefined;
+  readonly serviceAccount: string;
+  /** `spiffe://<trust-domain>/ns/<namespace>/sa/<serviceAccount>`. */
+  readonly identity: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  /** Running (or phase unknown) and not marked NotReady. */
+  readonly ready: boolean;
+  /** Captured by the mesh: namespace or pod label ambient, not opted out, not host-network. */
+  readonly enrolled: boolean;
+  /** Named container ports (name → port), for Service targetPort resolution. */
+  readonly namedPorts: Readonly<Record<string, number>>;
+  /** Waypoint requested by the pod or namespace label, whether or not it exists. */
+  readonly waypointTarget: WaypointBinding | undefined;
+  /** `waypointTarget` when that waypoint exists. */
+  readonly waypoint: WaypointBinding | undefined;
+  /** This pod serves a waypoint (label gateway.networking.k8s.io/gateway-name). */
+  readonly waypointFor: string | undefined;
+  readonly mtls: EffectiveMtls;
+  /**
+   * AuthorizationPolicies enforced for this workload by its node agent: root-namespace
+   * policies without selector, then the workload namespace's without selector, then selector
+   * matches (root namespace first), each group by name. targetRef policies are not here (they
+   * apply at waypoints: `Snapshot.waypointAuthorization`).
+   */
+  readonly authorization: readonly AuthzPolicy[];
+  readonly source: ResourceRef;
+}
+
+export interface ServicePort {
+  readonly name: string | undefined;
+  readonly port: number;
+  /** Number or container-port name (defaults to `port`). */
+  readonly targetPort: number | string;
+  readonly protocol: 'TCP' | 'UDP' | 'SCTP';
+  readonly appProtocol: string | undefined;
+}
+
+/** A ready (or `publishNotReadyAddresses`) pod behind a Service. */
+export interface Endpoint {
+  readonly workload: string;
+  readonly ip: string;
+  readonly node: string | undefined;
+  readonly ready: boolean;
+  readonly enrolled: boolean;
+  /** Service port → resolved target port on this pod (named ports resolved per pod). */
+  readonly ports: Readonly<Record<number, number>>;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface MeshService {
+  /** `namespace/name`. */
+  readonly key: string;
+  readonly name: string;
+  readonly namespace: string;
+  /** `name.namespace.svc.<domain>`. */
+  readonly hostname: string;
+  /** The cluster IP, absent for headless Services. */
+  readonly vip: string | undefined;
+  readonly vips: readonly string[];
+  readonly ports: readonly ServicePort[];
+  readonly selector: Readonly<Record<string, string>> | undefined;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Endpoints sorted by workload key. */
+  readonly endpoints: readonly Endpoint[];
+  readonly waypointTarget: WaypointBinding | undefined;
+  readonly waypoint: WaypointBinding | undefined;
+  /** L7 routes in evaluation order (empty: default route to the Service). */
+  readonly routes: readonly Route[];
+  /** Which objects provided `routes`. */
+  readonly routeSources: readonly ResourceRef[];
+  readonly destinationPolicy: DestinationPolicy | undefined;
+  readonly source: ResourceRef;
+}
+
+export interface Waypoint {
+  /** `namespace/name`. */
+  readonly key: string;
+  readonly name: string;
+  readonly namespace: string;
+  /** Listener ports of the Gateway. */
+  readonly ports: readonly number[];
+  /** Pods serving it (label gateway.networking.k8s.io/gateway-name), by key. */
+  readonly workloads: readonly string[];
+  /** Addresses of ready serving pods. */
+  readonly addresses: readonly string[];
+  readonly source: ResourceRef;
+}
+
+// --------------------------------------------------------------------------------- routes
+
+export type StringMatchType = 'exact' | 'prefix' | 'regex';
+
+export interface StringMatch {
+  readonly type: StringMatchType;
+  readonly value: string;
+}
+
+export interface HeaderMatch {
+  readonly name: string;
+  /** Absent: the header must be present (any value). */
+  readonly match: StringMatch | undefined;
+  /** True: the request must NOT have a matching header. */
+  readonly invert: boolean;
+}
+
+/** One way a request can match a route; all present conditions must hold. */
+export interface RouteMatch {
+  readonly path: StringMatch | undefined;
+  readonly ignorePathCase: boolean;
+  readonly method: StringMatch | undefined;
+  readonly authority: StringMatch | undefined;
+  readonly scheme: StringMatch | undefined;
+  readonly headers: readonly HeaderMatch[];
+  readonly queryParams: readonly HeaderMatch[];
+  readonly port: number | undefined;
+}
+
+export interface RouteDestination {
+  /** Fully qualified host. */
+  readonly host: string;
+  /** Service key when the host is a mesh Service. */
+  readonly service: string | undefined;
+  readonly subset: string | undefined;
+  readonly port: number | undefined;
+  /** Relative weight (VirtualService: percent; HTTPRoute: any scale). */
+  readonly weight: number;
+}
+
+export interface HeaderOperations {
+  readonly set: Readonly<Record<string, string>>;
+  readonly add: Readonly<Record<string, string>>;
+  readonly remove: readonly string[];
+}
+
+export interface RetryPolicy {
+  readonly attempts: number;
+  readonly perTryTimeoutMs: number | undefined;
+  /** Retry conditions (`5xx`, `connect-failure`, `503`, ...). */
+  readonly retryOn: readonly string[];
+  readonly backoffMs: number | undefined;
+}
+
+export interface FaultPolicy {
+  readonly delay: { readonly ms: number; readonly percent: number } | undefined;
+  readonly abort: { readonly httpStatus: number; readonly percent: number } | undefined;
+}
+
+export interface MirrorPolicy {
+  readonly destination: RouteDestination;
+  readonly percent: number;
+}
+
+export type RouteAction =
+  | { readonly type: 'forward'; readonly destinations: readonly RouteDestination[] }
+  | {
+      readonly type: 'redirect';
+      readonly scheme: string | undefined;
+      readonly host: string | undefined;
+      readonly port: number | undefined;
+      readonly path: string | undefined;
+      readonly prefixPath: string | undefined;
+      readonly status: number;
+    }
+  | { readonly type: 'direct-response'; readonly status: number; readonly body: string | undefined };
+
+/** A VirtualService http route or an HTTPRoute rule, normalised. */
+export interface Route {
+  readonly source: ResourceRef;
+  /** Path of the rule inside its resource (`spec.http[1]`, `spec.rules[0]`). */
+  readonly path: string;
+  readonly name: string | undefined;
+  /** Empty: matches every request. */
+  readonly matches: readonly RouteMatch[];
+  readonly action: RouteAction;
+  readonly timeoutMs: number | undefined;
+  readonly retries: RetryPolicy | undefined;
+  readonly fault: FaultPolicy | undefined;
+  readonly mirrors: readonly MirrorPolicy[];
+  readonly rewrite: { readonly path: string | undefined; readonly prefixPath: string | undefined; readonly authority: string | undefined } | undefined;
+  readonly requestHeaders: HeaderOperations | undefined;
+  readonly responseHeaders: HeaderOperations | undefined;
+}
+
+// --------------------------------------------------------------------- destination policy
+
+export type LoadBalancerPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM';
+
+export interface ConnectionPoolPolicy {
+  readonly maxConnections: number | undefined;
+  readonly connectTimeoutMs: number | undefined;
+  readonly maxConnectionDurationMs: number | undefined;
+  readonly tcpIdleTimeoutMs: number | undefined;
+  readonly http1MaxPendingRequests: number | undefined;
+  readonly http2MaxRequests: number | undefined;
+  readonly maxRequestsPerConnection: number | undefined;
+  readonly maxRetries: number | undefined;
+  readonly httpIdleTimeoutMs: number | undefined;
+  readonly maxConcurrentStreams: number | undefined;
+}
+
+export interface OutlierDetectionPolicy {
+  readonly consecutive5xxErrors: number | undefined;
+  readonly consecutiveGatewayErrors: number | undefined;
+  readonly intervalMs: number;
+  readonly baseEjectionTimeMs: number;
+  readonly maxEjectionPercent: number;
+  readonly minHealthPercent: number;
+}
+
+export interface TrafficPolicy {
+  readonly loadBalancer: LoadBalancerPolicy | undefined;
+  readonly connectionPool: ConnectionPoolPolicy | undefined;
+  readonly outlierDetection: OutlierDetectionPolicy | undefined;
+  /** Per service port overrides (already merged over the fields above). */
+  readonly ports: Readonly<Record<number, Omit<TrafficPolicy, 'ports'>>>;
+}
+
+export interface Subset {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** The subset's policy merged over the DestinationRule's top-level policy. */
+  readonly trafficPolicy: TrafficPolicy;
+}
+
+export interface DestinationPolicy {
+  readonly source: ResourceRef;
+  readonly host: string;
+  readonly trafficPolicy: TrafficPolicy;
+  readonly subsets: readonly Subset[];
+}

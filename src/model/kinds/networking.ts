@@ -1,0 +1,294 @@
+/**
+ * Istio networking kinds (networking.istio.io v1, v1beta1, v1alpha3): VirtualService and
+ * DestinationRule, with Istio's field names. ambit's waypoint implements HTTP routing; `tls` and
+ * `tcp` routes, CORS, delegation and Sidecar/ingress-only fields are recognised and reported as
+ * unimplemented.
+ */
+import { arr, bool, deprecated, duration, enumOf, ignored, int, num, obj, opt, record, req, str, unimplemented, anyValue, type Infer } from '../schema/dsl.js';
+import { dnsName, host, labels, portNumber, regex, stringMatch } from '../schema/common.js';
+import type { Resource } from '../resource.js';
+import { defineKind } from './kind.js';
+
+const NETWORKING_VERSIONS = ['v1', 'v1beta1', 'v1alpha3'] as const;
+
+const percent = obj({ value: req(num({ min: 0, max: 100 })) });
+
+/** Istio StringMatch where `{}` is also allowed (header presence in `headers`/`withoutHeaders`). */
+const presenceMatch = obj({ exact: opt(str()), prefix: opt(str()), regex: opt(regex) }, { atMostOne: [['exact', 'prefix', 'regex']] });
+
+const headerName = str({ pattern: /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, format: 'an HTTP header name' });
+
+const headerOperations = obj({ set: opt(record(str())), add: opt(record(str())), remove: opt(arr(headerName)) });
+const headers = obj({ request: opt(headerOperations), response: opt(headerOperations) });
+
+const httpMatch = obj({
+  name: opt(str()),
+  uri: opt(stringMatch),
+  scheme: opt(stringMatch),
+  method: opt(stringMatch),
+  authority: opt(stringMatch),
+  headers: opt(record(presenceMatch)),
+  port: opt(portNumber),
+  queryParams: opt(record(presenceMatch)),
+  ignoreUriCase: opt(bool()),
+  withoutHeaders: opt(record(presenceMatch)),
+  sourceLabels: unimplemented(record(str()), 'waypoints see the source identity, not its labels; use an AuthorizationPolicy'),
+  sourceNamespace: unimplemented(str(), 'use an AuthorizationPolicy on the source namespace'),
+  gateways: unimplemented(arr(str()), 'ingress gateways are not implemented'),
+  statPrefix: ignored(),
+});
+
+const portSelector = obj({ number: req(portNumber) });
+
+const destination = obj({
+  host: req(host),
+  subset: opt(dnsName('dns1123-label')),
+  port: opt(portSelector),
+});
+
+const httpRouteDestination = obj({
+  destination: req(destination),
+  weight: opt(int({ min: 0, max: 100 })),
+  headers: unimplemented(headers, 'set headers on the route instead of one destination'),
+});
+
+const RETRY_ON = new Set([
+  '5xx', 'gateway-error', 'reset', 'reset-before-request', 'connect-failure', 'envoy-ratelimited', 'retriable-4xx',
+  'refused-stream', 'retriable-status-codes', 'retriable-headers', 'http3-post-connect-failure', 'cancelled',
+  'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable',
+]);
+
+const retryOn = str({
+  check: (s) => {
+    for (const part of s.split(',').map((p) => p.trim())) {
+      if (!RETRY_ON.has(part) && !/^[1-5]\d\d$/.test(part)) return `retryOn ${JSON.stringify(part)} is not a retry policy (5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, ...) or an HTTP status`;
+    }
+    return undefined;
+  },
+});
+
+const retries = obj({
+  attempts: opt(int({ min: 0 })),
+  perTryTimeout: opt(duration({ minMs: 1 })),
+  retryOn: opt(retryOn),
+  retryRemoteLocalities: unimplemented(bool(), 'ambit has no locality'),
+  retryIgnorePreviousHosts: opt(bool()),
+  backoff: opt(duration({ minMs: 1 })),
+});
+
+const fault = obj({
+  delay: opt(
+    obj(
+      {
+        fixedDelay: opt(duration({ minMs: 1 })),
+        exponentialDelay: unimplemented(duration(), 'use fixedDelay'),
+        percentage: opt(percent),
+        percent: deprecated(int({ min: 0, max: 100 }), 'use percentage.value'),
+      },
+      { exactlyOne: [['fixedDelay', 'exponentialDelay']] },
+    ),
+  ),
+  abort: opt(
+    obj(
+      {
+        httpStatus: opt(int({ min: 200, max: 599 })),
+        grpcStatus: unimplemented(str(), 'use httpStatus'),
+        http2Error: unimplemented(str(), 'use httpStatus'),
+        percentage: opt(percent),
+      },
+      { exactlyOne: [['httpStatus', 'grpcStatus', 'http2Error']] },
+    ),
+  ),
+});
+
+const redirect = obj({
+  uri: opt(str()),
+  authority: opt(str()),
+  port: opt(portNumber),
+  derivePort: opt(enumOf(['FROM_PROTOCOL_DEFAULT', 'FROM_REQUEST_PORT'])),
+  scheme: opt(enumOf(['http', 'https'])),
+  redirectCode: opt(int({ min: 300, max: 399 })),
+});
+
+const rewrite = obj({
+  uri: opt(str()),
+  authority: opt(str()),
+  uriRegexRewrite: unimplemented(obj({ match: req(regex), rewrite: req(str()) }), 'use rewrite.uri'),
+});
+
+const directResponse = obj({
+  status: req(int({ min: 200, max: 599 })),
+  body: opt(obj({ string: opt(str()), bytes: opt(str()) }, { atMostOne: [['string', 'bytes']] })),
+});
+
+const httpRoute = obj(
+  {
+    name: opt(str()),
+    match: opt(arr(httpMatch)),
+    route: opt(arr(httpRouteDestination, { minItems: 1 })),
+    redirect: opt(redirect),
+    directResponse: opt(directResponse),
+    delegate: unimplemented(anyValue(), 'write the delegated routes into this VirtualService'),
+    rewrite: opt(rewrite),
+    timeout: opt(duration({ minMs: 1 })),
+    retries: opt(retries),
+    fault: opt(fault),
+    mirror: opt(destination),
+    mirrors: opt(arr(obj({ destination: req(destination), percentage: opt(percent) }))),
+    mirrorPercentage: opt(percent),
+    mirror_percent: deprecated(int({ min: 0, max: 100 }), 'use mirrorPercentage'),
+    mirrorPercent: deprecated(int({ min: 0, max: 100 }), 'use mirrorPercentage'),
+    corsPolicy: unimplemented(anyValue(), 'CORS is not implemented at the waypoint'),
+    headers: opt(headers),
+  },
+  {
+    exactlyOne: [['route', 'redirect', 'directResponse', 'delegate']],
+    atMostOne: [['mirror', 'mirrors']],
+    check(r, path, ctx) {
+      const dests = r.route ?? [];
+      if (dests.length > 1) {
+        const sum = dests.reduce((a, d) => a + (d.weight ?? 0), 0);
+        if (sum !== 100) {
+          ctx.report('AMBIT_SCHEMA_WEIGHT_SUM', `route weights sum to ${sum}, they must sum to 100 (${dests.map((d) => d.weight ?? 0).join(' + ')})`, [...path, 'route']);
+        }
+      }
+    },
+  },
+);
+
+const virtualServiceSpec = obj({
+  hosts: req(arr(host, { minItems: 1 })),
+  gateways: opt(
+    arr(
+      str({
+        check: (g) => (g === 'mesh' ? undefined : `gateway ${JSON.stringify(g)}: only "mesh" is implemented (ingress gateways are not)`),
+        code: 'AMBIT_SCHEMA_UNIMPLEMENTED',
+      }),
+    ),
+  ),
+  http: opt(arr(httpRoute)),
+  tls: unimplemented(anyValue(), 'TLS-passthrough routes are not implemented; traffic is forwarded at L4'),
+  tcp: unimplemented(anyValue(), 'TCP routes are not implemented; traffic is forwarded at L4'),
+  exportTo: unimplemented(arr(str()), 'every object is visible mesh-wide'),
+});
+
+export const virtualServiceKind = defineKind({
+  group: 'networking.istio.io',
+  kind: 'VirtualService',
+  versions: NETWORKING_VERSIONS,
+  namespaced: true,
+  nameRule: 'dns1123-subdomain',
+  spec: virtualServiceSpec,
+  specRequired: true,
+  summary: 'HTTP routing for a Service: matches, weighted splits, retries, timeouts, faults, mirroring',
+});
+export type VirtualServiceSpec = Infer<typeof virtualServiceSpec>;
+export type VsHttpRouteSpec = Infer<typeof httpRoute>;
+export type VsHttpMatchSpec = Infer<typeof httpMatch>;
+export type VsDestinationSpec = Infer<typeof destination>;
+export type VsHeadersSpec = Infer<typeof headers>;
+export type VirtualServiceResource = Resource<VirtualServiceSpec, undefined>;
+
+// ------------------------------------------------------------------------- DestinationRule
+
+const loadBalancer = obj(
+  {
+    simple: opt(
+      enumOf(['UNSPECIFIED', 'RANDOM', 'PASSTHROUGH', 'ROUND_ROBIN', 'LEAST_REQUEST', 'LEAST_CONN'], {
+        unimplemented: ['PASSTHROUGH'],
+        deprecated: ['LEAST_CONN'],
+        note: 'the waypoint always picks an endpoint',
+      }),
+    ),
+    consistentHash: unimplemented(anyValue(), 'use simple load balancing'),
+    localityLbSetting: unimplemented(anyValue(), 'ambit has no locality'),
+    warmupDurationSecs: unimplemented(anyValue(), 'no slow start'),
+    warmup: unimplemented(anyValue(), 'no slow start'),
+  },
+  { atMostOne: [['simple', 'consistentHash']] },
+);
+
+const connectionPool = obj({
+  tcp: opt(
+    obj({
+      maxConnections: opt(int({ min: 0 })),
+      connectTimeout: opt(duration({ minMs: 1 })),
+      tcpKeepalive: unimplemented(anyValue(), 'the tunnel keeps its own keepalives'),
+      maxConnectionDuration: opt(duration({ minMs: 1 })),
+      idleTimeout: opt(duration({ minMs: 1 })),
+    }),
+  ),
+  http: opt(
+    obj({
+      http1MaxPendingRequests: opt(int({ min: 0 })),
+      http2MaxRequests: opt(int({ min: 0 })),
+      maxRequestsPerConnection: opt(int({ min: 0 })),
+      maxRetries: opt(int({ min: 0 })),
+      idleTimeout: opt(duration({ minMs: 1 })),
+      h2UpgradePolicy: unimplemented(enumOf(['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE']), 'the waypoint speaks the client protocol'),
+      useClientProtocol: unimplemented(bool(), 'the waypoint always uses the client protocol'),
+      maxConcurrentStreams: opt(int({ min: 0 })),
+    }),
+  ),
+});
+
+const outlierDetection = obj({
+  consecutiveErrors: deprecated(int({ min: 0 }), 'use consecutive5xxErrors'),
+  consecutiveGatewayErrors: opt(int({ min: 0 })),
+  consecutive5xxErrors: opt(int({ min: 0 })),
+  interval: opt(duration({ minMs: 1 })),
+  baseEjectionTime: opt(duration({ minMs: 1 })),
+  maxEjectionPercent: opt(int({ min: 0, max: 100 })),
+  minHealthPercent: opt(int({ min: 0, max: 100 })),
+  splitExternalLocalOriginErrors: unimplemented(bool(), 'all errors count'),
+  consecutiveLocalOriginFailures: unimplemented(int({ min: 0 }), 'all errors count'),
+});
+
+const tlsNote = 'mTLS between workloads is automatic (HBONE); originating TLS to external hosts is not implemented';
+
+const portTrafficPolicy = obj({
+  port: opt(portSelector),
+  loadBalancer: opt(loadBalancer),
+  connectionPool: opt(connectionPool),
+  outlierDetection: opt(outlierDetection),
+  tls: unimplemented(anyValue(), tlsNote),
+});
+
+const trafficPolicy = obj({
+  loadBalancer: opt(loadBalancer),
+  connectionPool: opt(connectionPool),
+  outlierDetection: opt(outlierDetection),
+  tls: unimplemented(anyValue(), tlsNote),
+  portLevelSettings: opt(arr(portTrafficPolicy, { uniqueBy: { key: (p) => (p.port ? String(p.port.number) : undefined), what: 'port' } })),
+  tunnel: unimplemented(anyValue(), 'ambit tunnels with HBONE'),
+  proxyProtocol: unimplemented(anyValue(), 'PROXY protocol is not implemented'),
+});
+
+const subset = obj({
+  name: req(dnsName('dns1123-label')),
+  labels: opt(labels),
+  trafficPolicy: opt(trafficPolicy),
+});
+
+const destinationRuleSpec = obj({
+  host: req(host),
+  trafficPolicy: opt(trafficPolicy),
+  subsets: opt(arr(subset, { uniqueBy: { key: (s) => s.name, what: 'subset' } })),
+  exportTo: unimplemented(arr(str()), 'every object is visible mesh-wide'),
+  workloadSelector: unimplemented(anyValue(), 'Sidecar-only field'),
+});
+
+export const destinationRuleKind = defineKind({
+  group: 'networking.istio.io',
+  kind: 'DestinationRule',
+  versions: NETWORKING_VERSIONS,
+  namespaced: true,
+  nameRule: 'dns1123-subdomain',
+  spec: destinationRuleSpec,
+  specRequired: true,
+  summary: 'subsets, load balancing, connection pools, outlier detection for a host',
+});
+export type DestinationRuleSpec = Infer<typeof destinationRuleSpec>;
+export type TrafficPolicySpec = Infer<typeof trafficPolicy>;
+export type PortTrafficPolicySpec = Infer<typeof portTrafficPolicy>;
+export type DestinationRuleResource = Resource<DestinationRuleSpec, undefined>;

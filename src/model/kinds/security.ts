@@ -1,0 +1,173 @@
+/**
+ * Istio security kinds (security.istio.io v1 and v1beta1): PeerAuthentication,
+ * AuthorizationPolicy, RequestAuthentication, with Istio's field names. The AuthorizationPolicy
+ * spec type is the one the evaluator consumes (src/model/authz/types.ts); a compile-time check
+ * below keeps the schema's output assignable to it.
+ */
+import { arr, bool, duration, enumOf, obj, opt, record, req, str, unimplemented, type Infer } from '../schema/dsl.js';
+import { cidr, policyTargetRef, workloadSelector } from '../schema/common.js';
+import type { AuthorizationPolicySpec } from '../authz/types.js';
+import type { Resource } from '../resource.js';
+import { defineKind } from './kind.js';
+
+const SECURITY_VERSIONS = ['v1', 'v1beta1'] as const;
+
+// ---------------------------------------------------------------------- PeerAuthentication
+
+const mtlsMode = enumOf(['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT']);
+const mtls = obj({ mode: opt(mtlsMode) });
+
+const peerAuthenticationSpec = obj(
+  {
+    selector: opt(workloadSelector),
+    mtls: opt(mtls),
+    portLevelMtls: opt(
+      record(mtls, {
+        key: (k) =>
+          /^\d{1,5}$/.test(k) && Number(k) >= 1 && Number(k) <= 65535
+            ? undefined
+            : { code: 'AMBIT_SCHEMA_RANGE', message: `portLevelMtls key ${JSON.stringify(k)} must be a port number 1..65535` },
+      }),
+    ),
+  },
+  {
+    check(spec, path, ctx) {
+      const hasSelector = Object.keys(spec.selector?.matchLabels ?? {}).length > 0;
+      if (spec.portLevelMtls !== undefined && Object.keys(spec.portLevelMtls).length > 0 && !hasSelector) {
+        ctx.report('AMBIT_POLICY_PORT_LEVEL_WITHOUT_SELECTOR', 'portLevelMtls only applies to a PeerAuthentication with a selector (as in Istio); it is ignored', [...path, 'portLevelMtls'], { atKey: true });
+      }
+    },
+  },
+);
+
+export const peerAuthenticationKind = defineKind({
+  group: 'security.istio.io',
+  kind: 'PeerAuthentication',
+  versions: SECURITY_VERSIONS,
+  namespaced: true,
+  nameRule: 'dns1123-subdomain',
+  spec: peerAuthenticationSpec,
+  summary: 'mTLS mode STRICT / PERMISSIVE / DISABLE, mesh-, namespace- or workload-wide, per port',
+});
+export type MtlsMode = Infer<typeof mtlsMode>;
+export type PeerAuthenticationSpec = Infer<typeof peerAuthenticationSpec>;
+export type PeerAuthenticationResource = Resource<PeerAuthenticationSpec, undefined>;
+
+// --------------------------------------------------------------------- AuthorizationPolicy
+
+const strings = arr(str());
+const portStrings = arr(str({ pattern: /^\d{1,5}$/, format: 'a port number written as a string ("8080")' }));
+const cidrs = arr(cidr);
+
+const source = obj({
+  principals: opt(strings),
+  notPrincipals: opt(strings),
+  requestPrincipals: opt(strings),
+  notRequestPrincipals: opt(strings),
+  namespaces: opt(strings),
+  notNamespaces: opt(strings),
+  serviceAccounts: opt(strings),
+  notServiceAccounts: opt(strings),
+  ipBlocks: opt(cidrs),
+  notIpBlocks: opt(cidrs),
+  remoteIpBlocks: opt(cidrs),
+  notRemoteIpBlocks: opt(cidrs),
+});
+
+const operation = obj({
+  hosts: opt(strings),
+  notHosts: opt(strings),
+  ports: opt(portStrings),
+  notPorts: opt(portStrings),
+  methods: opt(strings),
+  notMethods: opt(strings),
+  paths: opt(strings),
+  notPaths: opt(strings),
+});
+
+const condition = obj({ key: req(str({ minLength: 1 })), values: opt(strings), notValues: opt(strings) }, {
+  check(c, path, ctx) {
+    if ((c.values ?? []).length === 0 && (c.notValues ?? []).length === 0) {
+      ctx.report('AMBIT_SCHEMA_REQUIRED', 'a condition needs values or notValues', path);
+    }
+  },
+});
+
+const rule = obj({
+  from: opt(arr(obj({ source: opt(source) }))),
+  to: opt(arr(obj({ operation: opt(operation) }))),
+  when: opt(arr(condition)),
+});
+
+const authorizationPolicySpec = obj(
+  {
+    selector: opt(workloadSelector),
+    targetRef: opt(policyTargetRef),
+    targetRefs: opt(arr(policyTargetRef)),
+    rules: opt(arr(rule)),
+    action: opt(enumOf(['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'], { unimplemented: ['CUSTOM'], note: 'external authorizers are not supported; ambit fails closed (denies what the rules match)' })),
+    provider: unimplemented(obj({ name: opt(str()) }), 'only meaningful with action CUSTOM'),
+  },
+  { atMostOne: [['selector', 'targetRef', 'targetRefs']] },
+);
+
+export const authorizationPolicyKind = defineKind({
+  group: 'security.istio.io',
+  kind: 'AuthorizationPolicy',
+  versions: SECURITY_VERSIONS,
+  namespaced: true,
+  nameRule: 'dns1123-subdomain',
+  spec: authorizationPolicySpec,
+  attachment: 'workload-selector',
+  summary: 'ALLOW / DENY / AUDIT rules; L4 fields enforced by the agent, L7 fields by the waypoint',
+});
+export type AuthorizationPolicyResource = Resource<AuthorizationPolicySpec, undefined>;
+
+// The parsed spec must be usable as the evaluator's spec type, unchanged.
+const specIsEvaluatorSpec: (s: Infer<typeof authorizationPolicySpec>) => AuthorizationPolicySpec = (s) => s;
+void specIsEvaluatorSpec;
+
+// ------------------------------------------------------------------- RequestAuthentication
+
+const jwtHeader = obj({ name: req(str({ minLength: 1 })), prefix: opt(str()) });
+
+const jwtRule = obj(
+  {
+    issuer: req(str({ minLength: 1 })),
+    audiences: opt(strings),
+    jwksUri: opt(str({ pattern: /^https?:\/\/\S+$/, format: 'an http(s) URL' })),
+    jwks: opt(str()),
+    fromHeaders: opt(arr(jwtHeader)),
+    fromParams: opt(strings),
+    fromCookies: opt(strings),
+    outputPayloadToHeader: opt(str()),
+    forwardOriginalToken: opt(bool()),
+    outputClaimToHeaders: opt(arr(obj({ header: req(str({ minLength: 1 })), claim: req(str({ minLength: 1 })) }))),
+    timeout: opt(duration({ minMs: 1 })),
+  },
+  { atMostOne: [['jwks', 'jwksUri']] },
+);
+
+const requestAuthenticationSpec = obj(
+  {
+    selector: opt(workloadSelector),
+    targetRef: opt(policyTargetRef),
+    targetRefs: opt(arr(policyTargetRef)),
+    jwtRules: opt(arr(jwtRule)),
+  },
+  { atMostOne: [['selector', 'targetRef', 'targetRefs']] },
+);
+
+export const requestAuthenticationKind = defineKind({
+  group: 'security.istio.io',
+  kind: 'RequestAuthentication',
+  versions: SECURITY_VERSIONS,
+  namespaced: true,
+  nameRule: 'dns1123-subdomain',
+  spec: requestAuthenticationSpec,
+  attachment: 'workload-selector',
+  summary: 'JWT validation rules, enforced at the waypoint',
+});
+export type RequestAuthenticationSpec = Infer<typeof requestAuthenticationSpec>;
+export type RequestAuthenticationResource = Resource<RequestAuthenticationSpec, undefined>;
+

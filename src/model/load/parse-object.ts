@@ -1,0 +1,148 @@
+/**
+ * One plain object (from a YAML document or the Kubernetes API) → a validated, typed, frozen
+ * `Resource`, or diagnostics explaining why not.
+ *
+ * Invariants:
+ * - An object with any error-severity problem yields no resource: ambit never runs half a
+ *   policy (dropping one bad `ipBlocks` entry would widen a rule), as the API server rejects it.
+ * - Warnings and infos (unknown fields, unimplemented features) keep the resource.
+ * - Every diagnostic names the resource and, when the object came from a file, its position.
+ */
+import { describeRef, formatPath, severityOf, type Diagnostic, type ResourceRef } from '../diagnostics.js';
+import { findKind, kindsNamed } from '../kinds/all-kinds.js';
+import { nameProblem, objectMeta } from '../schema/common.js';
+import { INVALID, isPlainObject, SchemaContext, type Issue } from '../schema/dsl.js';
+import { deepFreeze, kindKey, refKey, type Origin, type Resource } from '../resource.js';
+
+export interface ParseResult {
+  /** The resource, absent when the object has errors or is of a kind ambit ignores. */
+  resource?: Resource;
+  diagnostics: Diagnostic[];
+}
+
+export interface ParseObjectOptions {
+  /** Where the object came from (default: no file positions). */
+  origin?: Origin;
+}
+
+/** `networking.istio.io/v1` → group and version (`v1` → core group). */
+export function splitApiVersion(apiVersion: string): { group: string; version: string } {
+  const slash = apiVersion.lastIndexOf('/');
+  return slash < 0 ? { group: '', version: apiVersion } : { group: apiVersion.slice(0, slash), version: apiVersion.slice(slash + 1) };
+}
+
+function toDiagnostic(issue: Issue, origin: Origin | undefined, ref: ResourceRef | undefined): Diagnostic {
+  const d: Diagnostic = { severity: issue.severity ?? severityOf(issue.code), code: issue.code, message: issue.message };
+  const pos = origin?.locate(issue.path, issue.atKey);
+  if (origin !== undefined) d.file = origin.file;
+  if (pos !== undefined) {
+    d.line = pos.line;
+    d.column = pos.column;
+  } else if (origin !== undefined) {
+    d.line = origin.line;
+    d.column = origin.column;
+  }
+  if (issue.path.length > 0) d.path = formatPath(issue.path);
+  if (ref !== undefined) d.resource = ref;
+  return d;
+}
+
+/** Validates one object. */
+export function parseObject(raw: unknown, opts: ParseObjectOptions = {}): ParseResult {
+  const origin = opts.origin;
+  const ctx = new SchemaContext();
+  const finish = (resource: Resource | undefined, ref: ResourceRef | undefined): ParseResult => {
+    const diagnostics = ctx.issues.map((i) => toDiagnostic(i, origin, ref));
+    if (ref !== undefined) for (const d of diagnostics) d.message = `${describeRef(ref)}: ${d.message}`;
+    const failed = diagnostics.some((d) => d.severity === 'error');
+    return failed || resource === undefined ? { diagnostics } : { resource, diagnostics };
+  };
+
+  if (!isPlainObject(raw)) {
+    ctx.report('AMBIT_INPUT_NOT_OBJECT', 'not a Kubernetes object (expected a mapping with apiVersion and kind)', []);
+    return finish(undefined, undefined);
+  }
+  const apiVersion = raw['apiVersion'];
+  const kind = raw['kind'];
+  if (typeof apiVersion !== 'string' || apiVersion === '' || typeof kind !== 'string' || kind === '') {
+    const missing = typeof apiVersion !== 'string' || apiVersion === '' ? 'apiVersion' : 'kind';
+    ctx.report('AMBIT_OBJECT_NO_KIND', `object has no ${missing} (every Kubernetes object needs apiVersion and kind)`, raw[missing] === undefined ? [] : [missing]);
+    return finish(undefined, undefined);
+  }
+  const { group, version } = splitApiVersion(apiVersion);
+  const def = findKind(group, kind);
+  if (def === undefined) {
+    const named = kindsNamed(kind);
+    if (named.length > 0) {
+      const accepted = named.flatMap((k) => k.versions.map((v) => (k.group === '' ? v : `${k.group}/${v}`)));
+      ctx.report('AMBIT_OBJECT_UNSUPPORTED_VERSION', `${kind} with apiVersion ${apiVersion} is not supported (accepted: ${accepted.join(', ')})`, ['apiVersion']);
+    } else {
+      ctx.report('AMBIT_OBJECT_UNKNOWN_KIND', `ambit does not model ${kind} (${apiVersion}); the object is ignored`, ['kind']);
+    }
+    return finish(undefined, undefined);
+  }
+  if (!def.versions.includes(version)) {
+    ctx.report('AMBIT_OBJECT_UNSUPPORTED_VERSION', `${kind} version ${version} is not supported (accepted: ${def.versions.map((v) => (group === '' ? v : `${group}/${v}`)).join(', ')})`, ['apiVersion']);
+    return finish(undefined, undefined);
+  }
+
+  const path: (string | number)[] = ['metadata'];
+  const rawMeta = raw['metadata'];
+  if (rawMeta === undefined || rawMeta === null) {
+    ctx.report('AMBIT_SCHEMA_REQUIRED', 'missing required field "metadata"', []);
+    return finish(undefined, undefined);
+  }
+  const meta = objectMeta.parse(rawMeta, path, ctx);
+  if (meta === INVALID) return finish(undefined, undefined);
+  const namespace = def.namespaced ? meta.namespace ?? 'default' : '';
+  const ref: ResourceRef = { group, kind, namespace, name: meta.name };
+  const badName = nameProblem(meta.name, def.nameRule);
+  if (badName !== undefined) ctx.report('AMBIT_SCHEMA_NAME', badName, ['metadata', 'name']);
+  const metadata = { ...meta };
+  if (def.namespaced) metadata.namespace = namespace;
+  else delete metadata.namespace;
+
+  let spec: unknown = {};
+  let status: unknown;
+  for (const key of Object.keys(raw)) {
+    if (key === 'apiVersion' || key === 'kind' || key === 'metadata') continue;
+    const value = raw[key];
+    if (key === 'spec') {
+      if (value === null || value === undefined) continue;
+      const r = def.spec.parse(value, ['spec'], ctx);
+      if (r !== INVALID) spec = r;
+    } else if (key === 'status') {
+      if (def.status === undefined || value === null || value === undefined) continue;
+      const r = def.status.parse(value, ['status'], ctx);
+      if (r !== INVALID) status = r;
+    } else if (!def.otherFields?.includes(key)) {
+      ctx.report('AMBIT_SCHEMA_UNKNOWN_FIELD', `unknown top-level field "${key}"; it is ignored`, [key], { atKey: true });
+    }
+  }
+  if (def.specRequired === true && (raw['spec'] === undefined || raw['spec'] === null)) {
+    ctx.report('AMBIT_SCHEMA_REQUIRED', 'missing required field "spec"', []);
+  }
+
+  const resource: Resource = {
+    apiVersion,
+    group,
+    version,
+    kind: def.kind,
+    ref,
+    key: refKey(ref),
+    metadata,
+    spec,
+    status,
+    ...(origin !== undefined ? { origin } : {}),
+  };
+  deepFreeze(resource.metadata);
+  deepFreeze(resource.spec);
+  deepFreeze(resource.status);
+  deepFreeze(resource.ref);
+  return finish(Object.freeze(resource), ref);
+}
+
+/** `kindKey` of a resource, re-exported for callers that index by kind. */
+export function resourceKindKey(r: Resource): string {
+  return kindKey(r.group, r.kind);
+}

@@ -1,0 +1,239 @@
+/**
+ * Multi-document YAML text → plain objects with positions. This is the only place that parses
+ * YAML; it is defensive because its input is whatever an operator points `ambit analyze` at.
+ *
+ * Invariants:
+ * - Never throws on bad input: every problem becomes a Diagnostic with file, line and column.
+ * - Limits (documented defaults in `YamlLimits`) bound the work per file: flow nesting is checked
+ *   before the parser runs (deep `[[[[` would exhaust the parser's stack), block nesting on the
+ *   parsed tree before conversion, and alias expansion by `maxAliasCount` during conversion.
+ * - A document with any YAML error is skipped as a whole (its objects are not half-read).
+ * - `locate()` keeps the parsed tree of each document, so positions of any field can be found
+ *   later (cross-reference diagnostics).
+ */
+import { LineCounter, parseAllDocuments, isMap, isSeq, isPair, isScalar, isNode, type Document, type Node, type ParsedNode } from 'yaml';
+import type { Diagnostic, FieldPath, SourcePosition } from '../diagnostics.js';
+import { formatPath } from '../diagnostics.js';
+import type { Origin } from '../resource.js';
+
+export interface YamlLimits {
+  /** Deepest nesting of mappings and sequences accepted (default 64; Kubernetes objects rarely exceed 20). */
+  maxDepth?: number;
+  /** Most alias expansions per document (default 100; guards against "billion laughs"). */
+  maxAliasCount?: number;
+}
+
+export const DEFAULT_MAX_DEPTH = 64;
+export const DEFAULT_MAX_ALIAS_COUNT = 100;
+
+/** One top-level document that is a mapping, converted to plain JS. */
+export interface YamlObject {
+  readonly value: Record<string, unknown>;
+  readonly origin: Origin;
+}
+
+export interface YamlTextResult {
+  objects: YamlObject[];
+  diagnostics: Diagnostic[];
+}
+
+/** Positions of fields inside one document. */
+class DocumentOrigin implements Origin {
+  readonly line: number;
+  readonly column: number;
+
+  constructor(
+    readonly file: string,
+    private readonly root: Node,
+    private readonly lines: LineCounter,
+    private readonly basePath: FieldPath,
+  ) {
+    const pos = this.position(root, false) ?? { line: 1, column: 1 };
+    this.line = pos.line;
+    this.column = pos.column;
+  }
+
+  locate(path: FieldPath, atKey = false): SourcePosition | undefined {
+    const full = this.basePath.length === 0 ? path : [...this.basePath, ...path];
+    let node: unknown = this.root;
+    let best: SourcePosition | undefined = this.position(node, false);
+    for (let i = 0; i < full.length; i++) {
+      const seg = full[i];
+      const last = i === full.length - 1;
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
+        if (pair === undefined) return best;
+        if (last && atKey) return this.position(pair.key, false) ?? best;
+        node = pair.value;
+        best = this.position(node, false) ?? this.position(pair.key, false) ?? best;
+        if (node === null || node === undefined) return best;
+      } else if (isSeq(node) && typeof seg === 'number') {
+        const item = node.items[seg];
+        if (item === undefined) return best;
+        node = isPair(item) ? item.value : item;
+        best = this.position(node, false) ?? best;
+      } else {
+        return best;
+      }
+    }
+    return best;
+  }
+
+  private position(node: unknown, end: boolean): SourcePosition | undefined {
+    if (!isNode(node) || node.range === undefined || node.range === null) return undefined;
+    const offset = end ? node.range[1] : node.range[0];
+    const { line, col } = this.lines.linePos(offset);
+    return { file: this.file, line, column: col };
+  }
+}
+
+/** Greatest depth of `[`/`{` flow nesting, ignoring comments; cheap and conservative. */
+export function maxFlowDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let lineStart = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x0a) {
+      lineStart = true;
+      continue;
+    }
+    if (c === 0x23 /* # */ && (lineStart || text.charCodeAt(i - 1) === 0x20 || text.charCodeAt(i - 1) === 0x09)) {
+      const nl = text.indexOf('\n', i);
+      if (nl < 0) break;
+      i = nl - 1;
+      continue;
+    }
+    if (c !== 0x20 && c !== 0x09) lineStart = false;
+    if (c === 0x5b || c === 0x7b) {
+      depth++;
+      if (depth > max) max = depth;
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) {
+      depth--;
+    }
+  }
+  return max;
+}
+
+/** Deepest collection nesting below `root`, walked iteratively (no recursion on hostile input). */
+function treeDepth(root: unknown, limit: number): { depth: number; at: Node | undefined } {
+  const stack: [unknown, number][] = [[root, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop() as [unknown, number];
+    if (isMap(node) || isSeq(node)) {
+      if (depth > limit) return { depth, at: node };
+      for (const item of node.items as unknown[]) {
+        if (isPair(item)) {
+          stack.push([item.key, depth + 1], [item.value, depth + 1]);
+        } else {
+          stack.push([item, depth + 1]);
+        }
+      }
+    }
+  }
+  return { depth: 0, at: undefined };
+}
+
+function firstLine(message: string): string {
+  const line = message.split('\n')[0] ?? message;
+  return line.replace(/ at line \d+, column \d+:?$/, '');
+}
+
+/** Parses a file's text into its top-level mapping documents. */
+export function parseYamlText(text: string, file: string, limits: YamlLimits = {}): YamlTextResult {
+  const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
+  const maxAliasCount = limits.maxAliasCount ?? DEFAULT_MAX_ALIAS_COUNT;
+  const diagnostics: Diagnostic[] = [];
+  const objects: YamlObject[] = [];
+
+  const flow = maxFlowDepth(text);
+  if (flow > maxDepth) {
+    diagnostics.push({ severity: 'error', code: 'AMBIT_YAML_TOO_DEEP', message: `flow nesting ([ and {) is ${flow} levels deep, more than the limit of ${maxDepth}; the file was not parsed`, file, line: 1, column: 1 });
+    return { objects, diagnostics };
+  }
+
+  const lines = new LineCounter();
+  let docs: Document.Parsed<ParsedNode>[];
+  try {
+    docs = parseAllDocuments(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true, strict: true }) as Document.Parsed<ParsedNode>[];
+  } catch (err) {
+    diagnostics.push({ severity: 'error', code: 'AMBIT_YAML_SYNTAX', message: `YAML could not be parsed: ${(err as Error).message}`, file, line: 1, column: 1 });
+    return { objects, diagnostics };
+  }
+  if (!Array.isArray(docs)) docs = [docs];
+
+  for (const doc of docs) {
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        const pos = e.linePos?.[0];
+        const code = e.code === 'DUPLICATE_KEY' ? 'AMBIT_YAML_DUPLICATE_KEY' : e.code === 'RESOURCE_EXHAUSTION' ? 'AMBIT_YAML_TOO_DEEP' : 'AMBIT_YAML_SYNTAX';
+        const d: Diagnostic = { severity: 'error', code, message: code === 'AMBIT_YAML_TOO_DEEP' ? `YAML nests too deeply to parse (${firstLine(e.message)})` : firstLine(e.message), file };
+        if (pos !== undefined) {
+          d.line = pos.line;
+          d.column = pos.col;
+        }
+        diagnostics.push(d);
+      }
+      continue;
+    }
+    for (const w of doc.warnings) {
+      const pos = w.linePos?.[0];
+      diagnostics.push({ severity: 'warning', code: 'AMBIT_YAML_SYNTAX', message: firstLine(w.message), file, ...(pos ? { line: pos.line, column: pos.col } : {}) });
+    }
+    const root = doc.contents;
+    if (root === null || root === undefined) continue; // empty document (`---` alone, comments)
+    const startPos = root.range ? lines.linePos(root.range[0]) : { line: 1, col: 1 };
+    if (!isMap(root)) {
+      const what = isSeq(root) ? 'a list' : isScalar(root) ? 'a plain value' : 'not a mapping';
+      diagnostics.push({ severity: 'error', code: 'AMBIT_INPUT_NOT_OBJECT', message: `document is ${what}, not a Kubernetes object (a mapping with apiVersion and kind); is this a YAML manifest?`, file, line: startPos.line, column: startPos.col });
+      continue;
+    }
+    const deep = treeDepth(root, maxDepth);
+    if (deep.at !== undefined) {
+      const p = deep.at.range ? lines.linePos(deep.at.range[0]) : startPos;
+      const col = 'col' in p ? p.col : 1;
+      diagnostics.push({ severity: 'error', code: 'AMBIT_YAML_TOO_DEEP', message: `nesting deeper than the limit of ${maxDepth} levels; the document was skipped`, file, line: p.line, column: col });
+      continue;
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount });
+    } catch (err) {
+      const alias = err instanceof ReferenceError && /alias/i.test(err.message);
+      diagnostics.push({
+        severity: 'error',
+        code: alias ? 'AMBIT_YAML_ALIAS_LIMIT' : 'AMBIT_YAML_SYNTAX',
+        message: alias ? `too many alias expansions (limit ${maxAliasCount}); this looks like a YAML alias bomb, the document was skipped` : `document could not be converted: ${(err as Error).message}`,
+        file,
+        line: startPos.line,
+        column: startPos.col,
+      });
+      continue;
+    }
+    const origin = new DocumentOrigin(file, root, lines, []);
+    if (isListObject(value)) {
+      const items = value['items'];
+      if (Array.isArray(items)) {
+        items.forEach((item, i) => {
+          const itemOrigin = new DocumentOrigin(file, root, lines, ['items', i]);
+          if (item !== null && typeof item === 'object' && !Array.isArray(item)) {
+            objects.push({ value: item as Record<string, unknown>, origin: itemOrigin });
+          } else {
+            const pos = itemOrigin.locate([]);
+            diagnostics.push({ severity: 'error', code: 'AMBIT_INPUT_NOT_OBJECT', message: 'List item is not a Kubernetes object', file, path: formatPath(['items', i]), ...(pos ? { line: pos.line, column: pos.column } : {}) });
+          }
+        });
+        continue;
+      }
+    }
+    objects.push({ value: value as Record<string, unknown>, origin });
+  }
+  return { objects, diagnostics };
+}
+
+/** `kind: List` (or `FooList`) with `apiVersion: v1` wraps items, as `kubectl get -o yaml` writes. */
+function isListObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const o = v as Record<string, unknown>;
+  return typeof o['kind'] === 'string' && o['kind'].endsWith('List') && o['apiVersion'] === 'v1' && Array.isArray(o['items']);
+}

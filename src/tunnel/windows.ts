@@ -1,0 +1,12 @@
+/**
+ * HTTP/2 flow-control and framing defaults shared by the HBONE client and server, chosen by
+ * measurement (bench/tunnel.ts): windows large enough that one stream fills a fast link without
+ * waiting for WINDOW_UPDATEs (4 MiB per stream, 16 MiB per connection, DESIGN.md / issue 3).
+ */
+
+/** SETTINGS_INITIAL_WINDOW_SIZE: per-stream receive window. */
+export const DEFAULT_STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
+/** Connection-level receive window (set with setLocalWindowSize after the handshake). */
+export const DEFAULT_SESSION_WINDOW_BYTES = 16 * 1024 * 1024;
+/** SETTINGS_MAX_FRAME_SIZE we accept: larger DATA frames mean fewer frame headers and callbacks. */
+export const DEFAULT_MAX_FRAME_SIZE = 16 * 1024;
