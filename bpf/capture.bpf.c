@@ -5,21 +5,23 @@
  *  cgroup/connect4, cgroup/connect6  outbound TCP connects from an enrolled netns (netns cookie in
  *                                    ambit_pods) to a non-loopback destination are rewritten to the
  *                                    pod's capture listener on loopback; the original destination is
- *                                    parked under the socket cookie.
+ *                                    parked under the socket cookie. The pod's own address is
+ *                                    local traffic and stays uncaptured.
  *  sockops                           on ACTIVE_ESTABLISHED the parked destination is re-keyed by
  *                                    (netns cookie, 4-tuple), the key the accepting side can compute.
  *  cgroup/getsockopt                 answers SO_ORIGINAL_DST (SOL_IP/SOL_IPV6, 80) for the accepted
  *                                    socket from that record, so any proxy can ask.
  *  sk_lookup                         one link per pod netns: inbound TCP to the pod address goes to
  *                                    the agent's 15008 (HBONE) or 15006 listener, except from the
- *                                    node's addresses and loopback.
+ *                                    node's addresses, loopback and the pod itself.
  *
  * Invariants:
  *  - every cgroup program returns 1 (allow): a failed lookup or update leaves the connect alone.
  *    A connect hook that fails closed breaks whole machines.
  *  - records are keyed by netns cookie as well as by tuple, since every pod has its own 127.0.0.1.
- *  - connection records live in LRU maps and are never deleted on close: a proxy may ask after the
- *    client has gone, and a reused tuple simply overwrites its stale record.
+ *  - connection records live in LRU maps and are not deleted on close: a proxy may ask after the
+ *    client has gone. A reused tuple overwrites its stale record, and an uncaptured loopback
+ *    connection of an enrolled netns deletes it.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -156,6 +158,11 @@ static __always_inline int is_local6(const __u32 a[4])
 	return a[2] == 0 && (a[3] == 0 || a[3] == bpf_htonl(1));
 }
 
+static __always_inline int same6(const __u32 a[4], const __u32 b[4])
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
 /* Excluded by the pod's port or CIDR lists? */
 static __always_inline int excluded(__u64 netns, const __u32 addr[4], __u16 port)
 {
@@ -205,7 +212,7 @@ int ambit_connect4(struct bpf_sock_addr *ctx)
 		return 1;
 	port = bpf_ntohs((__u16)ctx->user_port);
 	v4_mapped(addr, ctx->user_ip4);
-	if (is_local4(ctx->user_ip4) || excluded(netns, addr, port)) {
+	if (is_local4(ctx->user_ip4) || same6(addr, pod->addr) || excluded(netns, addr, port)) {
 		count(AMBIT_CNT_EXCLUDED);
 		return 1;
 	}
@@ -239,7 +246,7 @@ int ambit_connect6(struct bpf_sock_addr *ctx)
 	port = bpf_ntohs((__u16)ctx->user_port);
 	v4 = is_v4_mapped(addr);
 	/* Native IPv6 needs the pod's [::1] listener; link-local fe80::/10 stays on the link. */
-	if (is_local6(addr) || excluded(netns, addr, port) ||
+	if (is_local6(addr) || same6(addr, pod->addr) || excluded(netns, addr, port) ||
 	    (!v4 && (!(pod->flags & AMBIT_POD_F_OUTBOUND6) ||
 		     (bpf_ntohl(addr[0]) & 0xffc00000) == 0xfe800000))) {
 		count(AMBIT_CNT_EXCLUDED);
@@ -274,9 +281,7 @@ int ambit_sockops(struct bpf_sock_ops *ctx)
 		return 1;
 	cookie = bpf_get_socket_cookie(ctx);
 	dst = bpf_map_lookup_elem(&ambit_pending, &cookie);
-	if (!dst)
-		return 1;
-	key.netns = dst->netns;
+	key.netns = dst ? dst->netns : bpf_get_netns_cookie(ctx);
 	if (ctx->family == AF_INET) {
 		v4_mapped(key.client, ctx->local_ip4);
 		v4_mapped(key.server, ctx->remote_ip4);
@@ -292,6 +297,13 @@ int ambit_sockops(struct bpf_sock_ops *ctx)
 	}
 	key.client_port = (__u16)ctx->local_port;
 	key.server_port = (__u16)bpf_ntohl(ctx->remote_port);
+	if (!dst) {
+		/* An uncaptured loopback connection may reuse the tuple of an old captured one: drop the
+		 * stale record so nobody reads a destination that this connection never had. */
+		if (is_local6(key.server))
+			bpf_map_delete_elem(&ambit_conns, &key);
+		return 1;
+	}
 	if (bpf_map_update_elem(&ambit_conns, &key, dst, BPF_ANY) == 0)
 		count(AMBIT_CNT_LINKED);
 	else
@@ -397,7 +409,7 @@ int ambit_sk_lookup(struct bpf_sk_lookup *ctx)
 		}
 		return SK_PASS;
 	}
-	if (ctx->ingress_ifindex == LOOPBACK_IFINDEX || is_local6(src) ||
+	if (ctx->ingress_ifindex == LOOPBACK_IFINDEX || is_local6(src) || same6(src, key.addr) ||
 	    bpf_map_lookup_elem(&ambit_nodeaddrs, src)) {
 		bpf_sk_release(sk);
 		count(AMBIT_CNT_INBOUND_BYPASS);

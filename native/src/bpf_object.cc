@@ -115,7 +115,6 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
       m.Set("internal", Napi::Boolean::New(info.Env(), bpf_map__is_internal(map)));
       const char *pin = bpf_map__pin_path(map);
       if (pin != nullptr) m.Set("pinPath", pin);
-      m.Set("reused", Napi::Boolean::New(info.Env(), loaded_ && bpf_map__is_pinned(map)));
       out.Set(i++, m);
     }
     return out;

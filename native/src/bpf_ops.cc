@@ -235,7 +235,11 @@ Napi::Value ProbeFeatures(const Napi::CallbackInfo &info) {
   Napi::Object out = Napi::Object::New(env);
   Napi::Object progs = Napi::Object::New(env);
   Napi::Object maps = Napi::Object::New(env);
+  // libbpf's probes report "unsupported" for EPERM too, so privilege is probed on its own first.
   bool permission = true;
+  int probeFd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "ambit_probe", 4, 4, 1, nullptr);
+  if (probeFd < 0 && (errno == EPERM || errno == EACCES)) permission = false;
+  if (probeFd >= 0) close(probeFd);
   const enum bpf_prog_type progTypes[] = {BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_SOCK_OPS,
                                           BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_PROG_TYPE_SK_LOOKUP};
   for (auto t : progTypes) {

@@ -11,6 +11,7 @@ interface Subcommand {
 }
 
 const SUBCOMMANDS: Record<string, Subcommand> = {
+  control: { summary: 'run the control plane: discovery and CA over gRPC, from a folder or Kubernetes', load: () => import('./control.js') },
   analyze: { summary: 'validate mesh YAML and report every problem with file:line:col', load: () => import('./analyze.js') },
 };
 

@@ -127,6 +127,8 @@ export class ResourceTable {
     for (const r of upserts) {
       const key = resourceKey(r.kind, r.name);
       const before = this.entries.get(key);
+      // Projection hands back the same object for an unchanged model object: the cheap test first.
+      if (before !== undefined && before.resource === r) continue;
       const sk = selectKey(r);
       if (before !== undefined && before.resource.json === r.json && before.selectKey === sk) continue;
       if (touched.has(key)) continue;

@@ -212,6 +212,7 @@ export class Capture {
     }
     spec.setMaxEntries(MAP_NAMES.pending, maxConnections);
     spec.setMaxEntries(MAP_NAMES.conns, maxConnections);
+    const pinnedBefore = new Set(readdirSync(join(pinDir, 'maps')));
     let obj: LoadedObject;
     try {
       obj = await spec.load();
@@ -232,7 +233,7 @@ export class Capture {
       capture.#releaseHandles();
       throw err;
     }
-    log.info({ pinDir, cgroupPath, adoptedPods: capture.#pods.size, reusedMaps: obj.maps().filter((m) => m.reused).length }, 'capture open');
+    log.info({ pinDir, cgroupPath, adoptedPods: capture.#pods.size, reusedMaps: obj.maps().filter((m) => pinnedBefore.has(m.name)).length }, 'capture open');
     if (opts.registry !== undefined) registerCaptureMetrics(opts.registry, capture);
     return capture;
   }

@@ -28,7 +28,6 @@ export interface NativeMapSpec {
   maxEntries: number;
   internal: boolean;
   pinPath?: string;
-  reused: boolean;
 }
 
 export interface NativeBpfObject {

@@ -99,7 +99,7 @@ export class LoadedObject {
     return this.#obj().programs();
   }
 
-  /** Maps after load; `reused` tells which came from an existing pin. */
+  /** Maps after load. */
   maps(): MapSpec[] {
     return this.#obj().maps().filter((m) => !m.internal);
   }

@@ -68,8 +68,14 @@ export function sessionError(err: unknown, opts: Pick<OpenSessionOptions, 'host'
   return new TunnelError(tc, msg, { cause: err });
 }
 
+export interface OpenedSession {
+  session: ClientHttp2Session;
+  /** Serial of the server's leaf certificate (upper-case hex). */
+  peerSerial: string;
+}
+
 /** Opens a verified, ready HTTP/2 session. */
-export function openSession(opts: OpenSessionOptions): Promise<ClientHttp2Session> {
+export function openSession(opts: OpenSessionOptions): Promise<OpenedSession> {
   return new Promise((resolve, reject) => {
     let settled = false;
     let socket: TLSSocket | undefined;
@@ -117,7 +123,7 @@ export function openSession(opts: OpenSessionOptions): Promise<ClientHttp2Sessio
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve(session);
+      resolve({ session, peerSerial: socket?.getPeerX509Certificate()?.serialNumber.toUpperCase() ?? '' });
     });
   });
 }

@@ -82,6 +82,8 @@ interface PooledSession {
   streams: number;
   ready: Promise<ClientHttp2Session>;
   session: ClientHttp2Session | undefined;
+  /** Serial of the server certificate this session verified. */
+  peerSerial: string;
   idleTimer: NodeJS.Timeout | undefined;
 }
 
@@ -91,7 +93,10 @@ export interface PoolSessionStats {
   address: string;
   source: string;
   destinationIdentity: string;
+  /** Our certificate's serial on this session. */
   serial: string;
+  /** The server certificate's serial on this session ('' while connecting). */
+  peerSerial: string;
   state: State;
   streams: number;
 }
@@ -150,7 +155,7 @@ export class HbonePool {
     for (const list of this.groups.values()) {
       for (const s of list) {
         const [source = '', destinationIdentity = '', address = ''] = s.group.split('|');
-        out.push({ id: s.id, address, source, destinationIdentity, serial: s.serial, state: s.state, streams: s.streams });
+        out.push({ id: s.id, address, source, destinationIdentity, serial: s.serial, peerSerial: s.peerSerial, state: s.state, streams: s.streams });
       }
     }
     return out;
@@ -260,6 +265,7 @@ export class HbonePool {
       state: 'connecting',
       streams: 0,
       session: undefined,
+      peerSerial: '',
       idleTimer: undefined,
       ready: openSession({
         host: address.host,
@@ -272,6 +278,9 @@ export class HbonePool {
         sessionWindowBytes: this.opts.sessionWindowBytes,
         maxFrameSize: this.opts.maxFrameSize,
         maxSessionMemoryMiB: this.opts.maxSessionMemoryMiB,
+      }).then((opened) => {
+        pooled.peerSerial = opened.peerSerial;
+        return opened.session;
       }),
     };
     const where = formatAuthority(address.host, address.port);

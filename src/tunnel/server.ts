@@ -202,6 +202,19 @@ export class HboneServer {
   }
 
   /**
+   * Sends GOAWAY to every open session but keeps listening: open streams finish, and clients
+   * open new sessions for new streams (e.g. to pick up a new server certificate at once).
+   */
+  drain(): void {
+    for (const s of this.sessions) if (!s.closed) s.close();
+  }
+
+  /** Open HTTP/2 sessions. */
+  sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /**
    * Stops accepting, sends GOAWAY to every session, and waits for open streams to finish for up
    * to `graceMs` (default 5,000) before destroying what is left.
    */
@@ -287,7 +300,7 @@ export class HboneServer {
 
   private async onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
     stream.on('error', () => {}); // resets are normal; splice handles the rest
-    const session = stream.session;
+    const session = stream.session as ServerHttp2Session | undefined;
     const socket = session?.socket;
     const peer = session === undefined ? undefined : this.peers.get(session);
     const answer = (status: number, why: string, extra: Record<string, unknown> = {}) => {

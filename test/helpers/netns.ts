@@ -5,7 +5,7 @@
  *
  * Everything is created through a `Sandbox`, which remembers what it made and removes it in
  * reverse order in `cleanup()` (processes, cgroups, namespaces; veths go with their netns), even
- * when a step failed half-way. Names carry the creating pid (`ambt<pid>x<n>`), so `sweepStale()`
+ * when a step failed half-way; `defer(fn)` adds cleanup for things made elsewhere (pins). Names carry the creating pid (`ambt<pid>x<n>`), so `sweepStale()`
  * can remove what a crashed run left behind without touching a live run's resources.
  *
  * Usage:
@@ -129,6 +129,7 @@ export class Sandbox {
   readonly #netns: Netns[] = [];
   readonly #cgroups: string[] = [];
   readonly #children = new Set<ChildProcess>();
+  readonly #deferred: (() => unknown)[] = [];
   #cleaned = false;
 
   constructor() {
@@ -213,11 +214,19 @@ export class Sandbox {
     return out;
   }
 
+  /** Registers extra cleanup (e.g. a pin dir), run first, newest first, during cleanup(). */
+  defer(fn: () => unknown): void {
+    this.#deferred.push(fn);
+  }
+
   /** Removes everything this sandbox created; safe to call twice. */
   async cleanup(): Promise<void> {
     if (this.#cleaned) return;
     this.#cleaned = true;
     const errors: string[] = [];
+    for (const fn of this.#deferred.reverse()) {
+      try { await fn(); } catch (err) { errors.push((err as Error).message); }
+    }
     for (const child of this.#children) {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGKILL');

@@ -449,7 +449,7 @@ function compileRule(r: Reader, value: unknown, index: number, action: AuthzActi
   const hasL7 = l7Attributes.length > 0;
   const matchL4 = !hasL7 ? match : action === 'DENY' ? and([fromL4, toL4, and(when.l4)]) : FALSE;
 
-  const verb = action === 'DENY' ? 'denied' : 'allowed';
+  const verb = action === 'DENY' ? 'denied' : action === 'ALLOW' ? 'allowed' : 'matched';
   const reason = `${verb} by ${action} policy ${key} rule ${index}`;
   let reasonL4 = reason;
   if (hasL7 && action === 'DENY') {

@@ -16,16 +16,20 @@
  * At L4 (the agent) rules with L7 attributes follow ztunnel's rule, see compile.ts: an ALLOW rule
  * with any L7 attribute never matches; a DENY rule matches on its L4 attributes alone.
  *
- * Cost: a plain list is scanned linearly (the caller passes the few policies of one workload);
- * an `AuthzPolicySet` skips rules that name other principals, for lists of thousands.
+ * Cost: a short plain list is scanned linearly (the caller passes the few policies of one
+ * workload). An `AuthzPolicySet`, and a long list passed repeatedly (indexed on its second use,
+ * reused while frozen or unchanged), skip rules whose principal, namespace or port cannot match.
+ * With `applySelectors`, a set selects each workload shape's policies once and caches them.
+ * Nothing on the hot path allocates closures or builds strings (reasons are precomputed or cached).
  */
 import { AuthzContextError } from './errors.js';
 import { EvalInput } from './eval-input.js';
 import { policyAppliesTo } from './compile.js';
-import { AuthzPolicySet, type IndexedRule } from './policy-set.js';
+import { AuthzPolicySet } from './policy-set.js';
 import type { AuthzContext, AuthzPolicy, CompiledRule, Decision, EvaluateOptions, PolicyRef, UnsupportedUse } from './types.js';
 
 const DEFAULT_ROOT_NAMESPACE = 'istio-system';
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 
 function firstMatchingRule(policy: AuthzPolicy, input: EvalInput, l4: boolean): CompiledRule | undefined {
   const rules = policy.rules;
@@ -36,13 +40,14 @@ function firstMatchingRule(policy: AuthzPolicy, input: EvalInput, l4: boolean): 
   return undefined;
 }
 
-/** Pieces gathered by either evaluation strategy before the decision is worded. */
+/** What either evaluation strategy found, before the decision is worded. */
 interface Outcome {
-  deny: { policy: AuthzPolicy; rule: CompiledRule } | undefined;
-  allow: { policy: AuthzPolicy; rule: CompiledRule } | undefined;
-  /** ALLOW policies that apply (only needed to word a deny; may be computed lazily). */
-  allowPolicies: () => readonly AuthzPolicy[];
-  hasAllow: boolean;
+  denyPolicy: AuthzPolicy | undefined;
+  denyRule: CompiledRule | undefined;
+  allowPolicy: AuthzPolicy | undefined;
+  allowRule: CompiledRule | undefined;
+  /** The ALLOW policies that apply, in order; empty when none. */
+  allowPolicies: readonly AuthzPolicy[];
   audit: PolicyRef[] | undefined;
   unsupported: UnsupportedUse[] | undefined;
 }
@@ -59,39 +64,60 @@ function unsupportedNote(unsupported: readonly UnsupportedUse[]): string {
   return `; unsupported and not applied as written: ${parts.join(', ')}${more}`;
 }
 
+/**
+ * Reasons for "ALLOW policies apply and none matched", cached by the list of policies (compiled
+ * policies are immutable, so the text for a given list never changes): denials are common on the
+ * agent's hot path and should not rebuild the same sentence.
+ */
+const noMatchReasons = new WeakMap<AuthzPolicy, { policies: readonly AuthzPolicy[]; l4: string; l7: string }[]>();
+
+function sameList(a: readonly AuthzPolicy[], b: readonly AuthzPolicy[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function noMatchReason(allowPolicies: readonly AuthzPolicy[], l4: boolean): string {
+  const first = allowPolicies[0] as AuthzPolicy;
+  let entries = noMatchReasons.get(first);
+  if (entries !== undefined) {
+    for (const e of entries) if (sameList(e.policies, allowPolicies)) return l4 ? e.l4 : e.l7;
+  } else {
+    noMatchReasons.set(first, (entries = []));
+  }
+  const n = allowPolicies.length;
+  const l7 = `denied: ${n} ALLOW ${n === 1 ? 'policy applies' : 'policies apply'} (${listPolicies(allowPolicies)}) and no rule matched`;
+  const withL7 = allowPolicies.filter((p) => p.hasL7);
+  const l4Text = withL7.length === 0 ? l7 : `${l7}; rules with L7 attributes in ${listPolicies(withL7)} never match at L4: send this traffic through a waypoint`;
+  // Bound the cache per first policy: lists built per call (applySelectors) vary little.
+  if (entries.length < 16) entries.push({ policies: [...allowPolicies], l4: l4Text, l7 });
+  return l4 ? l4Text : l7;
+}
+
 function decide(o: Outcome, l4: boolean): Decision {
   let d: Decision;
-  if (o.deny !== undefined) {
+  if (o.denyRule !== undefined && o.denyPolicy !== undefined) {
     d = {
       allow: false,
       action: 'DENY',
       code: 'DENY_MATCHED',
-      policy: o.deny.policy.ref,
-      ruleIndex: o.deny.rule.index,
-      reason: l4 ? o.deny.rule.reasonL4 : o.deny.rule.reason,
+      policy: o.denyPolicy.ref,
+      ruleIndex: o.denyRule.index,
+      reason: l4 ? o.denyRule.reasonL4 : o.denyRule.reason,
     };
-  } else if (!o.hasAllow) {
+  } else if (o.allowPolicies.length === 0) {
     d = { allow: true, action: 'NONE', code: 'NO_ALLOW_POLICY', reason: 'allowed: no DENY policy matched and no ALLOW policy applies' };
-  } else if (o.allow !== undefined) {
+  } else if (o.allowRule !== undefined && o.allowPolicy !== undefined) {
     d = {
       allow: true,
       action: 'ALLOW',
       code: 'ALLOW_MATCHED',
-      policy: o.allow.policy.ref,
-      ruleIndex: o.allow.rule.index,
-      reason: l4 ? o.allow.rule.reasonL4 : o.allow.rule.reason,
+      policy: o.allowPolicy.ref,
+      ruleIndex: o.allowRule.index,
+      reason: l4 ? o.allowRule.reasonL4 : o.allowRule.reason,
     };
   } else {
-    const allowPolicies = o.allowPolicies();
-    const n = allowPolicies.length;
-    let reason = `denied: ${n} ALLOW ${n === 1 ? 'policy applies' : 'policies apply'} (${listPolicies(allowPolicies)}) and no rule matched`;
-    if (l4) {
-      const withL7 = allowPolicies.filter((p) => p.hasL7);
-      if (withL7.length > 0) {
-        reason += `; rules with L7 attributes in ${listPolicies(withL7)} never match at L4: send this traffic through a waypoint`;
-      }
-    }
-    d = { allow: false, action: 'ALLOW', code: 'ALLOW_NO_MATCH', reason };
+    d = { allow: false, action: 'ALLOW', code: 'ALLOW_NO_MATCH', reason: noMatchReason(o.allowPolicies, l4) };
   }
   if (o.audit !== undefined) d.audit = o.audit;
   if (o.unsupported !== undefined) {
@@ -101,9 +127,12 @@ function decide(o: Outcome, l4: boolean): Decision {
   return d;
 }
 
+const EMPTY: readonly AuthzPolicy[] = [];
+
 function evaluateList(list: readonly AuthzPolicy[], input: EvalInput, l4: boolean): Outcome {
-  let deny: Outcome['deny'];
-  let hasAllow = false;
+  let denyPolicy: AuthzPolicy | undefined;
+  let denyRule: CompiledRule | undefined;
+  let allowPolicies: AuthzPolicy[] | undefined;
   let audit: PolicyRef[] | undefined;
   let unsupported: UnsupportedUse[] | undefined;
   for (let k = 0; k < list.length; k++) {
@@ -111,65 +140,71 @@ function evaluateList(list: readonly AuthzPolicy[], input: EvalInput, l4: boolea
     if (p.unsupported.length !== 0) (unsupported ??= []).push(...p.unsupported);
     const action = p.action;
     if (action === 'DENY') {
-      if (deny === undefined) {
-        const rule = firstMatchingRule(p, input, l4);
-        if (rule !== undefined) deny = { policy: p, rule };
+      if (denyRule === undefined) {
+        denyRule = firstMatchingRule(p, input, l4);
+        if (denyRule !== undefined) denyPolicy = p;
       }
     } else if (action === 'ALLOW') {
-      hasAllow = true;
+      (allowPolicies ??= []).push(p);
     } else if (action === 'AUDIT') {
       if (firstMatchingRule(p, input, l4) !== undefined) (audit ??= []).push(p.ref);
     }
   }
-  let allow: Outcome['allow'];
-  if (deny === undefined && hasAllow) {
-    for (let k = 0; k < list.length && allow === undefined; k++) {
-      const p = list[k] as AuthzPolicy;
-      if (p.action !== 'ALLOW') continue;
-      const rule = firstMatchingRule(p, input, l4);
-      if (rule !== undefined) allow = { policy: p, rule };
+  let allowPolicy: AuthzPolicy | undefined;
+  let allowRule: CompiledRule | undefined;
+  if (denyRule === undefined && allowPolicies !== undefined) {
+    for (let k = 0; k < allowPolicies.length; k++) {
+      const p = allowPolicies[k] as AuthzPolicy;
+      allowRule = firstMatchingRule(p, input, l4);
+      if (allowRule !== undefined) {
+        allowPolicy = p;
+        break;
+      }
     }
   }
-  return { deny, allow, hasAllow, audit, unsupported, allowPolicies: () => list.filter((p) => p.action === 'ALLOW') };
+  return { denyPolicy, denyRule, allowPolicy, allowRule, allowPolicies: allowPolicies ?? EMPTY, audit, unsupported };
 }
 
-function evaluateSet(set: AuthzPolicySet, input: EvalInput, l4: boolean, applies: ((p: AuthzPolicy) => boolean) | undefined, namespaces: readonly string[]): Outcome {
-  const principal = input.principal;
-  const test =
-    applies === undefined
-      ? l4
-        ? (e: IndexedRule) => e.rule.matchL4(input)
-        : (e: IndexedRule) => e.rule.match(input)
-      : (e: IndexedRule) => applies(e.policy) && (l4 ? e.rule.matchL4(input) : e.rule.match(input));
+/** Plain lists at least this long are indexed once seen twice (see autoIndexed). */
+const AUTO_INDEX_MIN = 64;
+const autoIndex = new WeakMap<readonly AuthzPolicy[], AuthzPolicySet | null>();
 
-  const denyHit = set.deny.first(principal, test);
-  let allowPolicies: () => readonly AuthzPolicy[];
-  let hasAllow: boolean;
-  let unsupportedPolicies: readonly AuthzPolicy[];
-  if (applies === undefined) {
-    allowPolicies = () => set.allowPolicies;
-    hasAllow = set.allowPolicies.length > 0;
-    unsupportedPolicies = set.withUnsupported;
-  } else {
-    const groups = namespaces.map((ns) => set.byNamespace.get(ns)).filter((g) => g !== undefined);
-    allowPolicies = () => groups.flatMap((g) => g.allow.filter(applies));
-    hasAllow = groups.some((g) => g.allow.some(applies));
-    unsupportedPolicies = groups.flatMap((g) => g.withUnsupported.filter(applies));
+/**
+ * A long plain list is indexed the second time the same array is passed (a list built afresh
+ * per call is never worth indexing). The index is reused while the array is frozen or still holds
+ * the same policies, so mutating a list in place never yields a stale decision.
+ */
+function autoIndexed(list: readonly AuthzPolicy[]): readonly AuthzPolicy[] | AuthzPolicySet {
+  const known = autoIndex.get(list);
+  if (known === undefined) {
+    autoIndex.set(list, null);
+    return list;
   }
-  const allowHit = denyHit === undefined && hasAllow ? set.allow.first(principal, test) : undefined;
-  const auditHits = set.audit.all(principal, test);
-  let audit: PolicyRef[] | undefined;
-  for (const e of auditHits) {
-    audit ??= [];
-    if (!audit.includes(e.policy.ref)) audit.push(e.policy.ref);
-  }
+  if (known !== null && (Object.isFrozen(list) || sameList(known.policies, list))) return known;
+  const set = new AuthzPolicySet(list);
+  autoIndex.set(list, set);
+  return set;
+}
+
+function evaluateSet(set: AuthzPolicySet, input: EvalInput, l4: boolean): Outcome {
+  const g = set.all;
+  const deny = g.deny.first(input, l4);
   let unsupported: UnsupportedUse[] | undefined;
-  for (const p of unsupportedPolicies) (unsupported ??= []).push(...p.unsupported);
+  for (const p of g.withUnsupported) (unsupported ??= []).push(...p.unsupported);
+  let audit: PolicyRef[] | undefined;
+  if (g.hasAudit) {
+    for (let hit = g.audit.first(input, l4); hit !== undefined; hit = g.audit.first(input, l4, hit.order)) {
+      audit ??= [];
+      if (!audit.includes(hit.policy.ref)) audit.push(hit.policy.ref);
+    }
+  }
+  const allow = deny === undefined && g.allowPolicies.length > 0 ? g.allow.first(input, l4) : undefined;
   return {
-    deny: denyHit === undefined ? undefined : { policy: denyHit.policy, rule: denyHit.rule },
-    allow: allowHit === undefined ? undefined : { policy: allowHit.policy, rule: allowHit.rule },
-    hasAllow,
-    allowPolicies,
+    denyPolicy: deny?.policy,
+    denyRule: deny?.rule,
+    allowPolicy: allow?.policy,
+    allowRule: allow?.rule,
+    allowPolicies: g.allowPolicies,
     audit,
     unsupported,
   };
@@ -191,17 +226,16 @@ export function evaluateAuthorization(policies: readonly AuthzPolicy[] | AuthzPo
   if (layer !== 'L4' && layer !== 'L7') throw new AuthzContextError(`unknown authorization layer ${JSON.stringify(layer)}; expected L4 or L7`);
   const l4 = layer === 'L4';
   const input = new EvalInput(ctx, layer);
-  let applies: ((p: AuthzPolicy) => boolean) | undefined;
-  let namespaces: readonly string[] = [];
+  let target = policies;
+  if (!(target instanceof AuthzPolicySet) && target.length >= AUTO_INDEX_MIN) target = autoIndexed(target);
   if (options.applySelectors === true) {
     const namespace = ctx.destination.namespace;
     if (namespace === undefined) throw new AuthzContextError('applySelectors needs ctx.destination.namespace to know which policies select the destination');
+    const workload = { namespace, labels: ctx.destination.labels ?? NO_LABELS };
     const root = options.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
-    const workload = { namespace, labels: ctx.destination.labels ?? {} };
-    applies = (p) => policyAppliesTo(p, workload, root);
-    namespaces = root === namespace ? [root] : [root, namespace];
+    if (target instanceof AuthzPolicySet) target = target.forWorkload(workload, root);
+    else target = target.filter((p) => policyAppliesTo(p, workload, root));
   }
-  if (policies instanceof AuthzPolicySet) return decide(evaluateSet(policies, input, l4, applies, namespaces), l4);
-  const list = applies === undefined ? policies : policies.filter(applies);
-  return decide(evaluateList(list, input, l4), l4);
+  if (target instanceof AuthzPolicySet) return decide(evaluateSet(target, input, l4), l4);
+  return decide(evaluateList(target, input, l4), l4);
 }

@@ -119,7 +119,7 @@ export function parseCidr(s: string): ParsedCidr | undefined {
   if (ip === undefined) return undefined;
   // An IPv4-mapped IPv6 prefix ("::ffff:198.18.0.0/111") is an IPv4 prefix of length n - 96.
   const mappedV6 = ip.family === 4 && addr.indexOf(':') !== -1;
-  const max = ip.family === 4 && !mappedV6 ? 32 : ip.family === 4 ? 128 : 128;
+  const max = ip.family === 4 && !mappedV6 ? 32 : 128;
   let len = max;
   if (slash !== -1) {
     const lenText = s.slice(slash + 1);

@@ -11,8 +11,8 @@
  *   is "generic". A lookup merges the buckets of the connection's principal, namespace and port
  *   with the generic rules: it skips rules that cannot match without evaluating them, and never
  *   skips one that could.
- * - Policies are also indexed per namespace, so `applySelectors` looks only at the root
- *   namespace and the destination's namespace.
+ * - `applySelectors` selects the policies of one workload once per namespace and label values
+ *   (cached), then evaluates only those.
  * - Nothing here allocates a closure per lookup (the evaluator's hot path).
  */
 import { policyAppliesTo, type WorkloadIdentity } from './compile.js';
@@ -26,12 +26,6 @@ export interface IndexedRule {
   readonly order: number;
 }
 
-/** Restricts evaluation to the policies that select one workload. */
-export interface SelectorScope {
-  readonly workload: WorkloadIdentity;
-  readonly rootNamespace: string;
-}
-
 const NONE: readonly IndexedRule[] = [];
 
 function bucket<K>(map: Map<K, IndexedRule[]>, key: K): IndexedRule[] {
@@ -40,8 +34,7 @@ function bucket<K>(map: Map<K, IndexedRule[]>, key: K): IndexedRule[] {
   return b;
 }
 
-function test(e: IndexedRule, input: EvalInput, l4: boolean, scope: SelectorScope | undefined): boolean {
-  if (scope !== undefined && !policyAppliesTo(e.policy, scope.workload, scope.rootNamespace)) return false;
+function test(e: IndexedRule, input: EvalInput, l4: boolean): boolean {
   return l4 ? e.rule.matchL4(input) : e.rule.match(input);
 }
 
@@ -65,7 +58,7 @@ export class RuleIndex {
    * The lowest-ordered rule (optionally at least `after`) that matches. Merges four sorted
    * candidate lists without allocating.
    */
-  first(input: EvalInput, l4: boolean, scope: SelectorScope | undefined, after = -1): IndexedRule | undefined {
+  first(input: EvalInput, l4: boolean, after = -1): IndexedRule | undefined {
     const principal = input.principal;
     const a = principal === undefined || this.byPrincipal.size === 0 ? NONE : (this.byPrincipal.get(principal) ?? NONE);
     let b = NONE;
@@ -103,12 +96,12 @@ export class RuleIndex {
       else if (which === 1) ib++;
       else if (which === 2) ic++;
       else id++;
-      if (best.order > after && test(best, input, l4, scope)) return best;
+      if (best.order > after && test(best, input, l4)) return best;
     }
   }
 }
 
-/** Rules and policies of one scope (all policies, or one namespace). */
+/** The rules and policies of a set, per action. */
 export class PolicyGroup {
   readonly deny = new RuleIndex();
   readonly allow = new RuleIndex();
@@ -141,26 +134,57 @@ export class PolicyGroup {
   }
 }
 
+/** Lists longer than this get their own index when selected for a workload. */
+const INDEX_THRESHOLD = 16;
+/** Bound of the per-workload selection cache (cleared when full). */
+const SCOPE_CACHE_LIMIT = 4096;
+
 /** A prepared set of policies; build once, evaluate many times. */
 export class AuthzPolicySet {
   readonly policies: readonly AuthzPolicy[];
-  /** Every policy. */
+  /** Every policy, indexed. */
   readonly all = new PolicyGroup();
-  /** Policies per namespace, for `applySelectors`. */
-  readonly byNamespace: ReadonlyMap<string, PolicyGroup>;
+  /** Policies per namespace, in order. */
+  private readonly byNamespace = new Map<string, AuthzPolicy[]>();
+  /** Selections per (root, namespace, labels): selecting is a pure function of those. */
+  private readonly scoped = new Map<string, readonly AuthzPolicy[] | AuthzPolicySet>();
 
   constructor(policies: readonly AuthzPolicy[]) {
     this.policies = Object.freeze([...policies]);
-    const byNamespace = new Map<string, PolicyGroup>();
     let order = 0;
     for (const policy of this.policies) {
-      let group = byNamespace.get(policy.ref.namespace);
-      if (group === undefined) byNamespace.set(policy.ref.namespace, (group = new PolicyGroup()));
+      let list = this.byNamespace.get(policy.ref.namespace);
+      if (list === undefined) this.byNamespace.set(policy.ref.namespace, (list = []));
+      list.push(policy);
       this.all.add(policy, order);
-      group.add(policy, order);
       order += policy.rules.length;
     }
-    this.byNamespace = byNamespace;
+  }
+
+  /**
+   * The policies that select `workload` (root-namespace policies and its own namespace's, by
+   * `matchLabels`), in set order: a plain list when short, an indexed set when long. Cached per
+   * namespace and label values, so the agent pays for selection once per workload shape.
+   */
+  forWorkload(workload: WorkloadIdentity, rootNamespace: string): readonly AuthzPolicy[] | AuthzPolicySet {
+    let key = rootNamespace + '\u0000' + workload.namespace;
+    for (const k in workload.labels) key += '\u0000' + k + '=' + String(workload.labels[k]);
+    const hit = this.scoped.get(key);
+    if (hit !== undefined) return hit;
+    const selected: AuthzPolicy[] = [];
+    const pick = (list: readonly AuthzPolicy[] | undefined): void => {
+      for (const p of list ?? []) if (policyAppliesTo(p, workload, rootNamespace)) selected.push(p);
+    };
+    pick(this.byNamespace.get(rootNamespace));
+    if (workload.namespace !== rootNamespace) pick(this.byNamespace.get(workload.namespace));
+    if (workload.namespace !== rootNamespace && this.byNamespace.has(rootNamespace)) {
+      const pos = new Map(this.policies.map((p, i) => [p, i]));
+      selected.sort((a, b) => (pos.get(a) ?? 0) - (pos.get(b) ?? 0));
+    }
+    const result = selected.length > INDEX_THRESHOLD ? new AuthzPolicySet(selected) : Object.freeze(selected);
+    if (this.scoped.size >= SCOPE_CACHE_LIMIT) this.scoped.clear();
+    this.scoped.set(key, result);
+    return result;
   }
 }
 

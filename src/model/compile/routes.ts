@@ -31,9 +31,8 @@ export const DEFAULT_RETRY_ATTEMPTS = 2;
 const EMPTY_RECORD: Readonly<Record<string, string>> = Object.freeze({});
 
 export interface HostContext {
+  /** Cluster DNS domain (`cluster.local`). */
   clusterDomain: string;
-  /** Service key of a FQDN, when a Service has that hostname. */
-  serviceOfHost(host: string): string | undefined;
 }
 
 function stringMatch(m: StringMatchSpec | undefined): StringMatch | undefined {
@@ -64,7 +63,7 @@ function vsMatch(m: VsHttpMatchSpec): RouteMatch {
 
 function destination(d: VsDestinationSpec, namespace: string, weight: number, ctx: HostContext): RouteDestination {
   const host = resolveHost(d.host, namespace, ctx.clusterDomain);
-  return { host, service: ctx.serviceOfHost(host), subset: d.subset, port: d.port?.number, weight };
+  return { host, subset: d.subset, port: d.port?.number, weight };
 }
 
 function headerOps(h: { set?: Record<string, string>; add?: Record<string, string>; remove?: string[] } | undefined): HeaderOperations | undefined {
@@ -156,7 +155,7 @@ function isServiceRef(r: { group?: string | undefined; kind?: string | undefined
 
 function gwBackend(b: { name: string; namespace?: string; port?: number; group?: string; kind?: string }, routeNs: string, weight: number, ctx: HostContext): RouteDestination {
   const host = isServiceRef(b, 'Service') ? serviceHostname(b.name, b.namespace ?? routeNs, ctx.clusterDomain) : b.name;
-  return { host, service: ctx.serviceOfHost(host), subset: undefined, port: b.port, weight };
+  return { host, subset: undefined, port: b.port, weight };
 }
 
 function gwRule(route: HttpRouteResource, ruleIndex: number, matchIndex: number | undefined, rule: HttpRouteRuleSpec, parentPort: number | undefined, ctx: HostContext): Route {

@@ -174,8 +174,6 @@ export interface RouteMatch {
 export interface RouteDestination {
   /** Fully qualified host. */
   readonly host: string;
-  /** Service key when the host is a mesh Service. */
-  readonly service: string | undefined;
   readonly subset: string | undefined;
   readonly port: number | undefined;
   /** Relative weight (VirtualService: percent; HTTPRoute: any scale). */

@@ -8,7 +8,17 @@
  * (for `attachment: 'workload-selector'`) then work for it without further code.
  */
 import type { NameRule } from '../schema/common.js';
+import type { Severity, DiagnosticCode } from '../diagnostics.js';
 import type { Schema } from '../schema/dsl.js';
+
+/** A problem found by a kind's `validate` hook. */
+export interface SpecIssue {
+  code: DiagnosticCode;
+  severity: Severity;
+  message: string;
+  /** Relative to `spec`. */
+  path: readonly (string | number)[];
+}
 
 export interface KindDefinition<Spec = unknown, Status = unknown> {
   /** API group, `''` for core. */
@@ -34,6 +44,11 @@ export interface KindDefinition<Spec = unknown, Status = unknown> {
    * `spec.targetRef(s)` attach to Services or waypoints instead.
    */
   readonly attachment?: 'none' | 'workload-selector';
+  /**
+   * Extra checks of the raw `spec` beyond the schema (default none). Issues carry paths
+   * relative to `spec`; one at a path the schema already reported is dropped.
+   */
+  readonly validate?: (rawSpec: unknown) => readonly SpecIssue[];
   /** One line for `ambit analyze --kinds`. */
   readonly summary: string;
 }

@@ -146,7 +146,9 @@ const httpRoute = obj(
     atMostOne: [['mirror', 'mirrors']],
     check(r, path, ctx) {
       const dests = r.route ?? [];
-      if (dests.length > 1) {
+      const routePath = [...path, 'route'];
+      const invalidWeight = ctx.issues.some((i) => routePath.every((seg, k) => i.path[k] === seg));
+      if (dests.length > 1 && !invalidWeight) {
         const sum = dests.reduce((a, d) => a + (d.weight ?? 0), 0);
         if (sum !== 100) {
           ctx.report('AMBIT_SCHEMA_WEIGHT_SUM', `route weights sum to ${sum}, they must sum to 100 (${dests.map((d) => d.weight ?? 0).join(' + ')})`, [...path, 'route']);

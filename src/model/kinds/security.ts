@@ -7,6 +7,7 @@
 import { arr, bool, duration, enumOf, obj, opt, record, req, str, unimplemented, type Infer } from '../schema/dsl.js';
 import { cidr, policyTargetRef, workloadSelector } from '../schema/common.js';
 import type { AuthorizationPolicySpec } from '../authz/types.js';
+import { lintAuthorizationPolicy } from '../authz/lint.js';
 import type { Resource } from '../resource.js';
 import { defineKind } from './kind.js';
 
@@ -119,6 +120,15 @@ export const authorizationPolicyKind = defineKind({
   nameRule: 'dns1123-subdomain',
   spec: authorizationPolicySpec,
   attachment: 'workload-selector',
+  // The evaluator's own linter: Istio's rejections and ambit's unsupported features. Whether a
+  // waypoint enforces L7 rules depends on the mesh, so the analyzer checks that (waypoint: true here).
+  validate: (raw) =>
+    lintAuthorizationPolicy(raw, { waypoint: true }).map((i) => ({
+      code: 'AMBIT_POLICY_AUTHZ' as const,
+      severity: i.severity,
+      message: `${i.message} [${i.code}]`,
+      path: i.path,
+    })),
   summary: 'ALLOW / DENY / AUDIT rules; L4 fields enforced by the agent, L7 fields by the waypoint',
 });
 export type AuthorizationPolicyResource = Resource<AuthorizationPolicySpec, undefined>;

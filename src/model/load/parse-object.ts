@@ -119,6 +119,14 @@ export function parseObject(raw: unknown, opts: ParseObjectOptions = {}): ParseR
       ctx.report('AMBIT_SCHEMA_UNKNOWN_FIELD', `unknown top-level field "${key}"; it is ignored`, [key], { atKey: true });
     }
   }
+  if (def.validate !== undefined && raw['spec'] !== undefined && raw['spec'] !== null) {
+    const reported = new Set(ctx.issues.map((i) => formatPath(i.path)));
+    for (const issue of def.validate(raw['spec'])) {
+      const p = ['spec', ...issue.path];
+      if (reported.has(formatPath(p))) continue;
+      ctx.report(issue.code, issue.message, p, { severity: issue.severity });
+    }
+  }
   if (def.specRequired === true && (raw['spec'] === undefined || raw['spec'] === null)) {
     ctx.report('AMBIT_SCHEMA_REQUIRED', 'missing required field "spec"', []);
   }

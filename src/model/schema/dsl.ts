@@ -223,6 +223,10 @@ export function duration(o: DurationOptions = {}): Schema<string> {
   return {
     description: 'a duration (e.g. 1.5s, 100ms)',
     parse(v, path, ctx) {
+      if (typeof v === 'number') {
+        ctx.report('AMBIT_SCHEMA_DURATION', `${v} has no unit; write e.g. "${v}s" or "${v}ms"`, path);
+        return INVALID;
+      }
       if (typeof v !== 'string') return wrongType(ctx, path, 'a duration string such as "1.5s" or "100ms"', v);
       const ms = parseDurationMs(v);
       if (ms === undefined) {

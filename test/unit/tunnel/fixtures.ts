@@ -5,24 +5,43 @@
  */
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { CertificateAuthority } from '../../../src/identity/ca.js';
-import { IdentityManager } from '../../../src/identity/manager.js';
+import { IdentityManager, type WorkloadCertificate } from '../../../src/identity/manager.js';
+import { generateRsaKeyPair } from '../../../src/identity/keys.js';
+import { createCsr } from '../../../src/identity/csr.js';
+import { inspectCertificate } from '../../../src/identity/cert-info.js';
 
 export const CLIENT_ID = 'spiffe://cluster.local/ns/shop/sa/frontend';
 export const SERVER_ID = 'spiffe://cluster.local/ns/shop/sa/cart';
 
 export interface Fixture {
   ca: CertificateAuthority;
+  /** Where `ca` keeps its root (so a second CA instance can share it, e.g. on another clock). */
+  caDir: string;
   /** Issues every identity of the trust domain from `ca`. */
   identities: IdentityManager;
+  /** Stops renewals and removes the CA directory. */
+  close(): Promise<void>;
 }
 
 export async function makeFixture(): Promise<Fixture> {
-  const ca = await CertificateAuthority.open();
+  const caDir = await mkdtemp(join(tmpdir(), 'ambit-tunnel-test-'));
+  const ca = await CertificateAuthority.open({ dir: join(caDir, 'ca') });
   const identities = new IdentityManager({ signer: ca, lifetimeSeconds: 3600 });
   await Promise.all([identities.credentials(CLIENT_ID), identities.credentials(SERVER_ID)]);
-  return { ca, identities };
+  return {
+    ca,
+    caDir: join(caDir, 'ca'),
+    identities,
+    close: async () => {
+      identities.close();
+      await rm(caDir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** A JSON logger collecting its lines in memory. */
@@ -85,3 +104,17 @@ export const summarize = (s: Socket): void => {
   s.on('data', (d: Buffer) => (n += d.length));
   s.on('end', () => s.end(`got ${n} bytes`));
 };
+
+/** A fixed set of certificates (e.g. deliberately expired or foreign-signed). */
+export { StaticCredentialSource as StaticCredentials } from '../../../src/identity/static-credentials.js';
+
+/**
+ * Mints a certificate for `identity` from `ca` without the manager's checks, trusting
+ * `trustBundlePem` (default: the CA's own bundle).
+ */
+export async function mint(ca: CertificateAuthority, identity: string, trustBundlePem?: string[]): Promise<WorkloadCertificate> {
+  const keys = await generateRsaKeyPair();
+  const { chainPem, trustBundlePem: bundle } = await ca.sign(createCsr(keys, identity), identity, 3600);
+  const info = inspectCertificate(chainPem[0] ?? '');
+  return { identity, keyPem: keys.privateKeyPem, chainPem, trustBundlePem: trustBundlePem ?? bundle, serial: info.serial, notBefore: info.notBefore, notAfter: info.notAfter, renewAt: info.notAfter };
+}

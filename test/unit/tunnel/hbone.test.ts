@@ -39,7 +39,7 @@ test.after.always(async () => {
   await server?.close(100);
   await echoTarget?.close();
   await summaryTarget?.close();
-  fx?.identities.close();
+  await fx?.close();
 });
 
 function newPool(extra: Partial<ConstructorParameters<typeof HbonePool>[0]> = {}): HbonePool {

@@ -1,0 +1,331 @@
+/**
+ * `npm run bench -- tunnel [--quick]`: the HBONE tunnel against a stunnel4 mTLS pair and direct
+ * loopback, measured in one run (DESIGN.md §10, issue 3).
+ *
+ * Paths (all on 127.0.0.1, each hop its own process, so the tunnel ends compete for the two
+ * cores the way stunnel's do):
+ *   direct:  client -> target
+ *   ambit:   client -> HBONE client listener (process) -> HBONE server (process) -> target
+ *   stunnel: client -> stunnel client (process) -> stunnel server (process) -> target
+ * Both tunnels use the same CA and workload certificates, TLS 1.3 and mutual authentication.
+ *
+ * Metrics per subject:
+ *   throughput_gbps  iperf3 -c ... -J through the path (iperf3 -s is the target), receiver side
+ *   rps              wrk -t1 -c16 --latency against a tiny keep-alive HTTP server (saturation)
+ *   wrk_p50_ms, wrk_p99_ms   wrk's latency percentiles at saturation
+ *   p50_ms, p99_ms   a fixed 1,000 requests/s: wrk cannot pace and h2load --rps reports no
+ *                    percentiles, so a small Node client (this file, main process) sends one
+ *                    request every millisecond over 8 keep-alive connections and measures each
+ *                    from its scheduled send time (no coordinated omission)
+ *   setup_ms         ambit only: fresh pool -> TLS handshake + first answered CONNECT (median)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createHttpServer, request as httpRequest, Agent } from 'node:http';
+import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import type { BenchOptions, Row } from './lib/report.js';
+import { CertificateAuthority } from '../src/identity/ca.js';
+import { IdentityManager, type WorkloadCertificate } from '../src/identity/manager.js';
+import { StaticCredentialSource } from '../src/identity/static-credentials.js';
+import { HboneServer } from '../src/tunnel/server.js';
+import { HbonePool } from '../src/tunnel/pool.js';
+
+const HERE = fileURLToPath(import.meta.url);
+const ROOT = resolve(dirname(HERE), '..');
+const CLIENT_ID = 'spiffe://cluster.local/ns/bench/sa/client';
+const SERVER_ID = 'spiffe://cluster.local/ns/bench/sa/server';
+
+// ---------------------------------------------------------------------------------------------
+// Child process roles: `node --import tsx bench/tunnel.ts --role <role> ...`
+
+interface CertFile { client: WorkloadCertificate; server: WorkloadCertificate }
+
+async function loadCerts(file: string): Promise<StaticCredentialSource> {
+  const raw = JSON.parse(await readFile(file, 'utf8')) as CertFile;
+  const fix = (c: WorkloadCertificate): WorkloadCertificate => ({ ...c, notBefore: new Date(c.notBefore), notAfter: new Date(c.notAfter), renewAt: new Date(c.renewAt) });
+  return new StaticCredentialSource([fix(raw.client), fix(raw.server)]);
+}
+
+function arg(name: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i === -1 ? undefined : process.argv[i + 1];
+  if (v === undefined) throw new Error(`missing --${name}`);
+  return v;
+}
+
+async function roleHboneServer(): Promise<void> {
+  const server = await HboneServer.create({ identity: SERVER_ID, credentials: await loadCerts(arg('certs')), authorize: () => ({ allow: true }) });
+  const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
+  process.stdout.write(JSON.stringify({ port }) + '\n');
+}
+
+/** The ambit "client side": plain TCP listeners, each tunnelling to one authority. */
+async function roleHboneClient(): Promise<void> {
+  const pool = new HbonePool({ credentials: await loadCerts(arg('certs')) });
+  const serverPort = Number(arg('server'));
+  const ports: number[] = [];
+  for (const authority of arg('authorities').split(',')) {
+    const listener = createNetServer({ allowHalfOpen: true, noDelay: true }, (sock: Socket) => {
+      sock.on('error', () => {});
+      sock.pause();
+      pool.connect({ source: CLIENT_ID, address: { host: '127.0.0.1', port: serverPort }, destinationIdentity: SERVER_ID, authority, forwardedFor: { host: sock.remoteAddress ?? '127.0.0.1', port: sock.remotePort ?? 0 } }).then(
+        (stream) => {
+          stream.on('error', () => sock.destroy());
+          sock.on('error', () => stream.destroy());
+          sock.on('close', () => { if (!stream.writableFinished) stream.destroy(); });
+          sock.pipe(stream);
+          stream.pipe(sock);
+          sock.resume();
+        },
+        () => sock.destroy(),
+      );
+    });
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    ports.push((listener.address() as AddressInfo).port);
+  }
+  process.stdout.write(JSON.stringify({ ports }) + '\n');
+}
+
+async function roleHttpTarget(): Promise<void> {
+  const body = Buffer.from('ok\n');
+  const server = createHttpServer({ keepAliveTimeout: 60_000 }, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+    res.end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  process.stdout.write(JSON.stringify({ port: (server.address() as AddressInfo).port }) + '\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orchestration
+
+const children: ChildProcess[] = [];
+
+/** Spawns a process and waits for its first stdout line (JSON) when `json` is set. */
+async function start(cmd: string, args: string[], json: boolean): Promise<{ child: ChildProcess; info: Record<string, unknown> }> {
+  const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AMBIT_LOG_LEVEL: 'warn' } });
+  children.push(child);
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  if (!json) {
+    await new Promise((r) => setTimeout(r, 300));
+    if (child.exitCode !== null) throw new Error(`${cmd} exited: ${stderr}`);
+    return { child, info: {} };
+  }
+  const rl = createInterface({ input: child.stdout! });
+  const line = await new Promise<string>((resolve, reject) => {
+    rl.once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${stderr}`)));
+  });
+  return { child, info: JSON.parse(line) as Record<string, unknown> };
+}
+
+function nodeRole(role: string, extra: string[] = []): string[] {
+  return ['--import', 'tsx', HERE, '--role', role, ...extra];
+}
+
+async function freePort(): Promise<number> {
+  const s = createNetServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function waitForPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = netConnect(port, '127.0.0.1');
+      s.once('connect', () => { s.destroy(); r(true); });
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port}`);
+}
+
+function exec(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${err || out}`))));
+  });
+}
+
+async function iperf(port: number, seconds: number): Promise<number> {
+  const out = JSON.parse(await exec('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-J'])) as { end: { sum_received: { bits_per_second: number } } };
+  return out.end.sum_received.bits_per_second / 1e9;
+}
+
+function wrkMs(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : n;
+}
+
+async function wrk(port: number, seconds: number): Promise<{ rps: number; p50: number; p99: number }> {
+  const out = await exec('wrk', ['-t1', '-c16', `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/`]);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const pct = (p: string) => {
+    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
+    return m === null ? Number.NaN : wrkMs(m[1] ?? '', m[2] ?? 'ms');
+  };
+  return { rps, p50: pct('50'), p99: pct('99') };
+}
+
+/** Fixed-rate HTTP client: `rate` requests/s for `seconds`, latency from the scheduled send time. */
+async function fixedRate(port: number, rate: number, seconds: number): Promise<{ p50: number; p99: number; errors: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  const get = () => new Promise<void>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+      res.resume();
+      res.on('end', resolve);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  // Warm the connections.
+  await Promise.all(Array.from({ length: 8 }, get));
+  const total = rate * seconds;
+  const latencies: number[] = [];
+  let errors = 0;
+  const start = performance.now();
+  const interval = 1000 / rate;
+  let sent = 0;
+  const pending: Array<Promise<void>> = [];
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      while (sent < total && start + sent * interval <= now) {
+        const scheduled = start + sent * interval;
+        sent++;
+        pending.push(get().then(() => { latencies.push(performance.now() - scheduled); }, () => { errors++; }));
+      }
+      if (sent < total) setImmediate(tick);
+      else resolve();
+    };
+    tick();
+  });
+  await Promise.all(pending);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? Number.NaN;
+  return { p50: q(0.5), p99: q(0.99), errors };
+}
+
+async function setupMs(serverPort: number, targetPort: number, creds: StaticCredentialSource, n: number): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const pool = new HbonePool({ credentials: creds });
+    const t0 = performance.now();
+    const s = await pool.connect({ source: CLIENT_ID, address: { host: '127.0.0.1', port: serverPort }, destinationIdentity: SERVER_ID, authority: `127.0.0.1:${targetPort}` });
+    samples.push(performance.now() - t0);
+    s.destroy();
+    pool.destroy();
+  }
+  samples.sort((a, b) => a - b);
+  return samples[Math.floor(samples.length / 2)] ?? Number.NaN;
+}
+
+function stunnelConf(dir: string, name: string, lines: string[]): Promise<string> {
+  const file = join(dir, `${name}.conf`);
+  return writeFile(file, ['foreground = yes', 'syslog = no', `pid =`, 'debug = 3', `output = ${join(dir, `${name}.log`)}`, ...lines, ''].join('\n')).then(() => file);
+}
+
+export async function run(opts: BenchOptions): Promise<Row[]> {
+  const seconds = opts.quick ? 2 : 10;
+  const dir = await mkdtemp(join(tmpdir(), 'ambit-bench-tunnel-'));
+  const rows: Row[] = [];
+  try {
+    // Certificates: one CA, a client and a server identity, shared by ambit and stunnel.
+    const ca = await CertificateAuthority.open();
+    const mgr = new IdentityManager({ signer: ca });
+    const [client, server] = await Promise.all([mgr.credentials(CLIENT_ID), mgr.credentials(SERVER_ID)]);
+    mgr.close();
+    const certFile = join(dir, 'certs.json');
+    await writeFile(certFile, JSON.stringify({ client, server }), { mode: 0o600 });
+    for (const [name, c] of [['client', client], ['server', server]] as const) {
+      await writeFile(join(dir, `${name}.crt`), c.chainPem.join(''), { mode: 0o600 });
+      await writeFile(join(dir, `${name}.key`), c.keyPem, { mode: 0o600 });
+    }
+    await writeFile(join(dir, 'ca.crt'), ca.trustBundlePem().join(''));
+    const creds = new StaticCredentialSource([client, server]);
+
+    // Targets.
+    const iperfPort = await freePort();
+    await start('iperf3', ['-s', '-B', '127.0.0.1', '-p', String(iperfPort)], false);
+    await waitForPort(iperfPort);
+    const httpPort = Number((await start(process.execPath, nodeRole('http-target'), true)).info['port']);
+    const authorities = `127.0.0.1:${iperfPort},127.0.0.1:${httpPort}`;
+
+    // ambit pair.
+    const hboneServerPort = Number((await start(process.execPath, nodeRole('hbone-server', ['--certs', certFile]), true)).info['port']);
+    const [ambitIperf, ambitHttp] = (await start(process.execPath, nodeRole('hbone-client', ['--certs', certFile, '--server', String(hboneServerPort), '--authorities', authorities]), true)).info['ports'] as number[];
+
+    // stunnel pair.
+    const [sServerIperf, sServerHttp, sClientIperf, sClientHttp] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const common = ['sslVersionMin = TLSv1.3', 'sslVersionMax = TLSv1.3', `CAfile = ${join(dir, 'ca.crt')}`, 'verifyChain = yes', 'socket = l:TCP_NODELAY=1', 'socket = r:TCP_NODELAY=1'];
+    const sServer = await stunnelConf(dir, 'stunnel-server', [
+      `cert = ${join(dir, 'server.crt')}`, `key = ${join(dir, 'server.key')}`, ...common,
+      '[iperf]', `accept = 127.0.0.1:${sServerIperf}`, `connect = 127.0.0.1:${iperfPort}`,
+      '[http]', `accept = 127.0.0.1:${sServerHttp}`, `connect = 127.0.0.1:${httpPort}`,
+    ]);
+    const sClient = await stunnelConf(dir, 'stunnel-client', [
+      'client = yes', `cert = ${join(dir, 'client.crt')}`, `key = ${join(dir, 'client.key')}`, ...common,
+      '[iperf]', `accept = 127.0.0.1:${sClientIperf}`, `connect = 127.0.0.1:${sServerIperf}`,
+      '[http]', `accept = 127.0.0.1:${sClientHttp}`, `connect = 127.0.0.1:${sServerHttp}`,
+    ]);
+    await start('stunnel4', [sServer], false);
+    await start('stunnel4', [sClient], false);
+    await Promise.all([sServerIperf, sServerHttp, sClientIperf, sClientHttp].map(waitForPort));
+
+    const subjects: Array<[string, number, number]> = [
+      ['ambit', ambitIperf ?? 0, ambitHttp ?? 0],
+      ['stunnel', sClientIperf, sClientHttp],
+      ['direct', iperfPort, httpPort],
+    ];
+    for (const [subject, ip, hp] of subjects) {
+      process.stderr.write(`tunnel bench: ${subject}...\n`);
+      rows.push({ subject, metric: 'throughput_gbps', value: await iperf(ip, seconds) });
+      const w = await wrk(hp, seconds);
+      rows.push({ subject, metric: 'rps', value: w.rps });
+      const f = await fixedRate(hp, 1000, seconds);
+      if (f.errors > 0) process.stderr.write(`tunnel bench: ${subject}: ${f.errors} failed requests at 1,000 req/s\n`);
+      rows.push({ subject, metric: 'p50_ms', value: f.p50 });
+      rows.push({ subject, metric: 'p99_ms', value: f.p99 });
+      rows.push({ subject, metric: 'wrk_p50_ms', value: w.p50 });
+      rows.push({ subject, metric: 'wrk_p99_ms', value: w.p99 });
+    }
+    rows.push({ subject: 'ambit', metric: 'setup_ms', value: await setupMs(hboneServerPort, httpPort, creds, opts.quick ? 10 : 50) });
+
+    const v = (s: string, m: string) => rows.find((r) => r.subject === s && r.metric === m)?.value ?? Number.NaN;
+    process.stderr.write(`tunnel bench: added p50 at 1,000 req/s vs direct: ambit ${(v('ambit', 'p50_ms') - v('direct', 'p50_ms')).toFixed(3)} ms, stunnel ${(v('stunnel', 'p50_ms') - v('direct', 'p50_ms')).toFixed(3)} ms\n`);
+    process.stderr.write(`tunnel bench: throughput ambit/stunnel ${(v('ambit', 'throughput_gbps') / v('stunnel', 'throughput_gbps')).toFixed(2)}x\n`);
+    return rows;
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.pid !== undefined) c.kill('SIGTERM');
+    await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
+    children.length = 0;
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// Entry point of the child roles.
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === HERE && process.argv.includes('--role')) {
+  const role = arg('role');
+  const roles: Record<string, () => Promise<void>> = { 'hbone-server': roleHboneServer, 'hbone-client': roleHboneClient, 'http-target': roleHttpTarget };
+  const fn = roles[role];
+  if (fn === undefined) throw new Error(`unknown role ${role}`);
+  fn().catch((err: unknown) => {
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });
+  process.on('SIGTERM', () => process.exit(0));
+}

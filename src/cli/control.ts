@@ -1,0 +1,121 @@
+/**
+ * `ambit control`: the control plane process. Reads the mesh from a folder (`--config DIR`) or
+ * the Kubernetes API (`--kubernetes`), serves Discovery and the CA over gRPC, metrics,
+ * /config_dump and readiness; drains on SIGTERM. Exits 1 with the first problems when the
+ * initial configuration is invalid, 2 on bad options.
+ */
+import { parseArgs } from 'node:util';
+import { CertificateAuthority } from '../identity/ca.js';
+import { ControlPlane } from '../control/control-plane.js';
+import { TokenFileAuthenticator, TokenReviewAuthenticator, type Authenticator } from '../control/auth.js';
+import { FolderSource } from '../control/sources/folder-source.js';
+import { KubeSource } from '../control/sources/kube-source.js';
+import { ModelCompiler } from '../control/model-compiler.js';
+import { KubeHttp } from '../control/kube/kube-http.js';
+import { inClusterConnection, kubeconfigConnection } from '../control/kube/kube-config.js';
+import { KubeTokenReviewer } from '../control/kube/token-review.js';
+import { ControlConfigError } from '../control/errors.js';
+import type { ConfigSource } from '../control/source.js';
+
+const HELP = `usage: ambit control (--config DIR | --kubernetes) [options]
+
+sources:
+  --config DIR               folder of mesh YAML, watched for changes
+  --kubernetes               list/watch the Kubernetes API (in-cluster, or --kubeconfig)
+  --kubeconfig FILE          kubeconfig for --kubernetes (default: in-cluster)
+  --context NAME             kubeconfig context (default: current-context)
+
+security:
+  --token-file FILE          bootstrap tokens for folder mode (required with --config)
+  --ca-dir DIR               root CA directory, created on first start (default /var/lib/ambit/ca)
+  --trust-domain NAME        SPIFFE trust domain (default cluster.local)
+  --agent-service-accounts L comma-separated ns/name agents run as (default ambit-system/ambit-agent)
+
+serving:
+  --host ADDR                address for TLS, metrics, readiness (default 0.0.0.0)
+  --grpc-tls-port N          gRPC over TLS (default 15012)
+  --grpc-plaintext-port N    gRPC plaintext on 127.0.0.1, 'off' to disable (default 15010)
+  --metrics-port N           metrics and /config_dump (default 15014)
+  --readiness-port N         readiness (default 15021)
+  --root-namespace NAME      Istio root namespace (default istio-system)
+`;
+
+function port(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ControlConfigError(`--${name} must be a port number 0-65535, got '${v}'`);
+  return n;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, context: { type: 'string' },
+        'token-file': { type: 'string' }, 'ca-dir': { type: 'string' }, 'trust-domain': { type: 'string' },
+        'agent-service-accounts': { type: 'string' }, host: { type: 'string' },
+        'grpc-tls-port': { type: 'string' }, 'grpc-plaintext-port': { type: 'string' },
+        'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'root-namespace': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`ambit control: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) { process.stdout.write(HELP); return 0; }
+  if ((values.config === undefined) === (values.kubernetes !== true)) {
+    process.stderr.write(`ambit control: pass exactly one of --config DIR or --kubernetes\n\n${HELP}`);
+    return 2;
+  }
+  const trustDomain = values['trust-domain'] ?? 'cluster.local';
+  const rootNamespace = values['root-namespace'] ?? 'istio-system';
+  const compiler = new ModelCompiler({ trustDomain, rootNamespace });
+  let source: ConfigSource;
+  let authenticator: Authenticator;
+  let http: KubeHttp | undefined;
+  if (values.config !== undefined) {
+    const tokenFile = values['token-file'];
+    if (tokenFile === undefined) throw new ControlConfigError('--token-file is required with --config (subscribers authenticate with a bootstrap token)');
+    authenticator = new TokenFileAuthenticator(tokenFile);
+    source = new FolderSource({ dir: values.config, compiler, rootNamespace });
+  } else {
+    const conn = values.kubeconfig !== undefined || values.context !== undefined
+      ? kubeconfigConnection(values.kubeconfig, values.context) : inClusterConnection();
+    http = new KubeHttp(conn);
+    const agents = values['agent-service-accounts']?.split(',').map((s) => s.trim()).filter(Boolean);
+    authenticator = new TokenReviewAuthenticator({ reviewer: new KubeTokenReviewer(http), ...(agents ? { agentServiceAccounts: agents } : {}) });
+    source = new KubeSource({ http, compiler, rootNamespace });
+  }
+  const ca = await CertificateAuthority.open({ dir: values['ca-dir'] ?? '/var/lib/ambit/ca', trustDomain });
+  const plain = values['grpc-plaintext-port'];
+  const cp = new ControlPlane({
+    source, authenticator, signer: ca, trustDomain,
+    host: values.host ?? '0.0.0.0',
+    tlsPort: port(values['grpc-tls-port'], 'grpc-tls-port', 15012),
+    plaintextPort: plain === 'off' ? null : port(plain, 'grpc-plaintext-port', 15010),
+    metricsPort: port(values['metrics-port'], 'metrics-port', 15014),
+    readinessPort: port(values['readiness-port'], 'readiness-port', 15021),
+  });
+  await cp.start();
+  if (!cp.ready) {
+    const dump = cp.configDump() as { lastRejected: { file?: string; line?: number; column?: number; message: string }[] };
+    for (const p of dump.lastRejected.slice(0, 10)) {
+      process.stderr.write(`ambit control: ${p.file ? `${p.file}:${p.line ?? 0}:${p.column ?? 0}: ` : ''}${p.message}\n`);
+    }
+    process.stderr.write('ambit control: the initial configuration is invalid; fix it (see `ambit analyze`) and start again\n');
+    await cp.stop();
+    http?.close();
+    return 1;
+  }
+  await new Promise<void>((resolve) => {
+    const stop = () => { process.off('SIGTERM', stop); process.off('SIGINT', stop); resolve(); };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  await cp.stop();
+  http?.close();
+  return 0;
+}

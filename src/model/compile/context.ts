@@ -1,0 +1,145 @@
+/**
+ * Everything a workload or Service build needs besides its own object, computed once per
+ * compile (or per incremental change) and memoised: policies grouped by namespace, the
+ * PeerAuthentication scope of each namespace, the set of existing waypoints, route sources.
+ * Small collections (policies, routes, gateways) are regrouped per change: they are a few
+ * thousand objects at most, while pods and Services are indexed incrementally.
+ */
+import { compileAuthorizationPolicy } from '../authz/compile.js';
+import type { AuthzPolicy } from '../authz/types.js';
+import type { GatewayResource, HttpRouteResource } from '../kinds/gateway-api.js';
+import { WAYPOINT_GATEWAY_CLASS } from '../kinds/gateway-api.js';
+import type { NamespaceResource } from '../kinds/core.js';
+import type { AuthorizationPolicyResource, PeerAuthenticationResource } from '../kinds/security.js';
+import type { DestinationRuleResource, VirtualServiceResource } from '../kinds/networking.js';
+import { refKey, type Resource } from '../resource.js';
+import type { ResolvedOptions } from './options.js';
+import { peerAuthnScope, type PeerAuthnScope } from './peer-authentication.js';
+import {
+  KIND_AUTHORIZATION_POLICY,
+  KIND_DESTINATION_RULE,
+  KIND_GATEWAY,
+  KIND_HTTP_ROUTE,
+  KIND_NAMESPACE,
+  KIND_PEER_AUTHENTICATION,
+  KIND_VIRTUAL_SERVICE,
+  type ResourceIndex,
+} from './resource-index.js';
+
+/** Authorization policies of one namespace that select workloads (no targetRefs). */
+export interface AuthzGroup {
+  /** Without selector: the whole namespace (the mesh, from the root namespace). */
+  readonly namespaceWide: readonly AuthzPolicy[];
+  /** With a selector. */
+  readonly selected: readonly AuthzPolicy[];
+}
+
+const EMPTY_GROUP: AuthzGroup = Object.freeze({ namespaceWide: Object.freeze([]), selected: Object.freeze([]) });
+
+/** Compiles an AuthorizationPolicy resource; a spec the evaluator cannot compile becomes undefined. */
+export function compileAuthz(r: AuthorizationPolicyResource): AuthzPolicy | undefined {
+  try {
+    return compileAuthorizationPolicy({ namespace: r.ref.namespace, name: r.ref.name }, r.spec);
+  } catch {
+    return undefined; // reported by the loader's lint; never reached for loaded resources
+  }
+}
+
+export class BuildContext {
+  private authzGroups: Map<string, AuthzGroup> | undefined;
+  private readonly paScopes = new Map<string, PeerAuthnScope>();
+  private peerAuthns: PeerAuthenticationResource[] | undefined;
+  private waypointKeys: Set<string> | undefined;
+  private vs: VirtualServiceResource[] | undefined;
+  private dr: DestinationRuleResource[] | undefined;
+  private hr: HttpRouteResource[] | undefined;
+
+  constructor(
+    readonly options: ResolvedOptions,
+    readonly resources: ResourceIndex,
+    /** Compiled AuthorizationPolicies by resource key. */
+    readonly authz: ReadonlyMap<string, AuthzPolicy>,
+  ) {}
+
+  namespace(name: string): NamespaceResource | undefined {
+    return this.resources.getByKey(KIND_NAMESPACE, refKey({ group: '', kind: 'Namespace', namespace: '', name })) as NamespaceResource | undefined;
+  }
+
+  /** Workload-selecting AuthorizationPolicies of a namespace, each list sorted by name. */
+  authzGroup(namespace: string): AuthzGroup {
+    if (this.authzGroups === undefined) {
+      const groups = new Map<string, { namespaceWide: AuthzPolicy[]; selected: AuthzPolicy[] }>();
+      for (const p of this.authz.values()) {
+        if (p.hasTargetRefs) continue;
+        let g = groups.get(p.ref.namespace);
+        if (g === undefined) groups.set(p.ref.namespace, (g = { namespaceWide: [], selected: [] }));
+        (Object.keys(p.matchLabels).length === 0 ? g.namespaceWide : g.selected).push(p);
+      }
+      const byName = (a: AuthzPolicy, b: AuthzPolicy): number => (a.ref.name < b.ref.name ? -1 : a.ref.name > b.ref.name ? 1 : 0);
+      for (const g of groups.values()) {
+        g.namespaceWide.sort(byName);
+        g.selected.sort(byName);
+      }
+      this.authzGroups = groups;
+    }
+    return this.authzGroups.get(namespace) ?? EMPTY_GROUP;
+  }
+
+  peerAuthnScope(namespace: string): PeerAuthnScope {
+    let s = this.paScopes.get(namespace);
+    if (s === undefined) {
+      this.peerAuthns ??= this.resources.list<PeerAuthenticationResource>(KIND_PEER_AUTHENTICATION);
+      s = peerAuthnScope(this.peerAuthns, namespace, this.options.rootNamespace);
+      this.paScopes.set(namespace, s);
+    }
+    return s;
+  }
+
+  /** True when `namespace/name` is a Gateway with gatewayClassName ambit-waypoint. */
+  waypointExists(namespace: string, name: string): boolean {
+    if (this.waypointKeys === undefined) {
+      this.waypointKeys = new Set();
+      for (const g of this.resources.list<GatewayResource>(KIND_GATEWAY)) {
+        if (g.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS) this.waypointKeys.add(`${g.ref.namespace}/${g.ref.name}`);
+      }
+    }
+    return this.waypointKeys.has(`${namespace}/${name}`);
+  }
+
+  virtualServices(): readonly VirtualServiceResource[] {
+    return (this.vs ??= this.resources.list<VirtualServiceResource>(KIND_VIRTUAL_SERVICE));
+  }
+
+  destinationRules(): readonly DestinationRuleResource[] {
+    return (this.dr ??= this.resources.list<DestinationRuleResource>(KIND_DESTINATION_RULE));
+  }
+
+  httpRoutes(): readonly HttpRouteResource[] {
+    return (this.hr ??= this.resources.list<HttpRouteResource>(KIND_HTTP_ROUTE));
+  }
+
+  /** Compiled policies after replacing the changed AuthorizationPolicies. */
+  static updateAuthz(prev: ReadonlyMap<string, AuthzPolicy>, changed: readonly { old?: Resource; new?: Resource }[]): ReadonlyMap<string, AuthzPolicy> {
+    const relevant = changed.filter((c) => (c.old ?? c.new)?.kind === 'AuthorizationPolicy' && (c.old ?? c.new)?.group === 'security.istio.io');
+    if (relevant.length === 0) return prev;
+    const next = new Map(prev);
+    for (const c of relevant) {
+      const key = (c.old ?? c.new)?.key as string;
+      next.delete(key);
+      if (c.new !== undefined) {
+        const p = compileAuthz(c.new as AuthorizationPolicyResource);
+        if (p !== undefined) next.set(key, p);
+      }
+    }
+    return next;
+  }
+
+  static compileAllAuthz(resources: ResourceIndex): ReadonlyMap<string, AuthzPolicy> {
+    const m = new Map<string, AuthzPolicy>();
+    for (const r of resources.list<AuthorizationPolicyResource>(KIND_AUTHORIZATION_POLICY)) {
+      const p = compileAuthz(r);
+      if (p !== undefined) m.set(r.key, p);
+    }
+    return m;
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * A Service resource → a `MeshService`: VIP, hostname, ports, endpoints (the pods its selector
+ * matches that have an address and are ready, or all of them with `publishNotReadyAddresses`),
+ * waypoint binding, routes and destination policy.
+ *
+ * targetPort resolution: a number is used as is; a name is looked up in each pod's container
+ * ports, so pods of different versions may expose the named port on different numbers; a pod
+ * without that name gets no entry for the port (reported by the analyzer). No targetPort means
+ * the Service port.
+ */
+import type { ServiceResource } from '../kinds/core.js';
+import type { BuildContext } from './context.js';
+import { destinationPolicy, destinationRulesFor } from './destination-policy.js';
+import { serviceHostname } from './hosts.js';
+import { httpRouteParents, httpRouteTable, refsOf, virtualServiceRoutes, virtualServicesFor } from './routes.js';
+import type { Endpoint, MeshService, Route, ServicePort, Workload } from './types.js';
+import { serviceSelects, waypointLabel } from './workload.js';
+
+const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
+
+function endpoint(w: Workload, ports: readonly ServicePort[]): Endpoint {
+  const resolved: Record<number, number> = {};
+  for (const p of ports) {
+    if (typeof p.targetPort === 'number') resolved[p.port] = p.targetPort;
+    else {
+      const n = w.namedPorts[p.targetPort];
+      if (n !== undefined) resolved[p.port] = n;
+    }
+  }
+  return Object.freeze({ workload: w.key, ip: w.ip as string, node: w.node, ready: w.ready, enrolled: w.enrolled, ports: Object.freeze(resolved), labels: w.labels });
+}
+
+export function buildService(svc: ServiceResource, ctx: BuildContext, workloadsInNamespace: readonly Workload[]): MeshService {
+  const { namespace, name } = svc.ref;
+  const key = `${namespace}/${name}`;
+  const spec = svc.spec;
+  const hostname = serviceHostname(name, namespace, ctx.options.clusterDomain);
+  const headless = spec.clusterIP === 'None';
+  const vips = headless ? [] : (spec.clusterIPs ?? (spec.clusterIP !== undefined ? [spec.clusterIP] : [])).filter((ip) => ip !== '' && ip !== 'None');
+  const ports: ServicePort[] = (spec.ports ?? []).map((p) =>
+    Object.freeze({ name: p.name, port: p.port, targetPort: p.targetPort ?? p.port, protocol: p.protocol ?? 'TCP', appProtocol: p.appProtocol }),
+  );
+  const selector = spec.selector;
+  const endpoints: Endpoint[] = [];
+  for (const w of workloadsInNamespace) {
+    if (w.ip === undefined || !serviceSelects(selector, namespace, w)) continue;
+    if (!w.ready && spec.publishNotReadyAddresses !== true) continue;
+    endpoints.push(endpoint(w, ports));
+  }
+  endpoints.sort((a, b) => (a.workload < b.workload ? -1 : a.workload > b.workload ? 1 : 0));
+
+  const svcBinding = waypointLabel(svc.metadata.labels, namespace, 'service');
+  const target = svcBinding === undefined ? waypointLabel(ctx.namespace(namespace)?.metadata.labels, namespace, 'namespace') ?? undefined : svcBinding ?? undefined;
+  const waypoint = target !== undefined && ctx.waypointExists(target.namespace, target.name) ? target : undefined;
+
+  const hostCtx = { clusterDomain: ctx.options.clusterDomain };
+  const httpRoutes = ctx.httpRoutes().filter((hr) => httpRouteParents(hr).some((p) => p.service === key));
+  let routes: Route[];
+  let routeSources;
+  if (httpRoutes.length > 0) {
+    routes = httpRouteTable(httpRoutes, key, hostCtx);
+    routeSources = refsOf(httpRoutes);
+  } else {
+    const vs = virtualServicesFor(ctx.virtualServices(), hostname, ctx.options.clusterDomain)[0];
+    routes = vs === undefined ? [] : virtualServiceRoutes(vs, hostCtx);
+    routeSources = vs === undefined ? [] : [vs.ref];
+  }
+  const dr = destinationRulesFor(ctx.destinationRules(), hostname, ctx.options.clusterDomain)[0];
+
+  return Object.freeze({
+    key,
+    name,
+    namespace,
+    hostname,
+    vip: vips[0],
+    vips: Object.freeze(vips),
+    ports: Object.freeze(ports),
+    selector,
+    labels: svc.metadata.labels ?? EMPTY,
+    endpoints: Object.freeze(endpoints),
+    waypointTarget: target,
+    waypoint,
+    routes: Object.freeze(routes),
+    routeSources: Object.freeze(routeSources),
+    destinationPolicy: dr === undefined ? undefined : destinationPolicy(dr, hostname),
+    source: svc.ref,
+  });
+}

@@ -1,0 +1,310 @@
+/**
+ * The immutable, indexed snapshot of the mesh: what `compile()` returns and `applyChange()`
+ * derives a new one from. Agents, waypoints and the control plane query it; nothing mutates it.
+ *
+ * Invariants:
+ * - Every index agrees with a full compile of `resources` (tests check this after many kinds
+ *   of change).
+ * - Lists returned by queries are frozen and sorted by key; lookups are O(1).
+ * - Duplicate pod IPs are kept (the analyzer reports them); `workloadByIp` returns the pod with
+ *   the smallest `namespace/name`.
+ */
+import type { AuthzPolicy } from '../authz/types.js';
+import type { Diagnostic, ResourceRef } from '../diagnostics.js';
+import type { NamespaceResource, NodeResource } from '../kinds/core.js';
+import { refKey, type Resource } from '../resource.js';
+import { hostMatches, resolveHost } from './hosts.js';
+import type { ResolvedOptions } from './options.js';
+import type { PersistentMap } from './persistent-map.js';
+import { KIND_NAMESPACE, KIND_NODE, type ResourceIndex } from './resource-index.js';
+import { isEmptySelector, matchesLabels } from './selectors.js';
+import type { EffectiveMtlsMode, MeshService, Waypoint, Workload } from './types.js';
+import { serviceSelects } from './workload.js';
+
+/** What the last `applyChange` recomputed (keys), for pushing deltas. */
+export interface SnapshotChanges {
+  readonly resources: readonly string[];
+  readonly workloads: readonly string[];
+  readonly services: readonly string[];
+  readonly waypoints: readonly string[];
+}
+
+/** Internal state; built by compile.ts. */
+export interface SnapshotState {
+  readonly options: ResolvedOptions;
+  readonly version: number;
+  readonly changes: SnapshotChanges | undefined;
+  readonly resources: ResourceIndex;
+  readonly authz: ReadonlyMap<string, AuthzPolicy>;
+  readonly workloads: PersistentMap<string, Workload>;
+  readonly workloadsByIp: PersistentMap<string, readonly string[]>;
+  readonly workloadsByNode: PersistentMap<string, readonly Workload[]>;
+  readonly workloadsByNamespace: PersistentMap<string, readonly Workload[]>;
+  readonly workloadsByIdentity: PersistentMap<string, readonly Workload[]>;
+  readonly services: PersistentMap<string, MeshService>;
+  readonly servicesByVip: PersistentMap<string, readonly string[]>;
+  readonly servicesByNamespace: PersistentMap<string, readonly MeshService[]>;
+  readonly waypoints: ReadonlyMap<string, Waypoint>;
+}
+
+const NONE: readonly never[] = Object.freeze([]);
+
+export class Snapshot {
+  /** @internal */
+  readonly state: SnapshotState;
+  private diagnosticsCache: readonly Diagnostic[] | undefined;
+
+  /** @internal use `compile()` */
+  constructor(state: SnapshotState, private readonly check: (s: Snapshot) => Diagnostic[]) {
+    this.state = state;
+    Object.freeze(this.state);
+  }
+
+  get options(): ResolvedOptions {
+    return this.state.options;
+  }
+
+  /** 1 for a full compile, +1 per `applyChange`. */
+  get version(): number {
+    return this.state.version;
+  }
+
+  /** Keys recomputed by the `applyChange` that made this snapshot (undefined after a full compile). */
+  get changes(): SnapshotChanges | undefined {
+    return this.state.changes;
+  }
+
+  // ------------------------------------------------------------------------- resources
+
+  resource(ref: ResourceRef): Resource | undefined {
+    return this.state.resources.get(ref);
+  }
+
+  /** Resources of one kind, by `group/Kind` (`core/Pod`, `ambit.dev/LocalRateLimit`), sorted by key. */
+  resources(kind: string): readonly Resource[] {
+    return Object.freeze(this.state.resources.list(kind).sort((a, b) => (a.key < b.key ? -1 : 1)));
+  }
+
+  /** Every resource, sorted by key. */
+  allResources(): readonly Resource[] {
+    return Object.freeze([...this.state.resources.all()].sort((a, b) => (a.key < b.key ? -1 : 1)));
+  }
+
+  namespace(name: string): NamespaceResource | undefined {
+    return this.state.resources.getByKey(KIND_NAMESPACE, refKey({ group: '', kind: 'Namespace', namespace: '', name })) as NamespaceResource | undefined;
+  }
+
+  node(name: string): NodeResource | undefined {
+    return this.state.resources.getByKey(KIND_NODE, refKey({ group: '', kind: 'Node', namespace: '', name })) as NodeResource | undefined;
+  }
+
+  /** The node's InternalIP (else ExternalIP, else first address). */
+  nodeAddress(name: string): string | undefined {
+    const addrs = this.node(name)?.status?.addresses ?? [];
+    return (addrs.find((a) => a.type === 'InternalIP') ?? addrs.find((a) => a.type === 'ExternalIP') ?? addrs[0])?.address;
+  }
+
+  // ------------------------------------------------------------------------- workloads
+
+  workload(key: string): Workload | undefined {
+    return this.state.workloads.get(key);
+  }
+
+  workloadByIp(ip: string): Workload | undefined {
+    const keys = this.state.workloadsByIp.get(ip);
+    return keys === undefined ? undefined : this.state.workloads.get(keys[0] as string);
+  }
+
+  /** Every workload with this IP (more than one only on a duplicate-IP error). */
+  workloadsByIp(ip: string): readonly Workload[] {
+    return (this.state.workloadsByIp.get(ip) ?? NONE).map((k) => this.state.workloads.get(k) as Workload);
+  }
+
+  workloadsOnNode(node: string): readonly Workload[] {
+    return this.state.workloadsByNode.get(node) ?? NONE;
+  }
+
+  workloadsInNamespace(namespace: string): readonly Workload[] {
+    return this.state.workloadsByNamespace.get(namespace) ?? NONE;
+  }
+
+  /** Workloads running as a SPIFFE identity (`spiffe://td/ns/x/sa/y`). */
+  workloadsWithIdentity(identity: string): readonly Workload[] {
+    return this.state.workloadsByIdentity.get(identity) ?? NONE;
+  }
+
+  /** All workloads, sorted by key. */
+  workloads(): readonly Workload[] {
+    return Object.freeze([...this.state.workloads.values()].sort((a, b) => (a.key < b.key ? -1 : 1)));
+  }
+
+  get workloadCount(): number {
+    return this.state.workloads.size;
+  }
+
+  /** Effective mTLS mode of a workload on a container port. */
+  mtlsMode(w: Workload, port?: number): EffectiveMtlsMode {
+    return (port !== undefined ? w.mtls.ports[port] : undefined) ?? w.mtls.mode;
+  }
+
+  /** Services whose selector picks the workload. */
+  servicesForWorkload(w: Workload): readonly MeshService[] {
+    return this.servicesInNamespace(w.namespace).filter((s) => serviceSelects(s.selector, s.namespace, w));
+  }
+
+  /**
+   * True when traffic to the workload passes a waypoint: its own binding (pod or namespace
+   * label) or that of a Service selecting it. Without a waypoint, L7 rules of selector policies
+   * cannot be enforced, and the agent denies what they would match at L4.
+   */
+  hasWaypoint(w: Workload): boolean {
+    return w.waypoint !== undefined || this.servicesForWorkload(w).some((s) => s.waypoint !== undefined);
+  }
+
+  /**
+   * AuthorizationPolicies the node agent enforces for a workload: mesh-wide (root namespace,
+   * no selector), namespace-wide, then selector matches (root namespace's first), by name.
+   */
+  authorizationFor(w: Workload): readonly AuthzPolicy[] {
+    return w.authorization;
+  }
+
+  /**
+   * AuthorizationPolicies enforced at a waypoint through `targetRef(s)`: those naming the
+   * waypoint's Gateway, the Service (when `service` is given), or the `ambit-waypoint`
+   * GatewayClass from the root namespace. Sorted by namespace/name.
+   */
+  waypointAuthorization(waypointKey: string, serviceKey?: string): readonly AuthzPolicy[] {
+    const [wns, wname] = waypointKey.split('/') as [string, string];
+    const [sns, sname] = serviceKey !== undefined ? (serviceKey.split('/') as [string, string]) : ['', ''];
+    const out: AuthzPolicy[] = [];
+    for (const p of this.state.authz.values()) {
+      if (!p.hasTargetRefs) continue;
+      const refs = [...(p.spec.targetRefs ?? []), ...(p.spec.targetRef !== undefined ? [p.spec.targetRef] : [])];
+      const ns = p.ref.namespace;
+      const hit = refs.some((r) => {
+        const group = r.group ?? '';
+        if (r.kind === 'Gateway' && group === 'gateway.networking.k8s.io') return ns === wns && r.name === wname;
+        if (r.kind === 'GatewayClass' && group === 'gateway.networking.k8s.io') return ns === this.options.rootNamespace && r.name === 'ambit-waypoint';
+        if (r.kind === 'Service' && (group === '' || group === 'core')) return serviceKey !== undefined && ns === sns && r.name === sname;
+        return false;
+      });
+      if (hit) out.push(p);
+    }
+    return Object.freeze(out.sort((a, b) => (a.key < b.key ? -1 : 1)));
+  }
+
+  /** Compiled AuthorizationPolicies by `namespace/name`. */
+  authorizationPolicies(): readonly AuthzPolicy[] {
+    return Object.freeze([...this.state.authz.values()].sort((a, b) => (a.key < b.key ? -1 : 1)));
+  }
+
+  /**
+   * Resources of a kind with `attachment: 'workload-selector'` that apply to a workload, the
+   * way Istio policies do (root namespace: mesh-wide; no selector: namespace-wide), sorted by
+   * namespace (root first) then name. Kinds added later (a rate limit) use this unchanged.
+   */
+  attachedPolicies<R extends Resource = Resource>(kind: string, w: Workload): readonly R[] {
+    const root = this.options.rootNamespace;
+    const out: R[] = [];
+    for (const r of this.state.resources.list<R>(kind)) {
+      const ns = r.ref.namespace;
+      if (ns !== root && ns !== w.namespace) continue;
+      const spec = r.spec as { selector?: { matchLabels?: Record<string, string> }; targetRef?: unknown; targetRefs?: unknown[] };
+      if (spec.targetRef !== undefined || (spec.targetRefs !== undefined && spec.targetRefs.length > 0)) continue;
+      const sel = spec.selector?.matchLabels;
+      if (!isEmptySelector(sel) && !matchesLabels(sel ?? {}, w.labels)) continue;
+      out.push(r);
+    }
+    return Object.freeze(out.sort((a, b) => (a.ref.namespace === b.ref.namespace ? (a.ref.name < b.ref.name ? -1 : 1) : a.ref.namespace === root ? -1 : b.ref.namespace === root ? 1 : a.ref.namespace < b.ref.namespace ? -1 : 1)));
+  }
+
+  // -------------------------------------------------------------------------- services
+
+  service(key: string): MeshService | undefined {
+    return this.state.services.get(key);
+  }
+
+  serviceByVip(ip: string): MeshService | undefined {
+    const keys = this.state.servicesByVip.get(ip);
+    return keys === undefined ? undefined : this.state.services.get(keys[0] as string);
+  }
+
+  /**
+   * The Service of a host name: a FQDN (`reviews.bookinfo.svc.cluster.local`), or a short name
+   * resolved Istio's way in `fromNamespace` (`reviews`). Wildcards are not services.
+   */
+  serviceByHost(host: string, fromNamespace?: string): MeshService | undefined {
+    const fqdn = fromNamespace !== undefined ? resolveHost(host, fromNamespace, this.options.clusterDomain) : host;
+    const suffix = `.svc.${this.options.clusterDomain}`;
+    if (!fqdn.endsWith(suffix)) return undefined;
+    const parts = fqdn.slice(0, -suffix.length).split('.');
+    if (parts.length !== 2) return undefined;
+    return this.state.services.get(`${parts[1]}/${parts[0]}`);
+  }
+
+  /** Services whose hostname a (possibly wildcard) host covers. */
+  servicesMatchingHost(host: string, fromNamespace: string): readonly MeshService[] {
+    const full = resolveHost(host, fromNamespace, this.options.clusterDomain);
+    if (!full.startsWith('*')) {
+      const s = this.serviceByHost(full);
+      return s === undefined ? NONE : [s];
+    }
+    return this.services().filter((s) => hostMatches(full, s.hostname));
+  }
+
+  servicesInNamespace(namespace: string): readonly MeshService[] {
+    return this.state.servicesByNamespace.get(namespace) ?? NONE;
+  }
+
+  /** All Services, sorted by key. */
+  services(): readonly MeshService[] {
+    return Object.freeze([...this.state.services.values()].sort((a, b) => (a.key < b.key ? -1 : 1)));
+  }
+
+  // ------------------------------------------------------------------------- waypoints
+
+  waypoint(key: string): Waypoint | undefined {
+    return this.state.waypoints.get(key);
+  }
+
+  waypoints(): readonly Waypoint[] {
+    return Object.freeze([...this.state.waypoints.values()].sort((a, b) => (a.key < b.key ? -1 : 1)));
+  }
+
+  // ------------------------------------------------------------------------ diagnostics
+
+  /** Cross-reference problems of this snapshot (computed on first call). */
+  diagnostics(): readonly Diagnostic[] {
+    this.diagnosticsCache ??= Object.freeze(this.check(this));
+    return this.diagnosticsCache;
+  }
+
+  /**
+   * A canonical plain-data dump of every derived index (sorted, JSON-safe): what tests compare
+   * and `ambit config-dump` can print. Authorization policies appear by `namespace/name`.
+   */
+  toJSON(): unknown {
+    const s = this.state;
+    const sortedEntries = <V>(m: Iterable<[string, V]>, f: (v: V) => unknown): Record<string, unknown> => {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of [...m].sort((a, b) => (a[0] < b[0] ? -1 : 1))) out[k] = f(v);
+      return out;
+    };
+    return {
+      options: s.options,
+      resources: this.allResources().map((r) => r.key),
+      authorizationPolicies: this.authorizationPolicies().map((p) => p.key),
+      workloads: sortedEntries(s.workloads, (w) => ({ ...w, authorization: w.authorization.map((p) => p.key) })),
+      workloadsByIp: sortedEntries(s.workloadsByIp, (v) => v),
+      workloadsByNode: sortedEntries(s.workloadsByNode, (v) => v.map((w) => w.key)),
+      workloadsByNamespace: sortedEntries(s.workloadsByNamespace, (v) => v.map((w) => w.key)),
+      workloadsByIdentity: sortedEntries(s.workloadsByIdentity, (v) => v.map((w) => w.key)),
+      services: sortedEntries(s.services, (v) => v),
+      servicesByVip: sortedEntries(s.servicesByVip, (v) => v),
+      servicesByNamespace: sortedEntries(s.servicesByNamespace, (v) => v.map((x) => x.key)),
+      waypoints: sortedEntries(s.waypoints, (v) => v),
+    };
+  }
+}
+
