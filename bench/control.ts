@@ -93,7 +93,8 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     const findings = (cp.configDump().source as { problems: unknown[] }).problems.length;
     if (findings > 0) process.stderr.write(`note: ${findings} analyzer findings in the bench mesh\n`);
     if (!cp.ready) throw new Error(`bench mesh rejected: ${JSON.stringify(cp.configDump().lastRejected).slice(0, 500)}`);
-    process.stderr.write(`control plane up with ${cp.table.size} resources in ${((nowMs() - t0) / 1000).toFixed(1)} s\n`);
+    const mb = () => `rss ${(process.memoryUsage().rss / 1048576).toFixed(0)} MB, heap ${(process.memoryUsage().heapUsed / 1048576).toFixed(0)} MB`;
+    process.stderr.write(`control plane up with ${cp.table.size} resources in ${((nowMs() - t0) / 1000).toFixed(1)} s (${mb()})\n`);
 
     child = fork(fileURLToPath(import.meta.url), [], {
       env: { ...process.env, AMBIT_BENCH_CONTROL_ROLE: 'subscribers', AMBIT_BENCH_ADDR: `127.0.0.1:${cp.ports.tls}`, AMBIT_BENCH_SUBS: String(p.subscribers), AMBIT_BENCH_NODES: String(p.nodes) },
@@ -116,6 +117,7 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     const tFull = nowMs();
     await next((m) => m.type === 'ready', 300_000, 'every subscriber to get its full view');
     const fullViewS = (nowMs() - tFull) / 1000;
+    process.stderr.write(`${p.subscribers} subscribers have their full view after ${fullViewS.toFixed(1)} s (${mb()})\n`);
 
     const latencies: number[] = [];
     const bytes: number[] = [];

@@ -10,13 +10,14 @@
  * Both tunnels use the same CA and workload certificates, TLS 1.3 and mutual authentication.
  *
  * Metrics per subject:
+ *   (each measured in rounds that interleave the subjects; the median over rounds is reported)
  *   throughput_gbps  iperf3 -c ... -J through the path (iperf3 -s is the target), receiver side
  *   rps              wrk -t1 -c16 --latency against a tiny keep-alive HTTP server (saturation)
  *   wrk_p50_ms, wrk_p99_ms   wrk's latency percentiles at saturation
  *   p50_ms, p99_ms   a fixed 1,000 requests/s: wrk cannot pace and h2load --rps reports no
  *                    percentiles, so a small Node client (this file, main process) sends one
- *                    request every millisecond over 8 keep-alive connections and measures each
- *                    from its scheduled send time (no coordinated omission)
+ *                    request per millisecond (1 ms timer with catch-up) over 8 keep-alive
+ *                    connections and measures each from its actual send
  *   setup_ms         ambit only: fresh pool -> TLS handshake + first answered CONNECT (median)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -33,6 +34,7 @@ import { IdentityManager, type WorkloadCertificate } from '../src/identity/manag
 import { StaticCredentialSource } from '../src/identity/static-credentials.js';
 import { HboneServer } from '../src/tunnel/server.js';
 import { HbonePool } from '../src/tunnel/pool.js';
+import { splice } from '../src/tunnel/splice.js';
 
 const HERE = fileURLToPath(import.meta.url);
 const ROOT = resolve(dirname(HERE), '..');
@@ -50,6 +52,11 @@ async function loadCerts(file: string): Promise<StaticCredentialSource> {
   return new StaticCredentialSource([fix(raw.client), fix(raw.server)]);
 }
 
+function optionalArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? undefined : process.argv[i + 1];
+}
+
 function arg(name: string): string {
   const i = process.argv.indexOf(`--${name}`);
   const v = i === -1 ? undefined : process.argv[i + 1];
@@ -58,7 +65,8 @@ function arg(name: string): string {
 }
 
 async function roleHboneServer(): Promise<void> {
-  const server = await HboneServer.create({ identity: SERVER_ID, credentials: await loadCerts(arg('certs')), authorize: () => ({ allow: true }) });
+  const buf = optionalArg('splice-buffer');
+  const server = await HboneServer.create({ identity: SERVER_ID, credentials: await loadCerts(arg('certs')), authorize: () => ({ allow: true }), ...(buf === undefined ? {} : { spliceBufferBytes: Number(buf) }) });
   const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
   process.stdout.write(JSON.stringify({ port }) + '\n');
 }
@@ -67,6 +75,8 @@ async function roleHboneServer(): Promise<void> {
 async function roleHboneClient(): Promise<void> {
   const pool = new HbonePool({ credentials: await loadCerts(arg('certs')) });
   const serverPort = Number(arg('server'));
+  const buf = optionalArg('splice-buffer');
+  const spliceOpts = buf === undefined ? {} : { maxBufferedBytes: Number(buf) };
   const ports: number[] = [];
   for (const authority of arg('authorities').split(',')) {
     const listener = createNetServer({ allowHalfOpen: true, noDelay: true }, (sock: Socket) => {
@@ -74,11 +84,7 @@ async function roleHboneClient(): Promise<void> {
       sock.pause();
       pool.connect({ source: CLIENT_ID, address: { host: '127.0.0.1', port: serverPort }, destinationIdentity: SERVER_ID, authority, forwardedFor: { host: sock.remoteAddress ?? '127.0.0.1', port: sock.remotePort ?? 0 } }).then(
         (stream) => {
-          stream.on('error', () => sock.destroy());
-          sock.on('error', () => stream.destroy());
-          sock.on('close', () => { if (!stream.writableFinished) stream.destroy(); });
-          sock.pipe(stream);
-          stream.pipe(sock);
+          splice(stream, sock, () => {}, spliceOpts);
           sock.resume();
         },
         () => sock.destroy(),
@@ -200,15 +206,17 @@ async function fixedRate(port: number, rate: number, seconds: number): Promise<{
   const interval = 1000 / rate;
   let sent = 0;
   const pending: Array<Promise<void>> = [];
+  // Paced by a 1 ms timer with catch-up (never a busy loop: it would steal one of the two cores
+  // the tunnel processes need). Latency is measured from the actual send.
   await new Promise<void>((resolve) => {
     const tick = () => {
       const now = performance.now();
       while (sent < total && start + sent * interval <= now) {
-        const scheduled = start + sent * interval;
         sent++;
-        pending.push(get().then(() => { latencies.push(performance.now() - scheduled); }, () => { errors++; }));
+        const t0 = performance.now();
+        pending.push(get().then(() => { latencies.push(performance.now() - t0); }, () => { errors++; }));
       }
-      if (sent < total) setImmediate(tick);
+      if (sent < total) setTimeout(tick, 1);
       else resolve();
     };
     tick();
@@ -234,13 +242,20 @@ async function setupMs(serverPort: number, targetPort: number, creds: StaticCred
   return samples[Math.floor(samples.length / 2)] ?? Number.NaN;
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  return ((s[Math.floor((s.length - 1) / 2)] ?? 0) + (s[Math.ceil((s.length - 1) / 2)] ?? 0)) / 2;
+}
+
 function stunnelConf(dir: string, name: string, lines: string[]): Promise<string> {
   const file = join(dir, `${name}.conf`);
   return writeFile(file, ['foreground = yes', 'syslog = no', `pid =`, 'debug = 3', `output = ${join(dir, `${name}.log`)}`, ...lines, ''].join('\n')).then(() => file);
 }
 
 export async function run(opts: BenchOptions): Promise<Row[]> {
-  const seconds = opts.quick ? 2 : 10;
+  const seconds = opts.quick ? 2 : 5;
+  const rounds = opts.quick ? 1 : 3;
   const dir = await mkdtemp(join(tmpdir(), 'ambit-bench-tunnel-'));
   const rows: Row[] = [];
   try {
@@ -291,17 +306,35 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
       ['stunnel', sClientIperf, sClientHttp],
       ['direct', iperfPort, httpPort],
     ];
-    for (const [subject, ip, hp] of subjects) {
-      process.stderr.write(`tunnel bench: ${subject}...\n`);
-      rows.push({ subject, metric: 'throughput_gbps', value: await iperf(ip, seconds) });
-      const w = await wrk(hp, seconds);
-      rows.push({ subject, metric: 'rps', value: w.rps });
-      const f = await fixedRate(hp, 1000, seconds);
-      if (f.errors > 0) process.stderr.write(`tunnel bench: ${subject}: ${f.errors} failed requests at 1,000 req/s\n`);
-      rows.push({ subject, metric: 'p50_ms', value: f.p50 });
-      rows.push({ subject, metric: 'p99_ms', value: f.p99 });
-      rows.push({ subject, metric: 'wrk_p50_ms', value: w.p50 });
-      rows.push({ subject, metric: 'wrk_p99_ms', value: w.p99 });
+    // Rounds interleave the subjects so a noisy neighbour hurts all of them alike; each metric
+    // is the median over rounds.
+    const samples = new Map<string, number[]>();
+    const add = (subject: string, metric: string, value: number) => {
+      const k = `${subject}\u0000${metric}`;
+      samples.set(k, [...(samples.get(k) ?? []), value]);
+    };
+    for (let round = 0; round < rounds; round++) {
+      for (const [subject, ip] of subjects) {
+        process.stderr.write(`tunnel bench: round ${round + 1}/${rounds}: iperf3 via ${subject}\n`);
+        add(subject, 'throughput_gbps', await iperf(ip, seconds));
+      }
+      for (const [subject, , hp] of subjects) {
+        process.stderr.write(`tunnel bench: round ${round + 1}/${rounds}: wrk via ${subject}\n`);
+        const w = await wrk(hp, seconds);
+        add(subject, 'rps', w.rps);
+        add(subject, 'wrk_p50_ms', w.p50);
+        add(subject, 'wrk_p99_ms', w.p99);
+      }
+      for (const [subject, , hp] of subjects) {
+        process.stderr.write(`tunnel bench: round ${round + 1}/${rounds}: 1,000 req/s via ${subject}\n`);
+        const f = await fixedRate(hp, 1000, seconds);
+        if (f.errors > 0) process.stderr.write(`tunnel bench: ${subject}: ${f.errors} failed requests at 1,000 req/s\n`);
+        add(subject, 'p50_ms', f.p50);
+        add(subject, 'p99_ms', f.p99);
+      }
+    }
+    for (const metric of ['throughput_gbps', 'rps', 'p50_ms', 'p99_ms', 'wrk_p50_ms', 'wrk_p99_ms']) {
+      for (const [subject] of subjects) rows.push({ subject, metric, value: median(samples.get(`${subject}\u0000${metric}`) ?? []) });
     }
     rows.push({ subject: 'ambit', metric: 'setup_ms', value: await setupMs(hboneServerPort, httpPort, creds, opts.quick ? 10 : 50) });
 

@@ -20,14 +20,14 @@ import { childLogger } from '../util/log.js';
 import type { Signer } from '../identity/signer.js';
 import type { Authenticator } from './auth.js';
 import { CaService } from './ca-service.js';
-import { DiscoveryService } from './discovery-service.js';
+import { DiscoveryService, discoveryServiceDefinition } from './discovery-service.js';
 import { ControlConfigError } from './errors.js';
 import { createControlMetrics, type ControlMetrics } from './metrics.js';
 import { protos } from './proto.js';
 import { ResourceTable, type ChangeSet } from './resource-table.js';
 import { ServingCertificate } from './serving-cert.js';
 import type { ConfigProblem, ConfigSource, SourceSink } from './source.js';
-import type { MeshResource } from './mesh-resource.js';
+import { RESOURCE_KINDS, type MeshResource } from './mesh-resource.js';
 import { closeHttp, listenHttp, metricsServer, readinessServer, type AdminHandlers } from './admin-server.js';
 
 export interface ControlPlaneOptions {
@@ -111,7 +111,7 @@ export class ControlPlane {
     await this.serving.start();
     const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1, 'grpc.max_send_message_length': -1 });
     const p = protos();
-    server.addService(p.discovery.ambit.v1.Discovery.service, this.discovery.handlers());
+    server.addService(discoveryServiceDefinition(), this.discovery.handlers());
     server.addService(p.ca.ambit.v1.CertificateAuthority.service, this.ca.handlers());
     this.grpcServer = server;
     const host = this.opts.host ?? '0.0.0.0';
@@ -149,8 +149,8 @@ export class ControlPlane {
       this.metrics.configReloads.inc({ source: this.opts.source.status().kind });
       this.lastProblems = [];
       if (cs !== undefined) {
-        this.metrics.resources.reset();
-        for (const [kind, n] of Object.entries(this.table.countByKind())) this.metrics.resources.set({ kind }, n);
+        const counts = this.table.countByKind();
+        for (const kind of RESOURCE_KINDS) this.metrics.resources.set({ kind }, counts[kind] ?? 0);
         this.discovery.publish(cs);
       }
       if (!this.accepted) {

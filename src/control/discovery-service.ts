@@ -16,18 +16,28 @@ import type { Logger } from '../util/log.js';
 import { childLogger } from '../util/log.js';
 import type { Authenticator } from './auth.js';
 import type { ControlMetrics } from './metrics.js';
-import type { DiscoveryRequest__Output, DiscoveryResponse, Resource, ResourceRef } from './proto.js';
+import { protos, type DiscoveryRequest__Output, type DiscoveryResponse, type Resource, type ResourceRef } from './proto.js';
 import type { ChangeSet, ResourceTable, TableEntry } from './resource-table.js';
 import { GLOBAL_KINDS, SCOPED_KINDS, splitKey, type MeshKind } from './mesh-resource.js';
 import { contextFingerprint, scopedView, selects, viewContext, type SubscriberId, type ViewContext } from './views.js';
 import { PermissionDeniedError, UnauthenticatedError } from './errors.js';
 
-type Call = grpc.ServerDuplexStream<DiscoveryRequest__Output, DiscoveryResponse>;
+/** Writes take a message, or its encoding when several subscribers share one (see discoveryServiceDefinition). */
+type Call = grpc.ServerDuplexStream<DiscoveryRequest__Output, DiscoveryResponse | Buffer>;
 
 export interface DiscoveryServiceOptions {
   table: ResourceTable;
   authenticator: Authenticator;
   metrics: ControlMetrics;
+  /**
+   * Full views being sent at once (default 4). A full view of a large mesh is megabytes once
+   * serialized; when a restarted control plane meets every subscriber at once, sending them all
+   * together would hold hundreds of megabytes of buffers. Later subscribers wait their turn (a
+   * slot frees when the subscriber acks its view or leaves).
+   */
+  maxConcurrentFullViews?: number;
+  /** How long a new stream may take to send its hello, ms (default 10000). */
+  helloTimeoutMs?: number;
   /** Parent logger (default: the root logger). */
   logger?: Logger;
 }
@@ -48,10 +58,33 @@ export class DiscoveryService {
   private readonly waiting = new Set<Session>();
   private ready = false;
   private closing = false;
+  private fullViewSlots: number;
+  private readonly fullViewQueue: Session[] = [];
   readonly log: Logger;
 
   constructor(readonly opts: DiscoveryServiceOptions) {
     this.log = childLogger('control.discovery', opts.logger);
+    this.fullViewSlots = opts.maxConcurrentFullViews ?? 4;
+  }
+
+  /** Run `s.sendInitial()` when a full-view slot is free. */
+  _queueInitial(s: Session): void {
+    if (this.fullViewSlots > 0) { this.fullViewSlots--; s.holdsSlot = true; s.sendInitial(); return; }
+    this.fullViewQueue.push(s);
+  }
+
+  /** A session is done with its full view (acked or gone): give the slot to the next in line. */
+  _releaseSlot(s: Session): void {
+    if (!s.holdsSlot) return;
+    s.holdsSlot = false;
+    for (;;) {
+      const next = this.fullViewQueue.shift();
+      if (next === undefined) { this.fullViewSlots++; return; }
+      if (!this.sessions.has(next)) continue;
+      next.holdsSlot = true;
+      next.sendInitial();
+      return;
+    }
   }
 
   /** grpc-js handlers for ambit.v1.Discovery. */
@@ -63,14 +96,17 @@ export class DiscoveryService {
   markReady(): void {
     if (this.ready) return;
     this.ready = true;
-    for (const s of this.waiting) s.sendInitial();
+    for (const s of this.waiting) this._queueInitial(s);
     this.waiting.clear();
   }
 
   /** Push one applied change set to every session. */
   publish(cs: ChangeSet): void {
     if (!this.ready) return;
-    for (const s of this.sessions) if (s.started) s.onChange(cs);
+    // Subscribers at the same base version whose push has no scoped part get byte-identical
+    // messages: encode those once per change, not once per subscriber.
+    const shared = new Map<number, Buffer>();
+    for (const s of this.sessions) if (s.started) s.onChange(cs, shared);
   }
 
   sessionInfo(): SessionInfo[] {
@@ -92,9 +128,15 @@ export class DiscoveryService {
     }
     const s = new Session(this, call);
     this.sessions.add(s);
+    const helloTimer = setTimeout(() => {
+      if (!s.started) s.end(grpc.status.DEADLINE_EXCEEDED, 'no hello within the allowed time');
+    }, this.opts.helloTimeoutMs ?? 10_000);
+    helloTimer.unref();
     const cleanup = () => {
+      clearTimeout(helloTimer);
       if (!this.sessions.delete(s)) return;
       this.waiting.delete(s);
+      this._releaseSlot(s);
       if (s.sub !== undefined && s.started) this.opts.metrics.subscribers.dec({ kind: s.sub.kind });
       this.log.debug({ subscriber: s.sub, peer: call.getPeer() }, 'subscriber disconnected');
     };
@@ -108,14 +150,40 @@ export class DiscoveryService {
   /** Used by sessions. */
   _start(s: Session): void {
     this.opts.metrics.subscribers.inc({ kind: s.sub?.kind ?? 'unknown' });
-    if (this.ready) s.sendInitial(); else this.waiting.add(s);
+    if (this.ready) this._queueInitial(s); else this.waiting.add(s);
   }
   _isOpen(s: Session): boolean { return this.sessions.has(s); }
+}
+
+type StreamMethod = grpc.MethodDefinition<unknown, DiscoveryResponse>;
+
+function streamMethod(): StreamMethod {
+  return protos().discovery.ambit.v1.Discovery.service['Stream'] as unknown as StreamMethod;
+}
+
+function encodeResponse(m: DiscoveryResponse): Buffer {
+  return streamMethod().responseSerialize(m);
+}
+
+/**
+ * The Discovery service definition for grpc-js, with a response serializer that passes
+ * already-encoded messages through (see DiscoveryService.publish).
+ */
+export function discoveryServiceDefinition(): grpc.ServiceDefinition {
+  const def = protos().discovery.ambit.v1.Discovery.service;
+  const stream = streamMethod();
+  return {
+    ...def,
+    Stream: { ...stream, responseSerialize: (v: DiscoveryResponse | Buffer) => (Buffer.isBuffer(v) ? v : stream.responseSerialize(v)) },
+  } as grpc.ServiceDefinition;
 }
 
 class Session {
   sub: SubscriberId | undefined;
   started = false;
+  /** Holds one of the service's full-view slots until its initial view is acked. */
+  holdsSlot = false;
+  private initialVersion = -1;
   private helloSeen = false;
   private version = 0;
   private acked = 0;
@@ -177,8 +245,9 @@ class Session {
   }
 
   sendInitial(): void {
-    if (this.ended || this.sub === undefined) return;
+    if (this.ended || this.sub === undefined) { this.svc._releaseSlot(this); return; }
     const table = this.svc.opts.table;
+    this.initialVersion = table.version;
     this.ctx = viewContext(table, this.sub);
     this.ctxPrint = contextFingerprint(this.ctx);
     const scoped = scopedView(table, this.ctx);
@@ -205,7 +274,7 @@ class Session {
     this.push({ full: true, baseVersion: 0, upserts, removals: [] }, table.version, Date.now(), 'full');
   }
 
-  onChange(cs: ChangeSet): void {
+  onChange(cs: ChangeSet, shared?: Map<number, Buffer>): void {
     if (this.ended || this.sub === undefined || this.ctx === undefined) return;
     const sub = this.sub;
     const upserts: Resource[] = [];
@@ -224,6 +293,7 @@ class Session {
         scopedChanged.push(c.key);
       }
     }
+    const globalCount = upserts.length + removals.length;
     let recomputeAll = false;
     if (ctxTouched) {
       const ctx = viewContext(this.svc.opts.table, sub);
@@ -249,12 +319,22 @@ class Session {
       }
     }
     if (upserts.length === 0 && removals.length === 0) return;
+    if (shared !== undefined && upserts.length + removals.length === globalCount) {
+      let buf = shared.get(this.version);
+      if (buf === undefined) {
+        buf = encodeResponse({ epoch: this.svc.opts.table.epoch, version: cs.version, changedAtMs: cs.changedAtMs, full: false, baseVersion: this.version, upserts, removals });
+        shared.set(this.version, buf);
+      }
+      this.push(buf, cs.version, cs.changedAtMs, 'delta');
+      return;
+    }
     this.push({ full: false, baseVersion: this.version, upserts, removals }, cs.version, cs.changedAtMs, 'delta');
   }
 
-  private push(body: Omit<DiscoveryResponse, 'epoch' | 'version' | 'changedAtMs'> & { replaceKinds?: MeshKind[] },
+  /** `body` is a message without its envelope, or an already encoded DiscoveryResponse. */
+  private push(body: (Omit<DiscoveryResponse, 'epoch' | 'version' | 'changedAtMs'> & { replaceKinds?: MeshKind[] }) | Buffer,
     version: number, changedAtMs: number, type: 'full' | 'delta' | 'resume'): void {
-    const msg: DiscoveryResponse = { ...body, epoch: this.svc.opts.table.epoch, version, changedAtMs };
+    const msg = Buffer.isBuffer(body) ? body : { ...body, epoch: this.svc.opts.table.epoch, version, changedAtMs };
     this.version = version;
     if (type === 'delta') this.pending.set(version, changedAtMs);
     if (this.pending.size > 1000) this.pending.delete(this.pending.keys().next().value as number);
@@ -264,6 +344,7 @@ class Session {
 
   private onAck(version: number): void {
     if (version > this.acked) this.acked = version;
+    if (this.holdsSlot && version >= this.initialVersion) this.svc._releaseSlot(this);
     const at = this.pending.get(version);
     for (const v of this.pending.keys()) { if (v <= version) this.pending.delete(v); else break; }
     if (at !== undefined && version > 0) this.svc.opts.metrics.pushLatency.observe({ kind: this.sub?.kind ?? 'unknown' }, Math.max(0, Date.now() - at) / 1000);
@@ -271,6 +352,7 @@ class Session {
 
   private onNack(version: number, error: string): void {
     this.nacked = { version, error };
+    if (this.holdsSlot && version >= this.initialVersion) this.svc._releaseSlot(this);
     this.pending.delete(version);
     this.svc.opts.metrics.nacks.inc({ kind: this.sub?.kind ?? 'unknown' });
     this.svc.log.warn({ subscriber: this.sub, version, error }, 'subscriber could not apply a push; it keeps its last good view');

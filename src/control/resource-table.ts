@@ -62,6 +62,8 @@ export class ResourceTable {
   private readonly historyKeys: string[] = [];
   private historyStart = 0;
   private readonly changedAt = new Map<number, number>();
+  private readonly counts = new Map<string, number>();
+  private readonly keys = new WeakMap<MeshResource, string>();
   private readonly maxHistory: number;
 
   constructor(opts: ResourceTableOptions = {}) {
@@ -92,11 +94,16 @@ export class ResourceTable {
   /** When the change that produced `version` was seen, if still remembered. */
   changedAtMs(version: number): number | undefined { return this.changedAt.get(version); }
 
-  /** Count of entries per kind (for metrics and /config_dump). */
+  /** Count of entries per kind (for metrics and /config_dump); kept up to date by apply. */
   countByKind(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const e of this.entries.values()) out[e.resource.kind] = (out[e.resource.kind] ?? 0) + 1;
-    return out;
+    return Object.fromEntries([...this.counts].filter(([, n]) => n > 0));
+  }
+
+  /** resourceKey of `r`, computed once per MeshResource object. */
+  private keyOf(r: MeshResource): string {
+    let k = this.keys.get(r);
+    if (k === undefined) { k = resourceKey(r.kind, r.name); this.keys.set(r, k); }
+    return k;
   }
 
   /**
@@ -107,8 +114,7 @@ export class ResourceTable {
     const seen = new Set<string>();
     const upserts: MeshResource[] = [];
     for (const r of resources) {
-      const key = resourceKey(r.kind, r.name);
-      seen.add(key);
+      seen.add(this.keyOf(r));
       upserts.push(r);
     }
     const removals: string[] = [];
@@ -125,7 +131,7 @@ export class ResourceTable {
     const changes: Change[] = [];
     const touched = new Set<string>();
     for (const r of upserts) {
-      const key = resourceKey(r.kind, r.name);
+      const key = this.keyOf(r);
       const before = this.entries.get(key);
       // Projection hands back the same object for an unchanged model object: the cheap test first.
       if (before !== undefined && before.resource === r) continue;
@@ -174,6 +180,7 @@ export class ResourceTable {
 
   private index(e: TableEntry): void {
     const r = e.resource;
+    this.counts.set(r.kind, (this.counts.get(r.kind) ?? 0) + 1);
     if (r.workload !== undefined) {
       let s = this.byNode.get(r.workload.node);
       if (s === undefined) { s = new Set(); this.byNode.set(r.workload.node, s); }
@@ -185,6 +192,7 @@ export class ResourceTable {
 
   private unindex(e: TableEntry): void {
     const r = e.resource;
+    this.counts.set(r.kind, (this.counts.get(r.kind) ?? 0) - 1);
     if (r.workload !== undefined) {
       const s = this.byNode.get(r.workload.node);
       s?.delete(e.key);

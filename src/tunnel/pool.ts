@@ -16,7 +16,6 @@
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { constants as h2 } from 'node:http2';
 import type { SecureContext } from 'node:tls';
-import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { childLogger } from '../util/log.js';
@@ -133,10 +132,10 @@ export class HbonePool {
 
   /**
    * Opens a CONNECT stream to `req.authority` through the HBONE server at `req.address`.
-   * Resolves with the stream (a Duplex: write to send, `end()` to half-close) once the server
-   * answered 200; rejects with a TunnelError otherwise.
+   * Resolves with the stream (a Duplex: write to send, `end()` to half-close; `splice()` it to a
+   * socket) once the server answered 200; rejects with a TunnelError otherwise.
    */
-  async connect(req: HboneConnectRequest): Promise<Duplex> {
+  async connect(req: HboneConnectRequest): Promise<ClientHttp2Stream> {
     const started = process.hrtime.bigint();
     try {
       const stream = await this.open(req);
@@ -181,7 +180,7 @@ export class HbonePool {
     for (const s of [...this.groups.values()].flat()) s.session?.destroy();
   }
 
-  private async open(req: HboneConnectRequest): Promise<Duplex> {
+  private async open(req: HboneConnectRequest): Promise<ClientHttp2Stream> {
     if (this.closed) throw new TunnelError('AMBIT_ERR_TUNNEL_CLOSED', 'HBONE pool is closed');
     const source = parseSpiffeId(req.source).uri;
     const destinationIdentity = parseSpiffeId(req.destinationIdentity).uri;
@@ -353,9 +352,9 @@ export class HbonePool {
     }
   }
 
-  private request(pooled: PooledSession, session: ClientHttp2Session, headers: Record<string, string>, address: string): Promise<Duplex> {
+  private request(pooled: PooledSession, session: ClientHttp2Session, headers: Record<string, string>, address: string): Promise<ClientHttp2Stream> {
     const target = headers[':authority'] ?? '';
-    return new Promise<Duplex>((resolve, reject) => {
+    return new Promise<ClientHttp2Stream>((resolve, reject) => {
       let stream: ClientHttp2Stream;
       try {
         stream = session.request(headers, { endStream: false });

@@ -77,12 +77,14 @@ export interface HboneServerOptions {
   streamWindowBytes?: number;
   /** HTTP/2 connection window in bytes (default 16 MiB). */
   sessionWindowBytes?: number;
-  /** Largest HTTP/2 frame we accept (default 64 KiB). */
+  /** Largest HTTP/2 frame we accept (default 16 KiB). */
   maxFrameSize?: number;
   /** Sessions idle this long in ms are closed (default 300,000; 0 disables). */
   sessionIdleTimeoutMs?: number;
   /** nghttp2 memory cap per session in MiB (default 64). */
   maxSessionMemoryMiB?: number;
+  /** Bytes queued per splice direction before reading pauses (default 1 MiB, see splice.ts). */
+  spliceBufferBytes?: number;
   /** Logger (default child `tunnel.server`). */
   logger?: Logger;
   /** Registry for `ambit_tunnel_server_*` metrics (default: none). */
@@ -373,7 +375,7 @@ export class HboneServer {
         this.metrics.serverBytes.inc({ direction: 'from_upstream' }, up.bytesRead);
       }
       this.log.debug({ peer: peer.identity, authority: headers[':authority'], durationMs: Date.now() - started, reason: err?.message, traceparent: ctx.traceparent }, 'HBONE stream closed');
-    });
+    }, this.opts.spliceBufferBytes === undefined ? {} : { maxBufferedBytes: this.opts.spliceBufferBytes });
   }
 }
 

@@ -112,6 +112,7 @@ export class FolderSource implements ConfigSource {
   private async reloadOnce(): Promise<void> {
     const changedAt = this.firstChangeAt || Date.now();
     this.firstChangeAt = 0;
+    const t0 = performance.now();
     const { files: paths, dirs } = await listFiles(this.opts.dir);
     this.syncWatchers(dirs);
     const present = new Set(paths);
@@ -131,6 +132,7 @@ export class FolderSource implements ConfigSource {
       touched = true;
     }
     if (!touched && this.st.synced) return;
+    const tRead = performance.now();
     this.reloads++;
     const diagnostics: Diagnostic[] = [];
     const all: Resource[] = [];
@@ -141,6 +143,7 @@ export class FolderSource implements ConfigSource {
     }
     const resources = dropDuplicates(all, diagnostics);
     const compiled = this.opts.compiler.compile(resources);
+    const tCompile = performance.now();
     diagnostics.push(...compiled.diagnostics);
     const errors = errorsOf(diagnostics);
     if (errors.length > 0 || compiled.mesh === undefined) {
@@ -151,8 +154,13 @@ export class FolderSource implements ConfigSource {
       this.log.warn({ file: w.file, line: w.line, code: w.code }, w.message);
     }
     const mesh = this.projector.project(compiled.mesh, resources);
+    const tProject = performance.now();
     this.st = { ...this.st, synced: true, lastAcceptedAt: new Date().toISOString(), problems: [] };
     this.sink?.replaceAll(mesh, changedAt);
+    this.log.debug({
+      sinceChangeMs: Date.now() - changedAt, readMs: Math.round(tRead - t0), compileMs: Math.round(tCompile - tRead),
+      projectMs: Math.round(tProject - tCompile), publishMs: Math.round(performance.now() - tProject),
+    }, 'configuration reloaded');
   }
 
   private syncWatchers(dirs: string[]): void {

@@ -14,6 +14,10 @@ import type { AuthorizationPolicyResource, PeerAuthenticationResource } from '..
 import type { DestinationRuleResource, VirtualServiceResource } from '../kinds/networking.js';
 import { refKey, type Resource } from '../resource.js';
 import type { ResolvedOptions } from './options.js';
+import { httpRouteParents, virtualServicesFor } from './routes.js';
+import { destinationRulesFor } from './destination-policy.js';
+import { isWildcard, resolveHost } from './hosts.js';
+import type { Workload } from './types.js';
 import { peerAuthnScope, type PeerAuthnScope } from './peer-authentication.js';
 import {
   KIND_AUTHORIZATION_POLICY,
@@ -53,6 +57,9 @@ export class BuildContext {
   private vs: VirtualServiceResource[] | undefined;
   private dr: DestinationRuleResource[] | undefined;
   private hr: HttpRouteResource[] | undefined;
+  private hrByService: Map<string, HttpRouteResource[]> | undefined;
+  private readonly namespaces = new Map<string, NamespaceResource | undefined>();
+  private readonly labelIndexes = new WeakMap<readonly Workload[], Map<string, Workload[]>>();
 
   constructor(
     readonly options: ResolvedOptions,
@@ -62,7 +69,37 @@ export class BuildContext {
   ) {}
 
   namespace(name: string): NamespaceResource | undefined {
-    return this.resources.getByKey(KIND_NAMESPACE, refKey({ group: '', kind: 'Namespace', namespace: '', name })) as NamespaceResource | undefined;
+    if (this.namespaces.has(name)) return this.namespaces.get(name);
+    const ns = this.resources.getByKey(KIND_NAMESPACE, refKey({ group: '', kind: 'Namespace', namespace: '', name })) as NamespaceResource | undefined;
+    this.namespaces.set(name, ns);
+    return ns;
+  }
+
+  /**
+   * The workloads of `inNamespace` that may match `selector`: those carrying its first label
+   * (an index built once per namespace list), or all of them for an empty selector.
+   */
+  selectorCandidates(inNamespace: readonly Workload[], selector: Readonly<Record<string, string>> | undefined): readonly Workload[] {
+    let first: string | undefined;
+    for (const k in selector) {
+      first = `${k}=${selector[k]}`;
+      break;
+    }
+    if (first === undefined) return inNamespace;
+    let index = this.labelIndexes.get(inNamespace);
+    if (index === undefined) {
+      index = new Map();
+      for (const w of inNamespace) {
+        for (const k in w.labels) {
+          const lk = `${k}=${w.labels[k]}`;
+          const l = index.get(lk);
+          if (l === undefined) index.set(lk, [w]);
+          else l.push(w);
+        }
+      }
+      this.labelIndexes.set(inNamespace, index);
+    }
+    return index.get(first) ?? [];
   }
 
   /** Workload-selecting AuthorizationPolicies of a namespace, each list sorted by name. */
@@ -106,6 +143,21 @@ export class BuildContext {
     return this.waypointKeys.has(`${namespace}/${name}`);
   }
 
+  private vsIndex: HostIndex<VirtualServiceResource> | undefined;
+  private drIndex: HostIndex<DestinationRuleResource> | undefined;
+
+  /** VirtualServices naming `hostname`, in precedence order (see routes.ts). */
+  virtualServicesFor(hostname: string): readonly VirtualServiceResource[] {
+    this.vsIndex ??= new HostIndex(this.virtualServices(), (vs) => vs.spec.hosts, this.options.clusterDomain, virtualServicesFor);
+    return this.vsIndex.lookup(hostname);
+  }
+
+  /** DestinationRules naming `hostname`, in precedence order (see destination-policy.ts). */
+  destinationRulesFor(hostname: string): readonly DestinationRuleResource[] {
+    this.drIndex ??= new HostIndex(this.destinationRules(), (dr) => [dr.spec.host], this.options.clusterDomain, destinationRulesFor);
+    return this.drIndex.lookup(hostname);
+  }
+
   virtualServices(): readonly VirtualServiceResource[] {
     return (this.vs ??= this.resources.list<VirtualServiceResource>(KIND_VIRTUAL_SERVICE));
   }
@@ -116,6 +168,21 @@ export class BuildContext {
 
   httpRoutes(): readonly HttpRouteResource[] {
     return (this.hr ??= this.resources.list<HttpRouteResource>(KIND_HTTP_ROUTE));
+  }
+
+  /** HTTPRoutes with a parentRef to the Service `namespace/name`. */
+  httpRoutesFor(serviceKey: string): readonly HttpRouteResource[] {
+    if (this.hrByService === undefined) {
+      this.hrByService = new Map();
+      for (const hr of this.httpRoutes()) {
+        for (const key of new Set(httpRouteParents(hr).map((p) => p.service))) {
+          const l = this.hrByService.get(key);
+          if (l === undefined) this.hrByService.set(key, [hr]);
+          else l.push(hr);
+        }
+      }
+    }
+    return this.hrByService.get(serviceKey) ?? [];
   }
 
   /** Compiled policies after replacing the changed AuthorizationPolicies. */
@@ -141,5 +208,42 @@ export class BuildContext {
       if (p !== undefined) m.set(r.key, p);
     }
     return m;
+  }
+}
+
+/**
+ * Objects by the hosts they name, so a Service finds its VirtualServices and DestinationRules
+ * without scanning all of them; the precedence order is still decided by `order` over the few
+ * candidates (exact-host objects plus every wildcard one).
+ */
+class HostIndex<R extends Resource> {
+  private readonly exact = new Map<string, R[]>();
+  private readonly wildcard: R[] = [];
+
+  constructor(
+    items: readonly R[],
+    hostsOf: (r: R) => readonly string[],
+    private readonly clusterDomain: string,
+    private readonly order: (candidates: readonly R[], hostname: string, clusterDomain: string) => R[],
+  ) {
+    for (const r of items) {
+      let wild = false;
+      for (const h of new Set(hostsOf(r).map((x) => resolveHost(x, r.ref.namespace, clusterDomain)))) {
+        if (isWildcard(h)) wild = true;
+        else {
+          const l = this.exact.get(h);
+          if (l === undefined) this.exact.set(h, [r]);
+          else l.push(r);
+        }
+      }
+      if (wild) this.wildcard.push(r);
+    }
+  }
+
+  lookup(hostname: string): readonly R[] {
+    const exact = this.exact.get(hostname) ?? [];
+    if (exact.length === 0 && this.wildcard.length === 0) return exact;
+    const candidates = this.wildcard.length === 0 ? exact : [...new Set([...exact, ...this.wildcard])];
+    return this.order(candidates, hostname, this.clusterDomain);
   }
 }

@@ -10,9 +10,9 @@
  */
 import type { ServiceResource } from '../kinds/core.js';
 import type { BuildContext } from './context.js';
-import { destinationPolicy, destinationRulesFor } from './destination-policy.js';
+import { destinationPolicy } from './destination-policy.js';
 import { serviceHostname } from './hosts.js';
-import { httpRouteParents, httpRouteTable, refsOf, virtualServiceRoutes, virtualServicesFor } from './routes.js';
+import { httpRouteTable, refsOf, virtualServiceRoutes } from './routes.js';
 import type { Endpoint, MeshService, Route, ServicePort, Workload } from './types.js';
 import { serviceSelects, waypointLabel } from './workload.js';
 
@@ -42,7 +42,7 @@ export function buildService(svc: ServiceResource, ctx: BuildContext, workloadsI
   );
   const selector = spec.selector;
   const endpoints: Endpoint[] = [];
-  for (const w of workloadsInNamespace) {
+  for (const w of ctx.selectorCandidates(workloadsInNamespace, selector)) {
     if (w.ip === undefined || !serviceSelects(selector, namespace, w)) continue;
     if (!w.ready && spec.publishNotReadyAddresses !== true) continue;
     endpoints.push(endpoint(w, ports));
@@ -54,18 +54,18 @@ export function buildService(svc: ServiceResource, ctx: BuildContext, workloadsI
   const waypoint = target !== undefined && ctx.waypointExists(target.namespace, target.name) ? target : undefined;
 
   const hostCtx = { clusterDomain: ctx.options.clusterDomain };
-  const httpRoutes = ctx.httpRoutes().filter((hr) => httpRouteParents(hr).some((p) => p.service === key));
+  const httpRoutes = ctx.httpRoutesFor(key);
   let routes: Route[];
   let routeSources;
   if (httpRoutes.length > 0) {
     routes = httpRouteTable(httpRoutes, key, hostCtx);
     routeSources = refsOf(httpRoutes);
   } else {
-    const vs = virtualServicesFor(ctx.virtualServices(), hostname, ctx.options.clusterDomain)[0];
+    const vs = ctx.virtualServicesFor(hostname)[0];
     routes = vs === undefined ? [] : virtualServiceRoutes(vs, hostCtx);
     routeSources = vs === undefined ? [] : [vs.ref];
   }
-  const dr = destinationRulesFor(ctx.destinationRules(), hostname, ctx.options.clusterDomain)[0];
+  const dr = ctx.destinationRulesFor(hostname)[0];
 
   return Object.freeze({
     key,

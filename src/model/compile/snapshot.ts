@@ -10,6 +10,7 @@
  *   the smallest `namespace/name`.
  */
 import type { AuthzPolicy } from '../authz/types.js';
+import { buildAuthzPolicySet, type AuthzPolicySet } from '../authz/policy-set.js';
 import type { Diagnostic, ResourceRef } from '../diagnostics.js';
 import type { NamespaceResource, NodeResource } from '../kinds/core.js';
 import { refKey, type Resource } from '../resource.js';
@@ -48,6 +49,9 @@ export interface SnapshotState {
 }
 
 const NONE: readonly never[] = Object.freeze([]);
+
+/** Workload → its indexed policies; weak, so dropped with the last snapshot holding the workload. */
+const POLICY_SETS = new WeakMap<Workload, AuthzPolicySet>();
 
 export class Snapshot {
   /** @internal */
@@ -170,6 +174,20 @@ export class Snapshot {
   }
 
   /**
+   * `authorizationFor(w)` as an indexed AuthzPolicySet (rules bucketed by required principal),
+   * built on first use and cached per Workload object, so it survives incremental changes that
+   * do not touch the workload. The agent's per-connection path.
+   */
+  authorizationSetFor(w: Workload): AuthzPolicySet {
+    let set = POLICY_SETS.get(w);
+    if (set === undefined) {
+      set = buildAuthzPolicySet(w.authorization);
+      POLICY_SETS.set(w, set);
+    }
+    return set;
+  }
+
+  /**
    * AuthorizationPolicies enforced at a waypoint through `targetRef(s)`: those naming the
    * waypoint's Gateway, the Service (when `service` is given), or the `ambit-waypoint`
    * GatewayClass from the root namespace. Sorted by namespace/name.
@@ -217,6 +235,27 @@ export class Snapshot {
       out.push(r);
     }
     return Object.freeze(out.sort((a, b) => (a.ref.namespace === b.ref.namespace ? (a.ref.name < b.ref.name ? -1 : 1) : a.ref.namespace === root ? -1 : b.ref.namespace === root ? 1 : a.ref.namespace < b.ref.namespace ? -1 : 1)));
+  }
+
+  /**
+   * Resources of a kind whose `spec.targetRef(s)` name a Service or a Gateway (Gateway API
+   * policy attachment: same namespace as the policy), sorted by name. Works for any kind with
+   * targetRefs (AuthorizationPolicy, RequestAuthentication, LocalRateLimit, kinds added later).
+   */
+  targetingResources<R extends Resource = Resource>(kind: string, target: { kind: 'Service' | 'Gateway'; namespace: string; name: string }): readonly R[] {
+    const out: R[] = [];
+    for (const r of this.state.resources.list<R>(kind)) {
+      if (r.ref.namespace !== target.namespace) continue;
+      const spec = r.spec as { targetRef?: { kind?: string; group?: string; name?: string }; targetRefs?: { kind?: string; group?: string; name?: string }[] };
+      const refs = [...(spec.targetRefs ?? []), ...(spec.targetRef !== undefined ? [spec.targetRef] : [])];
+      const hit = refs.some((t) => {
+        const group = t.group ?? '';
+        const groupOk = target.kind === 'Service' ? group === '' || group === 'core' : group === 'gateway.networking.k8s.io';
+        return t.kind === target.kind && groupOk && t.name === target.name;
+      });
+      if (hit) out.push(r);
+    }
+    return Object.freeze(out.sort((a, b) => (a.ref.name < b.ref.name ? -1 : 1)));
   }
 
   // -------------------------------------------------------------------------- services

@@ -6,6 +6,7 @@ import { namespaceKind, nodeKind, podKind, serviceAccountKind, serviceKind } fro
 import { authorizationPolicyKind, peerAuthenticationKind, requestAuthenticationKind } from './security.js';
 import { destinationRuleKind, virtualServiceKind } from './networking.js';
 import { gatewayKind, httpRouteKind } from './gateway-api.js';
+import { localRateLimitKind } from './ambit-rate-limit.js';
 import { kindKey } from '../resource.js';
 import type { KindDefinition } from './kind.js';
 
@@ -22,6 +23,7 @@ export const KINDS: readonly KindDefinition<unknown, unknown>[] = [
   destinationRuleKind,
   httpRouteKind,
   gatewayKind,
+  localRateLimitKind,
 ] as readonly KindDefinition<unknown, unknown>[];
 
 const BY_KEY = new Map<string, KindDefinition<unknown, unknown>>(KINDS.map((k) => [kindKey(k.group, k.kind), k]));

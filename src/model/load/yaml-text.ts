@@ -181,7 +181,8 @@ export function parseYamlText(text: string, file: string, limits: YamlLimits = {
       diagnostics.push({ severity: 'warning', code: 'AMBIT_YAML_SYNTAX', message: firstLine(w.message), file, ...(pos ? { line: pos.line, column: pos.col } : {}) });
     }
     const root = doc.contents;
-    if (root === null || root === undefined) continue; // empty document (`---` alone, comments)
+    // An empty document (`---` alone, only comments) has no contents or an empty scalar.
+    if (root === null || root === undefined || (isScalar(root) && (root.value === null || root.value === ''))) continue;
     const startPos = root.range ? lines.linePos(root.range[0]) : { line: 1, col: 1 };
     if (!isMap(root)) {
       const what = isSeq(root) ? 'a list' : isScalar(root) ? 'a plain value' : 'not a mapping';

@@ -61,7 +61,7 @@ export function typeName(v: unknown): string {
 
 function wrongType(ctx: SchemaContext, path: PathSegment[], expected: string, v: unknown): Invalid {
   let hint = '';
-  if (expected.startsWith('string') && (typeof v === 'number' || typeof v === 'boolean')) hint = ` (quote it: "${String(v)}")`;
+  if (expected.startsWith('a string') && (typeof v === 'number' || typeof v === 'boolean')) hint = ` (quote it: "${String(v)}")`;
   ctx.report('AMBIT_SCHEMA_TYPE', `expected ${expected}, got ${typeName(v)}${hint}`, path);
   return INVALID;
 }

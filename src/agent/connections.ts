@@ -1,0 +1,110 @@
+/**
+ * The connections the agent is proxying: what `/connections` lists, what SIGTERM drains, and the
+ * single place where a connection's metrics and access-log line are produced.
+ *
+ * Invariants:
+ * - Every connection the agent accepts is opened here exactly once and closed exactly once
+ *   (`close` is idempotent); Istio's opened/closed counters and byte counters move only here.
+ * - Labels are fixed when the connection is opened (who talks to whom does not change), except
+ *   `response_flags`, which the close may set (the opened counter keeps the flags known at open).
+ * - Denied and failed connections are recorded too (opened and closed at once, with their flag),
+ *   as Envoy and ztunnel count them.
+ */
+import type { AgentMetrics, TcpLabels } from './metrics.js';
+import type { AccessLog } from './access-log.js';
+
+export type Direction = 'outbound' | 'inbound' | 'inbound_plaintext';
+
+/**
+ * Envoy-style response flags: `-` none, `DENY` refused by policy (authorization or STRICT mTLS),
+ * `UF` upstream connect failure, `UH` no healthy upstream, `NR` no route, `DC` downstream reset,
+ * `UC` upstream reset.
+ */
+export type ResponseFlag = '-' | 'DENY' | 'UF' | 'UH' | 'NR' | 'DC' | 'UC';
+
+export interface ConnectionRecord {
+  id: number;
+  direction: Direction;
+  /** The local pod the agent acts for (source pod outbound, destination pod inbound). */
+  pod: string;
+  startedAt: Date;
+  endedAt: Date | undefined;
+  source: { address: string; port: number };
+  destination: { address: string; port: number };
+  /** How the agent reached the destination: `hbone`, `waypoint`, `local`, `passthrough`. */
+  protocol: 'hbone' | 'waypoint' | 'local' | 'passthrough' | 'plaintext';
+  upstream: string | undefined;
+  labels: TcpLabels;
+  bytesSent: number;
+  bytesReceived: number;
+  reason: string | undefined;
+  policy: string | undefined;
+}
+
+export interface OpenConnection {
+  readonly record: ConnectionRecord;
+  /** Ends the connection's accounting (idempotent). */
+  close(end: { bytesSent: number; bytesReceived: number; flags?: ResponseFlag; reason?: string; policy?: string }): void;
+  /** Set by the proxy: tears the connection down (used when a drain deadline passes). */
+  kill: () => void;
+}
+
+let nextId = 0;
+
+export class ConnectionTracker {
+  private readonly open = new Map<number, OpenConnection>();
+  private readonly idle: (() => void)[] = [];
+
+  constructor(private readonly metrics: AgentMetrics, private readonly accessLog: AccessLog) {}
+
+  start(init: Omit<ConnectionRecord, 'id' | 'startedAt' | 'endedAt' | 'bytesSent' | 'bytesReceived' | 'reason' | 'policy'>): OpenConnection {
+    const record: ConnectionRecord = { ...init, id: ++nextId, startedAt: new Date(), endedAt: undefined, bytesSent: 0, bytesReceived: 0, reason: undefined, policy: undefined };
+    this.metrics.activeConnections.inc({ direction: record.direction });
+    this.metrics.opened.inc(record.labels);
+    let closed = false;
+    const conn: OpenConnection = {
+      record,
+      kill: () => {},
+      close: (end) => {
+        if (closed) return;
+        closed = true;
+        record.endedAt = new Date();
+        record.bytesSent = end.bytesSent;
+        record.bytesReceived = end.bytesReceived;
+        record.reason = end.reason;
+        record.policy = end.policy;
+        if (end.flags !== undefined) record.labels = { ...record.labels, response_flags: end.flags };
+        this.metrics.closed.inc(record.labels);
+        if (end.bytesSent > 0) this.metrics.sent.inc(record.labels, end.bytesSent);
+        if (end.bytesReceived > 0) this.metrics.received.inc(record.labels, end.bytesReceived);
+        this.metrics.activeConnections.dec({ direction: record.direction });
+        this.open.delete(record.id);
+        this.accessLog.write(record);
+        if (this.open.size === 0) for (const f of this.idle.splice(0)) f();
+      },
+    };
+    this.open.set(record.id, conn);
+    return conn;
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  list(): ConnectionRecord[] {
+    return [...this.open.values()].map((c) => c.record);
+  }
+
+  /** Resolves when no connection is open, or after `timeoutMs` (then kills what is left). */
+  async drain(timeoutMs: number): Promise<{ killed: number }> {
+    if (this.open.size === 0) return { killed: 0 };
+    const done = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.idle.push(() => { clearTimeout(timer); resolve(true); });
+    });
+    if (done) return { killed: 0 };
+    const left = [...this.open.values()];
+    for (const c of left) c.kill();
+    return { killed: left.length };
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * Enrollment: keeps the set of captured local pods equal to what the view asks for.
+ *
+ * Desired = workloads of this node that the model marks `enrolled` (namespace or pod labelled
+ * ambient, not opted out, not host-network), that have an address and a network namespace
+ * (annotation `ambit.dev/netns` in file mode), and that do not serve a waypoint (a waypoint
+ * terminates HBONE itself).
+ *
+ * Invariants:
+ * - One reconcile runs at a time; changes that arrive meanwhile trigger exactly one more pass.
+ * - A pod is enrolled in this order: its certificate is obtained first (so the HBONE listener can
+ *   answer the moment sk_lookup steers to it), then Capture.enroll creates the listeners and
+ *   registers the netns, then the proxies start serving those listeners.
+ * - Release stops capture first (no new connect is redirected), then stops the listeners from
+ *   accepting; connections already open keep working until they end.
+ * - A pod that changed address or netns is released and enrolled again.
+ * - Failures are logged, counted, and retried with backoff; they never stop the other pods.
+ * - A restarted agent enrolls pods the previous one pinned by adopting their sk_lookup links
+ *   (Capture does that inside enroll), and releases pinned pods that are no longer desired.
+ */
+import type { Server } from 'node:net';
+import type { Logger } from '../util/log.js';
+import type { PodCapture, PodListeners } from '../ebpf/capture.js';
+import { ANNOTATION_NETNS } from '../model/compile/types.js';
+import type { CredentialSource } from '../identity/manager.js';
+import type { MeshState, WorkloadView } from './mesh-state.js';
+import type { OutboundProxy } from './outbound.js';
+import type { InboundHbone, PodHboneServer } from './inbound.js';
+import type { InboundPlaintext } from './inbound-plaintext.js';
+import type { AgentMetrics } from './metrics.js';
+
+/** The part of src/ebpf Capture enrollment uses. */
+export interface CaptureBackend {
+  enroll(pod: PodCapture): Promise<PodListeners>;
+  release(podId: string): boolean;
+  pods(): { id: string; enrolled: boolean }[];
+}
+
+export interface EnrolledPod {
+  key: string;
+  address: string;
+  netnsPath: string;
+  identity: string;
+  netnsCookie: string;
+  enrolledAt: Date;
+  servers: Server[];
+  hbone: PodHboneServer;
+}
+
+export interface EnrollmentOptions {
+  capture: CaptureBackend;
+  credentials: CredentialSource & { forget?(identity: string): void };
+  outbound: OutboundProxy;
+  inbound: InboundHbone;
+  plaintext: InboundPlaintext;
+  metrics: AgentMetrics;
+  log: Logger;
+  /** First retry delay after a failed enroll, ms (default 1000), doubled up to 30 s. */
+  retryMs?: number;
+}
+
+/** What enrollment wants for one workload, or why not. */
+export function desiredCapture(w: WorkloadView): PodCapture | string {
+  if (!w.enrolled) return 'not in the ambient mesh';
+  if (w.waypointFor !== undefined) return 'serves a waypoint';
+  if (w.ip === undefined) return 'has no address yet';
+  const netns = w.annotations[ANNOTATION_NETNS];
+  if (netns === undefined || netns === '') return `has no ${ANNOTATION_NETNS} annotation (file mode needs the pod's netns path)`;
+  return { id: w.key, netnsPath: netns, address: w.ip };
+}
+
+export class Enrollment {
+  private readonly pods = new Map<string, EnrolledPod>();
+  private running: Promise<void> | undefined;
+  private again = false;
+  private state: MeshState | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private stopped = false;
+  private readonly warned = new Set<string>();
+  /** Reconcile passes completed (readiness: at least one). */
+  passes = 0;
+
+  constructor(private readonly opts: EnrollmentOptions) {}
+
+  enrolled(): EnrolledPod[] {
+    return [...this.pods.values()];
+  }
+
+  /** Aligns capture with `state` (coalesces calls made while a pass is running). */
+  update(state: MeshState): Promise<void> {
+    this.state = state;
+    if (this.running !== undefined) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.pass();
+        } while (this.again && !this.stopped);
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    const state = this.state;
+    if (state === undefined || this.stopped) return;
+    const desired = new Map<string, { pod: PodCapture; w: WorkloadView }>();
+    for (const w of state.localWorkloads()) {
+      const d = desiredCapture(w);
+      if (typeof d === 'string') {
+        if (w.enrolled && !this.warned.has(`${w.key}:${d}`)) {
+          this.warned.add(`${w.key}:${d}`);
+          this.opts.log.warn({ pod: w.key, reason: d }, 'pod is in the mesh but cannot be captured');
+        }
+        continue;
+      }
+      desired.set(w.key, { pod: d, w });
+    }
+    // Releases first: a pod that moved netns or address is released, then enrolled below.
+    for (const [key, p] of [...this.pods]) {
+      const want = desired.get(key);
+      if (want === undefined || want.pod.address !== p.address || want.pod.netnsPath !== p.netnsPath || want.w.identity !== p.identity) {
+        this.releasePod(p, want === undefined ? 'no longer in the mesh on this node' : 'address, netns or identity changed');
+      }
+    }
+    // Pods pinned by a previous agent that are not wanted any more.
+    for (const p of this.opts.capture.pods()) {
+      if (!p.enrolled && !desired.has(p.id)) {
+        this.opts.capture.release(p.id);
+        this.opts.log.info({ pod: p.id }, 'released a pod pinned by the previous agent: no longer in the mesh');
+      }
+    }
+    let failed = 0;
+    for (const [key, { pod, w }] of desired) {
+      if (this.pods.has(key) || this.stopped) continue;
+      try {
+        await this.enrollPod(pod, w);
+      } catch (err) {
+        failed++;
+        this.opts.metrics.enrollFailures.inc();
+        this.opts.log.error({ pod: key, netns: pod.netnsPath, code: (err as { code?: string }).code, err: (err as Error).message }, 'cannot enroll pod; will retry');
+      }
+    }
+    this.forgetUnusedIdentities(state);
+    this.opts.metrics.enrolledPods.set(this.pods.size);
+    this.passes++;
+    clearTimeout(this.retryTimer);
+    if (failed > 0 && !this.stopped) {
+      const delay = Math.min(30_000, (this.opts.retryMs ?? 1000) * 2 ** this.failures++);
+      this.retryTimer = setTimeout(() => { if (this.state !== undefined) void this.update(this.state); }, delay);
+      this.retryTimer.unref();
+    } else {
+      this.failures = 0;
+    }
+  }
+
+  private async enrollPod(pod: PodCapture, w: WorkloadView): Promise<void> {
+    await this.opts.credentials.credentials(w.identity);
+    const l = await this.opts.capture.enroll(pod);
+    const servers: Server[] = [];
+    let hbone: PodHboneServer | undefined;
+    try {
+      servers.push(await this.opts.outbound.listen(w, { fd: l.outbound }));
+      if (l.outbound6 !== undefined) servers.push(await this.opts.outbound.listen(w, { fd: l.outbound6 }));
+      servers.push(await this.opts.plaintext.listen(w, { fd: l.inboundPlain }));
+      hbone = await this.opts.inbound.listen(w, { fd: l.inboundHbone });
+    } catch (err) {
+      this.opts.capture.release(pod.id);
+      for (const s of servers) s.close();
+      hbone?.stopAccepting();
+      throw err;
+    }
+    this.pods.set(w.key, { key: w.key, address: pod.address, netnsPath: pod.netnsPath, identity: w.identity, netnsCookie: String(l.netnsCookie), enrolledAt: new Date(), servers, hbone });
+    this.opts.log.info({ pod: w.key, address: pod.address, identity: w.identity }, 'pod captured');
+  }
+
+  private releasePod(p: EnrolledPod, why: string): void {
+    try {
+      this.opts.capture.release(p.key);
+    } catch (err) {
+      this.opts.log.error({ pod: p.key, err: (err as Error).message }, 'capture release failed');
+    }
+    for (const s of p.servers) s.close();
+    p.hbone.stopAccepting();
+    this.pods.delete(p.key);
+    this.opts.log.info({ pod: p.key, reason: why }, 'pod released; its open connections continue');
+  }
+
+  private forgetUnusedIdentities(state: MeshState): void {
+    const forget = this.opts.credentials.forget;
+    if (forget === undefined) return;
+    const used = new Set([...this.pods.values()].map((p) => p.identity));
+    for (const w of state.localWorkloads()) used.add(w.identity);
+    const ids = (this.opts.credentials as { identities?: () => string[] }).identities?.() ?? [];
+    for (const id of ids) if (!used.has(id)) forget.call(this.opts.credentials, id);
+  }
+
+  /** Stops the listeners of every pod (drain); capture stays pinned for the next agent. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    await this.running?.catch(() => {});
+    const closing: Promise<void>[] = [];
+    for (const p of this.pods.values()) {
+      for (const s of p.servers) closing.push(new Promise((r) => s.close(() => r())));
+      closing.push(p.hbone.close(graceMs).catch(() => {}));
+    }
+    // net.Server#close resolves once its connections end; the drain deadline is the caller's.
+    await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, graceMs).unref())]);
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Inbound HBONE (15008): one HBONE server per enrolled pod, presenting that pod's identity, on
+ * the listener Capture.enroll made in the pod's netns (sk_lookup steers the pod address:15008 to
+ * it). The tunnel server verifies the peer's certificate and SPIFFE ID; this module decides each
+ * CONNECT and delivers it to the app from the node's netns.
+ *
+ * Invariants:
+ * - A CONNECT is only served for the pod the server stands for: an authority naming another
+ *   address is refused, so one pod's listener can never be used to reach another.
+ * - L4 AuthorizationPolicy is evaluated with the verified peer identity and the original client
+ *   address (`forwarded: for=`, else the tunnel peer); a denial answers 401, is logged with the
+ *   deciding policy, counted in `ambit_agent_denials_total{policy}`, and recorded as a DENY
+ *   connection.
+ * - The app is reached by a TCP connect from the node's netns to pod address:port; sk_lookup
+ *   lets the node's address through, so there is no loop back into the agent.
+ * - Closing a pod's server (release) stops new handshakes only; open streams are left to finish.
+ */
+import type { ListenOptions } from 'node:net';
+import type { Socket } from 'node:net';
+import type { Registry } from 'prom-client';
+import { HboneServer, connectTcp, type ConnectContext, type AuthorizeDecision } from '../tunnel/server.js';
+import type { ListenTarget, ProxyContext } from './context.js';
+import type { WorkloadView } from './mesh-state.js';
+import { decideInbound, serviceOf, tcpLabels } from './inbound-policy.js';
+
+/** Longest a released pod's open HBONE streams are left to finish (effectively unbounded). */
+const RELEASE_GRACE_MS = 2 ** 31 - 1;
+
+interface Accepted {
+  target: WorkloadView;
+  labels: ReturnType<typeof tcpLabels>;
+  source: { address: string; port: number };
+}
+
+export class InboundHbone {
+  constructor(private readonly ctx: ProxyContext, private readonly registry?: Registry) {}
+
+  /** An HBONE server for one pod, listening on `options` (`{ fd }` from Capture.enroll). */
+  async listen(pod: WorkloadView, options: ListenTarget): Promise<PodHboneServer> {
+    const accepted = new WeakMap<ConnectContext, Accepted>();
+    const server = await HboneServer.create({
+      identity: pod.identity,
+      credentials: this.ctx.credentials,
+      authorize: (c) => this.authorize(pod, c, accepted),
+      connectUpstream: (c) => this.connectUpstream(c, accepted),
+      logger: this.ctx.log,
+      ...(this.registry !== undefined ? { registry: this.registry } : {}),
+    });
+    await server.listen(options as ListenOptions);
+    return new PodHboneServer(server);
+  }
+
+  private authorize(pod: WorkloadView, c: ConnectContext, accepted: WeakMap<ConnectContext, Accepted>): AuthorizeDecision {
+    const state = this.ctx.state();
+    const target = state.workloads.get(pod.key) ?? pod;
+    const sourceIp = c.forwardedFor?.host ?? c.remoteAddress.replace(/^::ffff:/, '');
+    const source = { address: sourceIp, port: c.forwardedFor?.port ?? c.remotePort };
+    const srcWorkload = state.workloadsByIp.get(sourceIp);
+    const labels = tcpLabels({
+      reporter: 'destination', source: srcWorkload, sourcePrincipal: c.peerIdentity, destination: target,
+      destinationPrincipal: target.identity, service: serviceOf(state, target, c.authority.port), mtls: true,
+    });
+    const dst = { address: c.authority.host, port: c.authority.port };
+    const deny = (reason: string, policy: string, kind: string): AuthorizeDecision => {
+      const rec = this.ctx.tracker.start({ direction: 'inbound', pod: target.key, source, destination: dst, protocol: 'hbone', upstream: undefined, labels: { ...labels, response_flags: 'DENY' } });
+      rec.close({ bytesSent: 0, bytesReceived: 0, flags: 'DENY', reason, policy });
+      this.ctx.metrics.denials.inc({ reason: kind, policy, direction: 'inbound' });
+      this.ctx.log.warn({ pod: target.key, peer: c.peerIdentity, source: sourceIp, authority: `${dst.address}:${dst.port}`, policy, reason }, 'inbound HBONE connection denied');
+      return { allow: false, reason };
+    };
+    if (!target.ips.includes(c.authority.host)) {
+      return deny(`CONNECT to ${c.authority.host}:${c.authority.port} refused: this listener serves ${target.key} (${target.ips.join(', ')}) only`, '-', 'bad_authority');
+    }
+    const verdict = decideInbound(state, target, c.authority.host, c.authority.port, { principal: c.peerIdentity, ip: sourceIp });
+    if (!verdict.allow) return deny(verdict.reason, verdict.policy, verdict.kind);
+    accepted.set(c, { target, labels, source });
+    return { allow: true };
+  }
+
+  private async connectUpstream(c: ConnectContext, accepted: WeakMap<ConnectContext, Accepted>): Promise<Socket> {
+    const a = accepted.get(c);
+    if (a === undefined) throw new Error('CONNECT was not authorized');
+    const dst = { address: c.authority.host, port: c.authority.port };
+    let sock: Socket;
+    try {
+      sock = await connectTcp(c.authority, this.ctx.connectTimeoutMs);
+    } catch (err) {
+      const rec = this.ctx.tracker.start({ direction: 'inbound', pod: a.target.key, source: a.source, destination: dst, protocol: 'hbone', upstream: `${dst.address}:${dst.port}`, labels: a.labels });
+      rec.close({ bytesSent: 0, bytesReceived: 0, flags: 'UF', reason: (err as Error).message });
+      throw err;
+    }
+    const rec = this.ctx.tracker.start({ direction: 'inbound', pod: a.target.key, source: a.source, destination: dst, protocol: 'hbone', upstream: `${dst.address}:${dst.port}`, labels: a.labels });
+    rec.kill = () => sock.destroy();
+    sock.once('close', () => rec.close({ bytesSent: sock.bytesWritten, bytesReceived: sock.bytesRead }));
+    return sock;
+  }
+}
+
+/** A pod's HBONE server, as enrollment holds it. */
+export class PodHboneServer {
+  constructor(readonly server: HboneServer) {}
+
+  /** Stops accepting new handshakes; open streams continue (release keeps old connections). */
+  stopAccepting(): void {
+    this.server.close(RELEASE_GRACE_MS).catch(() => {});
+  }
+
+  /** Drains with a deadline (agent shutdown). */
+  close(graceMs: number): Promise<void> {
+    return this.server.close(graceMs);
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * What the waypoint knows about the mesh: the services it serves (with routes, destination
+ * policy, L7 authorization, JWT rules and rate limits) and the services and workloads routes may
+ * send to. It is an immutable value built either from the discovery view (view-config.ts) or
+ * directly (tests, tools); the proxy swaps whole configs atomically, so a request sees one
+ * consistent version from start to end.
+ *
+ * Invariants: lookups are O(1); nothing here is mutated after construction; the proxy never reads
+ * resources, only this.
+ */
+import type { AuthzPolicy } from '../model/authz/types.js';
+import type { DestinationPolicy, Endpoint, Route, ServicePort } from '../model/compile/types.js';
+import type { RequestAuthenticationSpec } from '../model/kinds/security.js';
+import type { LocalRateLimitSpec } from '../model/kinds/ambit-rate-limit.js';
+
+/** A Service as the waypoint uses it. */
+export interface WaypointServiceInfo {
+  /** `namespace/name`. */
+  readonly key: string;
+  readonly name: string;
+  readonly namespace: string;
+  /** `name.namespace.svc.<domain>`. */
+  readonly hostname: string;
+  readonly vips: readonly string[];
+  readonly ports: readonly ServicePort[];
+  readonly endpoints: readonly Endpoint[];
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** Everything attached to one service. */
+export interface ServiceBinding {
+  readonly service: WaypointServiceInfo;
+  /** L7 routes in evaluation order; empty: everything goes to the service itself. */
+  readonly routes: readonly Route[];
+  readonly destinationPolicy: DestinationPolicy | undefined;
+  /** AuthorizationPolicies enforced for this service (targeting it or the waypoint). */
+  readonly authorization: readonly AuthzPolicy[];
+  /** RequestAuthentication specs that apply (targeting it, the waypoint, or namespace-wide). */
+  readonly requestAuthentication: readonly RequestAuthenticationSpec[];
+  /** LocalRateLimit specs that apply, with their `namespace/name`. */
+  readonly rateLimits: readonly { readonly key: string; readonly spec: LocalRateLimitSpec }[];
+}
+
+/** A workload as the waypoint needs it to reach an endpoint. */
+export interface WorkloadInfo {
+  readonly key: string;
+  readonly name: string;
+  readonly namespace: string;
+  /** SPIFFE ID the endpoint's HBONE server must prove. */
+  readonly identity: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Captured by the mesh: reached over HBONE; otherwise plain TCP. */
+  readonly enrolled: boolean;
+}
+
+export interface WaypointConfigData {
+  /** Services bound to this waypoint. */
+  readonly bound: readonly ServiceBinding[];
+  /** Every other service a route may name as destination (default none). */
+  readonly others?: readonly WaypointServiceInfo[];
+  readonly workloads: readonly WorkloadInfo[];
+  /** Version label for logs (default `static`). */
+  readonly version?: string;
+}
+
+export class WaypointConfig {
+  readonly version: string;
+  private readonly byAddress = new Map<string, ServiceBinding>();
+  private readonly byHost = new Map<string, WaypointServiceInfo>();
+  private readonly bindings = new Map<string, ServiceBinding>();
+  private readonly workloadsByKey = new Map<string, WorkloadInfo>();
+
+  constructor(data: WaypointConfigData) {
+    this.version = data.version ?? 'static';
+    for (const s of data.others ?? []) this.byHost.set(s.hostname, s);
+    for (const b of data.bound) {
+      this.bindings.set(b.service.key, b);
+      this.byHost.set(b.service.hostname, b.service);
+      for (const vip of b.service.vips) for (const p of b.service.ports) this.byAddress.set(`${vip}|${p.port}`, b);
+    }
+    for (const w of data.workloads) this.workloadsByKey.set(w.key, w);
+  }
+
+  /** The bound service whose VIP and port the HBONE authority names. */
+  bindingByAddress(ip: string, port: number): ServiceBinding | undefined {
+    return this.byAddress.get(`${ip}|${port}`);
+  }
+
+  binding(serviceKey: string): ServiceBinding | undefined {
+    return this.bindings.get(serviceKey);
+  }
+
+  bound(): IterableIterator<ServiceBinding> {
+    return this.bindings.values();
+  }
+
+  /** Any known service by fully qualified host name. */
+  serviceByHost(hostname: string): WaypointServiceInfo | undefined {
+    return this.byHost.get(hostname);
+  }
+
+  workload(key: string): WorkloadInfo | undefined {
+    return this.workloadsByKey.get(key);
+  }
+}
+
+/** Protocol of a service port: declared by `appProtocol` or the port name's prefix, else sniffed. */
+export type PortProtocol = 'http' | 'http2' | 'tcp' | 'detect';
+
+/** Istio's protocol selection: `appProtocol`, then the port name (`http-web`, `grpc`, `tcp-db`). */
+export function portProtocol(port: ServicePort): PortProtocol {
+  const declared = (port.appProtocol ?? port.name?.split('-')[0] ?? '').toLowerCase();
+  switch (declared) {
+    case 'http':
+    case 'http1':
+    case 'kubernetes.io/http':
+      return 'http';
+    case 'http2':
+    case 'grpc':
+    case 'grpc-web':
+    case 'h2c':
+    case 'kubernetes.io/h2c':
+      return 'http2';
+    case 'tcp':
+    case 'tls':
+    case 'https':
+    case 'mongo':
+    case 'mysql':
+    case 'redis':
+    case 'kubernetes.io/ws':
+    case 'kubernetes.io/wss':
+      return 'tcp';
+    default:
+      return 'detect';
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * The waypoint's Prometheus metrics: Istio's standard request metrics with `reporter="waypoint"`
+ * and Istio's label set (so Grafana's Istio dashboards and Kiali read them unchanged), plus
+ * ambit's own `ambit_waypoint_*` counters for what Istio has no metric for (retries and the
+ * retry budget, outlier ejections, refused downstream connections).
+ *
+ * Invariants: metrics are registered once per Registry (a second call returns the same
+ * objects); label values are bounded (workload and service names, status codes, flags), never
+ * paths or ids.
+ */
+import { Counter, Histogram, type Registry } from 'prom-client';
+
+/** Istio's standard labels of request metrics. */
+export const ISTIO_REQUEST_LABELS = [
+  'reporter',
+  'source_workload', 'source_workload_namespace', 'source_principal', 'source_app', 'source_version',
+  'source_canonical_service', 'source_canonical_revision', 'source_cluster',
+  'destination_workload', 'destination_workload_namespace', 'destination_principal', 'destination_app', 'destination_version',
+  'destination_service', 'destination_service_name', 'destination_service_namespace',
+  'destination_canonical_service', 'destination_canonical_revision', 'destination_cluster',
+  'request_protocol', 'response_code', 'grpc_response_status', 'response_flags', 'connection_security_policy',
+] as const;
+
+export type IstioRequestLabels = Record<(typeof ISTIO_REQUEST_LABELS)[number], string>;
+
+/** Istio's duration buckets (ms). */
+const DURATION_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
+/** Istio's size buckets (bytes). */
+const SIZE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000];
+
+export interface WaypointMetrics {
+  requests: Counter<(typeof ISTIO_REQUEST_LABELS)[number]>;
+  duration: Histogram<(typeof ISTIO_REQUEST_LABELS)[number]>;
+  requestBytes: Histogram<(typeof ISTIO_REQUEST_LABELS)[number]>;
+  responseBytes: Histogram<(typeof ISTIO_REQUEST_LABELS)[number]>;
+  /** Retries sent, by destination service. */
+  retries: Counter<'destination_service'>;
+  /** Retries not sent because the retry budget was spent. */
+  budgetExhausted: Counter<'destination_service'>;
+  /** Endpoints ejected by outlier detection. */
+  ejections: Counter<'destination_service'>;
+  /** Downstream connections or requests refused before routing (malformed, oversized, slow). */
+  refused: Counter<'reason'>;
+}
+
+const cache = new WeakMap<Registry, WaypointMetrics>();
+
+/** The waypoint's metrics registered into `registry` (once per registry). */
+export function waypointMetrics(registry: Registry): WaypointMetrics {
+  const hit = cache.get(registry);
+  if (hit !== undefined) return hit;
+  const registers = [registry];
+  const labelNames = [...ISTIO_REQUEST_LABELS];
+  const m: WaypointMetrics = {
+    requests: new Counter({ name: 'istio_requests_total', help: 'Requests handled, by Istio labels', labelNames, registers }),
+    duration: new Histogram({ name: 'istio_request_duration_milliseconds', help: 'Request duration in ms', labelNames, buckets: DURATION_BUCKETS, registers }),
+    requestBytes: new Histogram({ name: 'istio_request_bytes', help: 'Request size (headers and body) in bytes', labelNames, buckets: SIZE_BUCKETS, registers }),
+    responseBytes: new Histogram({ name: 'istio_response_bytes', help: 'Response size (headers and body) in bytes', labelNames, buckets: SIZE_BUCKETS, registers }),
+    retries: new Counter({ name: 'ambit_waypoint_retries_total', help: 'Retries sent to upstreams', labelNames: ['destination_service'], registers }),
+    budgetExhausted: new Counter({ name: 'ambit_waypoint_retry_budget_exhausted_total', help: 'Retries skipped because the retry budget was spent', labelNames: ['destination_service'], registers }),
+    ejections: new Counter({ name: 'ambit_waypoint_outlier_ejections_total', help: 'Endpoints ejected by outlier detection', labelNames: ['destination_service'], registers }),
+    refused: new Counter({ name: 'ambit_waypoint_refused_total', help: 'Downstream connections or requests refused before routing', labelNames: ['reason'], registers }),
+  };
+  cache.set(registry, m);
+  return m;
+}

@@ -1,0 +1,155 @@
+/**
+ * Fixtures for the agent's loopback tests: a view built from YAML through the real pipeline
+ * (model compile → control-plane projection → LocalView, exactly what discovery delivers), a
+ * real in-process CA behind identity managers, and two "nodes" worth of proxy handlers whose
+ * pods live on distinct loopback addresses (127.0.0.x), so HBONE, authorization and delivery
+ * run over real sockets without root.
+ */
+import { createServer, type AddressInfo, type Server, type Socket, connect } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { parseYamlText } from '../../../src/model/load/yaml-text.js';
+import { parseObject } from '../../../src/model/load/parse-object.js';
+import type { Resource } from '../../../src/model/resource.js';
+import { ModelCompiler } from '../../../src/control/model-compiler.js';
+import { Projector } from '../../../src/control/projection.js';
+import { LocalView } from '../../../src/discovery/local-view.js';
+import type { DiscoveryResponse__Output } from '../../../src/control/proto.js';
+import { CertificateAuthority } from '../../../src/identity/ca.js';
+import { IdentityManager } from '../../../src/identity/manager.js';
+import { HbonePool } from '../../../src/tunnel/pool.js';
+import { MeshState } from '../../../src/agent/mesh-state.js';
+import { createAgentMetrics } from '../../../src/agent/metrics.js';
+import { ConnectionTracker } from '../../../src/agent/connections.js';
+import { AccessLog } from '../../../src/agent/access-log.js';
+import { Resolver, type Destination } from '../../../src/agent/resolve.js';
+import type { ProxyContext } from '../../../src/agent/context.js';
+
+let version = 0;
+
+/** A LocalView holding what the control plane would distribute for `yaml`. */
+export function viewFromYaml(yaml: string): LocalView {
+  const y = parseYamlText(yaml, 'test.yaml');
+  const resources: Resource[] = [];
+  const errors: string[] = [];
+  for (const o of y.objects) {
+    const r = parseObject(o.value, { origin: o.origin });
+    for (const d of r.diagnostics) if (d.severity === 'error') errors.push(d.message);
+    if (r.resource !== undefined) resources.push(r.resource);
+  }
+  const { mesh, diagnostics } = new ModelCompiler().compile(resources);
+  for (const d of diagnostics) if (d.severity === 'error') errors.push(d.message);
+  if (errors.length > 0 || mesh === undefined) throw new Error(`fixture YAML is invalid: ${errors.join('; ')}`);
+  const projected = new Projector().project(mesh, resources);
+  const view = new LocalView();
+  const push = {
+    epoch: 'test', version: ++version, full: true, baseVersion: 0, changedAtMs: Date.now(), replaceKinds: [], removals: [],
+    upserts: projected.map((m) => ({ kind: m.kind, name: m.name, json: m.json })),
+  } as unknown as DiscoveryResponse__Output;
+  view.apply(push);
+  return view;
+}
+
+export function stateFromYaml(yaml: string, node: string): MeshState {
+  return new MeshState(viewFromYaml(yaml), { node });
+}
+
+/** A JSON logger whose lines the test can read. */
+export function memoryLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, sink), lines: () => lines };
+}
+
+export interface TestNode {
+  ctx: ProxyContext;
+  registry: Registry;
+  tracker: ConnectionTracker;
+  lines: () => Record<string, unknown>[];
+  setState(s: MeshState): void;
+  close(): Promise<void>;
+}
+
+/** One agent's shared proxy context (without capture): its own metrics, tracker, pool. */
+export function testNode(identities: IdentityManager, hbonePort: number, state: MeshState): TestNode {
+  const registry = new Registry();
+  const metrics = createAgentMetrics(registry, { processMetrics: false });
+  const { logger, lines } = memoryLogger();
+  const tracker = new ConnectionTracker(metrics, new AccessLog(logger));
+  const pool = new HbonePool({ credentials: identities, logger });
+  let current = state;
+  const ctx: ProxyContext = {
+    state: () => current, tracker, metrics, credentials: identities, pool,
+    resolver: new Resolver({ hbonePort }), connectTimeoutMs: 2000, log: logger,
+  };
+  return { ctx, registry, tracker, lines, setState: (s) => { current = s; }, close: async () => { pool.destroy(); } };
+}
+
+export async function makeIdentities(): Promise<{ identities: IdentityManager; close: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'ambit-agent-test-'));
+  const ca = await CertificateAuthority.open({ dir: join(dir, 'ca') });
+  const identities = new IdentityManager({ signer: ca, lifetimeSeconds: 3600 });
+  return { identities, close: async () => { identities.close(); await rm(dir, { recursive: true, force: true }); } };
+}
+
+/** A port free on every given loopback address (the same port, as an agent uses 15008 everywhere). */
+export async function freePort(hosts: string[]): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const s = createServer();
+    const port = await new Promise<number>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(0, hosts[0], () => resolve((s.address() as AddressInfo).port));
+    });
+    s.close();
+    const ok = await Promise.all(hosts.map((h) => new Promise<boolean>((resolve) => {
+      const t = createServer();
+      t.once('error', () => resolve(false));
+      t.listen(port, h, () => t.close(() => resolve(true)));
+    })));
+    if (ok.every(Boolean)) return port;
+  }
+  throw new Error('no common free port');
+}
+
+/** An echo app answering `<name>:<data>` per chunk. */
+export async function echoApp(name: string, host: string, port: number): Promise<Server> {
+  const s = createServer({ allowHalfOpen: true }, (sock) => {
+    sock.on('error', () => {});
+    sock.on('data', (d) => sock.write(`${name}:${d.toString()}`));
+    sock.on('end', () => sock.end());
+  });
+  await new Promise<void>((resolve, reject) => { s.once('error', reject); s.listen(port, host, () => resolve()); });
+  return s;
+}
+
+/** Connects, sends `data`, returns the first reply (or the error code when refused/reset). */
+export async function roundTrip(host: string, port: number, data: string, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve) => {
+    const sock: Socket = connect({ host, port });
+    const timer = setTimeout(() => { sock.destroy(); resolve('TIMEOUT'); }, timeoutMs);
+    sock.on('connect', () => sock.write(data));
+    sock.once('data', (d) => { clearTimeout(timer); sock.end(); resolve(d.toString()); });
+    sock.on('error', (err: Error & { code?: string }) => { clearTimeout(timer); resolve(err.code ?? 'ERROR'); });
+    sock.on('close', () => { clearTimeout(timer); resolve('CLOSED'); });
+  });
+}
+
+/** A lookup standing in for Capture.originalDestination: the test says where the next connection was going. */
+export function destinationBox(): { lookup: () => Destination | null; set(d: Destination): void } {
+  let next: Destination | null = null;
+  return { lookup: () => next, set: (d) => { next = d; } };
+}
+
+export async function metricText(registry: Registry, name: string): Promise<string[]> {
+  const text = await registry.metrics();
+  return text.split('\n').filter((l) => l.startsWith(name));
+}
