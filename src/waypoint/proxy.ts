@@ -892,6 +892,71 @@ export class WaypointProxy {
     }
   }
 
+  /**
+   * A TCP service (or a connection that is not HTTP): L4 authorization with the model's
+   * evaluator, an endpoint by the destination's balancer, and a byte-for-byte splice.
+   */
+  async handleTcp(socket: Duplex, down: DownstreamInfo): Promise<void> {
+    const config = this.config;
+    const binding = config.bindingByAddress(down.destinationIp, down.destinationPort);
+    const started = this.now();
+    const done = (fields: Record<string, unknown>, msg: string) => this.log.info({ source: down.peerIdentity ?? down.sourceIp, destination: `${down.destinationIp}:${down.destinationPort}`, durationMs: this.now() - started, ...fields }, msg);
+    if (binding === undefined) {
+      socket.destroy();
+      done({ reason: 'no service at this address' }, 'refused TCP connection');
+      return;
+    }
+    if (binding.authorization.length > 0) {
+      const d = evaluateAuthorization(binding.authorization, {
+        source: { ...(down.peerIdentity !== undefined ? { principal: down.peerIdentity } : {}), ip: down.sourceIp },
+        destination: { ip: down.destinationIp, port: down.destinationPort, namespace: binding.service.namespace },
+      }, { layer: 'L4' });
+      if (!d.allow) {
+        socket.destroy();
+        done({ policy: d.policy === undefined ? '-' : `${d.policy.namespace}/${d.policy.name}`, reason: d.reason }, 'TCP connection denied by authorization policy');
+        return;
+      }
+    }
+    const cluster = this.clusters.get(config, binding.service, undefined, down.destinationPort, 'http1');
+    const tried = new Set<string>();
+    for (let i = 0; i < Math.max(1, cluster.endpoints.length) && i < 3; i++) {
+      const ep = cluster.pick(tried, undefined);
+      if (ep === undefined) break;
+      tried.add(ep.key);
+      let upstream: Duplex;
+      try {
+        upstream = await this.o.connector.connect(ep, { forwardedFor: { host: down.sourceIp, port: down.sourcePort } });
+      } catch (err) {
+        cluster.outlier?.record(ep.key, 'connect-failure', cluster.keys());
+        this.log.debug({ endpoint: ep.key, reason: (err as Error).message }, 'TCP connect failed');
+        continue;
+      }
+      ep.active++;
+      let sent = 0;
+      let received = 0;
+      let closed = false;
+      const close = () => {
+        if (closed) return;
+        closed = true;
+        ep.active--;
+        socket.destroy();
+        upstream.destroy();
+        done({ upstream: ep.key, cluster: cluster.name, bytesSent: sent, bytesReceived: received }, 'TCP connection closed');
+      };
+      upstream.on('data', (c: Buffer) => { sent += c.length; });
+      socket.on('data', (c: Buffer) => { received += c.length; });
+      upstream.on('error', close);
+      socket.on('error', close);
+      upstream.on('close', close);
+      socket.on('close', close);
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+      return;
+    }
+    socket.destroy();
+    done({ cluster: cluster.name, reason: 'no endpoint could be connected' }, 'refused TCP connection');
+  }
+
   private logUpgrade(st: RequestState): void {
     if (st.logged) return;
     st.logged = true;

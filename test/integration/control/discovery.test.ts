@@ -191,3 +191,25 @@ test('killing and restarting the control plane: subscribers keep their view, rec
   t.is(c.view.count('WORKLOAD'), 3);
   t.is(c.view.epoch, cp.table.epoch);
 });
+
+test('with the control plane unreachable, a subscriber starts from its persisted view', async (t) => {
+  const tmp = tempDir('disc');
+  const src = new MemorySource(initial());
+  const cp = await startControlPlane(src, tmp.dir);
+  const cacheFile = join(tmp.dir, 'view.json');
+  const first = client(cp, { name: 'node-a', cacheFile, persistIntervalMs: 10 });
+  const f = waitFor(updates(first), (u) => u.full, 10_000, 'full view');
+  await first.start();
+  await f;
+  await first.close();
+  const port = cp.ports.tls;
+  const trust = cp.trustBundlePem;
+  await cp.stop();
+  const offline = new DiscoveryClient({ address: `127.0.0.1:${port}`, trustBundlePem: trust, kind: 'agent', name: 'node-a', token: TOKEN, cacheFile, backoff: { initialMs: 50, maxMs: 200 } });
+  t.teardown(async () => { await offline.close(); tmp.cleanup(); });
+  await offline.start();
+  await offline.whenReady();
+  t.false(offline.connected);
+  t.is(offline.view.count('WORKLOAD'), 2);
+  t.deepEqual([...offline.view.all('AUTHORIZATION_POLICY').keys()], ['default/deny-web']);
+});

@@ -132,9 +132,9 @@ export async function echoApp(name: string, host: string, port: number): Promise
 }
 
 /** Connects, sends `data`, returns the first reply (or the error code when refused/reset). */
-export async function roundTrip(host: string, port: number, data: string, timeoutMs = 5000): Promise<string> {
+export async function roundTrip(host: string, port: number, data: string, timeoutMs = 5000, localAddress?: string): Promise<string> {
   return new Promise((resolve) => {
-    const sock: Socket = connect({ host, port });
+    const sock: Socket = connect({ host, port, ...(localAddress !== undefined ? { localAddress } : {}) });
     const timer = setTimeout(() => { sock.destroy(); resolve('TIMEOUT'); }, timeoutMs);
     sock.on('connect', () => sock.write(data));
     sock.once('data', (d) => { clearTimeout(timer); sock.end(); resolve(d.toString()); });
