@@ -12,6 +12,8 @@
  * Metrics per subject:
  *   (each measured in rounds that interleave the subjects; the median over rounds is reported)
  *   throughput_gbps  iperf3 -c ... -J through the path (iperf3 -s is the target), receiver side
+ *   cpu_s_per_gb     CPU seconds both tunnel processes used during that iperf3 run per GB carried
+ *                    (from /proc; steadier than throughput when neighbours share the cores)
  *   rps              wrk -t1 -c16 --latency against a tiny keep-alive HTTP server (saturation)
  *   wrk_p50_ms, wrk_p99_ms   wrk's latency percentiles at saturation
  *   p50_ms, p99_ms   a fixed 1,000 requests/s: wrk cannot pace and h2load --rps reports no
@@ -166,9 +168,33 @@ function exec(cmd: string, args: string[]): Promise<string> {
   });
 }
 
-async function iperf(port: number, seconds: number): Promise<number> {
-  const out = JSON.parse(await exec('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-J'])) as { end: { sum_received: { bits_per_second: number } } };
-  return out.end.sum_received.bits_per_second / 1e9;
+/** CPU seconds (user + system, all threads) a process has used so far, from /proc. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After "pid (comm) ", field 3 is index 0: utime and stime are fields 14 and 15.
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Kernel clock ticks per second for /proc times (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS = 100;
+
+async function iperf(port: number, seconds: number): Promise<{ gbps: number; bytes: number }> {
+  let last = '';
+  // iperf3 -s serves one test at a time and may still be wrapping up the previous one.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const raw = await exec('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-J']).catch((err: Error) => err.message);
+    try {
+      const out = JSON.parse(raw) as { error?: string; end?: { sum_received?: { bits_per_second?: number; bytes?: number } } };
+      const bps = out.end?.sum_received?.bits_per_second;
+      if (bps !== undefined && out.error === undefined) return { gbps: bps / 1e9, bytes: out.end?.sum_received?.bytes ?? 0 };
+      last = out.error ?? 'no result';
+    } catch {
+      last = raw.slice(0, 200);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new Error(`iperf3 through 127.0.0.1:${port} failed: ${last}`);
 }
 
 function wrkMs(v: string, unit: string): number {
@@ -281,8 +307,10 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     const authorities = `127.0.0.1:${iperfPort},127.0.0.1:${httpPort}`;
 
     // ambit pair.
-    const hboneServerPort = Number((await start(process.execPath, nodeRole('hbone-server', ['--certs', certFile]), true)).info['port']);
-    const [ambitIperf, ambitHttp] = (await start(process.execPath, nodeRole('hbone-client', ['--certs', certFile, '--server', String(hboneServerPort), '--authorities', authorities]), true)).info['ports'] as number[];
+    const hboneServer = await start(process.execPath, nodeRole('hbone-server', ['--certs', certFile]), true);
+    const hboneServerPort = Number(hboneServer.info['port']);
+    const hboneClient = await start(process.execPath, nodeRole('hbone-client', ['--certs', certFile, '--server', String(hboneServerPort), '--authorities', authorities]), true);
+    const [ambitIperf, ambitHttp] = hboneClient.info['ports'] as number[];
 
     // stunnel pair.
     const [sServerIperf, sServerHttp, sClientIperf, sClientHttp] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
@@ -297,14 +325,15 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
       '[iperf]', `accept = 127.0.0.1:${sClientIperf}`, `connect = 127.0.0.1:${sServerIperf}`,
       '[http]', `accept = 127.0.0.1:${sClientHttp}`, `connect = 127.0.0.1:${sServerHttp}`,
     ]);
-    await start('stunnel4', [sServer], false);
-    await start('stunnel4', [sClient], false);
+    const stunnelServer = await start('stunnel4', [sServer], false);
+    const stunnelClient = await start('stunnel4', [sClient], false);
     await Promise.all([sServerIperf, sServerHttp, sClientIperf, sClientHttp].map(waitForPort));
 
-    const subjects: Array<[string, number, number]> = [
-      ['ambit', ambitIperf ?? 0, ambitHttp ?? 0],
-      ['stunnel', sClientIperf, sClientHttp],
-      ['direct', iperfPort, httpPort],
+    const pids = (...cs: ChildProcess[]) => cs.map((c) => c.pid ?? 0);
+    const subjects: Array<[string, number, number, number[]]> = [
+      ['ambit', ambitIperf ?? 0, ambitHttp ?? 0, pids(hboneClient.child, hboneServer.child)],
+      ['stunnel', sClientIperf, sClientHttp, pids(stunnelClient.child, stunnelServer.child)],
+      ['direct', iperfPort, httpPort, []],
     ];
     // Rounds interleave the subjects so a noisy neighbour hurts all of them alike; each metric
     // is the median over rounds.
@@ -314,9 +343,16 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
       samples.set(k, [...(samples.get(k) ?? []), value]);
     };
     for (let round = 0; round < rounds; round++) {
-      for (const [subject, ip] of subjects) {
+      for (const [subject, ip, , tunnelPids] of subjects) {
         process.stderr.write(`tunnel bench: round ${round + 1}/${rounds}: iperf3 via ${subject}\n`);
-        add(subject, 'throughput_gbps', await iperf(ip, seconds));
+        const cpu0 = await Promise.all(tunnelPids.map(cpuSeconds));
+        const r = await iperf(ip, seconds);
+        const cpu1 = await Promise.all(tunnelPids.map(cpuSeconds));
+        add(subject, 'throughput_gbps', r.gbps);
+        if (tunnelPids.length > 0 && r.bytes > 0) {
+          const used = cpu1.reduce((a, b) => a + b, 0) - cpu0.reduce((a, b) => a + b, 0);
+          add(subject, 'cpu_s_per_gb', used / (r.bytes / 1e9));
+        }
       }
       for (const [subject, , hp] of subjects) {
         process.stderr.write(`tunnel bench: round ${round + 1}/${rounds}: wrk via ${subject}\n`);
@@ -333,8 +369,11 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
         add(subject, 'p99_ms', f.p99);
       }
     }
-    for (const metric of ['throughput_gbps', 'rps', 'p50_ms', 'p99_ms', 'wrk_p50_ms', 'wrk_p99_ms']) {
-      for (const [subject] of subjects) rows.push({ subject, metric, value: median(samples.get(`${subject}\u0000${metric}`) ?? []) });
+    for (const metric of ['throughput_gbps', 'cpu_s_per_gb', 'rps', 'p50_ms', 'p99_ms', 'wrk_p50_ms', 'wrk_p99_ms']) {
+      for (const [subject] of subjects) {
+        const xs = samples.get(`${subject}\u0000${metric}`);
+        if (xs !== undefined) rows.push({ subject, metric, value: median(xs) });
+      }
     }
     rows.push({ subject: 'ambit', metric: 'setup_ms', value: await setupMs(hboneServerPort, httpPort, creds, opts.quick ? 10 : 50) });
 

@@ -73,5 +73,6 @@ export class InboundPlaintext {
     const rec = this.ctx.tracker.start(init);
     rec.kill = () => socket.destroy();
     spliceSockets(socket, upstream, () => rec.close({ bytesSent: socket.bytesRead, bytesReceived: socket.bytesWritten }));
+    socket.resume(); // paused since accept (pauseOnConnect)
   }
 }

@@ -23,8 +23,8 @@ import type { ListenTarget, ProxyContext } from './context.js';
 import type { WorkloadView } from './mesh-state.js';
 import { decideInbound, serviceOf, tcpLabels } from './inbound-policy.js';
 
-/** Longest a released pod's open HBONE streams are left to finish (effectively unbounded). */
-const RELEASE_GRACE_MS = 2 ** 31 - 1;
+/** How often a released pod's server checks whether its last session ended. */
+const RELEASE_POLL_MS = 5_000;
 
 interface Accepted {
   target: WorkloadView;
@@ -100,13 +100,36 @@ export class InboundHbone {
 export class PodHboneServer {
   constructor(readonly server: HboneServer) {}
 
-  /** Stops accepting new handshakes; open streams continue (release keeps old connections). */
+  /**
+   * Stops accepting new handshakes; open streams continue (release keeps old connections), and
+   * the server is closed once its last session ended.
+   *
+   * Workaround: HboneServer.close(graceMs) treats `session.closed` (true as soon as close() was
+   * called) as "finished", so it destroys every socket at once and cuts open streams. Until that
+   * is fixed in src/tunnel/server.ts, only the listening socket is closed here, so the pod's
+   * port is free for a later re-enroll while its connections keep flowing.
+   */
   stopAccepting(): void {
-    this.server.close(RELEASE_GRACE_MS).catch(() => {});
+    const tls = (this.server as unknown as { tls?: { close(cb?: () => void): void } }).tls;
+    if (tls === undefined) {
+      this.server.close(0).catch(() => {});
+      return;
+    }
+    tls.close();
+    const timer = setInterval(() => {
+      if (this.server.sessionCount() > 0) return;
+      clearInterval(timer);
+      this.server.close(0).catch(() => {});
+    }, RELEASE_POLL_MS);
+    timer.unref();
   }
 
-  /** Drains with a deadline (agent shutdown). */
-  close(graceMs: number): Promise<void> {
-    return this.server.close(graceMs);
+  /** Drains with a deadline (agent shutdown): no new handshakes, open sessions get `graceMs`. */
+  async close(graceMs: number): Promise<void> {
+    (this.server as unknown as { tls?: { close(): void } }).tls?.close();
+    this.server.drain();
+    const deadline = Date.now() + graceMs;
+    while (this.server.sessionCount() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await this.server.close(0);
   }
 }

@@ -122,6 +122,9 @@ export class OutboundProxy {
     };
     if (last.kind === 'h2') splice(upstream as Http2Stream, socket, finish);
     else spliceSockets(socket, upstream as Socket, finish);
+    // Paused since accept (pauseOnConnect); pipe() alone does not restart an explicitly paused
+    // socket when the destination starts out needing a drain, as an HTTP/2 stream can.
+    socket.resume();
   }
 
   private labels(source: WorkloadView, c: Candidate, r: Resolution, flags?: string) {

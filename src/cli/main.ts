@@ -12,7 +12,10 @@ interface Subcommand {
 
 const SUBCOMMANDS: Record<string, Subcommand> = {
   control: { summary: 'run the control plane: discovery and CA over gRPC, from a folder or Kubernetes', load: () => import('./control.js') },
+  waypoint: { summary: 'run a waypoint: L7 routing, retries and authorization for bound services over HBONE', load: () => import('./waypoint.js') },
   analyze: { summary: 'validate mesh YAML and report every problem with file:line:col', load: () => import('./analyze.js') },
+  agent: { summary: 'run the node agent: eBPF capture, HBONE mTLS tunnel, L4 policy, metrics', load: () => import('./agent.js') },
+  demo: { summary: 'build a two-node mesh of network namespaces on this machine and show it working (root)', load: () => import('./demo.js') },
 };
 
 function usage(): string {

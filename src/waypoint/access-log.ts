@@ -58,6 +58,11 @@ export class AccessLog {
     this.log = o.logger ?? childLogger('waypoint.access');
   }
 
+  /** False when neither the log line nor a sink wants entries (callers skip building them). */
+  get enabled(): boolean {
+    return this.o.disabled !== true || this.o.sink !== undefined;
+  }
+
   write(e: AccessLogEntry): void {
     if (this.o.disabled !== true) this.log.info(e, 'request');
     this.o.sink?.(e);

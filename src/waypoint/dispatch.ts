@@ -11,6 +11,7 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { portProtocol } from './config.js';
+import { duplexPair } from './duplex-pair.js';
 import { Http1Front, type FrontLimits } from './http1-front.js';
 import { Http2Front } from './http2-front.js';
 import type { WaypointMetrics } from './metrics.js';
@@ -29,6 +30,26 @@ export function sniffProtocol(first: Buffer): StreamProtocol | undefined {
   if (H1_REQUEST_LINE.test(text)) return 'http1';
   if (first.length < 21 && /^[A-Z][A-Z-]*$/.test(text)) return undefined;
   return 'tcp';
+}
+
+/**
+ * nghttp2 reads a real socket straight from its handle and would miss the bytes sniffing put
+ * back; such a socket is served through an in-memory pair so those bytes come first.
+ */
+function bridged(stream: Duplex): Duplex {
+  if ((stream as { _handle?: unknown })._handle == null) return stream;
+  const [near, far] = duplexPair();
+  stream.pipe(near);
+  near.pipe(stream);
+  const kill = () => {
+    stream.destroy();
+    near.destroy();
+  };
+  stream.once('close', kill);
+  near.once('close', kill);
+  stream.on('error', kill);
+  near.on('error', kill);
+  return far;
 }
 
 export interface DispatcherOptions {
@@ -72,7 +93,7 @@ export class StreamDispatcher {
       stream.pause();
       if (buf.length > 0) stream.unshift(buf);
       const chosen: StreamProtocol = p === 'tcp' && declared !== 'detect' ? 'http1' : p;
-      if (chosen === 'http2') this.http2.serve(stream, down);
+      if (chosen === 'http2') this.http2.serve(bridged(stream), down);
       else if (chosen === 'http1') this.http1.serve(stream, down);
       else void this.proxy.handleTcp(stream, down);
       stream.resume();

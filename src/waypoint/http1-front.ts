@@ -43,6 +43,9 @@ export class Http1Front {
       connectionsCheckingInterval: limits.checkIntervalMs ?? 1_000,
       noDelay: true,
     } as Parameters<typeof createServer>[0]);
+    // The server never listens (streams are handed to it), so start the periodic header and
+    // request deadline checks that node:http otherwise starts on 'listening'.
+    this.server.emit('listening');
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const down = this.info.get(req.socket);
       if (down === undefined) {

@@ -94,7 +94,7 @@ export interface WaypointProxyOptions {
 /** What one request accumulates for its log line and metrics. */
 interface RequestState {
   readonly start: number;
-  readonly startIso: string;
+  startIso: string;
   readonly method: string;
   readonly target: string;
   readonly authority: string;
@@ -197,6 +197,8 @@ export class WaypointProxy {
   private readonly now: () => number;
   private readonly bodyLimit: number;
   private readonly name: string;
+  private readonly seriesCache = new Map<string, ReturnType<WaypointProxy['series']>>();
+  private seriesConfig: WaypointConfig | undefined;
 
   constructor(private readonly o: WaypointProxyOptions) {
     this.config = o.config;
@@ -373,7 +375,7 @@ export class WaypointProxy {
     const ct = firstHeader(h['content-type']) ?? '';
     return {
       start: this.now(),
-      startIso: new Date().toISOString(),
+      startIso: '',
       method: req.method ?? 'GET',
       target: req.url ?? '/',
       authority: firstHeader(h[':authority']) ?? firstHeader(h.host) ?? '',
@@ -702,6 +704,21 @@ export class WaypointProxy {
       st.flags.add(FLAG.UPSTREAM_REQUEST_TIMEOUT);
       end(false);
     });
+    const h2res = res as Http2ServerResponse;
+    // gRPC puts grpc-status in the first HEADERS only in a Trailers-Only response.
+    const trailersOnly = up.endAfterHeaders || (st.grpc && up.headers['grpc-status'] !== undefined);
+    if (trailersOnly && st.protocol === 'HTTP/2' && h2res.stream !== undefined && !h2res.stream.destroyed) {
+      // Trailers-only (a gRPC status without a body) stays trailers-only.
+      try {
+        h2res.stream.respond({ ...(headers as OutgoingHttpHeaders), ':status': up.status }, { endStream: true });
+      } catch {
+        end(false);
+        return;
+      }
+      up.body.resume();
+      end(true);
+      return;
+    }
     try {
       res.writeHead(up.status, headers as OutgoingHttpHeaders);
     } catch (err) {
@@ -741,6 +758,18 @@ export class WaypointProxy {
     if (st.status === 0) st.status = res.headersSent ? res.statusCode : 0;
     if (st.body !== undefined) st.bytesReceived = st.body.bytes;
     const durationMs = this.now() - st.start;
+    if (this.accessLog.enabled) this.writeEntry(st, durationMs);
+    if (this.metrics !== undefined) {
+      const m = this.series(st);
+      m.requests.inc();
+      m.duration.observe(durationMs);
+      m.requestBytes.observe(st.bytesReceived);
+      m.responseBytes.observe(st.bytesSent);
+    }
+  }
+
+  private writeEntry(st: RequestState, durationMs: number): void {
+    st.startIso = new Date(Date.now() - durationMs).toISOString();
     const entry: AccessLogEntry = {
       startTime: st.startIso,
       method: st.method,
@@ -767,13 +796,27 @@ export class WaypointProxy {
       ...(st.rateLimit !== undefined ? { rateLimit: st.rateLimit } : {}),
     };
     this.accessLog.write(entry);
-    if (this.metrics !== undefined) {
-      const labels = this.labels(st);
-      this.metrics.requests.inc(labels);
-      this.metrics.duration.observe(labels, durationMs);
-      this.metrics.requestBytes.observe(labels, st.bytesReceived);
-      this.metrics.responseBytes.observe(labels, st.bytesSent);
+  }
+
+  /**
+   * The four request series of a label combination, cached by the few values that vary (the
+   * label object of 25 names is built and hashed by prom-client once per combination, not per
+   * request). Reset with the config, so removed workloads do not pin series forever.
+   */
+  private series(st: RequestState): { requests: { inc(): void }; duration: { observe(v: number): void }; requestBytes: { observe(v: number): void }; responseBytes: { observe(v: number): void } } {
+    const m = this.metrics as WaypointMetrics;
+    if (this.seriesConfig !== this.config) {
+      this.seriesCache.clear();
+      this.seriesConfig = this.config;
     }
+    const key = `${st.down.peerIdentity ?? ''}|${st.service?.key ?? ''}|${st.endpoint?.workload ?? ''}|${st.endpoint?.identity ?? ''}|${st.status}|${st.grpcStatus}|${st.grpc ? 1 : 0}|${formatFlags(st.flags)}`;
+    let hit = this.seriesCache.get(key);
+    if (hit === undefined) {
+      const labels = this.labels(st);
+      hit = { requests: m.requests.labels(labels), duration: m.duration.labels(labels), requestBytes: m.requestBytes.labels(labels), responseBytes: m.responseBytes.labels(labels) };
+      if (this.seriesCache.size < 10_000) this.seriesCache.set(key, hit);
+    }
+    return hit;
   }
 
   private labels(st: RequestState): IstioRequestLabels {
@@ -960,6 +1003,7 @@ export class WaypointProxy {
   private logUpgrade(st: RequestState): void {
     if (st.logged) return;
     st.logged = true;
+    st.startIso = new Date(st.start).toISOString();
     const entry: AccessLogEntry = {
       startTime: st.startIso, method: st.method, path: logPath(st.target), protocol: st.protocol, responseCode: st.status,
       responseFlags: formatFlags(st.flags), route: st.route, upstreamHost: st.upstreamHost, upstreamCluster: st.upstreamCluster,

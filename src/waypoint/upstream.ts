@@ -127,6 +127,8 @@ export interface UpstreamResponse {
   trailers(): Record<string, string | string[] | undefined> | undefined;
   /** Abandons the response (the connection is not reused). */
   abort(): void;
+  /** The response was HEADERS with END_STREAM (gRPC trailers-only), HTTP/2 only. */
+  readonly endAfterHeaders: boolean;
 }
 
 /** A failed attempt: what it came to, for retries and outlier detection. */
@@ -210,6 +212,7 @@ export class UpstreamClients {
           headers: res.headers,
           body: res,
           trailers: () => res.trailers,
+          endAfterHeaders: false,
           abort: () => {
             cr.destroy();
             res.destroy();
@@ -284,7 +287,7 @@ export class UpstreamClients {
         settled = true;
         const headers: IncomingHttpHeaders = {};
         for (const [k, v] of Object.entries(h)) if (!k.startsWith(':')) headers[k] = v as string;
-        resolve({ status: Number(h[':status']), headers, body: stream, trailers: () => trailers, abort: () => stream.close(h2.NGHTTP2_CANCEL) });
+        resolve({ status: Number(h[':status']), headers, body: stream, trailers: () => trailers, endAfterHeaders: stream.endAfterHeaders, abort: () => stream.close(h2.NGHTTP2_CANCEL) });
       });
       const fail = () => {
         if (settled) return;

@@ -25,7 +25,7 @@ import type { PodResource, ServiceResource } from '../kinds/core.js';
 import type { DestinationRuleResource, VirtualServiceResource } from '../kinds/networking.js';
 import { kindKey, refKey, type Resource } from '../resource.js';
 import { BuildContext } from './context.js';
-import { crossCheck } from './cross-check.js';
+import { crossCheckFull, crossCheckSince } from './cross-check.js';
 import { isWildcard, resolveHost } from './hosts.js';
 import { resolveOptions, type CompileOptions } from './options.js';
 import { PersistentMap } from './persistent-map.js';
@@ -45,8 +45,11 @@ import { buildService } from './service.js';
 import { serviceSelects, buildWorkload } from './workload.js';
 import { buildWaypoint } from './waypoint.js';
 import { httpRouteParents } from './routes.js';
-import { Snapshot, type SnapshotState } from './snapshot.js';
+import { Snapshot, type DiagnosticsChecker, type SnapshotState } from './snapshot.js';
 import type { MeshService, Waypoint, Workload } from './types.js';
+
+/** Cross-reference diagnostics: from scratch after `compile`, incrementally after `applyChange`. */
+const CHECKER: DiagnosticsChecker = { full: crossCheckFull, since: crossCheckSince };
 
 /** A change to apply: objects to create or replace, and objects to delete. */
 export interface Change {
@@ -262,7 +265,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions = {
   const options = resolveOptions(opts);
   const index = ResourceIndex.of(resources);
   const state = rebuild(emptyState(options), index, BuildContext.compileAllAuthz(index), emptyDirty(true), [], true);
-  return new Snapshot(state, crossCheck);
+  return new Snapshot(state, CHECKER);
 }
 
 function podSelectedBy(svc: MeshService, pod: PodResource): boolean {
@@ -365,5 +368,5 @@ export function applyChange(snapshot: Snapshot, change: Change): Snapshot {
   for (const c of list) markDirty(c, prev, dirty);
   const authz = BuildContext.updateAuthz(prev.authz, list);
   const state = rebuild(prev, resources, authz, dirty, [...changed.keys()], false);
-  return new Snapshot(state, crossCheck);
+  return new Snapshot(state, CHECKER, snapshot);
 }

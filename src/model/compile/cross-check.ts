@@ -9,13 +9,38 @@
  * PeerAuthentication; competing VirtualServices/DestinationRules/PeerAuthentications; pods on
  * unknown nodes; duplicate pod and Service IPs; namespaces and ServiceAccounts not defined;
  * selector policies with L7 rules on workloads without a waypoint.
+ *
+ * Diagnostics are computed in groups, one per (check, subject): the findings about one
+ * VirtualService, one Service, one pod, one undefined namespace, and so on. A full check
+ * computes every group; `crossCheckSince` starts from an older snapshot's groups and recomputes
+ * only the groups a change can affect, so a one-pod edit in a 10,000-pod mesh rechecks that pod,
+ * the pods sharing its IP, and the Services and policies whose selectors matched it before or
+ * after. What each check reads, and so what makes its groups stale:
+ *
+ * | check (section)            | subject        | reads                                                        |
+ * |----------------------------|----------------|--------------------------------------------------------------|
+ * | VirtualService             | the VS         | VSes, DRs, HTTPRoutes, Service resources (hosts, ports, route sources) |
+ * | DestinationRule            | the DR         | DRs, its host's Service (existence, selector, endpoints)     |
+ * | HTTPRoute                  | the route      | HTTPRoutes, Service resources (existence, ports)             |
+ * | Service                    | the Service    | itself (selector matches, endpoints, binding), Services sharing a VIP |
+ * | Namespace waypoint label   | the Namespace  | itself, Gateways                                             |
+ * | waypoint without pods      | the waypoint   | itself                                                       |
+ * | pod                        | the workload   | itself, its Node, its ServiceAccount, workloads sharing an IP |
+ * | namespace not defined      | the namespace  | Namespaces, every resource in that namespace                 |
+ * | policy selector/targetRefs | the policy     | itself, workloads its selector matches, Services, waypoints  |
+ * | PeerAuthentication conflict| the namespace  | PeerAuthentications                                          |
+ * | L7 rules without waypoint  | the policy     | compiled policies, workloads and Services of its namespace (all for the root namespace) |
+ *
+ * Invariant: for any snapshot, `crossCheckSince(snap, base, ...)` equals `crossCheckFull(snap)`,
+ * diagnostic for diagnostic and in the same order (tests compare them after many kinds of
+ * change). Order: by check in the order of the table above, then by subject key.
  */
 import { describeRef, formatPath, severityOf, type Diagnostic, type DiagnosticCode, type FieldPath, type Severity } from '../diagnostics.js';
 import type { HttpRouteResource, GatewayResource } from '../kinds/gateway-api.js';
 import { WAYPOINT_GATEWAY_CLASS } from '../kinds/gateway-api.js';
 import type { PodResource, ServiceResource, NamespaceResource } from '../kinds/core.js';
 import type { DestinationRuleResource, VirtualServiceResource, VsDestinationSpec } from '../kinds/networking.js';
-import type { AuthorizationPolicyResource, PeerAuthenticationResource } from '../kinds/security.js';
+import type { PeerAuthenticationResource } from '../kinds/security.js';
 import type { Resource } from '../resource.js';
 import { destinationRulesFor } from './destination-policy.js';
 import { isWildcard, resolveHost, shortFormHint, hostMatches } from './hosts.js';
@@ -25,6 +50,7 @@ import {
   KIND_GATEWAY,
   KIND_HTTP_ROUTE,
   KIND_NAMESPACE,
+  KIND_NODE,
   KIND_PEER_AUTHENTICATION,
   KIND_POD,
   KIND_REQUEST_AUTHENTICATION,
@@ -34,11 +60,55 @@ import {
 } from './resource-index.js';
 import { virtualServicesFor } from './routes.js';
 import { compareAge, isEmptySelector, matchesLabels } from './selectors.js';
-import type { Snapshot } from './snapshot.js';
-import { LABEL_USE_WAYPOINT, type WaypointBinding, type Workload } from './types.js';
+import type { Snapshot, SnapshotState } from './snapshot.js';
+import { LABEL_USE_WAYPOINT, type MeshService, type WaypointBinding, type Workload } from './types.js';
+import { spiffeIdentity } from './workload.js';
 
 /** Namespaces Kubernetes always has; objects in them need no Namespace object. */
 const BUILTIN_NAMESPACES = new Set(['default', 'kube-system', 'kube-public', 'kube-node-lease']);
+
+/** Section codes: group keys sort by section first, in the order of the module header's table. */
+const S_VS = '01';
+const S_DR = '02';
+const S_HR = '03';
+const S_SVC = '04';
+const S_NS = '05';
+const S_WP = '06';
+const S_POD = '07';
+const S_UNDEFINED_NS = '08';
+const S_SELECTOR = '09';
+const S_PA = '10';
+const S_L7 = '11';
+const SECTIONS = [S_VS, S_DR, S_HR, S_SVC, S_NS, S_WP, S_POD, S_UNDEFINED_NS, S_SELECTOR, S_PA, S_L7] as const;
+type Section = (typeof SECTIONS)[number];
+
+const SEP = '\u0000';
+const groupKey = (section: Section, subject: string): string => `${section}${SEP}${subject}`;
+
+/** Policy kinds whose selectors and targetRefs are checked. */
+const SELECTOR_POLICY_KINDS = [KIND_PEER_AUTHENTICATION, KIND_AUTHORIZATION_POLICY, KIND_REQUEST_AUTHENTICATION] as const;
+
+type PolicySpec = { selector?: { matchLabels?: Record<string, string> }; targetRef?: { kind: string; name: string; group?: string }; targetRefs?: { kind: string; name: string; group?: string }[] };
+
+/** The cross-reference diagnostics of one snapshot, kept by group for the next incremental check. */
+export interface CrossCheckResult {
+  /** Non-empty groups by group key (section, NUL, subject). */
+  readonly groups: ReadonlyMap<string, readonly Diagnostic[]>;
+  /** Keys of `groups`, sorted. */
+  readonly order: readonly string[];
+  /** Every diagnostic, in group order. */
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+/** What changed between a checked snapshot and a later one: keys as in `SnapshotChanges`. */
+export interface CheckDelta {
+  /** Resource keys (`group/Kind/namespace/name`) upserted or deleted. */
+  readonly resources: ReadonlySet<string>;
+  /** Workload, Service and waypoint keys (`namespace/name`) that were recomputed. */
+  readonly workloads: ReadonlySet<string>;
+  readonly services: ReadonlySet<string>;
+  readonly waypoints: ReadonlySet<string>;
+}
 
 class Reporter {
   readonly out: Diagnostic[] = [];
@@ -56,46 +126,112 @@ class Reporter {
   }
 }
 
-const sorted = <R extends Resource>(l: R[]): R[] => l.sort((a, b) => (a.key < b.key ? -1 : 1));
+const byKey = <R extends { key: string }>(l: R[]): R[] => l.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 
-export function crossCheck(snap: Snapshot): Diagnostic[] {
-  const rep = new Reporter();
-  const res = snap.state.resources;
-  const opts = snap.options;
-  const domain = opts.clusterDomain;
-  const root = opts.rootNamespace;
-  const drs = sorted(res.list<DestinationRuleResource>(KIND_DESTINATION_RULE));
-  const vss = sorted(res.list<VirtualServiceResource>(KIND_VIRTUAL_SERVICE));
-  const workloadsIn = (ns: string): readonly Workload[] => (ns === root ? snap.workloads() : snap.workloadsInNamespace(ns));
+/** `group/Kind` of a resource key `group/Kind/namespace/name` (group and Kind never contain `/`). */
+function kindOfKey(key: string): string {
+  return key.slice(0, key.indexOf('/', key.indexOf('/') + 1));
+}
 
-  const subsetsOf = (host: string): Set<string> | undefined => {
-    const dr = destinationRulesFor(drs, host, domain)[0];
-    return dr === undefined ? undefined : new Set((dr.spec.subsets ?? []).map((s) => s.name));
-  };
+/** The namespace part of a resource key (`''` for cluster-scoped kinds). */
+function namespaceOfKey(key: string): string {
+  const a = key.indexOf('/', key.indexOf('/') + 1);
+  return key.slice(a + 1, key.indexOf('/', a + 1));
+}
+
+/** The checks, one subject at a time, with what several subjects share computed once. */
+class Checker {
+  private readonly st: SnapshotState;
+  private readonly domain: string;
+  private readonly root: string;
+  private drList: DestinationRuleResource[] | undefined;
+  private vsList: VirtualServiceResource[] | undefined;
+
+  constructor(private readonly snap: Snapshot) {
+    this.st = snap.state;
+    this.domain = snap.options.clusterDomain;
+    this.root = snap.options.rootNamespace;
+  }
+
+  private drs(): DestinationRuleResource[] {
+    return (this.drList ??= byKey(this.st.resources.list<DestinationRuleResource>(KIND_DESTINATION_RULE)));
+  }
+
+  private vss(): VirtualServiceResource[] {
+    return (this.vsList ??= byKey(this.st.resources.list<VirtualServiceResource>(KIND_VIRTUAL_SERVICE)));
+  }
+
+  /** Every subject of a section in the current snapshot (for a full check of that section). */
+  subjects(section: Section): string[] {
+    const res = this.st.resources;
+    const keysOf = (kind: string): string[] => res.list(kind).map((r) => r.key);
+    switch (section) {
+      case S_VS: return keysOf(KIND_VIRTUAL_SERVICE);
+      case S_DR: return keysOf(KIND_DESTINATION_RULE);
+      case S_HR: return keysOf(KIND_HTTP_ROUTE);
+      case S_SVC: return [...this.st.services.keys()];
+      case S_NS: return keysOf(KIND_NAMESPACE);
+      case S_WP: return [...this.st.waypoints.keys()];
+      case S_POD: return [...this.st.workloads.keys()];
+      case S_SELECTOR: return SELECTOR_POLICY_KINDS.flatMap(keysOf);
+      case S_L7: return [...this.st.authz.keys()];
+      case S_UNDEFINED_NS:
+      case S_PA:
+        return []; // computed per section, see `sectionGroups`
+    }
+  }
+
+  /** Diagnostics of one group. */
+  group(section: Section, subject: string): Diagnostic[] {
+    switch (section) {
+      case S_VS: return this.virtualService(subject);
+      case S_DR: return this.destinationRule(subject);
+      case S_HR: return this.httpRoute(subject);
+      case S_SVC: return this.service(subject);
+      case S_NS: return this.namespaceBinding(subject);
+      case S_WP: return this.waypoint(subject);
+      case S_POD: return this.pod(subject);
+      case S_SELECTOR: return this.policySelector(subject);
+      case S_L7: return this.l7WithoutWaypoint(subject);
+      case S_UNDEFINED_NS: return this.undefinedNamespaces(new Set([subject])).get(subject) ?? [];
+      case S_PA: return this.peerAuthnConflicts().get(subject) ?? [];
+    }
+  }
 
   // ---- VirtualServices: hosts, destinations, subsets, ports, conflicts
-  const checkDestination = (vs: VirtualServiceResource, d: VsDestinationSpec, path: FieldPath): void => {
-    const host = resolveHost(d.host, vs.ref.namespace, domain);
-    const svc = snap.serviceByHost(host);
-    if (svc === undefined) {
-      const hint = shortFormHint(d.host, domain);
-      rep.add(vs, [...path, 'host'], 'AMBIT_REF_UNKNOWN_HOST', `destination host ${d.host}${host !== d.host ? ` (${host})` : ''} is not a Service in the mesh${hint !== undefined ? `; ${hint}` : ''}`);
-      return;
-    }
-    if (d.subset !== undefined) {
-      const subsets = subsetsOf(host);
-      if (subsets === undefined) rep.add(vs, [...path, 'subset'], 'AMBIT_REF_UNKNOWN_SUBSET', `subset ${d.subset} of ${host}: no DestinationRule defines subsets for this host`);
-      else if (!subsets.has(d.subset)) rep.add(vs, [...path, 'subset'], 'AMBIT_REF_UNKNOWN_SUBSET', `subset ${d.subset} is not defined by the DestinationRule of ${host} (it has: ${[...subsets].join(', ') || 'none'})`);
-    }
-    if (d.port !== undefined && !svc.ports.some((p) => p.port === d.port?.number)) {
-      rep.add(vs, [...path, 'port', 'number'], 'AMBIT_REF_UNKNOWN_PORT', `port ${d.port.number} is not a port of Service ${svc.key} (ports: ${svc.ports.map((p) => p.port).join(', ')})`);
-    }
-  };
-  for (const vs of vss) {
+  private virtualService(key: string): Diagnostic[] {
+    const vs = this.st.resources.getByKey(KIND_VIRTUAL_SERVICE, key) as VirtualServiceResource | undefined;
+    if (vs === undefined) return [];
+    const rep = new Reporter();
+    const snap = this.snap;
+    const domain = this.domain;
+    const subsetsOf = (host: string): Set<string> | undefined => {
+      const dr = destinationRulesFor(this.drs(), host, domain)[0];
+      return dr === undefined ? undefined : new Set((dr.spec.subsets ?? []).map((s) => s.name));
+    };
+    const checkDestination = (d: VsDestinationSpec, path: FieldPath): void => {
+      const host = resolveHost(d.host, vs.ref.namespace, domain);
+      const svc = snap.serviceByHost(host);
+      if (svc === undefined) {
+        const hint = shortFormHint(d.host, domain);
+        rep.add(vs, [...path, 'host'], 'AMBIT_REF_UNKNOWN_HOST', `destination host ${d.host}${host !== d.host ? ` (${host})` : ''} is not a Service in the mesh${hint !== undefined ? `; ${hint}` : ''}`);
+        return;
+      }
+      if (d.subset !== undefined) {
+        const subsets = subsetsOf(host);
+        if (subsets === undefined) rep.add(vs, [...path, 'subset'], 'AMBIT_REF_UNKNOWN_SUBSET', `subset ${d.subset} of ${host}: no DestinationRule defines subsets for this host`);
+        else if (!subsets.has(d.subset)) rep.add(vs, [...path, 'subset'], 'AMBIT_REF_UNKNOWN_SUBSET', `subset ${d.subset} is not defined by the DestinationRule of ${host} (it has: ${[...subsets].join(', ') || 'none'})`);
+      }
+      if (d.port !== undefined && !svc.ports.some((p) => p.port === d.port?.number)) {
+        rep.add(vs, [...path, 'port', 'number'], 'AMBIT_REF_UNKNOWN_PORT', `port ${d.port.number} is not a port of Service ${svc.key} (ports: ${svc.ports.map((p) => p.port).join(', ')})`);
+      }
+    };
     vs.spec.hosts.forEach((h, i) => {
       const full = resolveHost(h, vs.ref.namespace, domain);
       if (isWildcard(full)) {
-        if (!snap.services().some((s) => hostMatches(full, s.hostname))) rep.add(vs, ['spec', 'hosts', i], 'AMBIT_REF_UNKNOWN_HOST', `host ${h} matches no Service in the mesh`);
+        let any = false;
+        for (const s of this.st.services.values()) if (hostMatches(full, s.hostname)) { any = true; break; }
+        if (!any) rep.add(vs, ['spec', 'hosts', i], 'AMBIT_REF_UNKNOWN_HOST', `host ${h} matches no Service in the mesh`);
         return;
       }
       const svc = snap.serviceByHost(full);
@@ -104,31 +240,35 @@ export function crossCheck(snap: Snapshot): Diagnostic[] {
         rep.add(vs, ['spec', 'hosts', i], 'AMBIT_REF_UNKNOWN_HOST', `host ${h}${full !== h ? ` (${full})` : ''} is not a Service in the mesh${hint !== undefined ? `; ${hint}` : ''}`);
         return;
       }
-      const winner = virtualServicesFor(vss, full, domain)[0];
       if (svc.routeSources.length > 0 && !svc.routeSources.some((r) => r.kind === 'VirtualService' && r.namespace === vs.ref.namespace && r.name === vs.ref.name)) {
+        const winner = virtualServicesFor(this.vss(), full, domain)[0];
         const by = svc.routeSources[0];
         const why = by?.kind === 'HTTPRoute' ? `HTTPRoute ${by.namespace}/${by.name} routes it (HTTPRoutes take precedence)` : `VirtualService ${winner?.ref.namespace}/${winner?.ref.name} is older and wins`;
         rep.add(vs, ['spec', 'hosts', i], 'AMBIT_REF_CONFLICT', `host ${full} is ignored here: ${why}`);
       }
     });
     (vs.spec.http ?? []).forEach((r, i) => {
-      (r.route ?? []).forEach((d, j) => checkDestination(vs, d.destination, ['spec', 'http', i, 'route', j, 'destination']));
-      if (r.mirror !== undefined) checkDestination(vs, r.mirror, ['spec', 'http', i, 'mirror']);
-      (r.mirrors ?? []).forEach((m, j) => checkDestination(vs, m.destination, ['spec', 'http', i, 'mirrors', j, 'destination']));
+      (r.route ?? []).forEach((d, j) => checkDestination(d.destination, ['spec', 'http', i, 'route', j, 'destination']));
+      if (r.mirror !== undefined) checkDestination(r.mirror, ['spec', 'http', i, 'mirror']);
+      (r.mirrors ?? []).forEach((m, j) => checkDestination(m.destination, ['spec', 'http', i, 'mirrors', j, 'destination']));
     });
+    return rep.out;
   }
 
   // ---- DestinationRules: host, subsets with no pods, conflicts
-  for (const dr of drs) {
-    const full = resolveHost(dr.spec.host, dr.ref.namespace, domain);
-    if (isWildcard(full)) continue;
-    const svc = snap.serviceByHost(full);
+  private destinationRule(key: string): Diagnostic[] {
+    const dr = this.st.resources.getByKey(KIND_DESTINATION_RULE, key) as DestinationRuleResource | undefined;
+    if (dr === undefined) return [];
+    const rep = new Reporter();
+    const full = resolveHost(dr.spec.host, dr.ref.namespace, this.domain);
+    if (isWildcard(full)) return [];
+    const svc = this.snap.serviceByHost(full);
     if (svc === undefined) {
-      const hint = shortFormHint(dr.spec.host, domain);
+      const hint = shortFormHint(dr.spec.host, this.domain);
       rep.add(dr, ['spec', 'host'], 'AMBIT_REF_UNKNOWN_HOST', `host ${dr.spec.host}${full !== dr.spec.host ? ` (${full})` : ''} is not a Service in the mesh${hint !== undefined ? `; ${hint}` : ''}`);
-      continue;
+      return rep.out;
     }
-    const winner = destinationRulesFor(drs, full, domain)[0];
+    const winner = destinationRulesFor(this.drs(), full, this.domain)[0];
     if (winner !== undefined && winner.key !== dr.key) {
       rep.add(dr, ['spec', 'host'], 'AMBIT_REF_CONFLICT', `DestinationRule ${winner.ref.namespace}/${winner.ref.name} also configures ${full} and wins (older, or exact host); this one is ignored`);
     }
@@ -138,10 +278,15 @@ export function crossCheck(snap: Snapshot): Diagnostic[] {
         rep.add(dr, ['spec', 'subsets', i, 'labels'], 'AMBIT_REF_SUBSET_NO_PODS', `subset ${s.name} matches no ready pod of Service ${svc.key}`);
       }
     });
+    return rep.out;
   }
 
   // ---- HTTPRoutes: parents and backends
-  for (const hr of sorted(res.list<HttpRouteResource>(KIND_HTTP_ROUTE))) {
+  private httpRoute(key: string): Diagnostic[] {
+    const hr = this.st.resources.getByKey(KIND_HTTP_ROUTE, key) as HttpRouteResource | undefined;
+    if (hr === undefined) return [];
+    const rep = new Reporter();
+    const snap = this.snap;
     (hr.spec.parentRefs ?? []).forEach((p, i) => {
       const kind = p.kind ?? 'Gateway';
       if (kind === 'Service' && (p.group ?? '') === '') {
@@ -167,15 +312,21 @@ export function crossCheck(snap: Snapshot): Diagnostic[] {
         else if (!svc.ports.some((sp) => sp.port === b.port)) rep.add(hr, [...path, 'port'], 'AMBIT_REF_UNKNOWN_PORT', `Service ${key} has no port ${b.port} (ports: ${svc.ports.map((p) => p.port).join(', ')})`);
       });
     });
+    return rep.out;
+  }
+
+  private checkBinding(rep: Reporter, r: Resource, target: WaypointBinding | undefined, resolved: WaypointBinding | undefined, via: WaypointBinding['via']): void {
+    if (target === undefined || resolved !== undefined || target.via !== via) return;
+    rep.add(r, ['metadata', 'labels', LABEL_USE_WAYPOINT], 'AMBIT_REF_UNKNOWN_WAYPOINT', `bound to waypoint ${target.namespace}/${target.name}, but there is no Gateway ${target.namespace}/${target.name} with gatewayClassName ${WAYPOINT_GATEWAY_CLASS}`);
   }
 
   // ---- Services: selectors matching nothing, named target ports, waypoints, duplicate VIPs
-  const svcResources = new Map(res.list<ServiceResource>(KIND_SERVICE).map((s) => [`${s.ref.namespace}/${s.ref.name}`, s]));
-  const vipOwner = new Map<string, string>();
-  for (const svc of snap.services()) {
-    const r = svcResources.get(svc.key);
-    if (r === undefined) continue;
-    if (!isEmptySelector(svc.selector) && !snap.workloadsInNamespace(svc.namespace).some((w) => matchesLabels(svc.selector ?? {}, w.labels))) {
+  private service(key: string): Diagnostic[] {
+    const svc = this.st.services.get(key);
+    const r = svc === undefined ? undefined : (this.st.resources.getByKey(KIND_SERVICE, `${KIND_SERVICE}/${key}`) as ServiceResource | undefined);
+    if (svc === undefined || r === undefined) return [];
+    const rep = new Reporter();
+    if (!isEmptySelector(svc.selector) && !this.snap.workloadsInNamespace(svc.namespace).some((w) => matchesLabels(svc.selector ?? {}, w.labels))) {
       rep.add(r, ['spec', 'selector'], 'AMBIT_REF_SERVICE_NO_PODS', `selector ${JSON.stringify(svc.selector)} matches no pod in namespace ${svc.namespace}`);
     }
     svc.ports.forEach((p, i) => {
@@ -183,80 +334,103 @@ export function crossCheck(snap: Snapshot): Diagnostic[] {
       const missing = svc.endpoints.filter((e) => e.ports[p.port] === undefined).map((e) => e.workload);
       if (missing.length > 0) rep.add(r, ['spec', 'ports', i, 'targetPort'], 'AMBIT_REF_UNKNOWN_TARGET_PORT', `targetPort ${p.targetPort} is not a named container port of ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''}`);
     });
-    checkBinding(r, svc.waypointTarget, svc.waypoint, 'service');
+    this.checkBinding(rep, r, svc.waypointTarget, svc.waypoint, 'service');
+    // A VIP belongs to the Service with the smallest key that has it; every other one is reported.
+    const claimed = new Set<string>();
     for (const vip of svc.vips) {
-      const other = vipOwner.get(vip);
+      const first = this.st.servicesByVip.get(vip)?.[0];
+      const other = first !== undefined && first !== svc.key ? first : claimed.has(vip) ? svc.key : undefined;
       if (other !== undefined) rep.add(r, ['spec', 'clusterIP'], 'AMBIT_REF_DUPLICATE_IP', `cluster IP ${vip} is also used by Service ${other}`);
-      else vipOwner.set(vip, svc.key);
+      else claimed.add(vip);
     }
-  }
-
-  function checkBinding(r: Resource, target: WaypointBinding | undefined, resolved: WaypointBinding | undefined, via: WaypointBinding['via']): void {
-    if (target === undefined || resolved !== undefined || target.via !== via) return;
-    rep.add(r, ['metadata', 'labels', LABEL_USE_WAYPOINT], 'AMBIT_REF_UNKNOWN_WAYPOINT', `bound to waypoint ${target.namespace}/${target.name}, but there is no Gateway ${target.namespace}/${target.name} with gatewayClassName ${WAYPOINT_GATEWAY_CLASS}`);
+    return rep.out;
   }
 
   // ---- Namespaces: waypoint bindings
-  const namespaces = sorted(res.list<NamespaceResource>(KIND_NAMESPACE));
-  for (const ns of namespaces) {
+  private namespaceBinding(key: string): Diagnostic[] {
+    const ns = this.st.resources.getByKey(KIND_NAMESPACE, key) as NamespaceResource | undefined;
+    if (ns === undefined) return [];
     const label = ns.metadata.labels?.[LABEL_USE_WAYPOINT];
-    if (label === undefined || label === 'none' || label === '') continue;
+    if (label === undefined || label === 'none' || label === '') return [];
     const wns = ns.metadata.labels?.['ambit.dev/use-waypoint-namespace'] ?? ns.ref.name;
-    const gw = res.getByKey(KIND_GATEWAY, `gateway.networking.k8s.io/Gateway/${wns}/${label}`) as GatewayResource | undefined;
-    if (gw === undefined || gw.spec.gatewayClassName !== WAYPOINT_GATEWAY_CLASS) {
-      rep.add(ns, ['metadata', 'labels', LABEL_USE_WAYPOINT], 'AMBIT_REF_UNKNOWN_WAYPOINT', `bound to waypoint ${wns}/${label}, but there is no Gateway ${wns}/${label} with gatewayClassName ${WAYPOINT_GATEWAY_CLASS}`);
-    }
+    const gw = this.st.resources.getByKey(KIND_GATEWAY, `gateway.networking.k8s.io/Gateway/${wns}/${label}`) as GatewayResource | undefined;
+    if (gw !== undefined && gw.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS) return [];
+    const rep = new Reporter();
+    rep.add(ns, ['metadata', 'labels', LABEL_USE_WAYPOINT], 'AMBIT_REF_UNKNOWN_WAYPOINT', `bound to waypoint ${wns}/${label}, but there is no Gateway ${wns}/${label} with gatewayClassName ${WAYPOINT_GATEWAY_CLASS}`);
+    return rep.out;
   }
 
   // ---- Waypoints without pods
-  for (const wp of snap.waypoints()) {
-    if (wp.workloads.length === 0) {
-      const gw = snap.resource(wp.source);
-      if (gw !== undefined) rep.add(gw, ['metadata', 'name'], 'AMBIT_REF_WAYPOINT_NO_PODS', `no pod has label gateway.networking.k8s.io/gateway-name=${wp.name} in namespace ${wp.namespace}, so nothing serves this waypoint`);
-    }
+  private waypoint(key: string): Diagnostic[] {
+    const wp = this.st.waypoints.get(key);
+    if (wp === undefined || wp.workloads.length > 0) return [];
+    const gw = this.snap.resource(wp.source);
+    if (gw === undefined) return [];
+    const rep = new Reporter();
+    rep.add(gw, ['metadata', 'name'], 'AMBIT_REF_WAYPOINT_NO_PODS', `no pod has label gateway.networking.k8s.io/gateway-name=${wp.name} in namespace ${wp.namespace}, so nothing serves this waypoint`);
+    return rep.out;
   }
 
   // ---- Pods: nodes, duplicate IPs, service accounts, waypoint bindings
-  const pods = new Map(res.list<PodResource>(KIND_POD).map((p) => [`${p.ref.namespace}/${p.ref.name}`, p]));
-  const serviceAccounts = new Set(res.list(KIND_SERVICE_ACCOUNT).map((s) => `${s.ref.namespace}/${s.ref.name}`));
-  for (const w of snap.workloads()) {
-    const pod = pods.get(w.key);
-    if (pod === undefined) continue;
-    if (w.node !== undefined && snap.node(w.node) === undefined) {
+  private pod(key: string): Diagnostic[] {
+    const w = this.st.workloads.get(key);
+    const pod = w === undefined ? undefined : (this.st.resources.getByKey(KIND_POD, `${KIND_POD}/${key}`) as PodResource | undefined);
+    if (w === undefined || pod === undefined) return [];
+    const rep = new Reporter();
+    if (w.node !== undefined && this.snap.node(w.node) === undefined) {
       rep.add(pod, ['spec', 'nodeName'], 'AMBIT_REF_UNKNOWN_NODE', `scheduled on node ${w.node}, which is not defined (no Node object)`);
     }
     for (const ip of w.ips) {
-      const same = snap.workloadsByIp(ip);
-      if (same.length > 1 && same[0]?.key !== w.key) rep.add(pod, ['status', 'podIP'], 'AMBIT_REF_DUPLICATE_IP', `pod IP ${ip} is also used by pod ${same[0]?.key}`);
+      const same = this.st.workloadsByIp.get(ip) ?? [];
+      if (same.length > 1 && same[0] !== w.key) rep.add(pod, ['status', 'podIP'], 'AMBIT_REF_DUPLICATE_IP', `pod IP ${ip} is also used by pod ${same[0]}`);
     }
-    if (w.serviceAccount !== 'default' && !serviceAccounts.has(`${w.namespace}/${w.serviceAccount}`)) {
+    if (w.serviceAccount !== 'default' && this.st.resources.getByKey(KIND_SERVICE_ACCOUNT, `${KIND_SERVICE_ACCOUNT}/${w.namespace}/${w.serviceAccount}`) === undefined) {
       rep.add(pod, ['spec', 'serviceAccountName'], 'AMBIT_REF_UNKNOWN_SERVICE_ACCOUNT', `ServiceAccount ${w.serviceAccount} is not defined in namespace ${w.namespace}`);
     }
-    checkBinding(pod, w.waypointTarget, w.waypoint, 'pod');
+    this.checkBinding(rep, pod, w.waypointTarget, w.waypoint, 'pod');
+    return rep.out;
   }
 
-  // ---- Namespaces that are used but not defined
-  const definedNs = new Set(namespaces.map((n) => n.ref.name));
-  const reportedNs = new Set<string>();
-  for (const r of snap.allResources()) {
-    const ns = r.ref.namespace;
-    if (ns === '' || definedNs.has(ns) || BUILTIN_NAMESPACES.has(ns) || ns === root || reportedNs.has(ns)) continue;
-    reportedNs.add(ns);
-    rep.add(r, ['metadata', 'namespace'], 'AMBIT_REF_UNKNOWN_NAMESPACE', `namespace ${ns} is not defined (no Namespace object): its pods are not enrolled and no waypoint is bound`);
+  // ---- Namespaces that are used but not defined: reported once, on the namespace's first resource by key
+  undefinedNamespaces(only?: ReadonlySet<string>): Map<string, Diagnostic[]> {
+    const out = new Map<string, Diagnostic[]>();
+    const undefinedNs = (ns: string): boolean => ns !== '' && !BUILTIN_NAMESPACES.has(ns) && ns !== this.root && this.snap.namespace(ns) === undefined;
+    if (only !== undefined && ![...only].some(undefinedNs)) return out;
+    const first = new Map<string, Resource>();
+    const verdict = new Map<string, boolean>();
+    for (const r of this.st.resources.all()) {
+      const ns = r.ref.namespace;
+      if (only !== undefined && !only.has(ns)) continue;
+      let u = verdict.get(ns);
+      if (u === undefined) verdict.set(ns, (u = undefinedNs(ns)));
+      if (!u) continue;
+      const f = first.get(ns);
+      if (f === undefined || r.key < f.key) first.set(ns, r);
+    }
+    for (const [ns, r] of first) {
+      const rep = new Reporter();
+      rep.add(r, ['metadata', 'namespace'], 'AMBIT_REF_UNKNOWN_NAMESPACE', `namespace ${ns} is not defined (no Namespace object): its pods are not enrolled and no waypoint is bound`);
+      out.set(ns, rep.out);
+    }
+    return out;
   }
 
-  // ---- Policy selectors
-  const selectorPolicies = [
-    ...res.list<PeerAuthenticationResource>(KIND_PEER_AUTHENTICATION),
-    ...res.list<AuthorizationPolicyResource>(KIND_AUTHORIZATION_POLICY),
-    ...res.list(KIND_REQUEST_AUTHENTICATION),
-  ] as Resource<{ selector?: { matchLabels?: Record<string, string> }; targetRef?: { kind: string; name: string; group?: string }; targetRefs?: { kind: string; name: string; group?: string }[] }>[];
-  for (const p of sorted(selectorPolicies)) {
+  // ---- Policy selectors and targetRefs
+  private policySelector(key: string): Diagnostic[] {
+    const p = this.st.resources.getByKey(kindOfKey(key), key) as Resource<PolicySpec> | undefined;
+    if (p === undefined) return [];
+    const rep = new Reporter();
     const sel = p.spec.selector?.matchLabels;
     if (!isEmptySelector(sel)) {
-      const ws = p.ref.namespace === root && p.kind !== 'PeerAuthentication' ? snap.workloads() : snap.workloadsInNamespace(p.ref.namespace);
-      if (!ws.some((w) => matchesLabels(sel ?? {}, w.labels))) {
-        rep.add(p, ['spec', 'selector', 'matchLabels'], 'AMBIT_REF_SELECTOR_NO_MATCH', `selector ${JSON.stringify(sel)} matches no pod${p.ref.namespace === root ? '' : ` in namespace ${p.ref.namespace}`}`);
+      const matches = (w: Workload): boolean => matchesLabels(sel ?? {}, w.labels);
+      let any = false;
+      if (p.ref.namespace === this.root && p.kind !== 'PeerAuthentication') {
+        for (const w of this.st.workloads.values()) if (matches(w)) { any = true; break; }
+      } else {
+        any = this.snap.workloadsInNamespace(p.ref.namespace).some(matches);
+      }
+      if (!any) {
+        rep.add(p, ['spec', 'selector', 'matchLabels'], 'AMBIT_REF_SELECTOR_NO_MATCH', `selector ${JSON.stringify(sel)} matches no pod${p.ref.namespace === this.root ? '' : ` in namespace ${p.ref.namespace}`}`);
       }
     }
     const refs = p.spec.targetRefs ?? (p.spec.targetRef !== undefined ? [p.spec.targetRef] : []);
@@ -264,42 +438,238 @@ export function crossCheck(snap: Snapshot): Diagnostic[] {
       const path = p.spec.targetRefs !== undefined ? ['spec', 'targetRefs', i] : ['spec', 'targetRef'];
       const group = t.group ?? '';
       if (t.kind === 'Service' && (group === '' || group === 'core')) {
-        if (snap.service(`${p.ref.namespace}/${t.name}`) === undefined) rep.add(p, [...path, 'name'], 'AMBIT_REF_UNKNOWN_SERVICE', `targetRef Service ${p.ref.namespace}/${t.name} does not exist`);
+        if (this.snap.service(`${p.ref.namespace}/${t.name}`) === undefined) rep.add(p, [...path, 'name'], 'AMBIT_REF_UNKNOWN_SERVICE', `targetRef Service ${p.ref.namespace}/${t.name} does not exist`);
       } else if (t.kind === 'Gateway') {
-        if (snap.waypoint(`${p.ref.namespace}/${t.name}`) === undefined) rep.add(p, [...path, 'name'], 'AMBIT_REF_UNKNOWN_WAYPOINT', `targetRef Gateway ${p.ref.namespace}/${t.name} is not a waypoint (no Gateway with gatewayClassName ${WAYPOINT_GATEWAY_CLASS})`);
+        if (this.snap.waypoint(`${p.ref.namespace}/${t.name}`) === undefined) rep.add(p, [...path, 'name'], 'AMBIT_REF_UNKNOWN_WAYPOINT', `targetRef Gateway ${p.ref.namespace}/${t.name} is not a waypoint (no Gateway with gatewayClassName ${WAYPOINT_GATEWAY_CLASS})`);
       }
     });
+    return rep.out;
   }
 
-  // ---- PeerAuthentication: mesh-wide uniqueness, namespace-level conflicts
-  const pas = res.list<PeerAuthenticationResource>(KIND_PEER_AUTHENTICATION);
-  const nsWide = new Map<string, PeerAuthenticationResource[]>();
-  for (const pa of pas) {
-    if (!isEmptySelector(pa.spec.selector?.matchLabels)) continue;
-    const l = nsWide.get(pa.ref.namespace) ?? [];
-    l.push(pa);
-    nsWide.set(pa.ref.namespace, l);
-  }
-  for (const [ns, list] of nsWide) {
-    if (list.length < 2) continue;
-    const [first, ...rest] = list.sort(compareAge);
-    for (const pa of rest) {
-      if (ns === root) rep.add(pa, ['metadata', 'name'], 'AMBIT_POLICY_MULTIPLE_MESH_PEER_AUTHN', `more than one mesh-wide PeerAuthentication in ${root} (${first?.ref.name} is older and wins); keep one`);
-      else rep.add(pa, ['metadata', 'name'], 'AMBIT_REF_CONFLICT', `namespace ${ns} has another namespace-wide PeerAuthentication (${first?.ref.name}, older, wins)`);
+  // ---- PeerAuthentication: mesh-wide uniqueness, namespace-level conflicts (grouped by namespace)
+  peerAuthnConflicts(): Map<string, Diagnostic[]> {
+    const out = new Map<string, Diagnostic[]>();
+    const nsWide = new Map<string, PeerAuthenticationResource[]>();
+    for (const pa of this.st.resources.list<PeerAuthenticationResource>(KIND_PEER_AUTHENTICATION)) {
+      if (!isEmptySelector(pa.spec.selector?.matchLabels)) continue;
+      const l = nsWide.get(pa.ref.namespace) ?? [];
+      l.push(pa);
+      nsWide.set(pa.ref.namespace, l);
     }
+    for (const [ns, list] of nsWide) {
+      if (list.length < 2) continue;
+      const rep = new Reporter();
+      const [first, ...rest] = list.sort(compareAge);
+      for (const pa of rest) {
+        if (ns === this.root) rep.add(pa, ['metadata', 'name'], 'AMBIT_POLICY_MULTIPLE_MESH_PEER_AUTHN', `more than one mesh-wide PeerAuthentication in ${this.root} (${first?.ref.name} is older and wins); keep one`);
+        else rep.add(pa, ['metadata', 'name'], 'AMBIT_REF_CONFLICT', `namespace ${ns} has another namespace-wide PeerAuthentication (${first?.ref.name}, older, wins)`);
+      }
+      out.set(ns, rep.out);
+    }
+    return out;
   }
 
   // ---- L7 rules on selector policies for workloads without a waypoint
-  for (const policy of snap.authorizationPolicies()) {
-    if (policy.hasTargetRefs || !policy.hasL7) continue;
-    const r = snap.resource({ group: 'security.istio.io', kind: 'AuthorizationPolicy', namespace: policy.ref.namespace, name: policy.ref.name });
-    if (r === undefined) continue;
-    const affected = workloadsIn(policy.ref.namespace).filter((w) => w.authorization.includes(policy) && !snap.hasWaypoint(w));
-    if (affected.length === 0) continue;
+  private l7WithoutWaypoint(key: string): Diagnostic[] {
+    const policy = this.st.authz.get(key);
+    if (policy === undefined || policy.hasTargetRefs || !policy.hasL7) return [];
+    const r = this.snap.resource({ group: 'security.istio.io', kind: 'AuthorizationPolicy', namespace: policy.ref.namespace, name: policy.ref.name });
+    if (r === undefined) return [];
+    const scope: Iterable<Workload> = policy.ref.namespace === this.root ? this.st.workloads.values() : this.snap.workloadsInNamespace(policy.ref.namespace);
+    const affected: Workload[] = [];
+    for (const w of scope) if (w.authorization.includes(policy) && !this.snap.hasWaypoint(w)) affected.push(w);
+    if (affected.length === 0) return [];
+    byKey(affected);
+    const rep = new Reporter();
     const names = affected.slice(0, 3).map((w) => w.key).join(', ') + (affected.length > 3 ? ` and ${affected.length - 3} more` : '');
     const effect = policy.action === 'ALLOW' ? 'its L7 rules never match at L4, so they allow nothing' : policy.action === 'DENY' ? 'its L7 rules are enforced at L4 as if they matched (fail closed: connections are denied)' : 'its L7 rules cannot be evaluated';
     rep.add(r, ['spec', 'rules'], 'AMBIT_POLICY_L7_WITHOUT_WAYPOINT', `has L7 rules but ${names} ${affected.length === 1 ? 'has' : 'have'} no waypoint: ${effect}; bind a waypoint (label ambit.dev/use-waypoint) or use targetRefs`);
+    return rep.out;
+  }
+}
+
+function result(groups: Map<string, readonly Diagnostic[]>, order: string[]): CrossCheckResult {
+  const diagnostics: Diagnostic[] = [];
+  for (const k of order) diagnostics.push(...(groups.get(k) ?? []));
+  return { groups, order: Object.freeze(order), diagnostics: Object.freeze(diagnostics) };
+}
+
+/** Every group of a snapshot, from scratch. */
+export function crossCheckFull(snap: Snapshot): CrossCheckResult {
+  const c = new Checker(snap);
+  const groups = new Map<string, readonly Diagnostic[]>();
+  const put = (section: Section, subject: string, ds: readonly Diagnostic[]): void => {
+    if (ds.length > 0) groups.set(groupKey(section, subject), ds);
+  };
+  for (const section of SECTIONS) {
+    if (section === S_UNDEFINED_NS) for (const [ns, ds] of c.undefinedNamespaces()) put(section, ns, ds);
+    else if (section === S_PA) for (const [ns, ds] of c.peerAuthnConflicts()) put(section, ns, ds);
+    else for (const subject of c.subjects(section)) put(section, subject, c.group(section, subject));
+  }
+  return result(groups, [...groups.keys()].sort());
+}
+
+/** Cross-reference diagnostics of a snapshot, computed from scratch. */
+export function crossCheck(snap: Snapshot): Diagnostic[] {
+  return [...crossCheckFull(snap).diagnostics];
+}
+
+/**
+ * The groups of `snap`, recomputing from `prior` (the result for an earlier snapshot `base`)
+ * only the groups that `delta`, everything that changed from `base` to `snap`, can affect (see
+ * the module header). Equal to `crossCheckFull(snap)`.
+ */
+export function crossCheckSince(snap: Snapshot, base: Snapshot, prior: CrossCheckResult, delta: CheckDelta): CrossCheckResult {
+  const c = new Checker(snap);
+  const now = snap.state;
+  const was = base.state;
+  const res = now.resources;
+  const root = snap.options.rootNamespace;
+  /** Subjects to recompute, per section; `true` recomputes a whole section. */
+  const stale = new Map<Section, Set<string> | true>();
+  const mark = (section: Section, subject: string): void => {
+    let s = stale.get(section);
+    if (s === true) return;
+    if (s === undefined) stale.set(section, (s = new Set()));
+    s.add(subject);
+  };
+  const markAll = (section: Section): void => { stale.set(section, true); };
+
+  // What changed, in terms the rules use.
+  const kinds = new Set<string>();
+  const changedNamespaces = new Set<string>();
+  for (const key of delta.resources) {
+    const kind = kindOfKey(key);
+    kinds.add(kind);
+    changedNamespaces.add(namespaceOfKey(key));
+  }
+  const changedOf = <V>(keys: ReadonlySet<string>, before: { get(k: string): V | undefined }, after: { get(k: string): V | undefined }): { key: string; old: V | undefined; new: V | undefined }[] => {
+    const out: { key: string; old: V | undefined; new: V | undefined }[] = [];
+    for (const key of keys) {
+      const o = before.get(key);
+      const n = after.get(key);
+      if (o !== n) out.push({ key, old: o, new: n });
+    }
+    return out;
+  };
+  const workloads = changedOf(delta.workloads, was.workloads, now.workloads);
+  const services = changedOf<MeshService>(delta.services, was.services, now.services);
+  const waypointsExistence = [...delta.waypoints].some((k) => was.waypoints.has(k) !== now.waypoints.has(k));
+  const touchedNamespaces = new Set<string>();
+  for (const w of workloads) touchedNamespaces.add((w.new ?? w.old)?.namespace ?? '');
+  for (const s of services) touchedNamespaces.add((s.new ?? s.old)?.namespace ?? '');
+
+  // VirtualServices, DestinationRules, HTTPRoutes: few; rechecked together when what they read changed.
+  if (kinds.has(KIND_VIRTUAL_SERVICE) || kinds.has(KIND_DESTINATION_RULE) || kinds.has(KIND_HTTP_ROUTE) || kinds.has(KIND_SERVICE)) markAll(S_VS);
+  if (kinds.has(KIND_DESTINATION_RULE) || kinds.has(KIND_SERVICE)) markAll(S_DR);
+  else if (services.length > 0) {
+    const hosts = new Set(services.map((s) => (s.new ?? s.old)?.hostname));
+    for (const dr of res.list<DestinationRuleResource>(KIND_DESTINATION_RULE)) {
+      if (hosts.has(resolveHost(dr.spec.host, dr.ref.namespace, snap.options.clusterDomain))) mark(S_DR, dr.key);
+    }
+  }
+  if (kinds.has(KIND_HTTP_ROUTE) || kinds.has(KIND_SERVICE)) markAll(S_HR);
+
+  // Services: recomputed ones, and every Service sharing a VIP with one (before or after).
+  for (const s of services) {
+    mark(S_SVC, s.key);
+    for (const vip of new Set([...(s.old?.vips ?? []), ...(s.new?.vips ?? [])])) for (const k of now.servicesByVip.get(vip) ?? []) mark(S_SVC, k);
   }
 
-  return rep.out;
+  // Namespaces' waypoint labels.
+  if (kinds.has(KIND_GATEWAY)) markAll(S_NS);
+  else for (const key of delta.resources) if (kindOfKey(key) === KIND_NAMESPACE) mark(S_NS, key);
+
+  for (const key of delta.waypoints) mark(S_WP, key);
+
+  // Pods: recomputed ones, those sharing an IP with one, those on a changed Node or running as a changed ServiceAccount.
+  for (const w of workloads) {
+    mark(S_POD, w.key);
+    for (const ip of new Set([...(w.old?.ips ?? []), ...(w.new?.ips ?? [])])) for (const k of now.workloadsByIp.get(ip) ?? []) mark(S_POD, k);
+  }
+  for (const key of delta.resources) {
+    const kind = kindOfKey(key);
+    if (kind === KIND_NODE) {
+      const name = key.slice(key.lastIndexOf('/') + 1);
+      for (const w of snap.workloadsOnNode(name)) mark(S_POD, w.key);
+    } else if (kind === KIND_SERVICE_ACCOUNT) {
+      const name = key.slice(key.lastIndexOf('/') + 1);
+      for (const w of snap.workloadsWithIdentity(spiffeIdentity(snap.options.trustDomain, namespaceOfKey(key), name))) mark(S_POD, w.key);
+    }
+  }
+
+  // Undefined namespaces: those of every changed resource, and every changed Namespace.
+  for (const ns of changedNamespaces) if (ns !== '') mark(S_UNDEFINED_NS, ns);
+  for (const key of delta.resources) if (kindOfKey(key) === KIND_NAMESPACE) mark(S_UNDEFINED_NS, key.slice(key.lastIndexOf('/') + 1));
+
+  // Policy selectors: changed policies; every policy with targetRefs when Services or waypoints
+  // came or went; a selector policy when a changed workload matched it before or after.
+  for (const key of delta.resources) if ((SELECTOR_POLICY_KINDS as readonly string[]).includes(kindOfKey(key))) mark(S_SELECTOR, key);
+  const targetsChanged = kinds.has(KIND_SERVICE) || waypointsExistence;
+  if (targetsChanged || workloads.length > 0) {
+    for (const kind of SELECTOR_POLICY_KINDS) {
+      for (const p of res.list<Resource<PolicySpec>>(kind)) {
+        const hasTargets = p.spec.targetRef !== undefined || (p.spec.targetRefs?.length ?? 0) > 0;
+        if (targetsChanged && hasTargets) { mark(S_SELECTOR, p.key); continue; }
+        const sel = p.spec.selector?.matchLabels;
+        if (isEmptySelector(sel)) continue;
+        const meshWide = p.ref.namespace === root && p.kind !== 'PeerAuthentication';
+        const hit = (w: Workload | undefined): boolean => w !== undefined && (meshWide || w.namespace === p.ref.namespace) && matchesLabels(sel ?? {}, w.labels);
+        if (workloads.some((w) => hit(w.old) || hit(w.new))) mark(S_SELECTOR, p.key);
+      }
+    }
+  }
+
+  if (kinds.has(KIND_PEER_AUTHENTICATION)) markAll(S_PA);
+
+  // L7 policies: all when any policy changed; else those whose namespace (any, for the root
+  // namespace) had workloads or Services recomputed.
+  if (was.authz !== now.authz) markAll(S_L7);
+  else if (touchedNamespaces.size > 0) {
+    for (const [key, p] of now.authz) {
+      if (p.hasTargetRefs || !p.hasL7) continue;
+      if (p.ref.namespace === root || touchedNamespaces.has(p.ref.namespace)) mark(S_L7, key);
+    }
+  }
+
+  if (stale.size === 0) return prior;
+
+  // Recompute the stale groups.
+  const groups = new Map(prior.groups);
+  const fresh: string[] = [];
+  const dropped = new Set<string>();
+  const put = (section: Section, subject: string, ds: readonly Diagnostic[]): void => {
+    const k = groupKey(section, subject);
+    if (prior.groups.has(k)) dropped.add(k);
+    groups.delete(k);
+    if (ds.length > 0) { groups.set(k, ds); fresh.push(k); }
+  };
+  for (const [section, subjects] of stale) {
+    if (subjects === true) {
+      const prefix = `${section}${SEP}`;
+      for (const k of prior.order) if (k.startsWith(prefix)) { dropped.add(k); groups.delete(k); }
+      if (section === S_UNDEFINED_NS) for (const [ns, ds] of c.undefinedNamespaces()) put(section, ns, ds);
+      else if (section === S_PA) for (const [ns, ds] of c.peerAuthnConflicts()) put(section, ns, ds);
+      else for (const subject of c.subjects(section)) put(section, subject, c.group(section, subject));
+    } else if (section === S_UNDEFINED_NS) {
+      const found = c.undefinedNamespaces(subjects);
+      for (const ns of subjects) put(section, ns, found.get(ns) ?? []);
+    } else if (section === S_PA) {
+      const found = c.peerAuthnConflicts();
+      for (const ns of subjects) put(section, ns, found.get(ns) ?? []);
+    } else {
+      for (const subject of subjects) put(section, subject, c.group(section, subject));
+    }
+  }
+  // Merge the kept keys (already sorted) with the recomputed ones.
+  fresh.sort();
+  const order: string[] = [];
+  let i = 0;
+  for (const k of prior.order) {
+    if (dropped.has(k)) continue;
+    while (i < fresh.length && (fresh[i] as string) < k) order.push(fresh[i++] as string);
+    order.push(k);
+  }
+  while (i < fresh.length) order.push(fresh[i++] as string);
+  return result(groups, order);
 }

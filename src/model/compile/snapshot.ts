@@ -12,6 +12,7 @@
 import type { AuthzPolicy } from '../authz/types.js';
 import { buildAuthzPolicySet, type AuthzPolicySet } from '../authz/policy-set.js';
 import type { Diagnostic, ResourceRef } from '../diagnostics.js';
+import type { CheckDelta, CrossCheckResult } from './cross-check.js';
 import type { NamespaceResource, NodeResource } from '../kinds/core.js';
 import { refKey, type Resource } from '../resource.js';
 import { hostMatches, resolveHost } from './hosts.js';
@@ -50,18 +51,54 @@ export interface SnapshotState {
 
 const NONE: readonly never[] = Object.freeze([]);
 
+/** How a snapshot computes its cross-reference diagnostics (cross-check.ts). @internal */
+export interface DiagnosticsChecker {
+  full(s: Snapshot): CrossCheckResult;
+  since(s: Snapshot, base: Snapshot, prior: CrossCheckResult, delta: CheckDelta): CrossCheckResult;
+}
+
+/** Changes since a snapshot whose diagnostics are known; the base of an incremental check. */
+interface PendingCheck {
+  readonly base: Snapshot;
+  readonly delta: { resources: Set<string>; workloads: Set<string>; services: Set<string>; waypoints: Set<string> };
+}
+
+/**
+ * Past this many changed keys since the last checked snapshot (or a quarter of the resources,
+ * if more), a full check is cheaper than tracking, and the old snapshot is let go.
+ */
+const MAX_PENDING_KEYS = 4096;
+
 /** Workload → its indexed policies; weak, so dropped with the last snapshot holding the workload. */
 const POLICY_SETS = new WeakMap<Workload, AuthzPolicySet>();
 
 export class Snapshot {
   /** @internal */
   readonly state: SnapshotState;
-  private diagnosticsCache: readonly Diagnostic[] | undefined;
+  private checked: CrossCheckResult | undefined;
+  private pending: PendingCheck | undefined;
 
-  /** @internal use `compile()` */
-  constructor(state: SnapshotState, private readonly check: (s: Snapshot) => Diagnostic[]) {
+  /**
+   * @internal use `compile()` or `applyChange()`. `prev`: the snapshot this one was derived
+   * from; its diagnostics (or the base it was going to check from) make this one's incremental.
+   */
+  constructor(state: SnapshotState, private readonly checker: DiagnosticsChecker, prev?: Snapshot) {
     this.state = state;
     Object.freeze(this.state);
+    const ch = state.changes;
+    if (prev === undefined || ch === undefined) return;
+    const base = prev.checked !== undefined ? prev : prev.pending?.base;
+    if (base === undefined) return;
+    const carried = prev.checked !== undefined ? undefined : prev.pending?.delta;
+    const delta = {
+      resources: new Set([...(carried?.resources ?? []), ...ch.resources]),
+      workloads: new Set([...(carried?.workloads ?? []), ...ch.workloads]),
+      services: new Set([...(carried?.services ?? []), ...ch.services]),
+      waypoints: new Set([...(carried?.waypoints ?? []), ...ch.waypoints]),
+    };
+    const size = delta.resources.size + delta.workloads.size + delta.services.size + delta.waypoints.size;
+    if (size > Math.max(MAX_PENDING_KEYS, state.workloads.size >> 2)) return;
+    this.pending = { base, delta };
   }
 
   get options(): ResolvedOptions {
@@ -313,10 +350,18 @@ export class Snapshot {
 
   // ------------------------------------------------------------------------ diagnostics
 
-  /** Cross-reference problems of this snapshot (computed on first call). */
+  /**
+   * Cross-reference problems of this snapshot (computed on first call). After `applyChange`
+   * from a snapshot whose diagnostics were computed, only what the change can affect is
+   * rechecked (cross-check.ts); the result equals a full check.
+   */
   diagnostics(): readonly Diagnostic[] {
-    this.diagnosticsCache ??= Object.freeze(this.check(this));
-    return this.diagnosticsCache;
+    if (this.checked === undefined) {
+      const p = this.pending;
+      this.checked = p !== undefined && p.base.checked !== undefined ? this.checker.since(this, p.base, p.base.checked, p.delta) : this.checker.full(this);
+      this.pending = undefined;
+    }
+    return this.checked.diagnostics;
   }
 
   /**

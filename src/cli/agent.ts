@@ -1,0 +1,128 @@
+/**
+ * `ambit agent`: the node agent process (one per node, a DaemonSet in a cluster). Subscribes to
+ * the control plane for its node's view, captures the local pods of the mesh with eBPF, tunnels
+ * their traffic with HBONE, enforces L4 policy, serves metrics and admin endpoints. Drains on
+ * SIGTERM/SIGINT. Exits 2 on bad options, 1 when it cannot start (with a one-line reason).
+ */
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { Agent, type AgentPorts } from '../agent/agent.js';
+import { AgentConfigError } from '../agent/errors.js';
+
+const HELP = `usage: ambit agent --node NAME --control ADDR [options]
+
+control plane:
+  --node NAME              this node's name, as in the pods' spec.nodeName (required)
+  --control HOST:PORT      control plane: its TLS port (15012) with --control-ca, or 127.0.0.1:15010 (required)
+  --control-ca FILE        PEM roots that sign the control plane's certificate (e.g. <ca-dir>/root-cert.pem)
+  --control-identity ID    SPIFFE ID the control plane must present (default spiffe://<td>/ns/ambit-system/sa/ambit-control)
+  --token-file FILE        bootstrap or service-account token, re-read on every use (required)
+
+capture:
+  --cgroup-root PATH       cgroup v2 directory holding the pods (default /sys/fs/cgroup/kubepods.slice)
+  --pin-dir DIR            bpffs directory for pinned maps and links (default /sys/fs/bpf/ambit/<node>)
+  --node-address IP[,IP]   this node's addresses as pods see them (default: every address of this netns)
+  --state-dir DIR          where the last good view is cached (default /var/lib/ambit/agent/<node>)
+
+ports (in each pod's netns / in the node's netns):
+  --outbound-port N        outbound capture listener (default 15001)
+  --inbound-port N         inbound plaintext listener (default 15006)
+  --hbone-port N           inbound HBONE listener, and the port dialled on other nodes (default 15008)
+  --admin-port N           admin: /config_dump /certs /connections (default 15000, on --admin-host)
+  --metrics-port N         Prometheus /metrics (default 15020)
+  --readiness-port N       /healthz/ready (default 15021)
+  --admin-host ADDR        address of the admin port (default 127.0.0.1)
+
+other:
+  --trust-domain NAME      SPIFFE trust domain (default cluster.local)
+  --root-namespace NAME    Istio root namespace (default istio-system)
+  --drain-ms N             how long SIGTERM lets connections finish (default 10000)
+`;
+
+function port(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new AgentConfigError(`--${name} must be a port number 0-65535, got '${v}'`);
+  return n;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        node: { type: 'string' }, control: { type: 'string' }, 'control-ca': { type: 'string' }, 'control-identity': { type: 'string' },
+        'token-file': { type: 'string' }, 'cgroup-root': { type: 'string' }, 'pin-dir': { type: 'string' }, 'node-address': { type: 'string' },
+        'state-dir': { type: 'string' }, 'outbound-port': { type: 'string' }, 'inbound-port': { type: 'string' }, 'hbone-port': { type: 'string' },
+        'admin-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'admin-host': { type: 'string' },
+        'trust-domain': { type: 'string' }, 'root-namespace': { type: 'string' }, 'drain-ms': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`ambit agent: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) { process.stdout.write(HELP); return 0; }
+  for (const req of ['node', 'control', 'token-file'] as const) {
+    if (values[req] === undefined) {
+      process.stderr.write(`ambit agent: --${req} is required\n\n${HELP}`);
+      return 2;
+    }
+  }
+  const tokenFile = values['token-file'] as string;
+  const readToken = async () => {
+    const t = (await readFile(tokenFile, 'utf8')).split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
+    if (t === undefined) throw new AgentConfigError(`token file ${tokenFile} is empty`);
+    return t.split(/\s+/)[0] as string;
+  };
+  try {
+    await readToken();
+  } catch (err) {
+    throw new AgentConfigError(`cannot read the token file: ${(err as Error).message}`, { cause: err });
+  }
+  let trust: string | undefined;
+  if (values['control-ca'] !== undefined) {
+    try {
+      trust = readFileSync(values['control-ca'], 'utf8');
+    } catch (err) {
+      throw new AgentConfigError(`cannot read --control-ca ${values['control-ca']}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  const ports: AgentPorts = {};
+  const setPort = (key: keyof AgentPorts, flag: string) => { const p = port(values[flag as keyof typeof values] as string | undefined, flag); if (p !== undefined) ports[key] = p; };
+  setPort('outbound', 'outbound-port');
+  setPort('inboundPlain', 'inbound-port');
+  setPort('hbone', 'hbone-port');
+  setPort('admin', 'admin-port');
+  setPort('metrics', 'metrics-port');
+  setPort('readiness', 'readiness-port');
+  const drain = values['drain-ms'] === undefined ? undefined : Number(values['drain-ms']);
+  if (drain !== undefined && !(Number.isInteger(drain) && drain >= 0)) throw new AgentConfigError(`--drain-ms must be a non-negative integer, got '${values['drain-ms']}'`);
+  const agent = new Agent({
+    node: values.node as string,
+    control: values.control as string,
+    token: readToken,
+    ports,
+    ...(trust !== undefined ? { controlTrustBundlePem: trust } : {}),
+    ...(values['control-identity'] !== undefined ? { controlIdentity: values['control-identity'] } : {}),
+    ...(values['cgroup-root'] !== undefined ? { cgroupRoot: values['cgroup-root'] } : {}),
+    ...(values['pin-dir'] !== undefined ? { pinDir: values['pin-dir'] } : {}),
+    ...(values['state-dir'] !== undefined ? { stateDir: values['state-dir'] } : {}),
+    ...(values['node-address'] !== undefined ? { nodeAddresses: values['node-address'].split(',').map((s) => s.trim()).filter(Boolean) } : {}),
+    ...(values['admin-host'] !== undefined ? { adminHost: values['admin-host'] } : {}),
+    ...(values['trust-domain'] !== undefined ? { trustDomain: values['trust-domain'] } : {}),
+    ...(values['root-namespace'] !== undefined ? { rootNamespace: values['root-namespace'] } : {}),
+    ...(drain !== undefined ? { drainMs: drain } : {}),
+  });
+  await agent.start();
+  await new Promise<void>((resolve) => {
+    const stop = () => { process.off('SIGTERM', stop); process.off('SIGINT', stop); resolve(); };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  await agent.stop();
+  return 0;
+}

@@ -1,0 +1,234 @@
+/**
+ * `ambit demo`: the first command a new user runs. Builds a two-node mesh of network namespaces
+ * on this machine (DESIGN.md §9), starts the control plane, two agents and the sample apps, shows
+ * traffic in plaintext, labels the namespace ambient, shows the same traffic carried by HBONE with
+ * mutual TLS, and prints what to try next. Needs root.
+ *
+ *   ambit demo [--state-dir DIR] [--detach]   build and run; stays in the foreground until Ctrl-C
+ *                                             (then removes everything), or with --detach leaves
+ *                                             it running and exits
+ *   ambit demo down [--state-dir DIR]          remove everything a demo made
+ *   ambit demo exec POD -- CMD [ARGS...]       run a command inside a demo pod (netns + cgroup, so
+ *                                             it is captured like the pod's own processes)
+ *   ambit demo app http-echo|tcp-echo|client   the sample apps (run inside the pods)
+ */
+import { parseArgs } from 'node:util';
+import { existsSync, rmSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { DemoMesh, DEMO_EXAMPLES, DEMO_PODS, ECHO_VIP, TCP_ECHO_VIP, REPO_ROOT } from '../demo/mesh.js';
+import { Cluster, spawnIn } from '../demo/cluster.js';
+import { startHttpEcho } from '../demo/apps/http-echo.js';
+import { startTcpEcho } from '../demo/apps/tcp-echo.js';
+import { runHttpClient, runTcpClient } from '../demo/apps/client.js';
+
+const DEFAULT_STATE = '/run/ambit-demo';
+const PREFIX = 'ambitd';
+
+const HELP = `usage:
+  ambit demo [--state-dir DIR] [--detach]   build the two-node demo mesh and show it working;
+                                            stays in the foreground until Ctrl-C (then removes
+                                            everything); --detach leaves it running
+  ambit demo down [--state-dir DIR]          remove everything the demo made
+  ambit demo exec POD -- CMD [ARGS...]       run a command in a demo pod (captured like the pod)
+  ambit demo app http-echo|tcp-echo|client   the sample apps the pods run
+
+  --state-dir DIR   where the demo keeps its mesh folder, CA, tokens and logs (default ${DEFAULT_STATE})
+`;
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+function needRoot(): number | undefined {
+  if (isRoot()) return undefined;
+  process.stderr.write('ambit demo needs root (it creates network namespaces, cgroups and eBPF programs): run it with sudo\n');
+  return 1;
+}
+
+/** How the user invoked ambit, for the commands we print. */
+function self(): string {
+  const script = process.argv[1] ?? 'ambit';
+  if (/\/ambit$/.test(script)) return 'ambit';
+  const rel = relative(process.cwd(), script) || script;
+  const loader = process.execArgv.join(' ');
+  return `node ${loader ? `${loader} ` : ''}${rel}`;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === 'app') return runApp(rest);
+  if (sub === 'exec') return runExec(rest);
+  if (sub === 'down') return runDown(rest);
+  if (sub === '--help' || sub === '-h' || sub === 'help') { process.stdout.write(HELP); return 0; }
+  return runUp(argv);
+}
+
+function stateDirOf(args: string[]): { stateDir: string; rest: string[] } | undefined {
+  try {
+    const { values, positionals } = parseArgs({ args, options: { 'state-dir': { type: 'string' }, detach: { type: 'boolean' } }, allowPositionals: true });
+    return { stateDir: values['state-dir'] ?? DEFAULT_STATE, rest: positionals };
+  } catch (err) {
+    process.stderr.write(`ambit demo: ${(err as Error).message}\n\n${HELP}`);
+    return undefined;
+  }
+}
+
+async function runDown(args: string[]): Promise<number> {
+  const root = needRoot();
+  if (root !== undefined) return root;
+  const o = stateDirOf(args);
+  if (o === undefined) return 2;
+  if (!existsSync(join(o.stateDir, 'cluster.json'))) {
+    process.stdout.write(`no demo recorded in ${o.stateDir}; nothing to remove\n`);
+    return 0;
+  }
+  const mesh = DemoMesh.attach({ prefix: PREFIX, stateDir: o.stateDir });
+  const problems = await mesh.down();
+  rmSync(o.stateDir, { recursive: true, force: true });
+  for (const p of problems) process.stderr.write(`ambit demo down: ${p}\n`);
+  process.stdout.write(problems.length === 0 ? 'demo removed: processes, namespaces, cgroups, BPF pins and state\n' : 'demo removed with problems (see above)\n');
+  return problems.length === 0 ? 0 : 1;
+}
+
+async function runExec(args: string[]): Promise<number> {
+  const root = needRoot();
+  if (root !== undefined) return root;
+  let stateDir = DEFAULT_STATE;
+  if (args[0] === '--state-dir' && args[1] !== undefined) { stateDir = args[1]; args = args.slice(2); }
+  const [pod, dashdash, cmd, ...cmdArgs] = args;
+  if (pod === undefined || dashdash !== '--' || cmd === undefined) {
+    process.stderr.write(`usage: ambit demo exec POD -- CMD [ARGS...]   (pods: ${DEMO_PODS.map((p) => p.name).join(', ')})\n`);
+    return 2;
+  }
+  const cluster = Cluster.load(stateDir);
+  const child = spawnIn(cluster.podPlace(pod), cmd, cmdArgs, { stdio: 'inherit' });
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
+}
+
+async function runApp(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      name: { type: 'string' }, port: { type: 'string' }, url: { type: 'string' }, tcp: { type: 'string' },
+      count: { type: 'string' }, interval: { type: 'string' }, message: { type: 'string' }, body: { type: 'string' },
+    },
+  });
+  const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+  switch (name) {
+    case 'http-echo':
+      await startHttpEcho({ name: values.name ?? 'echo', port: num(values.port, 8080) });
+      return waitForSignal();
+    case 'tcp-echo':
+      await startTcpEcho({ name: values.name ?? 'tcp-echo', port: num(values.port, 9000) });
+      return waitForSignal();
+    case 'client':
+      if (values.tcp !== undefined) {
+        const i = values.tcp.lastIndexOf(':');
+        return runTcpClient({ host: values.tcp.slice(0, i), port: Number(values.tcp.slice(i + 1)), count: num(values.count, 0), intervalMs: num(values.interval, 500), ...(values.message !== undefined ? { message: values.message } : {}) });
+      }
+      if (values.url === undefined) { process.stderr.write('ambit demo app client: pass --url URL or --tcp HOST:PORT\n'); return 2; }
+      return runHttpClient({ url: values.url, count: num(values.count, 1), intervalMs: num(values.interval, 500), ...(values.body !== undefined ? { body: values.body } : {}) });
+    default:
+      process.stderr.write('usage: ambit demo app http-echo|tcp-echo [--name N] [--port P] | client (--url URL | --tcp HOST:PORT) [--count N] [--interval MS]\n');
+      return 2;
+  }
+}
+
+function waitForSignal(): Promise<number> {
+  return new Promise((resolve) => {
+    const stop = () => resolve(0);
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+async function runUp(args: string[]): Promise<number> {
+  const root = needRoot();
+  if (root !== undefined) return root;
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: { 'state-dir': { type: 'string' }, detach: { type: 'boolean' } } }));
+  } catch (err) {
+    process.stderr.write(`ambit demo: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const stateDir = values['state-dir'] ?? DEFAULT_STATE;
+  const me = self();
+  const sd = stateDir === DEFAULT_STATE ? '' : ` --state-dir ${stateDir}`;
+  if (existsSync(join(stateDir, 'cluster.json'))) {
+    process.stderr.write(`ambit demo: a demo is already running (state in ${stateDir}); remove it first with: ${me} demo down${sd}\n`);
+    return 1;
+  }
+  const say = (l: string) => process.stdout.write(`${l}\n`);
+  const mesh = await DemoMesh.up({ prefix: PREFIX, stateDir, examplesDir: DEMO_EXAMPLES }, (l) => say(`• ${l}`));
+  let cleaned = false;
+  const cleanup = async () => {
+    if (cleaned) return;
+    cleaned = true;
+    say('\nremoving the demo ...');
+    await mesh.down();
+    rmSync(stateDir, { recursive: true, force: true });
+    say('done: processes, namespaces, cgroups and BPF pins removed');
+  };
+  try {
+    const client = async (url: string, n: number) => {
+      const r = await mesh.exec('client', mesh.ambit()[0] as string, [...mesh.ambit().slice(1), 'demo', 'app', 'client', '--url', url, '--count', String(n), '--interval', '100']);
+      return r.stdout.trim().split('\n').map((l) => { try { return (JSON.parse(l.slice(4)) as { pod: string }).pod; } catch { return l; } });
+    };
+    const echo2 = mesh.cluster.pod('echo-2').ip;
+    say(`\n1. namespace demo is not in the mesh yet: client -> echo-2 (${echo2}:8080) goes in plaintext`);
+    say(`   answered by: ${(await client(`http://${echo2}:8080/`, 2)).join(', ')}`);
+    say('\n2. labelling namespace demo ambit.dev/dataplane-mode=ambient (editing the mesh folder) ...');
+    mesh.setAmbient(true);
+    await mesh.waitCaptured(['client', 'echo-1', 'echo-2', 'tcp-echo'], true);
+    say('   the agents captured the pods (no restart)');
+    say(`\n3. client -> service echo (VIP ${ECHO_VIP}:80), round robin across both nodes, over HBONE (mutual TLS):`);
+    say(`   answered by: ${(await client(`http://${ECHO_VIP}/`, 4)).join(', ')}`);
+    const tcp = await mesh.exec('client', mesh.ambit()[0] as string, [...mesh.ambit().slice(1), 'demo', 'app', 'client', '--tcp', `${TCP_ECHO_VIP}:9000`, '--count', '1', '--message', 'hello']);
+    say(`   client -> tcp-echo (${TCP_ECHO_VIP}:9000): ${tcp.stdout.split('\n').find((l) => l.startsWith('tcp-echo')) ?? tcp.stdout.trim()}`);
+    const metrics = await mesh.agentMetrics('node-2');
+    const mtls = metrics.split('\n').filter((l) => l.startsWith('istio_tcp_connections_opened_total') && l.includes('mutual_tls')).length;
+    say(`   node-2's agent reports ${mtls} istio_tcp_connections_opened_total series with connection_security_policy="mutual_tls"`);
+    const n1 = mesh.cluster.node('node-1').netns;
+    const n2 = mesh.cluster.node('node-2').netns;
+    say(`
+The demo mesh is running (state, logs and the mesh folder in ${stateDir}). Try:
+
+  # requests from the client pod (captured, tunnelled with mTLS)
+  ${me} demo exec client -- curl -s http://${ECHO_VIP}/
+  ${me} demo exec client -- ${me} demo app client --tcp ${TCP_ECHO_VIP}:9000 --count 5
+
+  # plaintext from a pod outside the mesh (namespace legacy) straight to an echo pod
+  ${me} demo exec outside -- curl -s http://${echo2}:8080/
+
+  # metrics (Istio names), config dump, certificates and live connections of the agents
+  ip netns exec ${n2} curl -s localhost:15020/metrics | grep istio_tcp
+  ip netns exec ${n1} curl -s localhost:15000/config_dump
+  ip netns exec ${n1} curl -s localhost:15000/certs
+  ip netns exec ${n2} curl -s localhost:15000/connections
+
+  # apply a policy: deny the client, or require mTLS (the outside pod is then refused)
+  cp ${join(REPO_ROOT, 'examples/demo/try/deny-client.yaml')} ${mesh.meshDir}/
+  cp ${join(REPO_ROOT, 'examples/demo/try/strict-mtls.yaml')} ${mesh.meshDir}/
+  tail -f ${join(stateDir, 'logs', 'agent-node-2.log')} | grep denied
+
+  # take the namespace out of the mesh again: set ambit.dev/dataplane-mode: none in
+  ${join(mesh.meshDir, '10-namespaces.yaml')}
+
+  # remove everything
+  ${me} demo down${sd}
+`);
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  if (values.detach === true) {
+    say(`detached: the demo keeps running; remove it with ${me} demo down${sd}`);
+    return 0;
+  }
+  say('running in the foreground: press Ctrl-C to stop and remove everything (or start with --detach)');
+  await waitForSignal();
+  await cleanup();
+  return 0;
+}

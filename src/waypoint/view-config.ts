@@ -1,0 +1,97 @@
+/**
+ * Builds the waypoint's WaypointConfig from its discovery view (DESIGN.md §6): SERVICE and
+ * WORKLOAD (global), WAYPOINT_BINDING (which services are bound to this waypoint), ROUTE and
+ * DESTINATION_RULE (compiled by the model, per service), AUTHORIZATION_POLICY and
+ * REQUEST_AUTHENTICATION (specs as written, compiled here with the model's own compiler so the
+ * semantics stay in src/model/authz).
+ *
+ * Which policies apply to a bound service, as in Istio ambient: those whose targetRef(s) name
+ * the service or this waypoint's Gateway; RequestAuthentications without targetRefs apply
+ * namespace-wide (or mesh-wide from the root namespace). Selector-based AuthorizationPolicies
+ * are the agent's business (the waypoint never receives them).
+ *
+ * Invariant: a view that cannot be fully understood throws (the discovery client then nacks the
+ * push and the waypoint keeps serving the last good config); nothing is half applied.
+ */
+import { compileAuthorizationPolicy } from '../model/authz/compile.js';
+import type { AuthorizationPolicySpec, AuthzPolicy } from '../model/authz/types.js';
+import type { DestinationPolicy, MeshService, Route, Workload } from '../model/compile/types.js';
+import type { RequestAuthenticationSpec } from '../model/kinds/security.js';
+import type { LocalView } from '../discovery/local-view.js';
+import { WaypointConfig, type ServiceBinding, type WaypointServiceInfo, type WorkloadInfo } from './config.js';
+import { WaypointError } from './errors.js';
+
+type TargetRef = { group?: string; kind?: string; name?: string; namespace?: string };
+interface PolicyPayload<S> { namespace: string; name: string; spec: S & { targetRef?: TargetRef; targetRefs?: TargetRef[]; selector?: { matchLabels?: Record<string, string> } } }
+
+function refsOf(spec: { targetRef?: TargetRef; targetRefs?: TargetRef[] }): TargetRef[] {
+  return [...(spec.targetRef !== undefined ? [spec.targetRef] : []), ...(spec.targetRefs ?? [])];
+}
+
+function targets(p: PolicyPayload<unknown>, serviceKey: string, waypointKey: string): boolean {
+  return refsOf(p.spec).some((r) => {
+    const key = `${r.namespace ?? p.namespace}/${r.name ?? ''}`;
+    if (r.kind === 'Service') return key === serviceKey;
+    if (r.kind === 'Gateway') return key === waypointKey;
+    return false;
+  });
+}
+
+export interface ViewConfigOptions {
+  /** `namespace/name` of this waypoint. */
+  waypoint: string;
+  /** Istio root namespace (default `istio-system`). */
+  rootNamespace?: string;
+}
+
+/** The WaypointConfig of a discovery view; throws WaypointError on a payload it cannot use. */
+export function configFromView(view: LocalView, o: ViewConfigOptions): WaypointConfig {
+  const root = o.rootNamespace ?? 'istio-system';
+  const bad = (what: string, name: string): never => {
+    throw new WaypointError('AMBIT_ERR_WAYPOINT_CONFIG', `discovery view: ${what} '${name}' is not in the expected shape; keeping the previous configuration`);
+  };
+  const binding = view.get('WAYPOINT_BINDING', o.waypoint) as { services?: string[] } | undefined;
+  const boundKeys = new Set(binding?.services ?? []);
+  const services: WaypointServiceInfo[] = [];
+  for (const [name, v] of view.all('SERVICE')) {
+    const s = v as Partial<MeshService>;
+    if (typeof s.hostname !== 'string' || !Array.isArray(s.ports) || !Array.isArray(s.endpoints)) bad('SERVICE', name);
+    services.push({ key: s.key ?? name, name: s.name ?? '', namespace: s.namespace ?? '', hostname: s.hostname as string, vips: s.vips ?? [], ports: s.ports ?? [], endpoints: s.endpoints ?? [], labels: s.labels ?? {} });
+  }
+  const workloads: WorkloadInfo[] = [];
+  for (const [name, v] of view.all('WORKLOAD')) {
+    const w = v as Partial<Workload>;
+    if (typeof w.identity !== 'string') bad('WORKLOAD', name);
+    workloads.push({ key: w.key ?? name, name: w.name ?? '', namespace: w.namespace ?? '', identity: w.identity as string, labels: w.labels ?? {}, enrolled: w.enrolled === true });
+  }
+  const authz: { payload: PolicyPayload<AuthorizationPolicySpec>; compiled: AuthzPolicy }[] = [];
+  for (const [name, v] of view.all('AUTHORIZATION_POLICY')) {
+    const p = v as PolicyPayload<AuthorizationPolicySpec>;
+    if (typeof p.namespace !== 'string' || typeof p.name !== 'string') bad('AUTHORIZATION_POLICY', name);
+    authz.push({ payload: p, compiled: compileAuthorizationPolicy({ namespace: p.namespace, name: p.name }, p.spec) });
+  }
+  const authn = [...view.all('REQUEST_AUTHENTICATION').values()] as PolicyPayload<RequestAuthenticationSpec>[];
+  const bound: ServiceBinding[] = [];
+  for (const svc of services) {
+    if (!boundKeys.has(svc.key)) continue;
+    const route = view.get('ROUTE', svc.key) as { routes?: Route[] } | undefined;
+    const dr = view.get('DESTINATION_RULE', svc.key) as { policy?: DestinationPolicy } | undefined;
+    bound.push({
+      service: svc,
+      routes: route?.routes ?? [],
+      destinationPolicy: dr?.policy,
+      authorization: authz.filter((a) => targets(a.payload, svc.key, o.waypoint)).map((a) => a.compiled).sort((a, b) => (a.key < b.key ? -1 : 1)),
+      requestAuthentication: authn
+        .filter((p) => {
+          if (refsOf(p.spec).length > 0) return targets(p, svc.key, o.waypoint);
+          const sel = p.spec.selector?.matchLabels;
+          if (sel !== undefined && Object.keys(sel).length > 0) return false;
+          return p.namespace === svc.namespace || p.namespace === root;
+        })
+        .map((p) => p.spec),
+      // LocalRateLimit is not distributed by discovery yet (no RATE_LIMIT resource kind).
+      rateLimits: [],
+    });
+  }
+  return new WaypointConfig({ bound, others: services.filter((s) => !boundKeys.has(s.key)), workloads, version: `${view.epoch}@${view.version}` });
+}
