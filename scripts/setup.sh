@@ -25,6 +25,9 @@ declare -A PROBES=(
   [wrk]=/usr/bin/wrk
   [nghttp2-client]=/usr/bin/h2load
   [iperf3]=/usr/bin/iperf3
+  [openssl]=/usr/bin/openssl
+  [prometheus]=/usr/bin/prometheus
+  [vagrant]=/usr/bin/vagrant
 )
 
 missing=()
@@ -38,8 +41,8 @@ if ((${#missing[@]} > 0)); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # nginx and haproxy are benchmark peers only; never leave their system services running.
-    for svc in nginx haproxy stunnel4; do
+    # nginx, haproxy and prometheus are test and benchmark peers only; never leave their system services running.
+    for svc in nginx haproxy stunnel4 prometheus prometheus-node-exporter; do
       if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
         systemctl stop "$svc" || true
       fi

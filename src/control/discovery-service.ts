@@ -10,15 +10,19 @@
  *   in `scopedSent`, so a policy leaving a node's scope is removed from that node only.
  * - A resumed session resends its (small) scoped set with `replace_kinds`, since what the
  *   subscriber held before the reconnect is not known.
+ * - Every push is written as bytes built by the service's PushEncoder: each resource is
+ *   serialized once and shared by every push that carries it, the global part of a full view
+ *   once per table version, and a delta with no scoped part once per change and base version.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../util/log.js';
 import { childLogger } from '../util/log.js';
 import type { Authenticator } from './auth.js';
 import type { ControlMetrics } from './metrics.js';
-import { protos, type DiscoveryRequest__Output, type DiscoveryResponse, type Resource, type ResourceRef } from './proto.js';
+import { protos, type DiscoveryRequest__Output, type DiscoveryResponse, type ResourceRef } from './proto.js';
+import { PushEncoder, type PushHeader } from './push-encoder.js';
 import type { ChangeSet, ResourceTable, TableEntry } from './resource-table.js';
-import { GLOBAL_KINDS, SCOPED_KINDS, splitKey, type MeshKind } from './mesh-resource.js';
+import { GLOBAL_KINDS, SCOPED_KINDS, splitKey } from './mesh-resource.js';
 import { contextFingerprint, scopedView, selects, viewContext, type SubscriberId, type ViewContext } from './views.js';
 import { PermissionDeniedError, UnauthenticatedError } from './errors.js';
 
@@ -61,6 +65,8 @@ export class DiscoveryService {
   private fullViewSlots: number;
   private readonly fullViewQueue: Session[] = [];
   readonly log: Logger;
+  /** Encodes pushes once and shares the bytes among sessions. */
+  readonly encoder = new PushEncoder(encodeResponse);
 
   constructor(readonly opts: DiscoveryServiceOptions) {
     this.log = childLogger('control.discovery', opts.logger);
@@ -254,36 +260,38 @@ class Session {
     this.scopedSent = scoped;
     const r = this.resume;
     const since = r !== undefined && r.epoch === table.epoch ? table.changedSince(r.version) : undefined;
-    const scopedWire = [...scoped.values()].map((e) => e.wire);
+    const enc = this.svc.encoder;
+    const scopedBytes = [...scoped.values()].map((e) => enc.entry(e));
+    const now = Date.now();
     if (r !== undefined && since !== undefined && since.size <= table.size / 2) {
-      const upserts: Resource[] = [];
+      const upserts: Buffer[] = [];
       const removals: ResourceRef[] = [];
       for (const key of since) {
         const { kind, name } = splitKey(key);
         if (!GLOBAL_KINDS.has(kind)) continue;
         const e = table.get(key);
-        if (e !== undefined) upserts.push(e.wire); else removals.push({ kind, name });
+        if (e !== undefined) upserts.push(enc.entry(e)); else removals.push({ kind, name });
       }
-      upserts.push(...scopedWire);
-      this.push({ full: false, baseVersion: r.version, upserts, removals, replaceKinds: [...SCOPED_KINDS] }, table.version, Date.now(), 'resume');
+      upserts.push(...scopedBytes);
+      const header: PushHeader = { epoch: table.epoch, version: table.version, changedAtMs: now, full: false, baseVersion: r.version, removals, replaceKinds: [...SCOPED_KINDS] };
+      this.push(enc.encode(header, upserts), table.version, now, 'resume');
       return;
     }
-    const upserts: Resource[] = [];
-    for (const e of table.values()) if (GLOBAL_KINDS.has(e.resource.kind)) upserts.push(e.wire);
-    upserts.push(...scopedWire);
-    this.push({ full: true, baseVersion: 0, upserts, removals: [] }, table.version, Date.now(), 'full');
+    const global = enc.globalView(table);
+    const header: PushHeader = { epoch: table.epoch, version: table.version, changedAtMs: now, full: true, baseVersion: 0, removals: [] };
+    this.push(enc.encode(header, [global.bytes, ...scopedBytes]), table.version, now, 'full');
   }
 
   onChange(cs: ChangeSet, shared?: Map<number, Buffer>): void {
     if (this.ended || this.sub === undefined || this.ctx === undefined) return;
     const sub = this.sub;
-    const upserts: Resource[] = [];
+    const upserts: TableEntry[] = [];
     const removals: ResourceRef[] = [];
     const scopedChanged: string[] = [];
     let ctxTouched = false;
     for (const c of cs.changes) {
       if (GLOBAL_KINDS.has(c.kind)) {
-        if (c.after !== undefined) upserts.push(c.after.wire); else removals.push({ kind: c.kind, name: c.name });
+        if (c.after !== undefined) upserts.push(c.after); else removals.push({ kind: c.kind, name: c.name });
         if (sub.kind === 'agent') {
           if (c.before?.resource.workload?.node === sub.name || c.after?.resource.workload?.node === sub.name) ctxTouched = true;
         } else if (c.kind === 'WAYPOINT_BINDING' && (c.before?.resource.binding?.waypoint === sub.name || c.after?.resource.binding?.waypoint === sub.name)) {
@@ -303,7 +311,7 @@ class Session {
     }
     if (recomputeAll) {
       const next = scopedView(this.svc.opts.table, this.ctx);
-      for (const [key, e] of next) if (this.scopedSent.get(key) !== e) upserts.push(e.wire);
+      for (const [key, e] of next) if (this.scopedSent.get(key) !== e) upserts.push(e);
       for (const [key, e] of this.scopedSent) if (!next.has(key)) removals.push({ kind: e.resource.kind, name: e.resource.name });
       this.scopedSent = next;
     } else {
@@ -311,7 +319,7 @@ class Session {
         const e = this.svc.opts.table.get(key);
         if (e !== undefined && selects(e.resource.select, this.ctx)) {
           this.scopedSent.set(key, e);
-          upserts.push(e.wire);
+          upserts.push(e);
         } else if (this.scopedSent.delete(key)) {
           const { kind, name } = splitKey(key);
           removals.push({ kind, name });
@@ -319,22 +327,25 @@ class Session {
       }
     }
     if (upserts.length === 0 && removals.length === 0) return;
+    const enc = this.svc.encoder;
+    const build = (): Buffer => enc.encode(
+      { epoch: this.svc.opts.table.epoch, version: cs.version, changedAtMs: cs.changedAtMs, full: false, baseVersion: this.version, removals },
+      upserts.map((e) => enc.entry(e)),
+    );
     if (shared !== undefined && upserts.length + removals.length === globalCount) {
       let buf = shared.get(this.version);
       if (buf === undefined) {
-        buf = encodeResponse({ epoch: this.svc.opts.table.epoch, version: cs.version, changedAtMs: cs.changedAtMs, full: false, baseVersion: this.version, upserts, removals });
+        buf = build();
         shared.set(this.version, buf);
       }
       this.push(buf, cs.version, cs.changedAtMs, 'delta');
       return;
     }
-    this.push({ full: false, baseVersion: this.version, upserts, removals }, cs.version, cs.changedAtMs, 'delta');
+    this.push(build(), cs.version, cs.changedAtMs, 'delta');
   }
 
-  /** `body` is a message without its envelope, or an already encoded DiscoveryResponse. */
-  private push(body: (Omit<DiscoveryResponse, 'epoch' | 'version' | 'changedAtMs'> & { replaceKinds?: MeshKind[] }) | Buffer,
-    version: number, changedAtMs: number, type: 'full' | 'delta' | 'resume'): void {
-    const msg = Buffer.isBuffer(body) ? body : { ...body, epoch: this.svc.opts.table.epoch, version, changedAtMs };
+  /** `msg` is an encoded DiscoveryResponse (see PushEncoder). */
+  private push(msg: Buffer, version: number, changedAtMs: number, type: 'full' | 'delta' | 'resume'): void {
     this.version = version;
     if (type === 'delta') this.pending.set(version, changedAtMs);
     if (this.pending.size > 1000) this.pending.delete(this.pending.keys().next().value as number);

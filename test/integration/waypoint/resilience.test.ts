@@ -37,7 +37,7 @@ test('the retry budget stops a retry storm when the backend fails every request'
 });
 
 test('a slow backend gets 504 at the route timeout; per-try timeouts retry on another endpoint', async (t) => {
-  const slow = await backend((_req, res) => { setTimeout(() => { res.writeHead(200); res.end('late'); }, 1500).unref(); });
+  const slow = await backend((_req, res) => { setTimeout(() => { res.writeHead(200); res.end('late'); }, 5000).unref(); });
   const fast = await backend(echo('fast'));
   const timeoutRoute = [route({ action: forward({ host }), timeoutMs: 200 })];
   const h = await startProxy(makeConfig([{ name: 'reviews', endpoints: [{ backend: slow }], routes: timeoutRoute }]));
@@ -45,7 +45,7 @@ test('a slow backend gets 504 at the route timeout; per-try timeouts retry on an
   const r = await send(h.port);
   const took = Date.now() - started;
   t.is(r.status, 504);
-  t.true(took >= 190 && took < 1000, `took ${took}`);
+  t.true(took >= 190 && took < 4000, `took ${took}`);
   t.is(h.entries.at(-1)?.responseFlags, 'UT');
   await h.close();
 
@@ -57,7 +57,7 @@ test('a slow backend gets 504 at the route timeout; per-try timeouts retry on an
   for (const x of rs) t.is(x.headers['x-backend'], 'fast');
   const retried = h2.entries.filter((e) => e.retries > 0);
   t.true(retried.length >= 2);
-  t.true(retried.every((e) => e.durationMs >= 140 && e.durationMs < 1000));
+  t.true(retried.every((e) => e.durationMs >= 140 && e.durationMs < 4000), 'retried after the per-try timeout, long before the slow answer');
 });
 
 test('an endpoint answering 5xx is ejected and comes back after its ejection time', async (t) => {
