@@ -36,7 +36,7 @@ import { Resolver } from './resolve.js';
 import { OutboundProxy } from './outbound.js';
 import { InboundHbone } from './inbound.js';
 import { InboundPlaintext } from './inbound-plaintext.js';
-import { Enrollment, desiredCapture, type CaptureBackend } from './enrollment.js';
+import { Enrollment, desiredCapture, type CaptureBackend, type NetnsLookup } from './enrollment.js';
 import type { OriginalDestinationLookup, ProxyContext } from './context.js';
 import { adminServer, closeHttp, listenHttp, metricsServer, readinessServer } from './admin.js';
 
@@ -97,6 +97,11 @@ export interface AgentOptions {
   connectTimeoutMs?: number;
   /** Workload certificate lifetime requested, s (default 24 h). */
   certificateLifetimeSeconds?: number;
+  /**
+   * Finds the netns of a local pod without an `ambit.dev/netns` annotation (Kubernetes mode:
+   * src/agent/kube PodLocator, by pod UID from the node's /proc). Default: the annotation only.
+   */
+  netnsOf?: NetnsLookup;
   /** Capture to use (default: Capture.open with the options above). */
   capture?: AgentCapture;
   /** Signer for workload certificates (default: the control plane's CA over gRPC). */
@@ -180,6 +185,7 @@ export class Agent {
       plaintext: new InboundPlaintext(ctx, lookup),
       metrics: this.metrics,
       log: childLogger('agent.enrollment', opts.logger),
+      ...(opts.netnsOf !== undefined ? { netnsOf: opts.netnsOf } : {}),
     });
     const stateDir = opts.stateDir ?? join('/var/lib/ambit/agent', opts.node);
     this.discovery = new DiscoveryClient({
@@ -287,7 +293,7 @@ export class Agent {
       },
       localPods: s.localWorkloads().map((w) => {
         const c = captured.get(w.key);
-        const d = desiredCapture(w);
+        const d = desiredCapture(w, this.opts.netnsOf);
         const mtls = s.mtlsFor(w);
         return {
           pod: w.key, ip: w.ip, identity: w.identity, captured: c !== undefined,

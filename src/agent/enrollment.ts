@@ -3,8 +3,9 @@
  *
  * Desired = workloads of this node that the model marks `enrolled` (namespace or pod labelled
  * ambient, not opted out, not host-network), that have an address and a network namespace
- * (annotation `ambit.dev/netns` in file mode), and that do not serve a waypoint (a waypoint
- * terminates HBONE itself).
+ * (annotation `ambit.dev/netns` in file mode; in Kubernetes mode `netnsOf`, which finds the pod's
+ * netns from its UID in the node's /proc, see src/agent/kube/), and that do not serve a waypoint
+ * (a waypoint terminates HBONE itself).
  *
  * Invariants:
  * - One reconcile runs at a time; changes that arrive meanwhile trigger exactly one more pass.
@@ -14,7 +15,9 @@
  * - Release stops capture first (no new connect is redirected), then stops the listeners from
  *   accepting; connections already open keep working until they end.
  * - A pod that changed address or netns is released and enrolled again.
- * - Failures are logged, counted, and retried with backoff; they never stop the other pods.
+ * - Failures are logged, counted, and retried with backoff; they never stop the other pods. A pod
+ *   whose netns cannot be found yet (Kubernetes mode: in the view before its sandbox runs on the
+ *   node) is retried the same way, so pods and agent may start in any order.
  * - A restarted agent enrolls pods the previous one pinned by adopting their sk_lookup links
  *   (Capture does that inside enroll), and releases pinned pods that are no longer desired.
  */
@@ -57,16 +60,32 @@ export interface EnrollmentOptions {
   log: Logger;
   /** First retry delay after a failed enroll, ms (default 1000), doubled up to 30 s. */
   retryMs?: number;
+  /**
+   * Finds a pod's netns when it has no `ambit.dev/netns` annotation (Kubernetes mode:
+   * PodLocator.netnsPath by pod UID). Default: none, the annotation is required (file mode).
+   */
+  netnsOf?: NetnsLookup;
+}
+
+/** A pod's netns path, or why it cannot be found (yet: `retry` true). */
+export type NetnsLookup = (w: WorkloadView) => { path: string } | { reason: string; retry: boolean };
+
+function captureFor(w: WorkloadView, netnsOf: NetnsLookup | undefined): { pod: PodCapture } | { reason: string; retry: boolean } {
+  if (!w.enrolled) return { reason: 'not in the ambient mesh', retry: false };
+  if (w.waypointFor !== undefined) return { reason: 'serves a waypoint', retry: false };
+  if (w.ip === undefined) return { reason: 'has no address yet', retry: false };
+  const netns = w.annotations[ANNOTATION_NETNS];
+  if (netns !== undefined && netns !== '') return { pod: { id: w.key, netnsPath: netns, address: w.ip } };
+  if (netnsOf === undefined) return { reason: `has no ${ANNOTATION_NETNS} annotation (file mode needs the pod's netns path)`, retry: false };
+  const found = netnsOf(w);
+  if ('path' in found) return { pod: { id: w.key, netnsPath: found.path, address: w.ip } };
+  return found;
 }
 
 /** What enrollment wants for one workload, or why not. */
-export function desiredCapture(w: WorkloadView): PodCapture | string {
-  if (!w.enrolled) return 'not in the ambient mesh';
-  if (w.waypointFor !== undefined) return 'serves a waypoint';
-  if (w.ip === undefined) return 'has no address yet';
-  const netns = w.annotations[ANNOTATION_NETNS];
-  if (netns === undefined || netns === '') return `has no ${ANNOTATION_NETNS} annotation (file mode needs the pod's netns path)`;
-  return { id: w.key, netnsPath: netns, address: w.ip };
+export function desiredCapture(w: WorkloadView, netnsOf?: NetnsLookup): PodCapture | string {
+  const c = captureFor(w, netnsOf);
+  return 'pod' in c ? c.pod : c.reason;
 }
 
 export class Enrollment {
@@ -111,16 +130,18 @@ export class Enrollment {
     const state = this.state;
     if (state === undefined || this.stopped) return;
     const desired = new Map<string, { pod: PodCapture; w: WorkloadView }>();
+    let waiting = 0;
     for (const w of state.localWorkloads()) {
-      const d = desiredCapture(w);
-      if (typeof d === 'string') {
-        if (w.enrolled && !this.warned.has(`${w.key}:${d}`)) {
-          this.warned.add(`${w.key}:${d}`);
-          this.opts.log.warn({ pod: w.key, reason: d }, 'pod is in the mesh but cannot be captured');
+      const d = captureFor(w, this.opts.netnsOf);
+      if (!('pod' in d)) {
+        if (d.retry) waiting++;
+        if (w.enrolled && !this.warned.has(`${w.key}:${d.reason}`)) {
+          this.warned.add(`${w.key}:${d.reason}`);
+          this.opts.log.warn({ pod: w.key, reason: d.reason }, d.retry ? 'pod is in the mesh but not located on this node yet; will retry' : 'pod is in the mesh but cannot be captured');
         }
         continue;
       }
-      desired.set(w.key, { pod: d, w });
+      desired.set(w.key, { pod: d.pod, w });
     }
     // Releases first: a pod that moved netns or address is released, then enrolled below.
     for (const [key, p] of [...this.pods]) {
@@ -151,7 +172,7 @@ export class Enrollment {
     this.opts.metrics.enrolledPods.set(this.pods.size);
     this.passes++;
     clearTimeout(this.retryTimer);
-    if (failed > 0 && !this.stopped) {
+    if ((failed > 0 || waiting > 0) && !this.stopped) {
       const delay = Math.min(30_000, (this.opts.retryMs ?? 1000) * 2 ** this.failures++);
       this.retryTimer = setTimeout(() => { if (this.state !== undefined) void this.update(this.state); }, delay);
       this.retryTimer.unref();

@@ -9,6 +9,9 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Agent, type AgentPorts } from '../agent/agent.js';
 import { AgentConfigError } from '../agent/errors.js';
+import { existsSync } from 'node:fs';
+import { PodLocator, defaultProcRoot } from '../agent/kube/pod-locator.js';
+import { childLogger } from '../util/log.js';
 
 const HELP = `usage: ambit agent --node NAME --control ADDR [options]
 
@@ -24,6 +27,9 @@ capture:
   --pin-dir DIR            bpffs directory for pinned maps and links (default /sys/fs/bpf/ambit/<node>)
   --node-address IP[,IP]   this node's addresses as pods see them (default: every address of this netns)
   --state-dir DIR          where the last good view is cached (default /var/lib/ambit/agent/<node>)
+  --pod-discovery MODE     how a pod's netns is found: 'annotation' (ambit.dev/netns, file mode) or
+                           'proc' (Kubernetes: pod UID in the node's /proc/<pid>/cgroup) (default annotation)
+  --proc-root DIR          the node's /proc for --pod-discovery proc (default /host/proc if mounted, else /proc)
 
 ports (in each pod's netns / in the node's netns):
   --outbound-port N        outbound capture listener (default 15001)
@@ -58,6 +64,7 @@ export async function run(argv: string[]): Promise<number> {
         'state-dir': { type: 'string' }, 'outbound-port': { type: 'string' }, 'inbound-port': { type: 'string' }, 'hbone-port': { type: 'string' },
         'admin-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'admin-host': { type: 'string' },
         'trust-domain': { type: 'string' }, 'root-namespace': { type: 'string' }, 'drain-ms': { type: 'string' },
+        'pod-discovery': { type: 'string' }, 'proc-root': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -101,6 +108,14 @@ export async function run(argv: string[]): Promise<number> {
   setPort('readiness', 'readiness-port');
   const drain = values['drain-ms'] === undefined ? undefined : Number(values['drain-ms']);
   if (drain !== undefined && !(Number.isInteger(drain) && drain >= 0)) throw new AgentConfigError(`--drain-ms must be a non-negative integer, got '${values['drain-ms']}'`);
+  const discovery = values['pod-discovery'] ?? 'annotation';
+  if (discovery !== 'annotation' && discovery !== 'proc') throw new AgentConfigError(`--pod-discovery must be 'annotation' or 'proc', got '${discovery}'`);
+  let locator: PodLocator | undefined;
+  if (discovery === 'proc') {
+    locator = new PodLocator({ procRoot: values['proc-root'] ?? defaultProcRoot(existsSync), logger: childLogger('agent.kube') });
+    locator.refresh();
+    if (locator.lastError !== undefined) throw new AgentConfigError(locator.lastError);
+  }
   const agent = new Agent({
     node: values.node as string,
     control: values.control as string,
@@ -116,6 +131,12 @@ export async function run(argv: string[]): Promise<number> {
     ...(values['trust-domain'] !== undefined ? { trustDomain: values['trust-domain'] } : {}),
     ...(values['root-namespace'] !== undefined ? { rootNamespace: values['root-namespace'] } : {}),
     ...(drain !== undefined ? { drainMs: drain } : {}),
+    ...(locator !== undefined ? {
+      netnsOf: (w) => {
+        const r = locator.locate(w.uid);
+        return r.found ? { path: r.location.netnsPath } : { reason: r.reason, retry: r.retry };
+      },
+    } : {}),
   });
   await agent.start();
   await new Promise<void>((resolve) => {

@@ -39,7 +39,8 @@ export class ModelCompiler implements MeshCompiler {
     this.snapshot = snap;
     this.byKey = next;
     return {
-      mesh: { workloads: snap.workloads(), services: snap.services(), waypoints: snap.waypoints() },
+      // Unsorted views: projection visits everything once per change and needs no order.
+      mesh: { get workloads() { return snap.eachWorkload(); }, get services() { return snap.eachService(); }, waypoints: snap.waypoints() },
       diagnostics: snap.diagnostics(),
     };
   }

@@ -40,7 +40,8 @@ export interface ProjectionOptions {
 type TargetRef = { group?: string; kind?: string; name?: string; namespace?: string };
 
 export class Projector {
-  private readonly one = new WeakMap<object, MeshResource>();
+  /** Model object → its projection; `null` for resources that are not distributed (pods, nodes, ...). */
+  private readonly one = new WeakMap<object, MeshResource | null>();
   private readonly two = new WeakMap<object, MeshResource[]>();
   private readonly root: string;
 
@@ -83,7 +84,7 @@ export class Projector {
 
   private workload(w: Workload): MeshResource {
     const hit = this.one.get(w);
-    if (hit !== undefined) return hit;
+    if (hit) return hit;
     const { authorization: _a, mtls: _m, ...rest } = w;
     const m: MeshResource = {
       kind: 'WORKLOAD', name: w.key, json: JSON.stringify(rest),
@@ -111,9 +112,9 @@ export class Projector {
 
   private resource(r: Resource): MeshResource | undefined {
     const hit = this.one.get(r);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) return hit ?? undefined;
     const m = this.build(r);
-    if (m !== undefined) this.one.set(r, m);
+    this.one.set(r, m ?? null);
     return m;
   }
 

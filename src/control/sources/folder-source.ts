@@ -7,9 +7,10 @@
  *   the previous configuration only if the model reports no error. Otherwise the last good
  *   configuration keeps serving, and the errors (file:line:column, code) are reported to the
  *   sink (logged, counted in ambit_control_config_errors_total, shown on /config_dump).
- * - Only files whose identity (inode, size, mtime, ctime) changed are read and parsed again; the
- *   other files' parsed resources are reused as they are, so the projection's identity cache
- *   makes an unchanged resource free.
+ * - Only files whose identity (inode, size, mtime, ctime) changed are read again, and within a
+ *   changed file only the documents whose text changed are parsed again (DocumentCache); every
+ *   other parsed resource is reused as the same object, so the incremental compile and the
+ *   projection's identity cache make an unchanged resource free.
  * - Change notifications are debounced (default 25 ms); a periodic rescan (default every 10 s)
  *   catches events the platform dropped. Reloads never overlap. Every directory of the tree is
  *   watched on its own (inotify on the directory sees creates, writes and renames of its
@@ -23,6 +24,7 @@ import type { Logger } from '../../util/log.js';
 import { childLogger } from '../../util/log.js';
 import type { Diagnostic } from '../../model/diagnostics.js';
 import type { Resource } from '../../model/resource.js';
+import { DocumentCache } from '../../model/load/document-cache.js';
 import { dropDuplicates, loadFile, YAML_EXTENSIONS } from '../../model/load/load-paths.js';
 import { ControlConfigError } from '../errors.js';
 import type { MeshCompiler } from '../model-port.js';
@@ -47,6 +49,7 @@ interface FileState { id: string; resources: Resource[]; diagnostics: Diagnostic
 
 export class FolderSource implements ConfigSource {
   private readonly files = new Map<string, FileState>();
+  private readonly documents = new DocumentCache();
   private readonly projector: Projector;
   private readonly log: Logger;
   private sink: SourceSink | undefined;
@@ -117,17 +120,17 @@ export class FolderSource implements ConfigSource {
     this.syncWatchers(dirs);
     const present = new Set(paths);
     let touched = false;
-    for (const p of [...this.files.keys()]) if (!present.has(p)) { this.files.delete(p); touched = true; }
+    for (const p of [...this.files.keys()]) if (!present.has(p)) { this.files.delete(p); this.documents.forget(p); touched = true; }
     for (const p of paths) {
       let id: string;
       try {
         const s = await stat(p);
         id = `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
       } catch {
-        this.files.delete(p); touched = true; continue; // removed between listing and stat
+        this.files.delete(p); this.documents.forget(p); touched = true; continue; // removed between listing and stat
       }
       if (this.files.get(p)?.id === id) continue;
-      const r = await loadFile(p, p);
+      const r = await loadFile(p, p, { documentCache: this.documents });
       this.files.set(p, { id, resources: r.resources, diagnostics: r.diagnostics });
       touched = true;
     }

@@ -179,6 +179,11 @@ export class Snapshot {
     return Object.freeze([...this.state.workloads.values()].sort((a, b) => (a.key < b.key ? -1 : 1)));
   }
 
+  /** All workloads in no particular order, without copying or sorting (for passes over the whole mesh). */
+  eachWorkload(): IterableIterator<Workload> {
+    return this.state.workloads.values();
+  }
+
   get workloadCount(): number {
     return this.state.workloads.size;
   }
@@ -336,6 +341,11 @@ export class Snapshot {
   /** All Services, sorted by key. */
   services(): readonly MeshService[] {
     return Object.freeze([...this.state.services.values()].sort((a, b) => (a.key < b.key ? -1 : 1)));
+  }
+
+  /** All Services in no particular order, without copying or sorting. */
+  eachService(): IterableIterator<MeshService> {
+    return this.state.services.values();
   }
 
   // ------------------------------------------------------------------------- waypoints

@@ -14,8 +14,9 @@ import { extname, join, relative, isAbsolute } from 'node:path';
 import type { Diagnostic } from '../diagnostics.js';
 import { InputUnreadableError } from '../errors.js';
 import type { Resource } from '../resource.js';
+import type { CachedChunk, DocumentCache } from './document-cache.js';
 import { parseObject } from './parse-object.js';
-import { parseYamlText, type YamlLimits } from './yaml-text.js';
+import { hasYamlError, parseYamlChunk, parseYamlText, splitYamlDocuments, type YamlChunk, type YamlLimits } from './yaml-text.js';
 
 /** Default size limit of one file: 10 MiB (a large cluster dump is a few MiB). */
 export const DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024;
@@ -28,6 +29,11 @@ export interface LoadOptions extends YamlLimits {
   maxFileBytes?: number;
   /** Show file names relative to this folder (default: as given). */
   relativeTo?: string;
+  /**
+   * Parsed documents of earlier reads, reused for documents whose text is unchanged (default:
+   * none, every document is parsed). Used by the control plane's folder source.
+   */
+  documentCache?: DocumentCache;
 }
 
 export interface LoadResult {
@@ -117,6 +123,10 @@ export async function loadFile(path: string, shown: string, opts: LoadOptions = 
     return { resources: [], diagnostics };
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  if (opts.documentCache !== undefined) {
+    const cached = loadChunks(text, shown, opts, opts.documentCache);
+    if (cached !== undefined) return cached;
+  }
   const parsed = parseYamlText(text, shown, opts);
   diagnostics.push(...parsed.diagnostics);
   const resources: Resource[] = [];
@@ -124,6 +134,51 @@ export async function loadFile(path: string, shown: string, opts: LoadOptions = 
     const r = parseObject(o.value, { origin: o.origin });
     diagnostics.push(...r.diagnostics);
     if (r.resource !== undefined) resources.push(r.resource);
+  }
+  return { resources, diagnostics };
+}
+
+/**
+ * `text` parsed chunk by chunk, reusing `cache` for unchanged chunks; the same result as
+ * parseYamlText + parseObject. Undefined when the text must be parsed whole (directives, or a
+ * YAML error in a chunk: see yaml-text.ts).
+ */
+function loadChunks(text: string, shown: string, opts: LoadOptions, cache: DocumentCache): { resources: Resource[]; diagnostics: Diagnostic[] } | undefined {
+  const chunks = splitYamlDocuments(text);
+  if (chunks === undefined) {
+    cache.forget(shown);
+    return undefined;
+  }
+  const entries: [YamlChunk, CachedChunk][] = [];
+  for (const chunk of chunks) {
+    let c = cache.lookup(shown, chunk);
+    if (c === undefined) {
+      const parsed = parseYamlChunk(chunk, shown, opts);
+      if (hasYamlError(parsed)) {
+        cache.forget(shown);
+        return undefined;
+      }
+      c = {
+        lineOffset: chunk.lineOffset,
+        yaml: parsed.diagnostics,
+        objects: parsed.objects.map((o) => {
+          const r = parseObject(o.value, { origin: o.origin });
+          return { resource: r.resource, diagnostics: r.diagnostics };
+        }),
+      };
+    }
+    entries.push([chunk, c]);
+  }
+  cache.replace(shown, entries);
+  // Same order as a whole-text parse: YAML findings first, then each object's.
+  const diagnostics: Diagnostic[] = [];
+  const resources: Resource[] = [];
+  for (const [, c] of entries) diagnostics.push(...c.yaml);
+  for (const [, c] of entries) {
+    for (const o of c.objects) {
+      diagnostics.push(...o.diagnostics);
+      if (o.resource !== undefined) resources.push(o.resource);
+    }
   }
   return { resources, diagnostics };
 }
