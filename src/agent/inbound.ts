@@ -102,20 +102,11 @@ export class PodHboneServer {
 
   /**
    * Stops accepting new handshakes; open streams continue (release keeps old connections), and
-   * the server is closed once its last session ended.
-   *
-   * Workaround: HboneServer.close(graceMs) treats `session.closed` (true as soon as close() was
-   * called) as "finished", so it destroys every socket at once and cuts open streams. Until that
-   * is fixed in src/tunnel/server.ts, only the listening socket is closed here, so the pod's
-   * port is free for a later re-enroll while its connections keep flowing.
+   * the server is closed once its last session ended, so the pod's port is free for a later
+   * re-enroll while its connections keep flowing.
    */
   stopAccepting(): void {
-    const tls = (this.server as unknown as { tls?: { close(cb?: () => void): void } }).tls;
-    if (tls === undefined) {
-      this.server.close(0).catch(() => {});
-      return;
-    }
-    tls.close();
+    this.server.stopAccepting().catch(() => {});
     const timer = setInterval(() => {
       if (this.server.sessionCount() > 0) return;
       clearInterval(timer);
@@ -126,7 +117,7 @@ export class PodHboneServer {
 
   /** Drains with a deadline (agent shutdown): no new handshakes, open sessions get `graceMs`. */
   async close(graceMs: number): Promise<void> {
-    (this.server as unknown as { tls?: { close(): void } }).tls?.close();
+    this.server.stopAccepting().catch(() => {});
     this.server.drain();
     const deadline = Date.now() + graceMs;
     while (this.server.sessionCount() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

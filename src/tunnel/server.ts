@@ -118,6 +118,7 @@ export class HboneServer {
   private readonly sessionWindow: number;
   private unsubscribe: (() => void) | undefined;
   private closing = false;
+  private stopped: Promise<void> | undefined;
   private current: WorkloadCertificate;
 
   private constructor(opts: HboneServerOptions, cert: WorkloadCertificate) {
@@ -211,6 +212,15 @@ export class HboneServer {
     for (const s of this.sessions) if (!s.closed) s.close();
   }
 
+  /**
+   * Closes the listening socket only: no new handshakes, while open sessions and their streams
+   * carry on. Resolves once the listener is closed and every session has ended.
+   */
+  stopAccepting(): Promise<void> {
+    this.stopped ??= new Promise<void>((resolve) => this.tls.close(() => resolve()));
+    return this.stopped;
+  }
+
   /** Open HTTP/2 sessions. */
   sessionCount(): number {
     return this.sessions.size;
@@ -224,14 +234,16 @@ export class HboneServer {
     if (this.closing) return;
     this.closing = true;
     this.unsubscribe?.();
-    const closed = new Promise<void>((resolve) => this.tls.close(() => resolve()));
+    const closed = this.stopAccepting();
     for (const s of this.sessions) s.close();
     const deadline = setTimeout(() => {
       for (const s of this.sessions) s.destroy();
       for (const s of this.sockets) s.destroy();
     }, graceMs);
     deadline.unref();
-    await Promise.all([...this.sessions].map((s) => new Promise<void>((r) => (s.closed ? r() : s.once('close', () => r())))));
+    // `session.closed` turns true as soon as close() was called; a session is finished only once
+    // it is destroyed (its last stream ended), which is what the 'close' event reports.
+    await Promise.all([...this.sessions].map((s) => new Promise<void>((r) => (s.destroyed ? r() : s.once('close', () => r())))));
     for (const s of this.sockets) s.destroy();
     await closed;
     clearTimeout(deadline);

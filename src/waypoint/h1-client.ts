@@ -151,6 +151,7 @@ interface Exchange {
   responded: boolean;
   gotBytes: boolean;
   requestDone: boolean;
+  responseDone: boolean;
   body: ResponseBody | undefined;
   trailers: Record<string, string> | undefined;
 }
@@ -188,7 +189,7 @@ class H1Connection {
       reject(err as H1Failure);
       return;
     }
-    this.ex = { resolve, reject, head: req.method === 'HEAD', responded: false, gotBytes: false, requestDone: !hasBody, body: undefined, trailers: undefined };
+    this.ex = { resolve, reject, head: req.method === 'HEAD', responded: false, gotBytes: false, requestDone: !hasBody, responseDone: false, body: undefined, trailers: undefined };
     this.buf = EMPTY;
     this.headParsed = false;
     this.keepAlive = true;
@@ -200,8 +201,15 @@ class H1Connection {
       const sink = new Writable({
         write: (c: Buffer, _enc, cb) => {
           if (c.length === 0) return cb();
-          if (chunked) sock.write(`${c.length.toString(16)}\r\n`);
-          if (sock.write(c) && (!chunked || sock.write('\r\n'))) cb();
+          let ok: boolean;
+          if (chunked) {
+            sock.write(`${c.length.toString(16)}\r\n`);
+            sock.write(c);
+            ok = sock.write('\r\n');
+          } else {
+            ok = sock.write(c);
+          }
+          if (ok) cb();
           else sock.once('drain', () => cb());
         },
         final: (cb) => {
@@ -225,9 +233,13 @@ class H1Connection {
     if (!this.closed) this.sock.resume();
   }
 
+  /** The consumer dropped the body before its end: the connection cannot be reused. */
   bodyDestroyed(): void {
     const ex = this.ex;
-    if (ex !== undefined && ex.body !== undefined && !ex.body.readableEnded && this.mode !== 'none') this.destroy();
+    if (ex !== undefined && ex.responded && !ex.responseDone) {
+      this.ex = undefined;
+      this.destroy();
+    }
   }
 
   private onData(c: Buffer): void {
@@ -249,7 +261,7 @@ class H1Connection {
           return;
         }
         const rest = data.subarray(end + 4);
-        if (!this.parseHead(data.latin1Slice(0, end), ex)) return;
+        if (!this.parseHead(data.toString('latin1', 0, end), ex)) return;
         data = rest;
         continue;
       }
@@ -315,7 +327,10 @@ class H1Connection {
       body,
       trailers: () => ex.trailers,
       abort: () => {
-        if (this.ex === ex) this.destroy();
+        if (this.ex === ex && !(ex.requestDone && ex.responseDone)) {
+          this.ex = undefined;
+          this.destroy();
+        }
         if (!body.destroyed) body.destroy();
       },
     });
@@ -377,7 +392,7 @@ class H1Connection {
         else this.buf = d;
         return EMPTY;
       }
-      const line = d.latin1Slice(0, eol);
+      const line = d.toString('latin1', 0, eol);
       d = d.subarray(eol + 2);
       if (this.chunk === 'size') {
         const m = CHUNK_SIZE.exec(line);
@@ -414,7 +429,9 @@ class H1Connection {
   }
 
   private bodyEnd(ex: Exchange): void {
-    (ex.body as ResponseBody).push(null);
+    ex.responseDone = true;
+    const body = ex.body as ResponseBody;
+    if (!body.destroyed) body.push(null);
     this.headParsed = false;
     this.mode = 'none';
     this.maybeDone();
@@ -423,10 +440,7 @@ class H1Connection {
   /** The exchange is over when the request went out completely and the response came in. */
   private maybeDone(): void {
     const ex = this.ex;
-    if (ex === undefined || !ex.requestDone || !ex.responded || this.headParsed) return;
-    if (ex.body === undefined || !ex.body.readableEnded && this.mode !== 'none') {
-      if (ex.body !== undefined && (ex.body as { _readableState?: { ended?: boolean } })._readableState?.ended !== true) return;
-    }
+    if (ex === undefined || !ex.requestDone || !ex.responseDone) return;
     this.ex = undefined;
     this.sink = undefined;
     this.served++;
@@ -530,6 +544,7 @@ export class H1Pool {
       return;
     }
     conn.idleSince = Date.now();
+    conn.sock.resume();
     this.idle.push(conn);
     if (this.sweeper === undefined) {
       this.sweeper = setInterval(() => this.sweep(), Math.max(250, Math.floor(this.idleTimeoutMs / 4)));

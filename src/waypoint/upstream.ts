@@ -15,13 +15,14 @@
  *   on a fresh connection, transparently (the server closed an idle connection: a race, not an
  *   endpoint failure).
  */
-import { Agent, request as httpRequest, type ClientRequest, type ClientRequestArgs, type IncomingMessage, type OutgoingHttpHeaders, type IncomingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders, IncomingHttpHeaders } from 'node:http';
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { HbonePool } from '../tunnel/pool.js';
 import { formatAuthority } from '../tunnel/authority.js';
 import { WaypointError } from './errors.js';
+import { H1Failure, H1Pool } from './h1-client.js';
 import type { AttemptOutcome } from './retry.js';
 
 /** An endpoint to reach. */
@@ -139,32 +140,6 @@ export class AttemptError extends Error {
   }
 }
 
-type Socketish = Duplex & { setKeepAlive?: unknown; setNoDelay?: unknown; ref?: unknown; unref?: unknown };
-
-/** Gives a generic Duplex the few net.Socket methods http.Agent calls on pooled sockets. */
-function socketLike(d: Duplex): Duplex {
-  const s = d as Socketish;
-  if (typeof s.setKeepAlive !== 'function') s.setKeepAlive = () => s;
-  if (typeof s.setNoDelay !== 'function') s.setNoDelay = () => s;
-  if (typeof s.ref !== 'function') s.ref = () => s;
-  if (typeof s.unref !== 'function') s.unref = () => s;
-  return d;
-}
-
-class EndpointAgent extends Agent {
-  constructor(private readonly connector: Connector, private readonly target: UpstreamTarget, idleMs: number) {
-    super({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, timeout: idleMs, scheduling: 'lifo' });
-  }
-
-  override createConnection(options: ClientRequestArgs, cb?: (err: Error | null, socket: Duplex) => void): undefined {
-    this.connector.connect(this.target, (options as { meta?: ConnectMeta }).meta ?? {}).then(
-      (s) => cb?.(null, socketLike(s)),
-      (err: Error) => cb?.(err, undefined as unknown as Duplex),
-    );
-    return undefined;
-  }
-}
-
 export interface UpstreamClientsOptions {
   connector: Connector;
   /** Idle keep-alive connections are closed after this many ms (default 60,000). */
@@ -173,7 +148,7 @@ export interface UpstreamClientsOptions {
 
 /** HTTP clients to every endpoint, keyed by endpoint. */
 export class UpstreamClients {
-  private readonly agents = new Map<string, EndpointAgent>();
+  private readonly h1 = new Map<string, H1Pool>();
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
   private closed = false;
 
@@ -182,61 +157,33 @@ export class UpstreamClients {
   /** Sends one request; resolves at response headers; rejects with AttemptError. */
   send(target: UpstreamTarget, req: UpstreamRequest): Promise<UpstreamResponse> {
     if (this.closed) return Promise.reject(new AttemptError({ kind: 'connect-failure' }, 'waypoint is closing'));
-    return req.protocol === 'http2' ? this.sendH2(target, req) : this.sendH1(target, req, true);
+    return req.protocol === 'http2' ? this.sendH2(target, req) : this.sendH1(target, req);
   }
 
-  private agent(target: UpstreamTarget): EndpointAgent {
-    let a = this.agents.get(target.key + (target.identity ?? ''));
-    if (a === undefined) {
-      a = new EndpointAgent(this.o.connector, target, this.o.idleTimeoutMs ?? 60_000);
-      this.agents.set(target.key + (target.identity ?? ''), a);
+  private h1Pool(target: UpstreamTarget, meta: ConnectMeta): H1Pool {
+    const key = target.identity === undefined ? target.key : target.key + target.identity;
+    let p = this.h1.get(key);
+    if (p === undefined) {
+      // The first request's metadata (original client, trace) goes on the HBONE CONNECT of each
+      // new connection, as Envoy does for pooled upstream connections.
+      const connector = this.o.connector;
+      p = new H1Pool({ open: () => connector.connect(target, meta), idleTimeoutMs: this.o.idleTimeoutMs ?? 60_000 });
+      this.h1.set(key, p);
     }
-    return a;
+    return p;
   }
 
-  private sendH1(target: UpstreamTarget, req: UpstreamRequest, mayRetryStale: boolean): Promise<UpstreamResponse> {
-    return new Promise((resolve, reject) => {
-      let cr: ClientRequest;
-      const headers: OutgoingHttpHeaders = { ...req.headers, host: req.authority };
-      try {
-        cr = httpRequest({ agent: this.agent(target), method: req.method, path: req.path, headers, host: target.ip, port: target.port, meta: req.meta } as ClientRequestArgs);
-      } catch (err) {
-        reject(new AttemptError({ kind: 'reset' }, `invalid upstream request: ${(err as Error).message}`));
-        return;
-      }
-      let settled = false;
-      cr.on('response', (res: IncomingMessage) => {
-        settled = true;
-        resolve({
-          status: res.statusCode ?? 502,
-          headers: res.headers,
-          body: res,
-          trailers: () => res.trailers,
-          endAfterHeaders: false,
-          abort: () => {
-            cr.destroy();
-            res.destroy();
-          },
-        });
-      });
-      cr.on('error', (err: Error & { code?: string }) => {
-        if (settled) return;
-        settled = true;
-        if (err instanceof WaypointError && err.code === 'AMBIT_ERR_WAYPOINT_CONNECT') {
-          reject(new AttemptError({ kind: 'connect-failure' }, err.message));
-        } else if (cr.reusedSocket && mayRetryStale && (req.writeBody === undefined || req.method === 'GET' || req.method === 'HEAD')) {
-          this.sendH1(target, req, false).then(resolve, reject);
-        } else {
-          reject(new AttemptError({ kind: 'reset' }, `upstream ${target.key} reset the request: ${err.code ?? err.message}`));
-        }
-      });
-      if (req.writeBody === undefined) cr.end();
-      else if (!req.writeBody(cr)) {
-        settled = true;
-        cr.destroy();
-        reject(new AttemptError({ kind: 'reset' }, 'request body can no longer be replayed'));
-      }
-    });
+  private sendH1(target: UpstreamTarget, req: UpstreamRequest): Promise<UpstreamResponse> {
+    // A request that met a connection the server had just closed goes again on a fresh one
+    // when its body can be written again (none, or a method that carries none by meaning).
+    const retryStale = req.writeBody === undefined || req.method === 'GET' || req.method === 'HEAD';
+    return this.h1Pool(target, req.meta).request(req, retryStale).then(
+      (res) => ({ status: res.status, headers: res.headers, body: res.body, trailers: res.trailers, endAfterHeaders: false, abort: res.abort }),
+      (err: H1Failure) => {
+        if (err.kind === 'connect-failure') throw new AttemptError({ kind: 'connect-failure' }, err.message);
+        throw new AttemptError({ kind: 'reset' }, `upstream ${target.key} reset the request: ${err.message}`);
+      },
+    );
   }
 
   private session(target: UpstreamTarget, meta: ConnectMeta): Promise<ClientHttp2Session> {
@@ -305,14 +252,14 @@ export class UpstreamClients {
 
   /** Forgets endpoints no longer present (closing their idle connections). */
   retain(keys: ReadonlySet<string>): void {
-    for (const [k, a] of this.agents) if (!keys.has(k)) { a.destroy(); this.agents.delete(k); }
+    for (const [k, p] of this.h1) if (!keys.has(k)) { p.close(); this.h1.delete(k); }
     for (const [k, p] of this.sessions) if (!keys.has(k)) { this.sessions.delete(k); p.then((s) => s.close(), () => {}); }
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const a of this.agents.values()) a.destroy();
-    this.agents.clear();
+    for (const p of this.h1.values()) p.close();
+    this.h1.clear();
     const all = [...this.sessions.values()];
     this.sessions.clear();
     await Promise.all(all.map((p) => p.then((s) => new Promise<void>((r) => { s.close(() => r()); setTimeout(() => { s.destroy(); r(); }, 1000).unref(); }), () => {})));
