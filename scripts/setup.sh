@@ -26,6 +26,7 @@ declare -A PROBES=(
   [nghttp2-client]=/usr/bin/h2load
   [iperf3]=/usr/bin/iperf3
   [openssl]=/usr/bin/openssl
+  [curl]=/usr/bin/curl
   [prometheus]=/usr/bin/prometheus
   [vagrant]=/usr/bin/vagrant
 )
