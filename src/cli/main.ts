@@ -16,6 +16,10 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
   analyze: { summary: 'validate mesh YAML and report every problem with file:line:col', load: () => import('./analyze.js') },
   agent: { summary: 'run the node agent: eBPF capture, HBONE mTLS tunnel, L4 policy, metrics', load: () => import('./agent.js') },
   demo: { summary: 'build a two-node mesh of network namespaces on this machine and show it working (root)', load: () => import('./demo.js') },
+  status: { summary: 'control plane reachability, connected agents and waypoints, config versions, enrolled pods, cert expiries', load: () => import('./status.js') },
+  'config-dump': { summary: 'what a node agent (--node N) or a waypoint (--waypoint NS/NAME) holds', load: () => import('./config-dump.js') },
+  why: { summary: 'explain step by step what the mesh does with traffic from SRC to DST[:PORT]', load: () => import('./why.js') },
+  top: { summary: 'live per-node view from the agents\' metrics: connections, bytes/s, denials, top talkers', load: () => import('./top.js') },
 };
 
 function usage(): string {

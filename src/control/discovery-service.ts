@@ -261,7 +261,7 @@ class Session {
     const r = this.resume;
     const since = r !== undefined && r.epoch === table.epoch ? table.changedSince(r.version) : undefined;
     const enc = this.svc.encoder;
-    const scopedBytes = [...scoped.values()].map((e) => enc.entry(e));
+    const scopedEntries = [...scoped.values()];
     const now = Date.now();
     if (r !== undefined && since !== undefined && since.size <= table.size / 2) {
       const upserts: Buffer[] = [];
@@ -272,14 +272,12 @@ class Session {
         const e = table.get(key);
         if (e !== undefined) upserts.push(enc.entry(e)); else removals.push({ kind, name });
       }
-      upserts.push(...scopedBytes);
+      for (const e of scopedEntries) upserts.push(enc.entry(e));
       const header: PushHeader = { epoch: table.epoch, version: table.version, changedAtMs: now, full: false, baseVersion: r.version, removals, replaceKinds: [...SCOPED_KINDS] };
       this.push(enc.encode(header, upserts), table.version, now, 'resume');
       return;
     }
-    const global = enc.globalView(table);
-    const header: PushHeader = { epoch: table.epoch, version: table.version, changedAtMs: now, full: true, baseVersion: 0, removals: [] };
-    this.push(enc.encode(header, [global.bytes, ...scopedBytes]), table.version, now, 'full');
+    this.push(enc.fullView(table, scopedEntries, now), table.version, now, 'full');
   }
 
   onChange(cs: ChangeSet, shared?: Map<number, Buffer>): void {

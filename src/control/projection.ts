@@ -20,16 +20,40 @@
  *
  * Invariant: projecting the same model object twice yields the identical MeshResource object
  * (cached by object identity), so an unchanged resource costs a map lookup, not a serialization.
+ * `projectChanges` yields, for what one compile changed, the upserts and removals that turn the
+ * previous `project` (or `projectChanges`) output into this compile's `project` output.
  */
-import type { Resource } from '../model/resource.js';
+import type { Resource, ResourceRef } from '../model/resource.js';
 import type { MeshService, Waypoint, Workload } from '../model/compile/types.js';
-import type { MeshResource, Selection } from './mesh-resource.js';
+import { resourceKey, type MeshKind, type MeshResource, type Selection } from './mesh-resource.js';
+import type { MeshChanges } from './model-port.js';
 
 /** The parts of the model's compiled snapshot the control plane distributes. */
 export interface CompiledMesh {
   readonly workloads: Iterable<Workload>;
   readonly services: Iterable<MeshService>;
   readonly waypoints: Iterable<Waypoint>;
+  /** Lookups by `namespace/name`; needed by `projectChanges` (optional for `project`). */
+  workloadByKey?(key: string): Workload | undefined;
+  serviceByKey?(key: string): MeshService | undefined;
+}
+
+/** A delta for the resource table: MeshResources to upsert, and resourceKey()s to remove. */
+export interface ProjectedChanges {
+  upserts: MeshResource[];
+  removals: string[];
+}
+
+/** The MeshKind a distributed resource kind projects to (the others are not distributed as such). */
+function distributedKind(ref: ResourceRef): MeshKind | undefined {
+  if (ref.group === '' && ref.kind === 'Namespace') return 'NAMESPACE';
+  if (ref.group !== 'security.istio.io') return undefined;
+  switch (ref.kind) {
+    case 'AuthorizationPolicy': return 'AUTHORIZATION_POLICY';
+    case 'PeerAuthentication': return 'PEER_AUTHENTICATION';
+    case 'RequestAuthentication': return 'REQUEST_AUTHENTICATION';
+    default: return undefined;
+  }
 }
 
 export interface ProjectionOptions {
@@ -44,6 +68,9 @@ export class Projector {
   private readonly one = new WeakMap<object, MeshResource | null>();
   private readonly two = new WeakMap<object, MeshResource[]>();
   private readonly root: string;
+  /** Services bound to a waypoint in the last projection (key → waypoint key), and the bindings sent. */
+  private boundServices = new Map<string, string>();
+  private bindingKeys = new Set<string>();
 
   constructor(opts: ProjectionOptions = {}) {
     this.root = opts.rootNamespace ?? 'istio-system';
@@ -53,16 +80,69 @@ export class Projector {
   project(mesh: CompiledMesh, resources: Iterable<Resource>): MeshResource[] {
     const out: MeshResource[] = [];
     for (const w of mesh.workloads) out.push(this.workload(w));
-    const bound = new Map<string, string[]>();
-    for (const s of mesh.services) {
-      out.push(...this.service(s));
-      if (s.waypoint !== undefined) {
-        const k = `${s.waypoint.namespace}/${s.waypoint.name}`;
-        let list = bound.get(k);
-        if (list === undefined) { list = []; bound.set(k, list); }
-        list.push(s.key);
-      }
+    for (const s of mesh.services) out.push(...this.service(s));
+    out.push(...this.bindings(mesh));
+    for (const r of resources) {
+      const m = this.resource(r);
+      if (m !== undefined) out.push(m);
     }
+    return out;
+  }
+
+  /**
+   * The table delta for one compile's `changes` (see the module header). Costs what changed,
+   * plus one pass over Services and workloads when a waypoint or a waypoint-bound Service did.
+   */
+  projectChanges(mesh: CompiledMesh, changes: MeshChanges): ProjectedChanges {
+    const upserts: MeshResource[] = [];
+    const removals: string[] = [];
+    const workloadByKey = mesh.workloadByKey?.bind(mesh);
+    const serviceByKey = mesh.serviceByKey?.bind(mesh);
+    if (workloadByKey === undefined || serviceByKey === undefined) throw new TypeError('projectChanges needs a mesh with workloadByKey and serviceByKey');
+    for (const key of changes.workloads) {
+      const w = workloadByKey(key);
+      if (w !== undefined) upserts.push(this.workload(w)); else removals.push(resourceKey('WORKLOAD', key));
+    }
+    let bindingsStale = changes.waypoints.length > 0;
+    for (const key of changes.services) {
+      const s = serviceByKey(key);
+      const parts = s === undefined ? [] : this.service(s);
+      upserts.push(...parts);
+      for (const kind of ['SERVICE', 'ROUTE', 'DESTINATION_RULE'] as const) if (!parts.some((m) => m.kind === kind)) removals.push(resourceKey(kind, key));
+      if (this.boundServices.has(key) || s?.waypoint !== undefined) bindingsStale = true;
+    }
+    if (bindingsStale) {
+      const next = this.bindings(mesh);
+      upserts.push(...next);
+      const live = new Set(next.map((m) => m.name));
+      for (const k of this.bindingKeys) if (!live.has(k)) removals.push(resourceKey('WAYPOINT_BINDING', k));
+      this.bindingKeys = live;
+    }
+    for (const r of changes.upserted) {
+      const m = this.resource(r);
+      if (m !== undefined) upserts.push(m);
+    }
+    for (const ref of changes.removed) {
+      const kind = distributedKind(ref);
+      if (kind !== undefined) removals.push(resourceKey(kind, kind === 'NAMESPACE' ? ref.name : `${ref.namespace}/${ref.name}`));
+    }
+    return { upserts, removals };
+  }
+
+  /** Every waypoint binding (a waypoint, its addresses, its service account, the Services bound to it). */
+  private bindings(mesh: CompiledMesh): MeshResource[] {
+    const bound = new Map<string, string[]>();
+    const boundServices = new Map<string, string>();
+    for (const s of mesh.services) {
+      if (s.waypoint === undefined) continue;
+      const k = `${s.waypoint.namespace}/${s.waypoint.name}`;
+      boundServices.set(s.key, k);
+      let list = bound.get(k);
+      if (list === undefined) { list = []; bound.set(k, list); }
+      list.push(s.key);
+    }
+    this.boundServices = boundServices;
+    const out: MeshResource[] = [];
     const waypoints = [...mesh.waypoints];
     const wls = new Map<string, Workload>();
     if (waypoints.length > 0) for (const w of mesh.workloads) if (w.waypointFor !== undefined) wls.set(w.key, w);
@@ -75,10 +155,7 @@ export class Projector {
         binding: { waypoint: wp.key, serviceAccount: sa, services },
       });
     }
-    for (const r of resources) {
-      const m = this.resource(r);
-      if (m !== undefined) out.push(m);
-    }
+    this.bindingKeys = new Set(out.map((m) => m.name));
     return out;
   }
 

@@ -5,6 +5,7 @@
  * aborted.
  */
 import type { FaultPolicy } from '../model/compile/types.js';
+import type { CancelSignal } from './cancel.js';
 
 export interface FaultDecision {
   /** Delay to wait before going on, ms (0: none). */
@@ -24,7 +25,7 @@ export function decideFault(fault: FaultPolicy | undefined, rand: () => number =
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts (the client went away). */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: CancelSignal): Promise<void> {
   return new Promise((resolve) => {
     if (ms <= 0 || signal?.aborted === true) {
       resolve();

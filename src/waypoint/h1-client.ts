@@ -80,6 +80,9 @@ const EMPTY = Buffer.alloc(0);
 /** Methods whose empty body goes without `content-length: 0` (what node:http does too). */
 const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
+/** Header names already checked (names repeat from request to request). */
+const validNames = new Set<string>();
+
 /** Serialises the request head; throws H1Failure on a header that cannot be written safely. */
 function requestHead(req: H1Request, chunked: boolean, emptyBody: boolean): string {
   if (!TOKEN.test(req.method) || BAD_VALUE.test(req.path) || req.path.includes(' ') || BAD_VALUE.test(req.authority)) {
@@ -90,7 +93,10 @@ function requestHead(req: H1Request, chunked: boolean, emptyBody: boolean): stri
   for (const name in req.headers) {
     const v = req.headers[name];
     if (v === undefined) continue;
-    if (!TOKEN.test(name)) throw new H1Failure('reset', `invalid upstream header name ${JSON.stringify(name)}`, false);
+    if (!validNames.has(name)) {
+      if (!TOKEN.test(name)) throw new H1Failure('reset', `invalid upstream header name ${JSON.stringify(name)}`, false);
+      if (validNames.size < 1024) validNames.add(name);
+    }
     if (name === 'content-length') {
       if (chunked) continue;
       hasLength = true;

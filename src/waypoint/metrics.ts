@@ -8,7 +8,8 @@
  * objects); label values are bounded (workload and service names, status codes, flags), never
  * paths or ids.
  */
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
+import { RequestMetrics } from './request-metrics.js';
 
 /** Istio's standard labels of request metrics. */
 export const ISTIO_REQUEST_LABELS = [
@@ -29,10 +30,8 @@ const DURATION_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000
 const SIZE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000];
 
 export interface WaypointMetrics {
-  requests: Counter<(typeof ISTIO_REQUEST_LABELS)[number]>;
-  duration: Histogram<(typeof ISTIO_REQUEST_LABELS)[number]>;
-  requestBytes: Histogram<(typeof ISTIO_REQUEST_LABELS)[number]>;
-  responseBytes: Histogram<(typeof ISTIO_REQUEST_LABELS)[number]>;
+  /** `istio_requests_total`, `istio_request_duration_milliseconds`, `istio_request_bytes`, `istio_response_bytes`. */
+  requests: RequestMetrics;
   /** Retries sent, by destination service. */
   retries: Counter<'destination_service'>;
   /** Retries not sent because the retry budget was spent. */
@@ -50,12 +49,8 @@ export function waypointMetrics(registry: Registry): WaypointMetrics {
   const hit = cache.get(registry);
   if (hit !== undefined) return hit;
   const registers = [registry];
-  const labelNames = [...ISTIO_REQUEST_LABELS];
   const m: WaypointMetrics = {
-    requests: new Counter({ name: 'istio_requests_total', help: 'Requests handled, by Istio labels', labelNames, registers }),
-    duration: new Histogram({ name: 'istio_request_duration_milliseconds', help: 'Request duration in ms', labelNames, buckets: DURATION_BUCKETS, registers }),
-    requestBytes: new Histogram({ name: 'istio_request_bytes', help: 'Request size (headers and body) in bytes', labelNames, buckets: SIZE_BUCKETS, registers }),
-    responseBytes: new Histogram({ name: 'istio_response_bytes', help: 'Response size (headers and body) in bytes', labelNames, buckets: SIZE_BUCKETS, registers }),
+    requests: new RequestMetrics(registry, { durationBuckets: DURATION_BUCKETS, sizeBuckets: SIZE_BUCKETS }),
     retries: new Counter({ name: 'ambit_waypoint_retries_total', help: 'Retries sent to upstreams', labelNames: ['destination_service'], registers }),
     budgetExhausted: new Counter({ name: 'ambit_waypoint_retry_budget_exhausted_total', help: 'Retries skipped because the retry budget was spent', labelNames: ['destination_service'], registers }),
     ejections: new Counter({ name: 'ambit_waypoint_outlier_ejections_total', help: 'Endpoints ejected by outlier detection', labelNames: ['destination_service'], registers }),

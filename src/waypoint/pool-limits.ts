@@ -10,6 +10,7 @@
  * timeout) leaves the queue without taking a slot.
  */
 import type { ConnectionPoolPolicy } from '../model/compile/types.js';
+import type { CancelSignal } from './cancel.js';
 
 /** Envoy's defaults: effectively unlimited connections and requests, 1024 pending. */
 const UNLIMITED = 2 ** 31 - 1;
@@ -41,7 +42,7 @@ export class PoolLimiter {
   }
 
   /** A slot, after waiting if needed; `{ok:false}` when the pending queue is full (overflow). */
-  acquire(signal?: AbortSignal): Promise<Acquired> {
+  acquire(signal?: CancelSignal): Promise<Acquired> {
     if (this.inFlightCount < this.capacity) {
       this.inFlightCount++;
       return Promise.resolve(this.slot());

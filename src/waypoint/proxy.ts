@@ -21,7 +21,7 @@
  *   logged.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders, IncomingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders, IncomingHttpHeaders } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -30,16 +30,19 @@ import { evaluateAuthorization } from '../model/authz/evaluate.js';
 import type { Decision } from '../model/authz/types.js';
 import type { Route, RouteMatch } from '../model/compile/types.js';
 import { childLogger } from '../util/log.js';
+import type { H1IncomingRequest, H1ServerResponse } from './h1-server.js';
 import { AccessLog, logPath, type AccessLogEntry } from './access-log.js';
 import { hashKeyOf } from './balancer.js';
 import { BodyBuffer } from './body-buffer.js';
 import { ClusterManager, type Cluster, type ClusterEndpoint } from './cluster.js';
 import { portProtocol, type ServiceBinding, type WaypointConfig, type WaypointServiceInfo } from './config.js';
+import { RequestCancel, type CancelSignal } from './cancel.js';
 import { decideFault, sleep } from './fault.js';
 import { FLAG, formatFlags, type ResponseFlag } from './flags.js';
 import { JwtAuthenticator, type JwtAuthenticatorOptions, type JwtIdentity } from './jwt.js';
 import { waypointMetrics, type IstioRequestLabels, type WaypointMetrics } from './metrics.js';
 import { sendMirror } from './mirror.js';
+import type { RequestSeries } from './request-metrics.js';
 import { LocalRateLimiter } from './rate-limit.js';
 import { backoffMs, DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_ON, isRetriable, type AttemptOutcome, type RetryBudgetOptions } from './retry.js';
 import { applyHeaderOps, pickDestination, redirectLocation, rewritePath, type HeaderMap } from './route-action.js';
@@ -47,8 +50,8 @@ import { selectRoute, splitPath, type RouteChoice } from './router.js';
 import { traceFor, type TraceContext } from './trace.js';
 import { AttemptError, UpstreamClients, type Connector, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
-export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
-export type DownstreamResponse = ServerResponse | Http2ServerResponse;
+export type DownstreamRequest = H1IncomingRequest | Http2ServerRequest;
+export type DownstreamResponse = H1ServerResponse | Http2ServerResponse;
 
 /** Who sent a request and where to: learned from the HBONE CONNECT (or the plain socket). */
 export interface DownstreamInfo {
@@ -193,12 +196,12 @@ export class WaypointProxy {
   private readonly authenticators = new WeakMap<ServiceBinding, JwtAuthenticator>();
   private readonly jwksCaches = new Map<string, unknown>();
   private readonly defaultRoutes = new WeakMap<WaypointServiceInfo, Route>();
+  private readonly seriesCache = new Map<string, RequestSeries>();
+  private seriesConfig: WaypointConfig | undefined;
   private readonly rand: () => number;
   private readonly now: () => number;
   private readonly bodyLimit: number;
   private readonly name: string;
-  private readonly seriesCache = new Map<string, ReturnType<WaypointProxy['series']>>();
-  private seriesConfig: WaypointConfig | undefined;
 
   constructor(private readonly o: WaypointProxyOptions) {
     this.config = o.config;
@@ -324,11 +327,11 @@ export class WaypointProxy {
     const config = this.config;
     const st = this.newState(req, down);
     const header = (n: string) => firstHeader(req.headers[n]);
-    const abort = new AbortController();
+    const abort = new RequestCancel();
     res.on('close', () => {
       if (!res.writableFinished) {
         st.flags.add(FLAG.DOWNSTREAM_TERMINATION);
-        abort.abort();
+        abort.cancel();
         this.finish(st, res);
       }
     });
@@ -345,8 +348,8 @@ export class WaypointProxy {
       const fault = decideFault(route.fault, this.rand);
       if (fault.delayMs > 0) {
         st.flags.add(FLAG.FAULT_DELAY);
-        await sleep(fault.delayMs, abort.signal);
-        if (abort.signal.aborted) return;
+        await sleep(fault.delayMs, abort);
+        if (abort.aborted) return;
       }
       if (fault.abortStatus !== undefined) {
         this.localReply(st, res, fault.abortStatus, FLAG.FAULT_ABORT, 'fault filter abort');
@@ -362,7 +365,7 @@ export class WaypointProxy {
         this.localReply(st, res, action.status, undefined, action.body ?? '', {}, true);
         return;
       }
-      await this.forward(config, adm.binding, route, adm.choice.match, adm.jwt, req, res, st, body, header, abort.signal);
+      await this.forward(config, adm.binding, route, adm.choice.match, adm.jwt, req, res, st, body, header, abort);
     } catch (err) {
       this.log.error({ err: { message: (err as Error).message, stack: (err as Error).stack }, requestId: st.requestId }, 'unexpected error handling a request');
       if (!res.headersSent) this.localReply(st, res, 500, undefined, 'internal error');
@@ -458,7 +461,7 @@ export class WaypointProxy {
     st: RequestState,
     body: BodyBuffer,
     header: (n: string) => string | undefined,
-    signal: AbortSignal,
+    signal: CancelSignal,
   ): Promise<void> {
     if (route.action.type !== 'forward') return;
     const dest = pickDestination(route.action.destinations, this.rand());
@@ -637,7 +640,7 @@ export class WaypointProxy {
     ep: ClusterEndpoint,
     ureq: UpstreamRequest,
     perTryMs: number | undefined,
-    signal: AbortSignal,
+    signal: CancelSignal,
     setCancel: (cancel: () => void) => void,
   ): Promise<{ kind: 'response'; res: UpstreamResponse } | { kind: 'failure'; outcome: Exclude<AttemptOutcome, { kind: 'response' }> }> {
     return new Promise((resolve) => {
@@ -726,7 +729,7 @@ export class WaypointProxy {
       end(false);
       return;
     }
-    const out = res as ServerResponse;
+    const out = res as H1ServerResponse;
     up.body.on('data', (c: Buffer) => {
       st.bytesSent += c.length;
       if (!out.write(c)) {
@@ -759,13 +762,7 @@ export class WaypointProxy {
     if (st.body !== undefined) st.bytesReceived = st.body.bytes;
     const durationMs = this.now() - st.start;
     if (this.accessLog.enabled) this.writeEntry(st, durationMs);
-    if (this.metrics !== undefined) {
-      const m = this.series(st);
-      m.requests.inc();
-      m.duration.observe(durationMs);
-      m.requestBytes.observe(st.bytesReceived);
-      m.responseBytes.observe(st.bytesSent);
-    }
+    if (this.metrics !== undefined) this.series(st).record(durationMs, st.bytesReceived, st.bytesSent);
   }
 
   private writeEntry(st: RequestState, durationMs: number): void {
@@ -799,24 +796,22 @@ export class WaypointProxy {
   }
 
   /**
-   * The four request series of a label combination, cached by the few values that vary (the
-   * label object of 25 names is built and hashed by prom-client once per combination, not per
-   * request). Reset with the config, so removed workloads do not pin series forever.
+   * The request series of a label combination, found by the few values that vary (the 25-label
+   * object is built once per combination, not per request).
    */
-  private series(st: RequestState): { requests: { inc(): void }; duration: { observe(v: number): void }; requestBytes: { observe(v: number): void }; responseBytes: { observe(v: number): void } } {
-    const m = this.metrics as WaypointMetrics;
+  private series(st: RequestState): RequestSeries {
+    const key = `${st.down.peerIdentity ?? ''}|${st.service?.key ?? ''}|${st.endpoint?.workload ?? ''}|${st.endpoint?.identity ?? ''}|${st.status}|${st.grpcStatus}|${st.grpc ? 1 : 0}|${formatFlags(st.flags)}`;
     if (this.seriesConfig !== this.config) {
+      // Labels derive from the config (workload names and labels): look them up again.
       this.seriesCache.clear();
       this.seriesConfig = this.config;
     }
-    const key = `${st.down.peerIdentity ?? ''}|${st.service?.key ?? ''}|${st.endpoint?.workload ?? ''}|${st.endpoint?.identity ?? ''}|${st.status}|${st.grpcStatus}|${st.grpc ? 1 : 0}|${formatFlags(st.flags)}`;
-    let hit = this.seriesCache.get(key);
-    if (hit === undefined) {
-      const labels = this.labels(st);
-      hit = { requests: m.requests.labels(labels), duration: m.duration.labels(labels), requestBytes: m.requestBytes.labels(labels), responseBytes: m.responseBytes.labels(labels) };
-      if (this.seriesCache.size < 10_000) this.seriesCache.set(key, hit);
+    let s = this.seriesCache.get(key);
+    if (s === undefined) {
+      s = (this.metrics as WaypointMetrics).requests.get(this.labels(st));
+      if (this.seriesCache.size < 10_000) this.seriesCache.set(key, s);
     }
-    return hit;
+    return s;
   }
 
   private labels(st: RequestState): IstioRequestLabels {
@@ -860,7 +855,7 @@ export class WaypointProxy {
    * Handles an HTTP/1.1 Upgrade (WebSocket): the same admission as any request, then the
    * request head goes to an endpoint and the two connections are spliced byte for byte.
    */
-  async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, down: DownstreamInfo): Promise<void> {
+  async handleUpgrade(req: H1IncomingRequest, socket: Duplex, head: Buffer, down: DownstreamInfo): Promise<void> {
     const config = this.config;
     const st = this.newState(req, down);
     const header = (n: string) => firstHeader(req.headers[n]);
@@ -1013,11 +1008,7 @@ export class WaypointProxy {
       ...(st.detail !== undefined ? { detail: st.detail } : {}), ...(st.policy !== undefined ? { policy: st.policy } : {}),
     };
     this.accessLog.write(entry);
-    if (this.metrics !== undefined) {
-      const labels = this.labels(st);
-      this.metrics.requests.inc(labels);
-      this.metrics.duration.observe(labels, entry.durationMs);
-    }
+    if (this.metrics !== undefined) this.series(st).record(entry.durationMs, st.bytesReceived, st.bytesSent);
   }
 }
 

@@ -82,13 +82,13 @@ test('JWT: missing or forged token is 401, a valid one passes and its claims fee
 
 test('local rate limit answers 429 when the bucket is empty and refills', async (t) => {
   const b = await backend(echo('v1'));
-  const h = await startProxy(makeConfig([{ name: 'reviews', endpoints: [{ backend: b }], rateLimits: [{ key: 'shop/limit', spec: { targetRefs: [{ kind: 'Service', name: 'reviews' }], tokenBucket: { maxTokens: 5, tokensPerFill: 5, fillInterval: '500ms' } } }] }]));
+  const h = await startProxy(makeConfig([{ name: 'reviews', endpoints: [{ backend: b }], rateLimits: [{ key: 'shop/limit', spec: { targetRefs: [{ kind: 'Service', name: 'reviews' }], tokenBucket: { maxTokens: 5, tokensPerFill: 5, fillInterval: '2s' } } }] }]));
   t.teardown(async () => { await h.close(); await b.close(); });
   const codes: number[] = [];
   for (let i = 0; i < 8; i++) codes.push((await send(h.port)).status);
   t.deepEqual(codes, [200, 200, 200, 200, 200, 429, 429, 429]);
   t.is(h.entries.at(-1)?.rateLimit, 'shop/limit');
   t.is(h.entries.at(-1)?.responseFlags, 'RL');
-  await new Promise((r) => setTimeout(r, 550));
+  await new Promise((r) => setTimeout(r, 2_050));
   t.is((await send(h.port)).status, 200);
 });

@@ -6,7 +6,7 @@
  * really is the pod's netns (its veth address is visible through it). Everything is created in a
  * Sandbox and removed after, even on failure.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,7 +37,7 @@ async function started(sb: Sandbox, netns: Netns | undefined, cg: Cgroup): Promi
   throw new Error('sleep did not start');
 }
 
-privilegedTest('finds each pod\'s netns and cgroup from /proc for systemd and cgroupfs layouts, v2 and v1', async (t) => {
+privilegedTest('finds each pod\'s netns and cgroup from /proc for systemd and cgroupfs layouts, v2 and v1', async (t: ExecutionContext) => {
   const sb = new Sandbox();
   t.teardown(() => sb.cleanup());
   const base = await sb.cgroup('kube');
@@ -124,7 +124,7 @@ privilegedTest('finds each pod\'s netns and cgroup from /proc for systemd and cg
   process.kill(fsPid, 'SIGKILL');
   for (let i = 0; i < 100 && existsSync(`/proc/${fsPid}`); i++) await sleep(10);
   t.like(locator.locate(uids.cgroupfs), { found: false, retry: true });
-});
+}, NEEDS);
 
 test('an unreadable /proc is a named error, and the locator reports it instead of throwing', (t) => {
   const err = t.throws(() => scanPods({ procRoot: '/nonexistent-proc-root' }));

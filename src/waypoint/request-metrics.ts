@@ -1,0 +1,126 @@
+/**
+ * Istio's four request metrics (`istio_requests_total`, `istio_request_duration_milliseconds`,
+ * `istio_request_bytes`, `istio_response_bytes`) kept as plain per-series accumulators and
+ * rendered by the registry at scrape time. prom-client's Counter and Histogram validate and hash
+ * the 25-label object on every observation, which cost the waypoint more CPU per request than
+ * routing it; here a request bumps a few numbers on a series it got once per label combination.
+ *
+ * Invariants: the exposition is the one prom-client's Counter and Histogram produce (same
+ * names, types, `le` buckets with cumulative counts, `_sum` and `_count`), so dashboards cannot
+ * tell the difference; series are never dropped (counters stay monotonic for the process's life);
+ * label values come from bounded sets (the caller's responsibility, see metrics.ts).
+ */
+import type { Metric, Registry } from 'prom-client';
+
+/** One label combination: counts and bucket counts of the three histograms. */
+export class RequestSeries {
+  requests = 0;
+  readonly duration: Float64Array;
+  durationSum = 0;
+  readonly requestBytes: Float64Array;
+  requestBytesSum = 0;
+  readonly responseBytes: Float64Array;
+  responseBytesSum = 0;
+
+  constructor(readonly labels: Readonly<Record<string, string>>, private readonly owner: RequestMetrics) {
+    this.duration = new Float64Array(owner.durationBuckets.length);
+    this.requestBytes = new Float64Array(owner.sizeBuckets.length);
+    this.responseBytes = new Float64Array(owner.sizeBuckets.length);
+  }
+
+  /** Records one finished request. */
+  record(durationMs: number, requestBytes: number, responseBytes: number): void {
+    this.requests++;
+    this.durationSum += durationMs;
+    bump(this.duration, this.owner.durationBuckets, durationMs);
+    this.requestBytesSum += requestBytes;
+    bump(this.requestBytes, this.owner.sizeBuckets, requestBytes);
+    this.responseBytesSum += responseBytes;
+    bump(this.responseBytes, this.owner.sizeBuckets, responseBytes);
+  }
+}
+
+/** Counts `v` in the first bucket whose bound is >= v (values above every bound only in +Inf). */
+function bump(counts: Float64Array, bounds: readonly number[], v: number): void {
+  for (let i = 0; i < bounds.length; i++) {
+    if (v <= (bounds[i] as number)) {
+      counts[i] = (counts[i] as number) + 1;
+      return;
+    }
+  }
+}
+
+interface Value { value: number; labels: Record<string, string | number>; metricName?: string }
+
+/** A registry entry rendering one of the four metrics from the series. */
+class View {
+  readonly aggregator = 'sum';
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: 'counter' | 'histogram',
+    private readonly values: () => Value[],
+  ) {}
+
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Value[] }> {
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.values() };
+  }
+
+  reset(): void {}
+}
+
+export interface RequestMetricsOptions {
+  /** Bounds of the duration histogram, ms. */
+  durationBuckets: readonly number[];
+  /** Bounds of the size histograms, bytes. */
+  sizeBuckets: readonly number[];
+}
+
+/** The four request metrics of one registry. */
+export class RequestMetrics {
+  readonly durationBuckets: readonly number[];
+  readonly sizeBuckets: readonly number[];
+  private readonly series = new Map<string, RequestSeries>();
+
+  constructor(registry: Registry, o: RequestMetricsOptions) {
+    this.durationBuckets = [...o.durationBuckets].sort((a, b) => a - b);
+    this.sizeBuckets = [...o.sizeBuckets].sort((a, b) => a - b);
+    const all = () => [...this.series.values()];
+    const views = [
+      new View('istio_requests_total', 'Requests handled, by Istio labels', 'counter', () => all().map((s) => ({ value: s.requests, labels: { ...s.labels } }))),
+      new View('istio_request_duration_milliseconds', 'Request duration in ms', 'histogram', () => histogram('istio_request_duration_milliseconds', all(), this.durationBuckets, (s) => [s.duration, s.durationSum])),
+      new View('istio_request_bytes', 'Request size (headers and body) in bytes', 'histogram', () => histogram('istio_request_bytes', all(), this.sizeBuckets, (s) => [s.requestBytes, s.requestBytesSum])),
+      new View('istio_response_bytes', 'Response size (headers and body) in bytes', 'histogram', () => histogram('istio_response_bytes', all(), this.sizeBuckets, (s) => [s.responseBytes, s.responseBytesSum])),
+    ];
+    // The registry renders anything with prom-client's metric shape (name, help, type, get()).
+    for (const v of views) registry.registerMetric(v as unknown as Metric);
+  }
+
+  /** The series of a label combination (callers cache it: this builds a key of every value). */
+  get(labels: Readonly<Record<string, string>>): RequestSeries {
+    let key = '';
+    for (const k of Object.keys(labels).sort()) key += `${k}\u0000${labels[k]}\u0001`;
+    let s = this.series.get(key);
+    if (s === undefined) {
+      s = new RequestSeries({ ...labels }, this);
+      this.series.set(key, s);
+    }
+    return s;
+  }
+}
+
+function histogram(name: string, series: RequestSeries[], bounds: readonly number[], pick: (s: RequestSeries) => [Float64Array, number]): Value[] {
+  const out: Value[] = [];
+  for (const s of series) {
+    const [counts, sum] = pick(s);
+    let acc = 0;
+    for (let i = 0; i < bounds.length; i++) {
+      acc += counts[i] as number;
+      out.push({ value: acc, labels: { ...s.labels, le: bounds[i] as number }, metricName: `${name}_bucket` });
+    }
+    out.push({ value: s.requests, labels: { ...s.labels, le: '+Inf' }, metricName: `${name}_bucket` });
+    out.push({ value: sum, labels: { ...s.labels }, metricName: `${name}_sum` });
+    out.push({ value: s.requests, labels: { ...s.labels }, metricName: `${name}_count` });
+  }
+  return out;
+}
