@@ -4,20 +4,31 @@
  * one run:
  * - throughput (iperf3, one stream): no mesh (`direct`), a stunnel4 mTLS pair on the same path
  *   (`stunnel`), and ambit (namespace labelled ambient: capture + HBONE);
- * - latency at a fixed 1,000 requests/s over keep-alive HTTP to the echo app (p50/p99), direct
- *   vs ambit (stunnel: same fixed-rate client through its tunnel);
- * - ambit agents' RSS idle and under load, and CPU seconds per GB carried (both agents summed).
- * Needs root, iperf3, stunnel4 and openssl.
+ * - latency at a fixed 1,000 requests/s over keep-alive HTTP/1.1 to the echo app (p50/p99) with
+ *   h2load (`--h1 --rps`, 8 connections x 125 req/s, a native client that paces itself and
+ *   leaves the cores to the mesh), percentiles from its per-request log;
+ * - ambit agents' RSS idle and under load, CPU seconds per GB carried (both agents summed), and
+ *   the RSS of node-1's agent once 50 more pods on that node are enrolled (`rss_mb_50_pods`).
+ *
+ * The processes run from JavaScript compiled by tsc into a private `.tmp-bench-mesh-<pid>/`
+ * folder (as `npm run build` makes dist/ for a deployment), not through the tsx loader, whose
+ * loader thread alone costs ~30 MB of RSS per process and would blur the agent's memory figures.
+ * If tsc fails, the bench falls back to tsx and says so (`runtime` row: 1 compiled, 0 tsx).
+ * Needs root, iperf3, h2load, stunnel4 and openssl.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { BenchOptions, Row } from './lib/report.js';
 import { DemoMesh, REPO_ROOT } from '../src/demo/mesh.js';
 
-const AMBIT = [process.execPath, '--import=tsx', join(REPO_ROOT, 'src/cli/main.ts')];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Extra pods enrolled on node-1 for the memory measurement (issue 6: RSS with 50 enrolled pods). */
+const EXTRA_PODS = 50;
+/** Service accounts the extra pods are spread over (replicas share identities, as in a cluster). */
+const EXTRA_IDENTITIES = 10;
 
 function procStat(pid: number): { rssMb: number; cpuS: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -28,32 +39,64 @@ function procStat(pid: number): { rssMb: number; cpuS: number } {
   return { rssMb: rss, cpuS: ticks / 100 };
 }
 
-const LATENCY_SCRIPT = `
-const http=require('http');const [url,rate,secs]=process.argv.slice(1);const agent=new http.Agent({keepAlive:true,maxSockets:32});
-const lat=[];let sent=0,done=0,errors=0;const total=Number(rate)*Number(secs);const start=process.hrtime.bigint();
-function one(){const t0=process.hrtime.bigint();http.get(url,{agent},(res)=>{res.resume();res.on('end',()=>{lat.push(Number(process.hrtime.bigint()-t0)/1e6);fin()})}).on('error',()=>{errors++;fin()})}
-function fin(){if(++done===total){lat.sort((a,b)=>a-b);const q=(p)=>lat[Math.min(lat.length-1,Math.floor(p*lat.length))];process.stdout.write(JSON.stringify({p50:q(0.5),p99:q(0.99),errors,n:lat.length})+'\\n');process.exit(0)}}
-function tick(){const due=Math.min(total,Math.floor(Number(process.hrtime.bigint()-start)/1e9*Number(rate)));while(sent<due){sent++;one()}if(sent<total)setTimeout(tick,1)}
-tick();`;
+/** Compiles src/ with tsc into a private folder beside src/ (so repo-relative paths resolve). */
+function compile(): { command: string[]; dir: string | undefined } {
+  const dir = join(REPO_ROOT, `.tmp-bench-mesh-${process.pid}`);
+  try {
+    execFileSync(process.execPath, [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(REPO_ROOT, 'tsconfig.json'), '--outDir', dir, '--sourceMap', 'false', '--declaration', 'false'], { cwd: REPO_ROOT, stdio: 'ignore' });
+  } catch {
+    // tsc exits non-zero on type errors but still emits; only a missing entry point is fatal.
+  }
+  if (existsSync(join(dir, 'cli', 'main.js'))) return { command: [process.execPath, join(dir, 'cli', 'main.js')], dir };
+  rmSync(dir, { recursive: true, force: true });
+  process.stderr.write('mesh bench: tsc produced no cli/main.js; running the processes through tsx (RSS includes its loader thread)\n');
+  return { command: [process.execPath, '--import=tsx', join(REPO_ROOT, 'src/cli/main.ts')], dir: undefined };
+}
+
+function quantile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN;
+}
 
 export async function run(opts: BenchOptions): Promise<Row[]> {
   const secs = opts.quick ? 3 : 10;
-  const latSecs = opts.quick ? 3 : 10;
+  const latSecs = opts.quick ? 4 : 10;
   const stateDir = mkdtempSync(join(tmpdir(), 'ambit-bench-mesh-'));
   const rows: Row[] = [];
-  const mesh = await DemoMesh.up({ prefix: `b${(process.pid % 1296).toString(36)}`, stateDir, command: AMBIT, ambient: false, logLevel: 'warn' }, (l) => process.stderr.write(`${l}\n`));
+  const { command, dir: buildDir } = compile();
+  rows.push({ subject: 'ambit', metric: 'runtime_compiled', value: buildDir === undefined ? 0 : 1 });
+  let mesh: DemoMesh | undefined;
   try {
-    const server = mesh.cluster.pod('echo-2').ip;
-    const iperfServer = mesh.spawnInPod('echo-2', 'iperf3', ['-s', '-p', '5201']);
+    mesh = await DemoMesh.up({ prefix: `b${(process.pid % 1296).toString(36)}`, stateDir, command, ambient: false, logLevel: 'warn' }, (l) => process.stderr.write(`${l}\n`));
+    const m = mesh;
+    const server = m.cluster.pod('echo-2').ip;
+    const iperfServer = m.spawnInPod('echo-2', 'iperf3', ['-s', '-p', '5201']);
     await sleep(500);
     const iperf = async (host: string, port: number): Promise<{ gbps: number; bytes: number }> => {
-      const r = await mesh.exec('client', 'iperf3', ['-c', host, '-p', String(port), '-t', String(secs), '-J'], (secs + 20) * 1000);
+      const r = await m.exec('client', 'iperf3', ['-c', host, '-p', String(port), '-t', String(secs), '-J'], (secs + 20) * 1000);
       const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
       return { gbps: j.end.sum_received.bits_per_second / 1e9, bytes: j.end.sum_received.bytes };
     };
-    const latency = async (url: string) => {
-      const r = await mesh.exec('client', process.execPath, ['-e', LATENCY_SCRIPT, url, '1000', String(latSecs)], (latSecs + 30) * 1000);
-      return JSON.parse(r.stdout) as { p50: number; p99: number; errors: number };
+    let latencyRun = 0;
+    /** 1,000 req/s for `latSecs` (after a 1 s warm-up that is not counted) with h2load. */
+    const latency = async (url: string): Promise<{ p50: number; p99: number; errors: number }> => {
+      const log = join(stateDir, `h2load-${++latencyRun}.log`);
+      const r = await m.exec('client', 'h2load', ['--h1', '-c', '8', '-m', '1', '--rps', '125', '-D', String(latSecs), '--warm-up-time', '1', '--log-file', log, url], (latSecs + 30) * 1000);
+      if (!existsSync(log)) throw new Error(`h2load wrote no log (exit ${r.code}): ${r.stderr || r.stdout}`);
+      const lat: number[] = [];
+      let errors = 0;
+      const lines = readFileSync(log, 'utf8').split('\n').filter((l) => l.length > 0);
+      const t0 = Number(lines[0]?.split('\t')[0] ?? 0);
+      for (const line of lines) {
+        const [start, status, us] = line.split('\t').map(Number);
+        if (start === undefined || start - t0 < 1e6) continue; // warm-up second
+        if (status !== 200) errors++;
+        else lat.push((us ?? 0) / 1000);
+      }
+      const failed = /(\d+) failed/.exec(r.stdout)?.[1];
+      errors += Number(failed ?? 0);
+      lat.sort((a, b) => a - b);
+      if (errors > 0) process.stderr.write(`mesh bench: ${errors} failed requests at 1,000 req/s via ${url}\n`);
+      return { p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), errors };
     };
     // direct
     const direct = await iperf(server, 5201);
@@ -64,9 +107,9 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     const certDir = join(stateDir, 'stunnel');
     execFileSync('mkdir', ['-p', certDir]);
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=bench', '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem')], { stdio: 'ignore' });
-    const conf = (name: string, body: string) => { const f = join(certDir, `${name}.conf`); writeFileSync(f, `foreground = yes\npid =\ncert = ${join(certDir, 'cert.pem')}\nkey = ${join(certDir, 'key.pem')}\nCAfile = ${join(certDir, 'cert.pem')}\nverifyPeer = yes\nsslVersion = TLSv1.3\n${body}`); return f; };
-    const sServer = mesh.spawnInPod('echo-2', 'stunnel4', [conf('server', `[iperf]\naccept = ${server}:5443\nconnect = 127.0.0.1:5201\n[http]\naccept = ${server}:5444\nconnect = 127.0.0.1:8080\n`)]);
-    const sClient = mesh.spawnInPod('client', 'stunnel4', [conf('client', `client = yes\n[iperf]\naccept = 127.0.0.1:5202\nconnect = ${server}:5443\n[http]\naccept = 127.0.0.1:5203\nconnect = ${server}:5444\n`)]);
+    const conf = (name: string, body: string) => { const f = join(certDir, `${name}.conf`); writeFileSync(f, `foreground = yes\npid =\ncert = ${join(certDir, 'cert.pem')}\nkey = ${join(certDir, 'key.pem')}\nCAfile = ${join(certDir, 'cert.pem')}\nverifyPeer = yes\nsslVersion = TLSv1.3\nsocket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n${body}`); return f; };
+    const sServer = m.spawnInPod('echo-2', 'stunnel4', [conf('server', `[iperf]\naccept = ${server}:5443\nconnect = 127.0.0.1:5201\n[http]\naccept = ${server}:5444\nconnect = 127.0.0.1:8080\n`)]);
+    const sClient = m.spawnInPod('client', 'stunnel4', [conf('client', `client = yes\n[iperf]\naccept = 127.0.0.1:5202\nconnect = ${server}:5443\n[http]\naccept = 127.0.0.1:5203\nconnect = ${server}:5444\n`)]);
     await sleep(1000);
     const st = await iperf('127.0.0.1', 5202);
     rows.push({ subject: 'stunnel', metric: 'throughput_gbps', value: st.gbps });
@@ -75,11 +118,11 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     sServer.kill('SIGKILL');
     sClient.kill('SIGKILL');
     // ambit
-    mesh.setAmbient(true);
-    await mesh.waitCaptured(['client', 'echo-1', 'echo-2', 'tcp-echo'], true);
+    m.setAmbient(true);
+    await m.waitCaptured(['client', 'echo-1', 'echo-2', 'tcp-echo'], true);
     const pids = JSON.parse(readFileSync(join(stateDir, 'pids.json'), 'utf8')) as Record<string, number>;
     const agents = [pids['agent-node-1'], pids['agent-node-2']].filter((p): p is number => p !== undefined);
-    await sleep(1000);
+    await sleep(2000);
     const idle = agents.map(procStat);
     rows.push({ subject: 'ambit', metric: 'rss_mb_idle', value: Math.max(...idle.map((s) => s.rssMb)) });
     let peakRss = 0;
@@ -94,9 +137,32 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     rows.push({ subject: 'ambit', metric: 'p50_ms', value: al.p50 }, { subject: 'ambit', metric: 'p99_ms', value: al.p99 });
     rows.push({ subject: 'ambit', metric: 'rss_mb_load', value: peakRss });
     iperfServer.kill('SIGKILL');
+
+    // 50 more pods on node-1, captured (ambient namespace), spread over 10 identities.
+    process.stderr.write(`mesh bench: enrolling ${EXTRA_PODS} more pods on node-1\n`);
+    const names: string[] = [];
+    const docs: string[] = [];
+    for (let i = 0; i < EXTRA_IDENTITIES; i++) docs.push(`apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: bench-${i}\n  namespace: demo`);
+    for (let i = 0; i < EXTRA_PODS; i++) {
+      const name = `bench-${i}`;
+      const info = await m.cluster.addPod({ name, namespace: 'demo', node: 'node-1' });
+      names.push(name);
+      docs.push(`apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: demo\n  labels:\n    app: bench\n  annotations:\n    ambit.dev/netns: ${info.netnsPath}\nspec:\n  nodeName: node-1\n  serviceAccountName: bench-${i % EXTRA_IDENTITIES}\n  containers:\n    - name: bench\n      image: ambit-demo/bench\nstatus:\n  phase: Running\n  podIP: ${info.ip}`);
+    }
+    m.setResource('60-bench-pods.yaml', docs.join('\n---\n') + '\n');
+    await m.waitCaptured(names, true, 120_000);
+    const node1 = pids['agent-node-1'];
+    if (node1 !== undefined) {
+      await sleep(3000);
+      const dump = await m.agentDump('node-1');
+      const enrolled = dump.localPods.filter((p) => p.captured).length;
+      rows.push({ subject: 'ambit', metric: 'enrolled_pods', value: enrolled });
+      rows.push({ subject: 'ambit', metric: 'rss_mb_50_pods', value: procStat(node1).rssMb });
+    }
   } finally {
-    await mesh.down();
+    await mesh?.down();
     rmSync(stateDir, { recursive: true, force: true });
+    if (buildDir !== undefined) rmSync(buildDir, { recursive: true, force: true });
   }
   return rows;
 }

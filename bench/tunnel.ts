@@ -16,15 +16,15 @@
  *                    (from /proc; steadier than throughput when neighbours share the cores)
  *   rps              wrk -t1 -c16 --latency against a tiny keep-alive HTTP server (saturation)
  *   wrk_p50_ms, wrk_p99_ms   wrk's latency percentiles at saturation
- *   p50_ms, p99_ms   a fixed 1,000 requests/s: wrk cannot pace and h2load --rps reports no
- *                    percentiles, so a small Node client (this file, main process) sends one
- *                    request per millisecond (1 ms timer with catch-up) over 8 keep-alive
- *                    connections and measures each from its actual send
+ *   p50_ms, p99_ms   a fixed 1,000 requests/s with h2load (`--h1 --rps 125` on 8 keep-alive
+ *                    connections): a native client that paces itself without eating the cores
+ *                    the tunnel processes need; percentiles come from its per-request log
+ *                    (`--log-file`), the first second (connection warm-up) left out
  *   setup_ms         ambit only: fresh pool -> TLS handshake + first answered CONNECT (median)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
-import { createServer as createHttpServer, request as httpRequest, Agent } from 'node:http';
+import { createServer as createHttpServer } from 'node:http';
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -212,43 +212,22 @@ async function wrk(port: number, seconds: number): Promise<{ rps: number; p50: n
   return { rps, p50: pct('50'), p99: pct('99') };
 }
 
-/** Fixed-rate HTTP client: `rate` requests/s for `seconds`, latency from the scheduled send time. */
-async function fixedRate(port: number, rate: number, seconds: number): Promise<{ p50: number; p99: number; errors: number }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
-  const get = () => new Promise<void>((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
-      res.resume();
-      res.on('end', resolve);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-  // Warm the connections.
-  await Promise.all(Array.from({ length: 8 }, get));
-  const total = rate * seconds;
+/** Fixed-rate HTTP/1.1 load with h2load: `rate` requests/s over 8 connections for `seconds`. */
+async function fixedRate(port: number, rate: number, seconds: number, dir: string): Promise<{ p50: number; p99: number; errors: number }> {
+  const log = join(dir, `h2load-${port}-${Date.now()}.log`);
+  const clients = 8;
+  const out = await exec('h2load', ['--h1', '-c', String(clients), '-m', '1', '--rps', String(Math.max(1, Math.round(rate / clients))), '-D', String(seconds + 1), '--log-file', log, `http://127.0.0.1:${port}/`]);
+  const lines = (await readFile(log, 'utf8')).split('\n').filter((l) => l.length > 0);
+  await rm(log, { force: true });
+  const t0 = Number(lines[0]?.split('\t')[0] ?? 0);
   const latencies: number[] = [];
-  let errors = 0;
-  const start = performance.now();
-  const interval = 1000 / rate;
-  let sent = 0;
-  const pending: Array<Promise<void>> = [];
-  // Paced by a 1 ms timer with catch-up (never a busy loop: it would steal one of the two cores
-  // the tunnel processes need). Latency is measured from the actual send.
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const now = performance.now();
-      while (sent < total && start + sent * interval <= now) {
-        sent++;
-        const t0 = performance.now();
-        pending.push(get().then(() => { latencies.push(performance.now() - t0); }, () => { errors++; }));
-      }
-      if (sent < total) setTimeout(tick, 1);
-      else resolve();
-    };
-    tick();
-  });
-  await Promise.all(pending);
-  agent.destroy();
+  let errors = Number(/(\d+) failed/.exec(out)?.[1] ?? 0);
+  for (const line of lines) {
+    const [start, status, us] = line.split('\t').map(Number);
+    if (start === undefined || start - t0 < 1e6) continue; // first second: connections warming up
+    if (status === 200) latencies.push((us ?? 0) / 1000);
+    else errors++;
+  }
   latencies.sort((a, b) => a - b);
   const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? Number.NaN;
   return { p50: q(0.5), p99: q(0.99), errors };
@@ -363,7 +342,7 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
       }
       for (const [subject, , hp] of subjects) {
         process.stderr.write(`tunnel bench: round ${round + 1}/${rounds}: 1,000 req/s via ${subject}\n`);
-        const f = await fixedRate(hp, 1000, seconds);
+        const f = await fixedRate(hp, 1000, seconds, dir);
         if (f.errors > 0) process.stderr.write(`tunnel bench: ${subject}: ${f.errors} failed requests at 1,000 req/s\n`);
         add(subject, 'p50_ms', f.p50);
         add(subject, 'p99_ms', f.p99);

@@ -131,7 +131,8 @@ export function renderStatus(r: StatusReport, width = 80): string {
   } else {
     const cert = c.servingCertificate;
     const certText = cert === undefined ? '' : 'error' in cert ? `serving cert: ${cert.error}` : `serving cert expires in ${duration(cert.expiresInSeconds)}${cert.identity ? ` (${cert.identity})` : ''}`;
-    out.push(`control plane  ${c.url}  ${c.ready ? 'ready' : 'NOT READY'}  config v${c.version}  source ${c.source}`);
+    out.push(`control plane  ${c.url}  ${c.ready ? 'ready' : 'NOT READY'}  config v${c.version}`);
+    out.push(`               source: ${c.source}`);
     if (certText !== '') out.push(`               ${certText}`);
   }
   out.push('', `agents (${r.agents.length})`);

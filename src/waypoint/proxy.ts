@@ -483,8 +483,10 @@ export class WaypointProxy {
 
     // Upstream request headers.
     const headers: HeaderMap = {};
-    for (const [k, v] of Object.entries(req.headers as IncomingHttpHeaders)) {
-      if (k.startsWith(':') || HOP_BY_HOP.has(k) || v === undefined) continue;
+    const inHeaders = req.headers as IncomingHttpHeaders;
+    for (const k in inHeaders) {
+      const v = inHeaders[k];
+      if (v === undefined || k.charCodeAt(0) === 58 /* : */ || HOP_BY_HOP.has(k)) continue;
       if (k === 'te' && v !== 'trailers') continue;
       headers[k] = v;
     }

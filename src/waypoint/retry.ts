@@ -28,8 +28,54 @@ export const DEFAULT_RETRY_ON: readonly string[] = ['connect-failure', 'refused-
 /** Istio's default attempts when a route has no retry policy. */
 export const DEFAULT_RETRY_ATTEMPTS = 2;
 
+/** The `retryOn` conditions that can hold for an HTTP status, precomputed per condition list. */
+interface StatusConditions {
+  /** No condition looks at a response status or gRPC status. */
+  readonly none: boolean;
+  readonly any5xx: boolean;
+  readonly gateway: boolean;
+  readonly statuses: ReadonlySet<number>;
+  readonly grpc: ReadonlySet<number>;
+}
+
+const compiled = new WeakMap<readonly string[], StatusConditions>();
+
+function statusConditions(retryOn: readonly string[], retriableStatusCodes: readonly number[]): StatusConditions {
+  let c = retriableStatusCodes === DEFAULT_RETRIABLE_CODES ? compiled.get(retryOn) : undefined;
+  if (c !== undefined) return c;
+  let any5xx = false;
+  let gateway = false;
+  const statuses = new Set<number>();
+  const grpc = new Set<number>();
+  for (const raw of retryOn) {
+    const cond = raw.trim().toLowerCase();
+    if (cond === '5xx') any5xx = true;
+    else if (cond === 'gateway-error') gateway = true;
+    else if (cond === 'retriable-4xx') statuses.add(409);
+    else if (cond === 'envoy-ratelimited') statuses.add(429);
+    else if (cond === 'retriable-status-codes') for (const s of retriableStatusCodes) statuses.add(s);
+    else if (/^\d{3}$/.test(cond)) statuses.add(Number(cond));
+    else if (GRPC[cond] !== undefined) grpc.add(GRPC[cond] as number);
+  }
+  c = { none: !any5xx && !gateway && statuses.size === 0 && grpc.size === 0, any5xx, gateway, statuses, grpc };
+  if (retriableStatusCodes === DEFAULT_RETRIABLE_CODES) compiled.set(retryOn, c);
+  return c;
+}
+
+const DEFAULT_RETRIABLE_CODES: readonly number[] = [503];
+
 /** Whether `outcome` is retriable under the `retryOn` conditions (Envoy's x-envoy-retry-on semantics). */
-export function isRetriable(retryOn: readonly string[], outcome: AttemptOutcome, retriableStatusCodes: readonly number[] = [503]): boolean {
+export function isRetriable(retryOn: readonly string[], outcome: AttemptOutcome, retriableStatusCodes: readonly number[] = DEFAULT_RETRIABLE_CODES): boolean {
+  if (outcome.kind === 'response') {
+    // The hot path (every answered request): conditions compiled once per route's list.
+    const c = statusConditions(retryOn, retriableStatusCodes);
+    if (c.none) return false;
+    const s = outcome.status;
+    if (c.any5xx && s >= 500) return true;
+    if (c.gateway && (s === 502 || s === 503 || s === 504)) return true;
+    if (c.statuses.has(s)) return true;
+    return outcome.grpcStatus !== undefined && c.grpc.has(outcome.grpcStatus);
+  }
   for (const raw of retryOn) {
     const cond = raw.trim().toLowerCase();
     switch (outcome.kind) {
@@ -45,18 +91,6 @@ export function isRetriable(retryOn: readonly string[], outcome: AttemptOutcome,
       case 'per-try-timeout':
         if (cond === '5xx' || cond === 'gateway-error') return true;
         break;
-      case 'response': {
-        const s = outcome.status;
-        if (cond === '5xx' && s >= 500) return true;
-        if (cond === 'gateway-error' && (s === 502 || s === 503 || s === 504)) return true;
-        if (cond === 'retriable-4xx' && s === 409) return true;
-        if (cond === 'envoy-ratelimited' && s === 429) return true;
-        if (cond === 'retriable-status-codes' && retriableStatusCodes.includes(s)) return true;
-        if (/^\d{3}$/.test(cond) && Number(cond) === s) return true;
-        const g = GRPC[cond];
-        if (g !== undefined && outcome.grpcStatus === g) return true;
-        break;
-      }
     }
   }
   return false;
