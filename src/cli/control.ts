@@ -12,6 +12,7 @@ import { FolderSource } from '../control/sources/folder-source.js';
 import { KubeSource } from '../control/sources/kube-source.js';
 import { ModelCompiler } from '../control/model-compiler.js';
 import { KubeHttp } from '../control/kube/kube-http.js';
+import { WaypointDeployer } from '../control/waypoint-deployer.js';
 import { inClusterConnection, kubeconfigConnection } from '../control/kube/kube-config.js';
 import { KubeTokenReviewer } from '../control/kube/token-review.js';
 import { ControlConfigError } from '../control/errors.js';
@@ -110,11 +111,15 @@ export async function run(argv: string[]): Promise<number> {
     http?.close();
     return 1;
   }
+  // In Kubernetes mode the control plane also runs each waypoint Gateway as a Deployment + Service.
+  const deployer = http === undefined ? undefined : new WaypointDeployer({ http, snapshot: () => compiler.current, roots: () => cp.trustBundlePem });
+  deployer?.start();
   await new Promise<void>((resolve) => {
     const stop = () => { process.off('SIGTERM', stop); process.off('SIGINT', stop); resolve(); };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  deployer?.stop();
   await cp.stop();
   http?.close();
   return 0;
