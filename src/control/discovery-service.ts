@@ -277,7 +277,8 @@ class Session {
       this.push(enc.encode(header, upserts), table.version, now, 'resume');
       return;
     }
-    this.push(enc.fullView(table, scopedEntries, now), table.version, now, 'full');
+    const header: PushHeader = { epoch: table.epoch, version: table.version, changedAtMs: now, full: true, baseVersion: 0, removals: [] };
+    this.push(enc.encode(header, [enc.globalView(table).bytes, ...scopedEntries.map((e) => enc.entry(e))]), table.version, now, 'full');
   }
 
   onChange(cs: ChangeSet, shared?: Map<number, Buffer>): void {

@@ -12,10 +12,9 @@
  *   are never mutated (a change replaces the entry), so cached bytes never go stale; they are
  *   dropped with the entry (WeakMap).
  * - The global part of a full view (every NAMESPACE, WORKLOAD, SERVICE, WAYPOINT_BINDING, in
- *   table order) is concatenated at most once per table version and epoch, and a whole full
- *   view once per version and set of scoped entries (subscribers whose policies are the same
- *   share one buffer; at most MAX_SHARED_FULL_VIEWS such buffers are kept, since each is the
- *   size of the mesh).
+ *   table order) is concatenated at most once per table version and epoch. Whole full views
+ *   are not kept: each is the size of the mesh, and holding them costs more memory than their
+ *   one copy per subscriber costs time.
  */
 import type { DiscoveryResponse, Resource } from './proto.js';
 import type { ResourceTable, TableEntry } from './resource-table.js';
@@ -24,13 +23,9 @@ import { GLOBAL_KINDS } from './mesh-resource.js';
 /** The push without its upserts: what varies per subscriber and per version. */
 export type PushHeader = Omit<DiscoveryResponse, 'upserts'>;
 
-/** Distinct whole full views kept per table version (each is megabytes for a large mesh). */
-const MAX_SHARED_FULL_VIEWS = 4;
-
 export class PushEncoder {
   private readonly chunks = new WeakMap<TableEntry, Buffer>();
   private global: { epoch: string; version: number; bytes: Buffer; count: number } | undefined;
-  private fulls: { epoch: string; version: number; byScope: Map<string, Buffer> } | undefined;
 
   /** `serialize`: the Discovery.Stream response serializer (from the loaded proto). */
   constructor(private readonly serialize: (m: DiscoveryResponse) => Buffer) {}
@@ -59,26 +54,6 @@ export class PushEncoder {
     const next = { epoch: table.epoch, version: table.version, bytes: Buffer.concat(parts), count: parts.length };
     this.global = next;
     return next;
-  }
-
-  /**
-   * A whole full view at the table's current version: every global entry, then `scoped`. Shared
-   * by every subscriber with the same scoped entries at this version, so its `changed_at_ms` is
-   * when the first of them asked (`now`).
-   */
-  fullView(table: ResourceTable, scoped: readonly TableEntry[], now: number): Buffer {
-    let f = this.fulls;
-    if (f === undefined || f.version !== table.version || f.epoch !== table.epoch) {
-      f = { epoch: table.epoch, version: table.version, byScope: new Map() };
-      this.fulls = f;
-    }
-    const scope = scoped.map((e) => e.key).join('\u0001');
-    const hit = f.byScope.get(scope);
-    if (hit !== undefined) return hit;
-    const header: PushHeader = { epoch: table.epoch, version: table.version, changedAtMs: now, full: true, baseVersion: 0, removals: [] };
-    const bytes = this.encode(header, [this.globalView(table).bytes, ...scoped.map((e) => this.entry(e))]);
-    if (f.byScope.size < MAX_SHARED_FULL_VIEWS) f.byScope.set(scope, bytes);
-    return bytes;
   }
 
   /** A whole push: the header's encoding followed by the given upsert bytes. */

@@ -6,6 +6,12 @@
  *   control netns 198.18.0.100   ambit control --config <state>/mesh (TLS 15012)
  *   node-1 netns  198.18.0.1     ambit agent --node node-1     pods: client, echo-1
  *   node-2 netns  198.18.0.2     ambit agent --node node-2     pods: echo-2, tcp-echo, outside
+ *                                                               (+ waypoint, with `waypoint: true`)
+ *
+ * With `waypoint: true` node-2 also gets a pod `waypoint` in namespace demo, labelled as the pod
+ * of Gateway demo/waypoint and not captured itself (it receives HBONE on 15008 directly);
+ * `startWaypoint()` runs `ambit waypoint` in it once the Gateway is declared (examples/demo/try/
+ * waypoint.yaml), and `bindWaypoint()` labels a Service so that agents send it there.
  *
  * Invariants:
  * - Every process runs in the cluster's cgroup subtree (pods under their node's cgroup, which
@@ -36,15 +42,29 @@ export interface DemoPod {
   app: string;
   /** What runs in the pod: the HTTP echo on 8080, the TCP echo on 9000, or nothing. */
   serves: 'http' | 'tcp' | 'none';
+  /** `version` label (default none): lets routes pick a replica by DestinationRule subset. */
+  version?: string;
+  /** Extra pod labels (default none). */
+  labels?: Readonly<Record<string, string>>;
 }
 
 export const DEMO_PODS: readonly DemoPod[] = [
   { name: 'client', namespace: 'demo', node: 'node-1', serviceAccount: 'client', app: 'client', serves: 'none' },
-  { name: 'echo-1', namespace: 'demo', node: 'node-1', serviceAccount: 'echo', app: 'echo', serves: 'http' },
-  { name: 'echo-2', namespace: 'demo', node: 'node-2', serviceAccount: 'echo', app: 'echo', serves: 'http' },
+  { name: 'echo-1', namespace: 'demo', node: 'node-1', serviceAccount: 'echo', app: 'echo', serves: 'http', version: 'v1' },
+  { name: 'echo-2', namespace: 'demo', node: 'node-2', serviceAccount: 'echo', app: 'echo', serves: 'http', version: 'v2' },
   { name: 'tcp-echo', namespace: 'demo', node: 'node-2', serviceAccount: 'tcp-echo', app: 'tcp-echo', serves: 'tcp' },
   { name: 'outside', namespace: 'legacy', node: 'node-2', serviceAccount: 'default', app: 'outside', serves: 'none' },
 ];
+
+/** The waypoint Gateway of namespace demo (declared by examples/demo/try/waypoint.yaml). */
+export const DEMO_WAYPOINT = { namespace: 'demo', name: 'waypoint' } as const;
+
+/** The pod that runs `ambit waypoint` for Gateway demo/waypoint (with `waypoint: true`). */
+export const WAYPOINT_POD: DemoPod = {
+  name: 'waypoint', namespace: 'demo', node: 'node-2', serviceAccount: 'waypoint', app: 'waypoint', serves: 'none',
+  // The pod of Gateway demo/waypoint, outside capture: clients' agents reach it by HBONE on 15008.
+  labels: { 'gateway.networking.k8s.io/gateway-name': DEMO_WAYPOINT.name, 'ambit.dev/dataplane-mode': 'none' },
+};
 
 export interface DemoMeshOptions {
   /** Prefix of every name the cluster creates, 1-8 of [a-z0-9] (required). */
@@ -61,6 +81,8 @@ export interface DemoMeshOptions {
   logLevel?: string;
   /** Extra agent flags (e.g. a short --drain-ms in tests). */
   agentArgs?: string[];
+  /** Add the waypoint pod of namespace demo and its bootstrap token (default false). */
+  waypoint?: boolean;
 }
 
 export function defaultCommand(): string[] {
@@ -94,7 +116,7 @@ export class DemoMesh {
     const cluster = await Cluster.create({ prefix: opts.prefix, stateDir: opts.stateDir, nodes: 2 });
     const mesh = new DemoMesh(cluster, opts);
     try {
-      for (const p of DEMO_PODS) await cluster.addPod({ name: p.name, namespace: p.namespace, node: p.node });
+      for (const p of mesh.pods) await cluster.addPod({ name: p.name, namespace: p.namespace, node: p.node });
       mesh.writeMesh();
       progress(`control plane: reading ${mesh.meshDir}`);
       await mesh.startControl();
@@ -115,6 +137,11 @@ export class DemoMesh {
     return new DemoMesh(Cluster.load(opts.stateDir), opts);
   }
 
+  /** The pods of this mesh: the demo's, plus the waypoint pod when asked for. */
+  get pods(): readonly DemoPod[] {
+    return this.opts.waypoint === true ? [...DEMO_PODS, WAYPOINT_POD] : DEMO_PODS;
+  }
+
   private writeMesh(): void {
     mkdirSync(this.meshDir, { recursive: true });
     const src = this.opts.examplesDir ?? DEMO_EXAMPLES;
@@ -128,10 +155,12 @@ export class DemoMesh {
     for (const n of this.cluster.nodes) {
       docs.push(`apiVersion: v1\nkind: Node\nmetadata:\n  name: ${n.name}\nspec:\n  podCIDR: ${n.podCidr}\nstatus:\n  addresses:\n    - type: InternalIP\n      address: ${n.address}`);
     }
-    for (const p of DEMO_PODS) {
+    for (const p of this.pods) {
       const info = this.cluster.pod(p.name);
       const port = p.serves === 'http' ? '\n      ports:\n        - name: http\n          containerPort: 8080' : p.serves === 'tcp' ? '\n      ports:\n        - name: tcp\n          containerPort: 9000' : '';
-      docs.push(`apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${p.name}\n  namespace: ${p.namespace}\n  labels:\n    app: ${p.app}\n  annotations:\n    ambit.dev/netns: ${info.netnsPath}\nspec:\n  nodeName: ${p.node}\n  serviceAccountName: ${p.serviceAccount}\n  containers:\n    - name: ${p.app}\n      image: ambit-demo/${p.app}${port}\nstatus:\n  phase: Running\n  podIP: ${info.ip}`);
+      const labels = { app: p.app, ...(p.version !== undefined ? { version: p.version } : {}), ...(p.labels ?? {}) };
+      const labelYaml = Object.entries(labels).map(([k, v]) => `\n    ${k}: ${v}`).join('');
+      docs.push(`apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${p.name}\n  namespace: ${p.namespace}\n  labels:${labelYaml}\n  annotations:\n    ambit.dev/netns: ${info.netnsPath}\nspec:\n  nodeName: ${p.node}\n  serviceAccountName: ${p.serviceAccount}\n  containers:\n    - name: ${p.app}\n      image: ambit-demo/${p.app}${port}\nstatus:\n  phase: Running\n  podIP: ${info.ip}`);
     }
     writeFileSync(join(this.meshDir, '50-generated-pods.yaml'), docs.join('\n---\n') + '\n');
     this.setAmbient(this.opts.ambient === true);
@@ -140,6 +169,11 @@ export class DemoMesh {
       const t = randomBytes(24).toString('base64url');
       tokens.push(`${t} agent ${n.name}`);
       writeFileSync(join(this.stateDir, `${n.name}.token`), `${t}\n`, { mode: 0o600 });
+    }
+    if (this.opts.waypoint === true) {
+      const t = randomBytes(24).toString('base64url');
+      tokens.push(`${t} waypoint ${DEMO_WAYPOINT.namespace}/${DEMO_WAYPOINT.name}`);
+      writeFileSync(join(this.stateDir, 'waypoint.token'), `${t}\n`, { mode: 0o600 });
     }
     writeFileSync(join(this.stateDir, 'tokens'), tokens.join('\n') + '\n', { mode: 0o600 });
   }
@@ -151,6 +185,41 @@ export class DemoMesh {
     const next = text.replace(/(name: demo\n\s+labels:\n\s+ambit\.dev\/dataplane-mode: )\S+/, `$1${on ? 'ambient' : 'none'}`);
     if (next === text && !text.includes(`dataplane-mode: ${on ? 'ambient' : 'none'}`)) throw new ClusterError(`cannot find the dataplane-mode label of namespace demo in ${file}`);
     writeFileSync(file, next);
+  }
+
+  /**
+   * Binds Service `demo/<service>` to waypoint `waypoint` with the label ambit.dev/use-waypoint
+   * (undefined removes the label), by editing the Service in the mesh folder as a user would.
+   */
+  bindWaypoint(service: string, waypoint: string | undefined): void {
+    const file = join(this.meshDir, '20-services.yaml');
+    const text = readFileSync(file, 'utf8');
+    const head = new RegExp(`(kind: Service\\nmetadata:\\n  name: ${service}\\n  namespace: demo\\n)(  labels:\\n    ambit\\.dev/use-waypoint: \\S+\\n)?`);
+    if (!head.test(text)) throw new ClusterError(`cannot find Service demo/${service} in ${file}`);
+    writeFileSync(file, text.replace(head, (_m, meta: string) => meta + (waypoint === undefined ? '' : `  labels:\n    ambit.dev/use-waypoint: ${waypoint}\n`)));
+  }
+
+  /**
+   * Runs `ambit waypoint` for Gateway demo/waypoint in the waypoint pod (needs `waypoint: true`)
+   * and waits until it has its first configuration. Declare the Gateway first
+   * (examples/demo/try/waypoint.yaml): the control plane signs the waypoint's certificate only
+   * for a declared Gateway.
+   */
+  async startWaypoint(): Promise<void> {
+    if (this.opts.waypoint !== true) throw new ClusterError('this demo mesh was started without its waypoint pod (option waypoint)');
+    const pod = this.cluster.pod(WAYPOINT_POD.name);
+    this.spawnAmbit('waypoint', this.cluster.podPlace(WAYPOINT_POD.name), [
+      'waypoint', '--name', `${DEMO_WAYPOINT.namespace}/${DEMO_WAYPOINT.name}`, '--service-account', WAYPOINT_POD.serviceAccount,
+      '--control-plane', `${CONTROL_ADDRESS}:15012`, '--trust-bundle', join(this.stateDir, 'ca', 'root-cert.pem'),
+      '--token-file', join(this.stateDir, 'waypoint.token'),
+    ]);
+    await this.waitHttp(this.cluster.node(pod.node).netns, `http://${pod.ip}:15021/healthz/ready`, 30_000, 'the waypoint');
+  }
+
+  /** The waypoint's metrics text. */
+  async waypointMetrics(): Promise<string> {
+    const pod = this.cluster.pod(WAYPOINT_POD.name);
+    return (await this.httpGet(this.cluster.node(pod.node).netns, `http://${pod.ip}:15020/metrics`)).body;
   }
 
   /** Writes (or with `yaml` undefined, removes) a file of the mesh folder. */
@@ -228,11 +297,11 @@ export class DemoMesh {
   }
 
   private async startApps(): Promise<void> {
-    for (const p of DEMO_PODS) {
+    for (const p of this.pods) {
       if (p.serves === 'none') continue;
       this.spawnAmbit(`app-${p.name}`, this.cluster.podPlace(p.name), ['demo', 'app', p.serves === 'http' ? 'http-echo' : 'tcp-echo', '--name', p.name]);
     }
-    for (const p of DEMO_PODS) {
+    for (const p of this.pods) {
       if (p.serves === 'none') continue;
       const info = this.cluster.pod(p.name);
       const url = p.serves === 'http' ? `http://${info.ip}:8080/healthz` : undefined;

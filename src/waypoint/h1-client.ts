@@ -24,6 +24,7 @@
  */
 import { Readable, Writable, type Duplex } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { headerName, isToken } from './header-names.js';
 
 /** What a request needs on the wire. */
 export interface H1Request {
@@ -72,7 +73,6 @@ export interface H1PoolOptions {
   maxHeadBytes?: number;
 }
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const BAD_VALUE = /[\r\n\0]/;
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/;
 const CHUNK_SIZE = /^([0-9A-Fa-f]{1,15})(?:[ \t]*;.*)?$/;
@@ -80,12 +80,9 @@ const EMPTY = Buffer.alloc(0);
 /** Methods whose empty body goes without `content-length: 0` (what node:http does too). */
 const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
-/** Header names already checked (names repeat from request to request). */
-const validNames = new Set<string>();
-
 /** Serialises the request head; throws H1Failure on a header that cannot be written safely. */
 function requestHead(req: H1Request, chunked: boolean, emptyBody: boolean): string {
-  if (!TOKEN.test(req.method) || BAD_VALUE.test(req.path) || req.path.includes(' ') || BAD_VALUE.test(req.authority)) {
+  if (!isToken(req.method) || BAD_VALUE.test(req.path) || req.path.includes(' ') || BAD_VALUE.test(req.authority)) {
     throw new H1Failure('reset', `invalid upstream request line ${JSON.stringify(`${req.method} ${req.path}`)}`, false);
   }
   let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${req.authority}\r\n`;
@@ -93,10 +90,7 @@ function requestHead(req: H1Request, chunked: boolean, emptyBody: boolean): stri
   for (const name in req.headers) {
     const v = req.headers[name];
     if (v === undefined) continue;
-    if (!validNames.has(name)) {
-      if (!TOKEN.test(name)) throw new H1Failure('reset', `invalid upstream header name ${JSON.stringify(name)}`, false);
-      if (validNames.size < 1024) validNames.add(name);
-    }
+    if (headerName(name) === undefined) throw new H1Failure('reset', `invalid upstream header name ${JSON.stringify(name)}`, false);
     if (name === 'content-length') {
       if (chunked) continue;
       hasLength = true;
@@ -122,8 +116,8 @@ function requestHead(req: H1Request, chunked: boolean, emptyBody: boolean): stri
 function addHeader(h: IncomingHttpHeaders, line: string): boolean {
   const colon = line.indexOf(':');
   if (colon <= 0) return false;
-  const name = line.slice(0, colon).toLowerCase();
-  if (!TOKEN.test(name)) return false;
+  const name = headerName(line.slice(0, colon));
+  if (name === undefined) return false;
   const value = line.slice(colon + 1).trim();
   const cur = h[name];
   if (cur === undefined) h[name] = name === 'set-cookie' ? [value] : value;
@@ -200,7 +194,7 @@ class H1Connection {
     this.headParsed = false;
     this.keepAlive = true;
     this.sock.resume();
-    this.sock.write(head);
+    this.sock.write(head, 'latin1');
     if (req.writeBody !== undefined) {
       const sock = this.sock;
       const ex = this.ex;

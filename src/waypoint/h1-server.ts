@@ -25,6 +25,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Readable, type Duplex } from 'node:stream';
+import { headerName } from './header-names.js';
 
 export interface H1ServerLimits {
   /** Largest request head accepted, bytes (default 16,384; larger gets 431). */
@@ -54,6 +55,8 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const BAD_OUT = /[\r\n\0]/;
 const CHUNK_SIZE = /^([0-9A-Fa-f]{1,15})(?:[ \t]*;[\t\x20-\x7e]*)?$/;
 const EMPTY = Buffer.alloc(0);
+/** First body chunks up to this size go out in one buffer with the head. */
+const SMALL_BODY = 16_384;
 /** Headers where a repeat is an error or only the first counts (node:http's list). */
 const FIRST_WINS = new Set(['content-type', 'user-agent', 'referer', 'authorization', 'proxy-authorization', 'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
 const STATUS_TEXT: Record<number, string> = {
@@ -126,8 +129,8 @@ export class H1ServerResponse extends EventEmitter {
     for (const name in headers) {
       const v = headers[name];
       if (v === undefined) continue;
-      if (!TOKEN.test(name)) throw new Error(`invalid response header name ${JSON.stringify(name)}`);
-      const lower = name.toLowerCase();
+      const lower = headerName(name);
+      if (lower === undefined) throw new Error(`invalid response header name ${JSON.stringify(name)}`);
       if (lower === 'connection' || lower === 'transfer-encoding' || lower === 'keep-alive') continue;
       if (lower === 'content-length') length = true;
       if (Array.isArray(v)) {
@@ -164,6 +167,18 @@ export class H1ServerResponse extends EventEmitter {
     const c = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     const sock = this.sock;
     if (this.mode === 'none' || c.length === 0) return this.flushHead();
+    const h = this.head as string;
+    if (!this.headersSent && c.length <= SMALL_BODY) {
+      // Head and a small first chunk in one buffer: one write, no writev bookkeeping.
+      this.headersSent = true;
+      const frame = this.mode === 'chunked' ? `${c.length.toString(16)}\r\n` : '';
+      const headLen = Buffer.byteLength(h, 'latin1') + frame.length;
+      const out = Buffer.allocUnsafe(headLen + c.length + (frame === '' ? 0 : 2));
+      out.write(h + frame, 0, 'latin1');
+      c.copy(out, headLen);
+      if (frame !== '') out.write('\r\n', headLen + c.length, 'latin1');
+      return sock.write(out);
+    }
     sock.cork();
     this.flushHead();
     let ok: boolean;
@@ -182,7 +197,7 @@ export class H1ServerResponse extends EventEmitter {
     const h = this.head;
     if (h === undefined || this.headersSent) return true;
     this.headersSent = true;
-    return this.sock.write(h);
+    return this.sock.write(h, 'latin1');
   }
 
   /** Trailers sent after a chunked body (dropped for other framings). */
@@ -339,10 +354,10 @@ export class H1ServerConnection {
       const colon = line.indexOf(':');
       if (colon <= 0) throw new ParseError(400, 'malformed', `malformed header line ${JSON.stringify(line.slice(0, 60))}`);
       const rawName = line.slice(0, colon);
-      if (!TOKEN.test(rawName)) throw new ParseError(400, 'malformed', `invalid header name ${JSON.stringify(rawName.slice(0, 60))}`);
+      const name = headerName(rawName);
+      if (name === undefined) throw new ParseError(400, 'malformed', `invalid header name ${JSON.stringify(rawName.slice(0, 60))}`);
       const value = line.slice(colon + 1).trim();
       if (!FIELD_VALUE.test(value)) throw new ParseError(400, 'malformed', `invalid characters in header ${rawName}`);
-      const name = rawName.toLowerCase();
       const cur = headers[name];
       if (cur === undefined) {
         headers[name] = name === 'set-cookie' ? [value] : value;

@@ -41,6 +41,13 @@ export class PoolLimiter {
     return this.waiters.length;
   }
 
+  /** A slot at once when one is free and nobody waits; undefined otherwise (then `acquire`). */
+  tryAcquire(): Acquired | undefined {
+    if (this.inFlightCount >= this.capacity || this.waiters.length > 0) return undefined;
+    this.inFlightCount++;
+    return this.slot();
+  }
+
   /** A slot, after waiting if needed; `{ok:false}` when the pending queue is full (overflow). */
   acquire(signal?: CancelSignal): Promise<Acquired> {
     if (this.inFlightCount < this.capacity) {

@@ -39,7 +39,7 @@ import { portProtocol, type ServiceBinding, type WaypointConfig, type WaypointSe
 import { RequestCancel, type CancelSignal } from './cancel.js';
 import { decideFault, sleep } from './fault.js';
 import { FLAG, formatFlags, type ResponseFlag } from './flags.js';
-import { JwtAuthenticator, type JwtAuthenticatorOptions, type JwtIdentity } from './jwt.js';
+import { JwtAuthenticator, type JwtAuthenticatorOptions, type JwtIdentity, type JwtResult } from './jwt.js';
 import { waypointMetrics, type IstioRequestLabels, type WaypointMetrics } from './metrics.js';
 import { sendMirror } from './mirror.js';
 import type { RequestSeries } from './request-metrics.js';
@@ -130,6 +130,8 @@ interface RequestState {
 type Admission =
   | { readonly ok: false; readonly status: number; readonly flag: ResponseFlag | undefined; readonly detail: string; readonly headers?: OutgoingHttpHeaders }
   | { readonly ok: true; readonly binding: ServiceBinding; readonly choice: RouteChoice; readonly jwt: JwtIdentity | undefined };
+
+const NO_JWT: JwtResult = { kind: 'none' };
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 
@@ -260,15 +262,21 @@ export class WaypointProxy {
   }
 
   /** JWT, authorization, route match: what plain requests and upgrades share. */
-  private async admit(config: WaypointConfig, req: DownstreamRequest, st: RequestState, header: (n: string) => string | undefined): Promise<Admission> {
+  /** Settles synchronously (no promise) unless a JWT has to be validated. */
+  private admit(config: WaypointConfig, req: DownstreamRequest, st: RequestState, header: (n: string) => string | undefined): Admission | Promise<Admission> {
     const binding = this.bindingFor(config, st.down, st.authority);
     if (binding === undefined) {
       return { ok: false, status: 404, flag: FLAG.NO_ROUTE, detail: `no service bound to waypoint ${this.name} at ${st.down.destinationIp}:${st.down.destinationPort} (authority ${st.authority})` };
     }
     st.service = binding.service;
-    const { query } = splitPath(st.target);
     const authn = this.authenticator(binding);
-    const jwt = await authn.authenticate({ header, param: (n) => query.get(n) });
+    if (authn.empty) return this.authorizeAndRoute(req, st, header, binding, authn, NO_JWT);
+    const { query } = splitPath(st.target);
+    return authn.authenticate({ header, param: (n) => query.get(n) }).then((jwt) => this.authorizeAndRoute(req, st, header, binding, authn, jwt));
+  }
+
+  /** L7 authorization, route match and rate limit, once the JWT (if any) is known. */
+  private authorizeAndRoute(req: DownstreamRequest, st: RequestState, header: (n: string) => string | undefined, binding: ServiceBinding, authn: JwtAuthenticator, jwt: JwtResult): Admission {
     if (jwt.kind === 'invalid') {
       return { ok: false, status: 401, flag: undefined, detail: `Jwt verification fails: ${jwt.reason}`, headers: { 'www-authenticate': 'Bearer error="invalid_token"' } };
     }
@@ -339,7 +347,8 @@ export class WaypointProxy {
     const body = new BodyBuffer(req, this.bodyLimit, hasBody);
     st.body = body;
     try {
-      const adm = await this.admit(config, req, st, header);
+      const pending = this.admit(config, req, st, header);
+      const adm = pending instanceof Promise ? await pending : pending;
       if (!adm.ok) {
         this.localReply(st, res, adm.status, adm.flag, adm.detail, adm.headers);
         return;
@@ -539,7 +548,7 @@ export class WaypointProxy {
         await sleep(backoffMs(attempt, policy?.backoffMs ?? 25, this.rand), signal);
         if (signal.aborted || timedOut) break;
       }
-      const slot = await cluster.limiter.acquire(signal);
+      const slot = cluster.limiter.tryAcquire() ?? await cluster.limiter.acquire(signal);
       if (!slot.ok) {
         if (signal.aborted) return this.endAborted(st, res, clearRouteTimer);
         clearRouteTimer();

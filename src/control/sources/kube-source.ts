@@ -8,7 +8,8 @@
  * - Nothing is delivered before every watched kind has listed once (a half-listed cluster would
  *   look like mass deletion to subscribers).
  * - Changes are coalesced (default 50 ms) and compiled together; objects are parsed once per
- *   resourceVersion.
+ *   resourceVersion. Only what the compile changed is projected and handed to the control plane
+ *   (a full projection on the first delivery and after a compile that yielded no mesh).
  * - Unlike the folder source, an invalid object does not hold back the rest of the cluster: in a
  *   cluster, objects arrive independently and a policy admitted by the API server may still fail
  *   ambit's checks. The object is left out, reported (log, metric, /config_dump), and everything
@@ -53,6 +54,8 @@ export class KubeSource implements ConfigSource {
   private st: SourceStatus;
   private closed = false;
   private lastErrors = '';
+  /** The sink holds the projection of the compiler's last result. */
+  private projected = false;
 
   constructor(private readonly opts: KubeSourceOptions) {
     this.log = childLogger('control.source.kube', opts.logger);
@@ -102,15 +105,22 @@ export class KubeSource implements ConfigSource {
     const compiled = this.opts.compiler.compile(resources);
     const errors = [...rejectedObjects, ...errorsOf(compiled.diagnostics)];
     if (compiled.mesh === undefined) {
+      this.projected = false;
       const problems = errors.length > 0 ? errors.map(toProblem) : [{ message: 'the model could not compile the cluster configuration' }];
       this.st = { ...this.st, lastRejectedAt: new Date().toISOString(), problems };
       this.sink?.rejected(problems);
       this.resolveSynced?.();
       return;
     }
-    const mesh = this.projector.project(compiled.mesh, resources);
+    const m = compiled.mesh;
     this.st = { ...this.st, synced: true, lastAcceptedAt: new Date().toISOString() };
-    this.sink?.replaceAll(mesh, changedAt);
+    if (this.projected && compiled.changes !== undefined && m.workloadByKey !== undefined && m.serviceByKey !== undefined) {
+      const d = this.projector.projectChanges(m, compiled.changes);
+      this.sink?.applyDelta(d.upserts, d.removals, changedAt);
+    } else {
+      this.sink?.replaceAll(this.projector.project(m, resources), changedAt);
+    }
+    this.projected = true;
     // Report left-out objects after delivering the rest, and only when the set of problems
     // changed, so one persistently invalid object is counted once, not on every pod change.
     const print = errors.map((e) => `${e.code}|${e.message}`).join('\n');

@@ -54,18 +54,3 @@ test('entry bytes are cached per entry; the global view is rebuilt only when the
   t.not(g2, g1);
   t.deepEqual(decode(enc.encode({ epoch: 'e3', version: 2, full: true }, [g2.bytes])), decode(serialize({ epoch: 'e3', version: 2, full: true, upserts: [...table.values()].map((e) => e.wire) })));
 });
-
-test('a whole full view is shared by subscribers with the same scoped entries at one version', (t) => {
-  const table = new ResourceTable({ epoch: 'e4' });
-  table.replaceAll([wl('a', 'n1'), policy('p1'), policy('p2')]);
-  const enc = new PushEncoder(serialize);
-  const p1 = table.get(resourceKey('AUTHORIZATION_POLICY', 'p1'))!;
-  const p2 = table.get(resourceKey('AUTHORIZATION_POLICY', 'p2'))!;
-  const v1 = enc.fullView(table, [p1], 10);
-  t.is(enc.fullView(table, [p1], 20), v1, 'same scope, same version: one buffer');
-  const v2 = enc.fullView(table, [p1, p2], 30);
-  t.not(v2, v1);
-  t.deepEqual(decode(v2), decode(serialize({ epoch: 'e4', version: 1, changedAtMs: 30, full: true, baseVersion: 0, removals: [], upserts: [table.get(resourceKey('WORKLOAD', 'a'))!.wire, p1.wire, p2.wire] })));
-  table.apply([wl('a', 'n2')], []);
-  t.not(enc.fullView(table, [p1], 40), v1, 'a new version builds a new view');
-});
