@@ -25,8 +25,8 @@ function ambit(...args: string[]): Promise<Run> {
   });
 }
 
-test('examples/: clean, exit 0, summary line', async (t) => {
-  const r = await ambit('examples/');
+test('examples/bookinfo/: clean, exit 0, summary line', async (t) => {
+  const r = await ambit('examples/bookinfo/');
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, /^0 errors, 0 warnings, 0 infos in 6 files \(34 resources\)\n$/);
 });

@@ -5,7 +5,7 @@ import { analyzePaths } from '../../../src/model/analyze.js';
 import { compile } from '../../../src/model/compile/compile.js';
 import { compileYaml, node, ns, pod, service } from './helpers.js';
 
-const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url));
+const EXAMPLES = fileURLToPath(new URL('../../../examples/bookinfo/', import.meta.url));
 const AMBIENT = { 'ambit.dev/dataplane-mode': 'ambient' };
 
 test('the examples analyze clean and compile to the expected mesh', async (t) => {
