@@ -66,16 +66,23 @@ function arg(name: string): string {
   return v;
 }
 
+/** `--stream-window N --session-window N` (bytes) for tuning runs; default: the library's. */
+function windowOptions(): { streamWindowBytes?: number; sessionWindowBytes?: number } {
+  const stream = optionalArg('stream-window');
+  const session = optionalArg('session-window');
+  return { ...(stream === undefined ? {} : { streamWindowBytes: Number(stream) }), ...(session === undefined ? {} : { sessionWindowBytes: Number(session) }) };
+}
+
 async function roleHboneServer(): Promise<void> {
   const buf = optionalArg('splice-buffer');
-  const server = await HboneServer.create({ identity: SERVER_ID, credentials: await loadCerts(arg('certs')), authorize: () => ({ allow: true }), ...(buf === undefined ? {} : { spliceBufferBytes: Number(buf) }) });
+  const server = await HboneServer.create({ identity: SERVER_ID, credentials: await loadCerts(arg('certs')), authorize: () => ({ allow: true }), ...(buf === undefined ? {} : { spliceBufferBytes: Number(buf) }), ...windowOptions() });
   const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
   process.stdout.write(JSON.stringify({ port }) + '\n');
 }
 
 /** The ambit "client side": plain TCP listeners, each tunnelling to one authority. */
 async function roleHboneClient(): Promise<void> {
-  const pool = new HbonePool({ credentials: await loadCerts(arg('certs')) });
+  const pool = new HbonePool({ credentials: await loadCerts(arg('certs')), ...windowOptions() });
   const serverPort = Number(arg('server'));
   const buf = optionalArg('splice-buffer');
   const spliceOpts = buf === undefined ? {} : { maxBufferedBytes: Number(buf) };

@@ -2,7 +2,7 @@
  * `ambit control`: the control plane process. Reads the mesh from a folder (`--config DIR`) or
  * the Kubernetes API (`--kubernetes`), serves Discovery and the CA over gRPC, metrics,
  * /config_dump and readiness; drains on SIGTERM. Exits 1 with the first problems when the
- * initial configuration is invalid, 2 on bad options.
+ * initial configuration is invalid, 2 on bad options (unknown flags, a bad --debounce-ms).
  */
 import { parseArgs } from 'node:util';
 import { CertificateAuthority } from '../identity/ca.js';
@@ -25,6 +25,8 @@ sources:
   --kubernetes               list/watch the Kubernetes API (in-cluster, or --kubeconfig)
   --kubeconfig FILE          kubeconfig for --kubernetes (default: in-cluster)
   --context NAME             kubeconfig context (default: current-context)
+  --debounce-ms N            quiet time after a change before recompiling, ms; changes within it
+                             are applied together (default 5 with --config, 50 with --kubernetes)
 
 security:
   --token-file FILE          bootstrap tokens for folder mode (required with --config)
@@ -41,6 +43,14 @@ serving:
   --root-namespace NAME      Istio root namespace (default istio-system)
 `;
 
+/** A non-negative integer option (undefined when not given); throws naming the option. */
+function milliseconds(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0 || n > 3_600_000) throw new ControlConfigError(`--${name} must be a whole number of milliseconds 0-3600000, got '${v}'`);
+  return n;
+}
+
 function port(v: string | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
@@ -55,6 +65,7 @@ export async function run(argv: string[]): Promise<number> {
       args: argv,
       options: {
         config: { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, context: { type: 'string' },
+        'debounce-ms': { type: 'string' },
         'token-file': { type: 'string' }, 'ca-dir': { type: 'string' }, 'trust-domain': { type: 'string' },
         'agent-service-accounts': { type: 'string' }, host: { type: 'string' },
         'grpc-tls-port': { type: 'string' }, 'grpc-plaintext-port': { type: 'string' },
@@ -71,6 +82,13 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`ambit control: pass exactly one of --config DIR or --kubernetes\n\n${HELP}`);
     return 2;
   }
+  let debounceMs: number | undefined;
+  try {
+    debounceMs = milliseconds(values['debounce-ms'], 'debounce-ms');
+  } catch (err) {
+    process.stderr.write(`ambit control: ${(err as Error).message}\n`);
+    return 2;
+  }
   const trustDomain = values['trust-domain'] ?? 'cluster.local';
   const rootNamespace = values['root-namespace'] ?? 'istio-system';
   const compiler = new ModelCompiler({ trustDomain, rootNamespace });
@@ -81,14 +99,14 @@ export async function run(argv: string[]): Promise<number> {
     const tokenFile = values['token-file'];
     if (tokenFile === undefined) throw new ControlConfigError('--token-file is required with --config (subscribers authenticate with a bootstrap token)');
     authenticator = new TokenFileAuthenticator(tokenFile);
-    source = new FolderSource({ dir: values.config, compiler, rootNamespace });
+    source = new FolderSource({ dir: values.config, compiler, rootNamespace, ...(debounceMs !== undefined ? { debounceMs } : {}) });
   } else {
     const conn = values.kubeconfig !== undefined || values.context !== undefined
       ? kubeconfigConnection(values.kubeconfig, values.context) : inClusterConnection();
     http = new KubeHttp(conn);
     const agents = values['agent-service-accounts']?.split(',').map((s) => s.trim()).filter(Boolean);
     authenticator = new TokenReviewAuthenticator({ reviewer: new KubeTokenReviewer(http), ...(agents ? { agentServiceAccounts: agents } : {}) });
-    source = new KubeSource({ http, compiler, rootNamespace });
+    source = new KubeSource({ http, compiler, rootNamespace, ...(debounceMs !== undefined ? { debounceMs } : {}) });
   }
   const ca = await CertificateAuthority.open({ dir: values['ca-dir'] ?? '/var/lib/ambit/ca', trustDomain });
   const plain = values['grpc-plaintext-port'];

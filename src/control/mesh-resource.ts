@@ -11,7 +11,7 @@
 /** The kinds carried by discovery (mirrors ResourceKind in proto/ambit/v1/discovery.proto). */
 export const RESOURCE_KINDS = [
   'NAMESPACE', 'WORKLOAD', 'SERVICE', 'WAYPOINT_BINDING',
-  'AUTHORIZATION_POLICY', 'PEER_AUTHENTICATION', 'REQUEST_AUTHENTICATION', 'ROUTE', 'DESTINATION_RULE',
+  'AUTHORIZATION_POLICY', 'PEER_AUTHENTICATION', 'REQUEST_AUTHENTICATION', 'ROUTE', 'DESTINATION_RULE', 'RATE_LIMIT',
 ] as const;
 export type MeshKind = (typeof RESOURCE_KINDS)[number];
 

@@ -15,8 +15,10 @@
  *   AuthorizationPolicies and RequestAuthentications go to the waypoints they target): the
  *   validated spec as written. Agents evaluate them with the model's own functions
  *   (src/model/authz, src/model/compile/peer-authentication.ts), so semantics stay in one place.
- * - ROUTE, DESTINATION_RULE (waypoints bound to the service): the compiled routes and
- *   destination policy of one service, keyed by the service.
+ * - ROUTE, DESTINATION_RULE, RATE_LIMIT (waypoints bound to the service): the compiled routes,
+ *   destination policy and LocalRateLimits of one service, keyed by the service. Rate limits
+ *   are compiled per service (a limit on the waypoint Gateway appears under each bound service,
+ *   with the same key, so the waypoint keeps one bucket for it); agents never receive them.
  *
  * Invariant: projecting the same model object twice yields the identical MeshResource object
  * (cached by object identity), so an unchanged resource costs a map lookup, not a serialization.
@@ -63,6 +65,9 @@ export interface ProjectionOptions {
 
 type TargetRef = { group?: string; kind?: string; name?: string; namespace?: string };
 
+/** The resources one compiled Service projects to (see `Projector.service`). */
+const SERVICE_PARTS = ['SERVICE', 'ROUTE', 'DESTINATION_RULE', 'RATE_LIMIT'] as const satisfies readonly MeshKind[];
+
 export class Projector {
   /** Model object → its projection; `null` for resources that are not distributed (pods, nodes, ...). */
   private readonly one = new WeakMap<object, MeshResource | null>();
@@ -108,7 +113,7 @@ export class Projector {
       const s = serviceByKey(key);
       const parts = s === undefined ? [] : this.service(s);
       upserts.push(...parts);
-      for (const kind of ['SERVICE', 'ROUTE', 'DESTINATION_RULE'] as const) if (!parts.some((m) => m.kind === kind)) removals.push(resourceKey(kind, key));
+      for (const kind of SERVICE_PARTS) if (!parts.some((m) => m.kind === kind)) removals.push(resourceKey(kind, key));
       if (this.boundServices.has(key) || s?.waypoint !== undefined) bindingsStale = true;
     }
     if (bindingsStale) {
@@ -174,7 +179,7 @@ export class Projector {
   private service(s: MeshService): MeshResource[] {
     const hit = this.two.get(s);
     if (hit !== undefined) return hit;
-    const { routes, routeSources, destinationPolicy, ...rest } = s;
+    const { routes, routeSources, destinationPolicy, rateLimits, ...rest } = s;
     const out: MeshResource[] = [{ kind: 'SERVICE', name: s.key, json: JSON.stringify(rest) }];
     const select: Selection = { waypointServices: [s.key] };
     if (routes.length > 0) {
@@ -182,6 +187,9 @@ export class Projector {
     }
     if (destinationPolicy !== undefined) {
       out.push({ kind: 'DESTINATION_RULE', name: s.key, json: JSON.stringify({ service: s.key, hostname: s.hostname, policy: destinationPolicy }), select });
+    }
+    if (rateLimits.length > 0) {
+      out.push({ kind: 'RATE_LIMIT', name: s.key, json: JSON.stringify({ service: s.key, hostname: s.hostname, limits: rateLimits }), select });
     }
     this.two.set(s, out);
     return out;

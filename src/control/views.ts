@@ -2,8 +2,8 @@
  * Who receives what. A node agent receives every global resource (namespaces, workloads,
  * services, waypoint bindings: what it needs to resolve any destination) plus the L4 policies
  * that select at least one workload on its node. A waypoint receives the global resources too
- * (it picks endpoints and tunnels on) plus the routes, destination rules and L7 policies bound
- * to the services it serves.
+ * (it picks endpoints and tunnels on) plus the routes, destination rules, rate limits and L7
+ * policies bound to the services it serves.
  *
  * This module is pure: it reads the table and returns key sets; sessions diff them.
  */

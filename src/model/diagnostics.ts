@@ -106,6 +106,7 @@ export const DIAGNOSTIC_CODES = {
   AMBIT_REF_CONFLICT: { severity: 'warning', summary: 'several objects configure the same thing; the oldest (then alphabetical) wins' },
   AMBIT_POLICY_MULTIPLE_MESH_PEER_AUTHN: { severity: 'error', summary: 'more than one mesh-wide PeerAuthentication in the root namespace' },
   AMBIT_POLICY_L7_WITHOUT_WAYPOINT: { severity: 'warning', summary: 'a selector policy has L7 rules but the workload has no waypoint: ambit denies matching traffic at L4' },
+  AMBIT_POLICY_RATE_LIMIT_WITHOUT_WAYPOINT: { severity: 'warning', summary: 'a LocalRateLimit targets a Service that is not bound to a waypoint: nothing enforces it' },
   AMBIT_POLICY_PORT_LEVEL_WITHOUT_SELECTOR: { severity: 'error', summary: 'portLevelMtls set on a PeerAuthentication without a selector' },
   AMBIT_POLICY_AUTHZ: { severity: 'warning', summary: 'an AuthorizationPolicy problem found by the authorization linter (message names it); severity as the linter says' },
 } as const satisfies Record<string, CodeInfo>;

@@ -6,9 +6,10 @@
  * Invariants:
  * - An enrolled endpoint is only ever reached over HBONE, its server proving the endpoint
  *   workload's SPIFFE identity; plaintext is used only for endpoints the mesh does not capture.
- * - HTTP/1.1: one keep-alive connection pool per endpoint (a CONNECT stream carries one HTTP/1.1
- *   connection and is reused across requests); no request ever shares a connection with another
- *   in flight. HTTP/2: one session per endpoint, multiplexed, replaced when it closes.
+ * - HTTP/1.1: one keep-alive connection pool per endpoint (h1-client.ts, the waypoint's own
+ *   codec; a CONNECT stream carries one HTTP/1.1 connection and is reused across requests); no
+ *   request ever shares a connection with another in flight. HTTP/2: one session per endpoint,
+ *   multiplexed, replaced when it closes.
  * - Failures are classified for retries and outlier detection: `connect-failure` (the stream could
  *   not be opened), `refused-stream` (HTTP/2 REFUSED_STREAM), `reset` (anything after that).
  *   A request that fails on a reused keep-alive connection before any response byte is retried once

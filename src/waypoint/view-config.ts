@@ -1,7 +1,7 @@
 /**
  * Builds the waypoint's WaypointConfig from its discovery view (DESIGN.md §6): SERVICE and
  * WORKLOAD (global), WAYPOINT_BINDING (which services are bound to this waypoint), ROUTE and
- * DESTINATION_RULE (compiled by the model, per service), AUTHORIZATION_POLICY and
+ * DESTINATION_RULE and RATE_LIMIT (compiled by the model, per service), AUTHORIZATION_POLICY and
  * REQUEST_AUTHENTICATION (specs as written, compiled here with the model's own compiler so the
  * semantics stay in src/model/authz).
  *
@@ -15,7 +15,8 @@
  */
 import { compileAuthorizationPolicy } from '../model/authz/compile.js';
 import type { AuthorizationPolicySpec, AuthzPolicy } from '../model/authz/types.js';
-import type { DestinationPolicy, MeshService, Route, Workload } from '../model/compile/types.js';
+import type { DestinationPolicy, MeshService, RateLimitPolicy, Route, Workload } from '../model/compile/types.js';
+import type { LocalRateLimitSpec } from '../model/kinds/ambit-rate-limit.js';
 import type { RequestAuthenticationSpec } from '../model/kinds/security.js';
 import type { LocalView } from '../discovery/local-view.js';
 import { WaypointConfig, type ServiceBinding, type WaypointServiceInfo, type WorkloadInfo } from './config.js';
@@ -35,6 +36,35 @@ function targets(p: PolicyPayload<unknown>, serviceKey: string, waypointKey: str
     if (r.kind === 'Gateway') return key === waypointKey;
     return false;
   });
+}
+
+const positive = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 1;
+
+/**
+ * A service's compiled RATE_LIMIT payload as the limiter takes it: the LocalRateLimit's key and a
+ * spec with the model's defaults filled in (fillInterval in ms). Undefined when malformed.
+ */
+function rateLimitsOf(payload: { limits?: unknown } | undefined, serviceName: string, waypointName: string): ServiceBinding['rateLimits'] | undefined {
+  if (payload === undefined) return [];
+  if (!Array.isArray(payload.limits)) return undefined;
+  const out: { key: string; spec: LocalRateLimitSpec }[] = [];
+  for (const l of payload.limits as Partial<RateLimitPolicy>[]) {
+    const status = l.statusCode;
+    if (typeof l.key !== 'string' || !positive(l.maxTokens) || !positive(l.tokensPerFill) || !positive(l.fillIntervalMs)) return undefined;
+    if (typeof status !== 'number' || !Number.isInteger(status) || status < 400 || status > 599) return undefined;
+    if (l.routeName !== undefined && typeof l.routeName !== 'string') return undefined;
+    const target = l.via === 'waypoint' ? { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: waypointName } : { kind: 'Service', name: serviceName };
+    out.push({
+      key: l.key,
+      spec: {
+        targetRefs: [target],
+        ...(l.routeName !== undefined ? { routeName: l.routeName } : {}),
+        tokenBucket: { maxTokens: l.maxTokens, tokensPerFill: l.tokensPerFill, fillInterval: `${l.fillIntervalMs}ms` },
+        statusCode: status,
+      },
+    });
+  }
+  return out;
 }
 
 export interface ViewConfigOptions {
@@ -76,6 +106,7 @@ export function configFromView(view: LocalView, o: ViewConfigOptions): WaypointC
     if (!boundKeys.has(svc.key)) continue;
     const route = view.get('ROUTE', svc.key) as { routes?: Route[] } | undefined;
     const dr = view.get('DESTINATION_RULE', svc.key) as { policy?: DestinationPolicy } | undefined;
+    const rateLimits = rateLimitsOf(view.get('RATE_LIMIT', svc.key) as { limits?: unknown } | undefined, svc.name, o.waypoint.slice(o.waypoint.indexOf('/') + 1)) ?? bad('RATE_LIMIT', svc.key);
     bound.push({
       service: svc,
       routes: route?.routes ?? [],
@@ -89,8 +120,7 @@ export function configFromView(view: LocalView, o: ViewConfigOptions): WaypointC
           return p.namespace === svc.namespace || p.namespace === root;
         })
         .map((p) => p.spec),
-      // LocalRateLimit is not distributed by discovery yet (no RATE_LIMIT resource kind).
-      rateLimits: [],
+      rateLimits,
     });
   }
   return new WaypointConfig({ bound, others: services.filter((s) => !boundKeys.has(s.key)), workloads, version: `${view.epoch}@${view.version}` });

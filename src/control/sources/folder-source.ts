@@ -87,7 +87,7 @@ export class FolderSource implements ConfigSource {
     this.st = { kind: 'folder', location: opts.dir, synced: false, problems: [] };
   }
 
-  status(): SourceStatus { return { ...this.st, details: { files: this.files.size, reloads: this.reloads } }; }
+  status(): SourceStatus { return { ...this.st, details: { files: this.files.size, reloads: this.reloads, debounceMs: this.opts.debounceMs ?? 5 } }; }
 
   async start(sink: SourceSink): Promise<void> {
     this.sink = sink;

@@ -14,6 +14,8 @@
  * - VirtualService, DestinationRule: the Services of its hosts (all on a wildcard host).
  * - Gateway: its waypoint, and every workload and Service bound to it (its existence decides
  *   whether their binding resolves).
+ * - LocalRateLimit: the Services its targetRefs name, before and after, and every Service bound
+ *   to a waypoint Gateway it names (rate-limits.ts).
  * - Node, ServiceAccount, RequestAuthentication and kinds added later: nothing derived; they are
  *   read through the resource index.
  */
@@ -23,6 +25,7 @@ import { InvalidChangeError } from '../errors.js';
 import type { GatewayResource, HttpRouteResource } from '../kinds/gateway-api.js';
 import type { PodResource, ServiceResource } from '../kinds/core.js';
 import type { DestinationRuleResource, VirtualServiceResource } from '../kinds/networking.js';
+import type { LocalRateLimitResource } from '../kinds/ambit-rate-limit.js';
 import { kindKey, refKey, type Resource } from '../resource.js';
 import { BuildContext } from './context.js';
 import { crossCheckFull, crossCheckSince } from './cross-check.js';
@@ -33,6 +36,7 @@ import {
   KIND_DESTINATION_RULE,
   KIND_GATEWAY,
   KIND_HTTP_ROUTE,
+  KIND_LOCAL_RATE_LIMIT,
   KIND_NAMESPACE,
   KIND_POD,
   KIND_SERVICE,
@@ -45,6 +49,7 @@ import { buildService } from './service.js';
 import { serviceSelects, buildWorkload } from './workload.js';
 import { buildWaypoint } from './waypoint.js';
 import { httpRouteParents } from './routes.js';
+import { rateLimitTargets } from './rate-limits.js';
 import { Snapshot, type DiagnosticsChecker, type SnapshotState } from './snapshot.js';
 import type { MeshService, Waypoint, Workload } from './types.js';
 
@@ -329,6 +334,20 @@ function markDirty(c: Changed, prev: SnapshotState, dirty: Dirty): void {
       const bound = (t: { namespace: string; name: string } | undefined): boolean => t !== undefined && t.namespace === ns && t.name === any.ref.name;
       for (const w of prev.workloads.values()) if (bound(w.waypointTarget)) dirty.workloads.add(w.key);
       for (const s of prev.services.values()) if (bound(s.waypointTarget)) dirty.services.add(s.key);
+      break;
+    }
+    case KIND_LOCAL_RATE_LIMIT: {
+      const gateways = new Set<string>();
+      for (const r of both) {
+        for (const t of rateLimitTargets(r as LocalRateLimitResource)) {
+          const [tkind, tkey] = t.split('|') as [string, string];
+          if (tkind === 'Service') dirty.services.add(tkey);
+          else gateways.add(tkey);
+        }
+      }
+      if (gateways.size > 0) {
+        for (const s of prev.services.values()) if (s.waypoint !== undefined && gateways.has(`${s.waypoint.namespace}/${s.waypoint.name}`)) dirty.services.add(s.key);
+      }
       break;
     }
     default:

@@ -12,6 +12,7 @@ import { WAYPOINT_GATEWAY_CLASS } from '../kinds/gateway-api.js';
 import type { NamespaceResource } from '../kinds/core.js';
 import type { AuthorizationPolicyResource, PeerAuthenticationResource } from '../kinds/security.js';
 import type { DestinationRuleResource, VirtualServiceResource } from '../kinds/networking.js';
+import type { LocalRateLimitResource } from '../kinds/ambit-rate-limit.js';
 import { refKey, type Resource } from '../resource.js';
 import type { ResolvedOptions } from './options.js';
 import { httpRouteParents, virtualServicesFor } from './routes.js';
@@ -24,11 +25,13 @@ import {
   KIND_DESTINATION_RULE,
   KIND_GATEWAY,
   KIND_HTTP_ROUTE,
+  KIND_LOCAL_RATE_LIMIT,
   KIND_NAMESPACE,
   KIND_PEER_AUTHENTICATION,
   KIND_VIRTUAL_SERVICE,
   type ResourceIndex,
 } from './resource-index.js';
+import { rateLimitTargets } from './rate-limits.js';
 
 /** Authorization policies of one namespace that select workloads (no targetRefs). */
 export interface AuthzGroup {
@@ -58,6 +61,7 @@ export class BuildContext {
   private dr: DestinationRuleResource[] | undefined;
   private hr: HttpRouteResource[] | undefined;
   private hrByService: Map<string, HttpRouteResource[]> | undefined;
+  private rlByTarget: Map<string, LocalRateLimitResource[]> | undefined;
   private readonly namespaces = new Map<string, NamespaceResource | undefined>();
   private readonly labelIndexes = new WeakMap<readonly Workload[], Map<string, Workload[]>>();
 
@@ -183,6 +187,25 @@ export class BuildContext {
       }
     }
     return this.hrByService.get(serviceKey) ?? [];
+  }
+
+  /**
+   * LocalRateLimits whose targetRefs name the Service or the Gateway `namespace/name`
+   * (`target` is `Service|ns/name` or `Gateway|ns/name`, see rate-limits.ts), sorted by name.
+   */
+  rateLimitsTargeting(target: string): readonly LocalRateLimitResource[] {
+    if (this.rlByTarget === undefined) {
+      this.rlByTarget = new Map();
+      for (const rl of this.resources.list<LocalRateLimitResource>(KIND_LOCAL_RATE_LIMIT)) {
+        for (const t of rateLimitTargets(rl)) {
+          const l = this.rlByTarget.get(t);
+          if (l === undefined) this.rlByTarget.set(t, [rl]);
+          else l.push(rl);
+        }
+      }
+      for (const l of this.rlByTarget.values()) l.sort((a, b) => (a.ref.name < b.ref.name ? -1 : a.ref.name > b.ref.name ? 1 : 0));
+    }
+    return this.rlByTarget.get(target) ?? [];
   }
 
   /** Compiled policies after replacing the changed AuthorizationPolicies. */

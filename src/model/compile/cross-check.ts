@@ -8,7 +8,8 @@
  * pod lacks; bindings to missing waypoints; waypoints without pods; more than one mesh-wide
  * PeerAuthentication; competing VirtualServices/DestinationRules/PeerAuthentications; pods on
  * unknown nodes; duplicate pod and Service IPs; namespaces and ServiceAccounts not defined;
- * selector policies with L7 rules on workloads without a waypoint.
+ * selector policies with L7 rules on workloads without a waypoint; LocalRateLimits on Services
+ * without a waypoint (nothing would enforce them).
  *
  * Diagnostics are computed in groups, one per (check, subject): the findings about one
  * VirtualService, one Service, one pod, one undefined namespace, and so on. A full check
@@ -27,7 +28,7 @@
  * | waypoint without pods      | the waypoint   | itself                                                       |
  * | pod                        | the workload   | itself, its Node, its ServiceAccount, workloads sharing an IP |
  * | namespace not defined      | the namespace  | Namespaces, every resource in that namespace                 |
- * | policy selector/targetRefs | the policy     | itself, workloads its selector matches, Services, waypoints  |
+ * | policy selector/targetRefs | the policy     | itself, workloads its selector matches, Services (and, for a LocalRateLimit, their waypoint binding), waypoints |
  * | PeerAuthentication conflict| the namespace  | PeerAuthentications                                          |
  * | L7 rules without waypoint  | the policy     | compiled policies, workloads and Services of its namespace (all for the root namespace) |
  *
@@ -49,6 +50,7 @@ import {
   KIND_DESTINATION_RULE,
   KIND_GATEWAY,
   KIND_HTTP_ROUTE,
+  KIND_LOCAL_RATE_LIMIT,
   KIND_NAMESPACE,
   KIND_NODE,
   KIND_PEER_AUTHENTICATION,
@@ -86,7 +88,7 @@ const SEP = '\u0000';
 const groupKey = (section: Section, subject: string): string => `${section}${SEP}${subject}`;
 
 /** Policy kinds whose selectors and targetRefs are checked. */
-const SELECTOR_POLICY_KINDS = [KIND_PEER_AUTHENTICATION, KIND_AUTHORIZATION_POLICY, KIND_REQUEST_AUTHENTICATION] as const;
+const SELECTOR_POLICY_KINDS = [KIND_PEER_AUTHENTICATION, KIND_AUTHORIZATION_POLICY, KIND_REQUEST_AUTHENTICATION, KIND_LOCAL_RATE_LIMIT] as const;
 
 type PolicySpec = { selector?: { matchLabels?: Record<string, string> }; targetRef?: { kind: string; name: string; group?: string }; targetRefs?: { kind: string; name: string; group?: string }[] };
 
@@ -438,7 +440,11 @@ class Checker {
       const path = p.spec.targetRefs !== undefined ? ['spec', 'targetRefs', i] : ['spec', 'targetRef'];
       const group = t.group ?? '';
       if (t.kind === 'Service' && (group === '' || group === 'core')) {
-        if (this.snap.service(`${p.ref.namespace}/${t.name}`) === undefined) rep.add(p, [...path, 'name'], 'AMBIT_REF_UNKNOWN_SERVICE', `targetRef Service ${p.ref.namespace}/${t.name} does not exist`);
+        const svc = this.snap.service(`${p.ref.namespace}/${t.name}`);
+        if (svc === undefined) rep.add(p, [...path, 'name'], 'AMBIT_REF_UNKNOWN_SERVICE', `targetRef Service ${p.ref.namespace}/${t.name} does not exist`);
+        else if (p.kind === 'LocalRateLimit' && svc.waypoint === undefined) {
+          rep.add(p, [...path, 'name'], 'AMBIT_POLICY_RATE_LIMIT_WITHOUT_WAYPOINT', `targets Service ${svc.key}, which is not bound to a waypoint, so nothing enforces this limit; bind one (label ${LABEL_USE_WAYPOINT} on the Service or its namespace)`);
+        }
       } else if (t.kind === 'Gateway') {
         if (this.snap.waypoint(`${p.ref.namespace}/${t.name}`) === undefined) rep.add(p, [...path, 'name'], 'AMBIT_REF_UNKNOWN_WAYPOINT', `targetRef Gateway ${p.ref.namespace}/${t.name} is not a waypoint (no Gateway with gatewayClassName ${WAYPOINT_GATEWAY_CLASS})`);
       }
@@ -606,6 +612,9 @@ export function crossCheckSince(snap: Snapshot, base: Snapshot, prior: CrossChec
   // came or went; a selector policy when a changed workload matched it before or after.
   for (const key of delta.resources) if ((SELECTOR_POLICY_KINDS as readonly string[]).includes(kindOfKey(key))) mark(S_SELECTOR, key);
   const targetsChanged = kinds.has(KIND_SERVICE) || waypointsExistence;
+  // A LocalRateLimit's finding also depends on its Services' waypoint binding, which Namespace
+  // and Gateway changes move too: recheck every rate limit (they are few) when a Service did.
+  if (services.length > 0) for (const r of res.list(KIND_LOCAL_RATE_LIMIT)) mark(S_SELECTOR, r.key);
   if (targetsChanged || workloads.length > 0) {
     for (const kind of SELECTOR_POLICY_KINDS) {
       for (const p of res.list<Resource<PolicySpec>>(kind)) {

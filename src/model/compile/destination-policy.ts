@@ -3,16 +3,18 @@
  * pool, outlier detection, per port, and subsets.
  *
  * Istio's merge rules are kept: a subset's (or a port's) setting replaces the top-level setting
- * of the same group (`connectionPool` as a whole, not field by field); `LEAST_CONN` is the old
- * name of `LEAST_REQUEST`; outlier detection defaults to interval 10s, base ejection 30s, max
- * ejection 10%, consecutive 5xx 5. When several DestinationRules name the same host the oldest
- * wins (exact host before wildcard).
+ * of the same group (`connectionPool` as a whole, not field by field; `loadBalancer` as a whole,
+ * so a subset's `simple` drops an inherited `consistentHash`); `LEAST_CONN` is the old name of
+ * `LEAST_REQUEST`; outlier detection defaults to interval 10s, base ejection 30s, max ejection
+ * 10%, consecutive 5xx 5; consistent hashing defaults to a ring of 1024 entries (Maglev: a table
+ * of 65537), and the deprecated `consistentHash.minimumRingSize` is `ringHash.minimumRingSize`.
+ * When several DestinationRules name the same host the oldest wins (exact host before wildcard).
  */
 import { parseDurationMs } from '../duration.js';
-import type { DestinationRuleResource, PortTrafficPolicySpec, TrafficPolicySpec } from '../kinds/networking.js';
+import type { ConsistentHashSpec, DestinationRuleResource, PortTrafficPolicySpec, TrafficPolicySpec } from '../kinds/networking.js';
 import { hostMatches, isWildcard, resolveHost } from './hosts.js';
 import { compareAge } from './selectors.js';
-import type { ConnectionPoolPolicy, DestinationPolicy, LoadBalancerPolicy, OutlierDetectionPolicy, TrafficPolicy } from './types.js';
+import type { ConnectionPoolPolicy, ConsistentHashPolicy, DestinationPolicy, LoadBalancerPolicy, OutlierDetectionPolicy, TrafficPolicy } from './types.js';
 
 type Group = Omit<TrafficPolicy, 'ports'>;
 
@@ -31,6 +33,24 @@ function loadBalancer(spec: PortTrafficPolicySpec['loadBalancer']): LoadBalancer
 }
 
 const ms = (d: string | undefined): number | undefined => (d === undefined ? undefined : parseDurationMs(d));
+
+/** Envoy's defaults: RingHashLbConfig.minimum_ring_size and MaglevLbConfig.table_size. */
+const DEFAULT_RING_SIZE = 1024;
+const DEFAULT_MAGLEV_TABLE_SIZE = 65537;
+
+function consistentHash(spec: ConsistentHashSpec | undefined): ConsistentHashPolicy | undefined {
+  if (spec === undefined) return undefined;
+  const out: { -readonly [K in keyof ConsistentHashPolicy]: ConsistentHashPolicy[K] } = {};
+  if (spec.httpHeaderName !== undefined) out.httpHeaderName = spec.httpHeaderName.toLowerCase();
+  else if (spec.httpCookie !== undefined) {
+    const ttlMs = ms(spec.httpCookie.ttl);
+    out.httpCookie = { name: spec.httpCookie.name, ...(ttlMs !== undefined ? { ttlMs } : {}), ...(spec.httpCookie.path !== undefined ? { path: spec.httpCookie.path } : {}) };
+  } else if (spec.useSourceIp === true) out.useSourceIp = true;
+  else if (spec.httpQueryParameterName !== undefined) out.httpQueryParameterName = spec.httpQueryParameterName;
+  if (spec.maglev !== undefined) out.maglev = { tableSize: spec.maglev.tableSize ?? DEFAULT_MAGLEV_TABLE_SIZE };
+  else out.ringHash = { minimumRingSize: spec.ringHash?.minimumRingSize ?? spec.minimumRingSize ?? DEFAULT_RING_SIZE };
+  return out;
+}
 
 function connectionPool(spec: PortTrafficPolicySpec['connectionPool']): ConnectionPoolPolicy | undefined {
   if (spec === undefined) return undefined;
@@ -62,8 +82,11 @@ function outlierDetection(spec: PortTrafficPolicySpec['outlierDetection']): Outl
 }
 
 function group(spec: Pick<TrafficPolicySpec, 'loadBalancer' | 'connectionPool' | 'outlierDetection'> | undefined, base?: Group): Group {
+  const lbSet = spec?.loadBalancer !== undefined;
+  const hash = lbSet ? consistentHash(spec.loadBalancer?.consistentHash) : base?.consistentHash;
   return {
-    loadBalancer: spec?.loadBalancer !== undefined ? loadBalancer(spec.loadBalancer) : base?.loadBalancer,
+    loadBalancer: lbSet ? loadBalancer(spec.loadBalancer) : base?.loadBalancer,
+    ...(hash !== undefined ? { consistentHash: hash } : {}),
     connectionPool: spec?.connectionPool !== undefined ? connectionPool(spec.connectionPool) : base?.connectionPool,
     outlierDetection: spec?.outlierDetection !== undefined ? outlierDetection(spec.outlierDetection) : base?.outlierDetection,
   };

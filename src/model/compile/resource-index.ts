@@ -84,3 +84,4 @@ export const KIND_VIRTUAL_SERVICE = 'networking.istio.io/VirtualService';
 export const KIND_DESTINATION_RULE = 'networking.istio.io/DestinationRule';
 export const KIND_HTTP_ROUTE = 'gateway.networking.k8s.io/HTTPRoute';
 export const KIND_GATEWAY = 'gateway.networking.k8s.io/Gateway';
+export const KIND_LOCAL_RATE_LIMIT = 'ambit.dev/LocalRateLimit';

@@ -1,7 +1,7 @@
 /**
  * A Service resource → a `MeshService`: VIP, hostname, ports, endpoints (the pods its selector
  * matches that have an address and are ready, or all of them with `publishNotReadyAddresses`),
- * waypoint binding, routes and destination policy.
+ * waypoint binding, routes, destination policy and rate limits.
  *
  * targetPort resolution: a number is used as is; a name is looked up in each pod's container
  * ports, so pods of different versions may expose the named port on different numbers; a pod
@@ -12,6 +12,7 @@ import type { ServiceResource } from '../kinds/core.js';
 import type { BuildContext } from './context.js';
 import { destinationPolicy } from './destination-policy.js';
 import { serviceHostname } from './hosts.js';
+import { serviceRateLimits } from './rate-limits.js';
 import { httpRouteTable, refsOf, virtualServiceRoutes } from './routes.js';
 import type { Endpoint, MeshService, Route, ServicePort, Workload } from './types.js';
 import { serviceSelects, waypointLabel } from './workload.js';
@@ -83,6 +84,7 @@ export function buildService(svc: ServiceResource, ctx: BuildContext, workloadsI
     routes: Object.freeze(routes),
     routeSources: Object.freeze(routeSources),
     destinationPolicy: dr === undefined ? undefined : destinationPolicy(dr, hostname),
+    rateLimits: serviceRateLimits(key, waypoint, (target) => ctx.rateLimitsTargeting(target)),
     source: svc.ref,
   });
 }

@@ -125,6 +125,11 @@ export interface MeshService {
   /** Which objects provided `routes`. */
   readonly routeSources: readonly ResourceRef[];
   readonly destinationPolicy: DestinationPolicy | undefined;
+  /**
+   * LocalRateLimits enforced for this Service by its waypoint: those targeting the Service, then
+   * those targeting the waypoint Gateway it is bound to, each group by name.
+   */
+  readonly rateLimits: readonly RateLimitPolicy[];
   readonly source: ResourceRef;
 }
 
@@ -239,6 +244,26 @@ export interface Route {
 
 export type LoadBalancerPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM';
 
+/**
+ * Istio `LoadBalancerSettings.ConsistentHashLB`: exactly one hash key (header, cookie, source IP
+ * or query parameter) and exactly one algorithm (`ringHash` or `maglev`, defaults filled in).
+ * Absent keys are absent, never `undefined`, so the object survives a JSON round trip unchanged.
+ */
+export interface ConsistentHashPolicy {
+  /** Request header to hash (lower case). */
+  readonly httpHeaderName?: string;
+  /** Cookie to hash; `ttlMs` and `path` describe the cookie Envoy would issue when absent. */
+  readonly httpCookie?: { readonly name: string; readonly ttlMs?: number; readonly path?: string };
+  /** Hash the downstream source address. */
+  readonly useSourceIp?: boolean;
+  /** Query parameter to hash. */
+  readonly httpQueryParameterName?: string;
+  /** Ketama ring with at least this many entries (default algorithm; default size 1024). */
+  readonly ringHash?: { readonly minimumRingSize: number };
+  /** Maglev lookup table of this (prime) size (default 65537). */
+  readonly maglev?: { readonly tableSize: number };
+}
+
 export interface ConnectionPoolPolicy {
   readonly maxConnections: number | undefined;
   readonly connectTimeoutMs: number | undefined;
@@ -262,7 +287,13 @@ export interface OutlierDetectionPolicy {
 }
 
 export interface TrafficPolicy {
+  /** Simple policy; undefined when unset (the waypoint's default) or when `consistentHash` is set. */
   readonly loadBalancer: LoadBalancerPolicy | undefined;
+  /**
+   * Consistent hashing (`loadBalancer.consistentHash`), present only when set. Part of the
+   * `loadBalancer` group: a subset's or port's `loadBalancer` replaces it as a whole.
+   */
+  readonly consistentHash?: ConsistentHashPolicy;
   readonly connectionPool: ConnectionPoolPolicy | undefined;
   readonly outlierDetection: OutlierDetectionPolicy | undefined;
   /** Per service port overrides (already merged over the fields above). */
@@ -281,4 +312,24 @@ export interface DestinationPolicy {
   readonly host: string;
   readonly trafficPolicy: TrafficPolicy;
   readonly subsets: readonly Subset[];
+}
+
+// --------------------------------------------------------------------------- rate limits
+
+/** A LocalRateLimit (`ambit.dev/v1alpha1`) as it applies to one Service, defaults filled in. */
+export interface RateLimitPolicy {
+  /** `namespace/name` of the LocalRateLimit: the identity of its token bucket at a waypoint. */
+  readonly key: string;
+  readonly source: ResourceRef;
+  /** How it attached: a targetRef to the Service, or to the waypoint Gateway the Service is bound to. */
+  readonly via: 'service' | 'waypoint';
+  /** Only requests matched to the route of this name; absent: every request. */
+  readonly routeName?: string;
+  /** Bucket size (burst), >= 1. */
+  readonly maxTokens: number;
+  /** Tokens added every `fillIntervalMs` (default 1). */
+  readonly tokensPerFill: number;
+  readonly fillIntervalMs: number;
+  /** Status of a refused request (default 429). */
+  readonly statusCode: number;
 }

@@ -193,6 +193,52 @@ export type VirtualServiceResource = Resource<VirtualServiceSpec, undefined>;
 
 // ------------------------------------------------------------------------- DestinationRule
 
+function isPrime(n: number): boolean {
+  if (n < 2) return false;
+  for (let i = 2; i * i <= n; i++) if (n % i === 0) return false;
+  return true;
+}
+
+/** Requests without the hash key are balanced round robin by the waypoint (as Envoy does). */
+const issuedCookieNote = 'the waypoint hashes on the cookie the client sends and does not issue one; requests without it are balanced round robin';
+
+const consistentHash = obj(
+  {
+    httpHeaderName: opt(headerName),
+    httpCookie: opt(
+      obj({
+        name: req(str({ minLength: 1, pattern: /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, format: 'a cookie name' })),
+        path: unimplemented(str(), issuedCookieNote),
+        ttl: unimplemented(duration(), issuedCookieNote),
+        attributes: unimplemented(anyValue(), issuedCookieNote),
+      }),
+    ),
+    useSourceIp: opt(bool()),
+    httpQueryParameterName: unimplemented(str({ minLength: 1 }), 'the waypoint hashes on a header, a cookie or the source IP; these requests are balanced round robin'),
+    ringHash: opt(obj({ minimumRingSize: opt(int({ min: 1, max: 8_388_608 })) })),
+    maglev: opt(
+      obj(
+        { tableSize: opt(int({ min: 7, max: 5_000_011 })) },
+        {
+          check(m, path, ctx) {
+            if (m.tableSize !== undefined && !isPrime(m.tableSize)) ctx.report('AMBIT_SCHEMA_INVALID', `maglev tableSize ${m.tableSize} is not a prime number (Envoy requires one; the default is 65537)`, [...path, 'tableSize']);
+          },
+        },
+      ),
+    ),
+    minimumRingSize: deprecated(int({ min: 1, max: 8_388_608 }), 'use ringHash.minimumRingSize'),
+  },
+  {
+    exactlyOne: [['httpHeaderName', 'httpCookie', 'useSourceIp', 'httpQueryParameterName']],
+    atMostOne: [['ringHash', 'maglev'], ['maglev', 'minimumRingSize']],
+    check(ch, path, ctx) {
+      if (ch.useSourceIp === false) {
+        ctx.report('AMBIT_SCHEMA_INVALID', 'useSourceIp: false selects no hash key; set it to true, or hash on httpHeaderName or httpCookie', [...path, 'useSourceIp']);
+      }
+    },
+  },
+);
+
 const loadBalancer = obj(
   {
     simple: opt(
@@ -202,7 +248,7 @@ const loadBalancer = obj(
         note: 'the waypoint always picks an endpoint',
       }),
     ),
-    consistentHash: unimplemented(anyValue(), 'use simple load balancing'),
+    consistentHash: opt(consistentHash),
     localityLbSetting: unimplemented(anyValue(), 'ambit has no locality'),
     warmupDurationSecs: unimplemented(anyValue(), 'no slow start'),
     warmup: unimplemented(anyValue(), 'no slow start'),
@@ -293,4 +339,5 @@ export const destinationRuleKind = defineKind({
 export type DestinationRuleSpec = Infer<typeof destinationRuleSpec>;
 export type TrafficPolicySpec = Infer<typeof trafficPolicy>;
 export type PortTrafficPolicySpec = Infer<typeof portTrafficPolicy>;
+export type ConsistentHashSpec = Infer<typeof consistentHash>;
 export type DestinationRuleResource = Resource<DestinationRuleSpec, undefined>;

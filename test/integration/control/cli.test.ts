@@ -1,6 +1,7 @@
 /**
- * `ambit control` as a process: starts from a folder, serves a subscriber, drains on SIGTERM
- * (exit 0); an invalid folder exits 1 naming file:line; missing options exit 2.
+ * `ambit control` as a process: starts from a folder (with --debounce-ms), serves a subscriber
+ * and a file edit, drains on SIGTERM (exit 0); an invalid folder exits 1 naming file:line;
+ * missing or malformed options exit 2.
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
@@ -30,14 +31,14 @@ test('ambit control serves a folder and drains on SIGTERM', async (t) => {
     podYaml({ name: 'web-1', ns: 'shop', node: 'node-a', ip: '198.19.1.10', app: 'web' })].join('---\n'));
   writeFileSync(join(tmp.dir, 'tokens'), 'cli-token\n');
   const p = start(['--config', cfg, '--token-file', join(tmp.dir, 'tokens'), '--ca-dir', join(tmp.dir, 'ca'), '--host', '127.0.0.1',
-    '--grpc-tls-port', '0', '--grpc-plaintext-port', '0', '--metrics-port', '0', '--readiness-port', '0']);
+    '--grpc-tls-port', '0', '--grpc-plaintext-port', '0', '--metrics-port', '0', '--readiness-port', '0', '--debounce-ms', '40']);
   t.teardown(() => { p.child.kill('SIGKILL'); tmp.cleanup(); });
   const deadline = Date.now() + 30_000;
-  let ports: { tls: number; plaintext: number } | undefined;
+  let ports: { tls: number; plaintext: number; metrics: number } | undefined;
   while (ports === undefined) {
     if (Date.now() > deadline) t.fail(`no listening line; stderr: ${p.err()}`);
     const line = p.out().split('\n').find((l) => l.includes('"control plane listening"'));
-    if (line) ports = (JSON.parse(line) as { ports: { tls: number; plaintext: number } }).ports;
+    if (line) ports = (JSON.parse(line) as { ports: { tls: number; plaintext: number; metrics: number } }).ports;
     else await new Promise((r) => setTimeout(r, 50));
   }
   const root = readFileSync(join(tmp.dir, 'ca', 'root-cert.pem'), 'utf8');
@@ -47,6 +48,11 @@ test('ambit control serves a folder and drains on SIGTERM', async (t) => {
   await c.start();
   await full;
   t.true(c.view.all('WORKLOAD').has('shop/web-1'));
+  const dump = await fetch(`http://127.0.0.1:${ports.metrics}/config_dump`).then((r) => r.json()) as { source: { details: { debounceMs: number } } };
+  t.is(dump.source.details.debounceMs, 40, '--debounce-ms reaches the folder source');
+  const delta = waitFor((cb: (u: { full: boolean; upserted: { name: string }[] }) => void) => { c.on('update', cb); return () => { c.off('update', cb); }; }, (u) => !u.full, 20_000, 'delta');
+  writeFileSync(join(cfg, 'web-2.yaml'), podYaml({ name: 'web-2', ns: 'shop', node: 'node-a', ip: '198.19.1.11', app: 'web' }));
+  t.deepEqual((await delta).upserted.map((u) => u.name), ['shop/web-2']);
   const down = new Promise<void>((resolve) => c.once('disconnected', () => resolve()));
   p.child.kill('SIGTERM');
   t.is(await p.exited, 0);
@@ -71,4 +77,7 @@ test('ambit control exits 1 on an invalid folder, naming file and line; 2 on mis
   t.regex(q.err(), /--token-file is required/);
   const r = start([]);
   t.is(await r.exited, 2);
+  const d = start(['--config', cfg, '--token-file', join(tmp.dir, 'tokens'), '--debounce-ms', 'soon']);
+  t.is(await d.exited, 2);
+  t.regex(d.err(), /--debounce-ms must be a whole number of milliseconds 0-3600000, got 'soon'/);
 });

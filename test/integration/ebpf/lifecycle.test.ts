@@ -95,6 +95,11 @@ privilegedTest('a restarted agent adopts the pins without duplicate attachments;
   t.deepEqual((await second.call<Objects>('objects')).podLinkIds, before.podLinkIds, 're-enrolling an adopted pod keeps its link');
 
   const ids = await second.call<Objects>('objects');
+  // The programs behind this capture's own links: other tests may run other captures meanwhile,
+  // so "no program left" is checked by id, never by name.
+  const ownLinkIds = [...ids.cgroupLinkIds, ...Object.values(ids.podLinkIds)];
+  const progIds = bpftool<{ id: number; prog_id: number }[]>(['link', 'list']).filter((l) => ownLinkIds.includes(l.id)).map((l) => l.prog_id);
+  t.true(progIds.length > 0, 'the links name their programs');
   await second.call('close', { cleanup: true });
   closed = true;
   t.deepEqual(cgroupAttachments(topo.root.path), [], 'no program left on the cgroup');
@@ -109,7 +114,12 @@ privilegedTest('a restarted agent adopts the pins without duplicate attachments;
     await new Promise((res) => setTimeout(res, 50));
   }
   t.deepEqual(maps, [], 'no map left');
-  const progs = bpftool<{ name?: string }[]>(['prog', 'list']).filter((p) => p.name?.startsWith('ambit_'));
+  let progs: number[] = [];
+  for (let i = 0; i < 50; i++) {
+    progs = bpftool<{ id: number }[]>(['prog', 'list']).map((p) => p.id).filter((id) => progIds.includes(id));
+    if (progs.length === 0) break;
+    await new Promise((res) => setTimeout(res, 50));
+  }
   t.deepEqual(progs, [], 'no program left');
   const plain = await app.connect([[NODE_ADDR, 9000]]);
   t.deepEqual(plain[0]!.peer, [NODE_ADDR, 9000], 'connects go direct after cleanup');

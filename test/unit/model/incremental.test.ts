@@ -67,6 +67,13 @@ metadata: {name: api, namespace: b}
 spec:
   parentRefs: [{group: "", kind: Service, name: api}]
   rules: [{backendRefs: [{name: api, port: 80}]}]
+---
+apiVersion: ambit.dev/v1alpha1
+kind: LocalRateLimit
+metadata: {name: wp-limit, namespace: a}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: wp}]
+  tokenBucket: {maxTokens: 10, fillInterval: 1s}
 `;
 
 function resources(yaml: string): Resource[] {
@@ -133,6 +140,10 @@ const CHANGES: Record<string, () => Change> = {
   'delete a DestinationRule': () => ({ delete: [ref('networking.istio.io', 'DestinationRule', 'a', 'web')] }),
   'HTTPRoute changes parent': () => ({ upsert: [one('apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: api, namespace: b}\nspec:\n  parentRefs: [{group: "", kind: Service, name: web, namespace: a}]\n  rules: [{backendRefs: [{name: web, namespace: a, port: 80}]}]\n')] }),
   'delete the waypoint Gateway': () => ({ delete: [ref('gateway.networking.k8s.io', 'Gateway', 'a', 'wp')] }),
+  'consistent hash on a header': () => ({ upsert: [one('apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: a}\nspec: {host: web, trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}, subsets: [{name: v1, labels: {version: v1}}]}\n')] }),
+  'add a Service rate limit for one route': () => ({ upsert: [one('apiVersion: ambit.dev/v1alpha1\nkind: LocalRateLimit\nmetadata: {name: api-limit, namespace: b}\nspec: {targetRefs: [{kind: Service, name: api}], routeName: r1, tokenBucket: {maxTokens: 5, tokensPerFill: 2, fillInterval: 250ms}, statusCode: 503}\n')] }),
+  'retarget the waypoint rate limit to one Service': () => ({ upsert: [one('apiVersion: ambit.dev/v1alpha1\nkind: LocalRateLimit\nmetadata: {name: wp-limit, namespace: a}\nspec: {targetRefs: [{kind: Service, name: db}], tokenBucket: {maxTokens: 10, fillInterval: 1s}}\n')] }),
+  'delete the waypoint rate limit': () => ({ delete: [ref('ambit.dev', 'LocalRateLimit', 'a', 'wp-limit')] }),
   'add a Node and a ServiceAccount': () => ({ upsert: [one(node('node-3', '198.18.0.3')), one('apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: api, namespace: b}\n')] }),
   'delete a namespace object': () => ({ delete: [ref('', 'Namespace', '', 'b')] }),
   'delete something that does not exist': () => ({ delete: [ref('', 'Pod', 'a', 'ghost')] }),
@@ -269,6 +280,16 @@ kind: PeerAuthentication
 metadata: {name: two, namespace: c}
 spec: {mtls: {mode: PERMISSIVE}}
 ---
+apiVersion: ambit.dev/v1alpha1
+kind: LocalRateLimit
+metadata: {name: unenforced, namespace: c}
+spec: {targetRefs: [{kind: Service, name: named}, {kind: Service, name: absent}], tokenBucket: {maxTokens: 1, fillInterval: 1s}}
+---
+apiVersion: ambit.dev/v1alpha1
+kind: LocalRateLimit
+metadata: {name: db-limit, namespace: a}
+spec: {targetRefs: [{kind: Service, name: db}], tokenBucket: {maxTokens: 1, fillInterval: 1s}}
+---
 `;
 
 const policy = (name: string, namespace: string, spec: string): string => `apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ${name}, namespace: ${namespace}}\nspec: ${spec}\n`;
@@ -322,7 +343,7 @@ test('the broken mesh has a finding in every cross-reference check', (t) => {
   for (const c of ['AMBIT_REF_UNKNOWN_HOST', 'AMBIT_REF_UNKNOWN_SUBSET', 'AMBIT_REF_UNKNOWN_PORT', 'AMBIT_REF_SUBSET_NO_PODS', 'AMBIT_REF_UNKNOWN_SERVICE',
     'AMBIT_REF_SERVICE_NO_PODS', 'AMBIT_REF_DUPLICATE_IP', 'AMBIT_REF_UNKNOWN_TARGET_PORT', 'AMBIT_REF_UNKNOWN_WAYPOINT', 'AMBIT_REF_WAYPOINT_NO_PODS',
     'AMBIT_REF_UNKNOWN_NODE', 'AMBIT_REF_UNKNOWN_SERVICE_ACCOUNT', 'AMBIT_REF_UNKNOWN_NAMESPACE', 'AMBIT_REF_SELECTOR_NO_MATCH', 'AMBIT_REF_CONFLICT',
-    'AMBIT_POLICY_L7_WITHOUT_WAYPOINT'] as const) {
+    'AMBIT_POLICY_L7_WITHOUT_WAYPOINT', 'AMBIT_POLICY_RATE_LIMIT_WITHOUT_WAYPOINT'] as const) {
     t.true(codes.has(c), c);
   }
 });
