@@ -7,13 +7,16 @@
  * - latency at a fixed 1,000 requests/s over keep-alive HTTP/1.1 to the echo app (p50/p99) with
  *   h2load (`--h1 --rps`, 8 connections x 125 req/s, a native client that paces itself and
  *   leaves the cores to the mesh), percentiles from its per-request log;
- * - ambit agents' RSS idle and under load, CPU seconds per GB carried (both agents summed), and
- *   the RSS of node-1's agent once 50 more pods on that node are enrolled (`rss_mb_50_pods`).
+ * - ambit agents' RSS: idle with the demo's pods (`rss_mb_idle`), node-1's agent once 50 more
+ *   pods on that node are enrolled (`rss_mb_50_pods`, issue 6's target), the peak under the load
+ *   below (`rss_mb_load`) and 3 s after it (`rss_mb_after_load`); CPU seconds per GB carried
+ *   (both agents summed). The load runs with the 50 extra pods enrolled.
  *
  * The processes run from JavaScript compiled by tsc into a private `.tmp-bench-mesh-<pid>/`
  * folder (as `npm run build` makes dist/ for a deployment), not through the tsx loader, whose
  * loader thread alone costs ~30 MB of RSS per process and would blur the agent's memory figures.
- * If tsc fails, the bench falls back to tsx and says so (`runtime` row: 1 compiled, 0 tsx).
+ * If tsc fails, the bench falls back to tsx and says so (`runtime_compiled` row: 1 compiled, 0 tsx).
+ * `--node-flag=X` (repeatable) passes a Node/V8 flag to every mesh process (default: none).
  * Needs root, iperf3, h2load, stunnel4 and openssl.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -40,17 +43,17 @@ function procStat(pid: number): { rssMb: number; cpuS: number } {
 }
 
 /** Compiles src/ with tsc into a private folder beside src/ (so repo-relative paths resolve). */
-function compile(): { command: string[]; dir: string | undefined } {
+function compile(nodeFlags: string[]): { command: string[]; dir: string | undefined } {
   const dir = join(REPO_ROOT, `.tmp-bench-mesh-${process.pid}`);
   try {
     execFileSync(process.execPath, [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(REPO_ROOT, 'tsconfig.json'), '--outDir', dir, '--sourceMap', 'false', '--declaration', 'false'], { cwd: REPO_ROOT, stdio: 'ignore' });
   } catch {
     // tsc exits non-zero on type errors but still emits; only a missing entry point is fatal.
   }
-  if (existsSync(join(dir, 'cli', 'main.js'))) return { command: [process.execPath, join(dir, 'cli', 'main.js')], dir };
+  if (existsSync(join(dir, 'cli', 'main.js'))) return { command: [process.execPath, ...nodeFlags, join(dir, 'cli', 'main.js')], dir };
   rmSync(dir, { recursive: true, force: true });
   process.stderr.write('mesh bench: tsc produced no cli/main.js; running the processes through tsx (RSS includes its loader thread)\n');
-  return { command: [process.execPath, '--import=tsx', join(REPO_ROOT, 'src/cli/main.ts')], dir: undefined };
+  return { command: [process.execPath, ...nodeFlags, '--import=tsx', join(REPO_ROOT, 'src/cli/main.ts')], dir: undefined };
 }
 
 function quantile(sorted: number[], p: number): number {
@@ -62,7 +65,11 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
   const latSecs = opts.quick ? 4 : 10;
   const stateDir = mkdtempSync(join(tmpdir(), 'ambit-bench-mesh-'));
   const rows: Row[] = [];
-  const { command, dir: buildDir } = compile();
+  // `--node-flag=X` (repeatable): a Node/V8 flag for every mesh process, to compare runtime
+  // settings (e.g. `--node-flag=--max-semi-space-size=2`) in otherwise identical runs.
+  const nodeFlags = opts.args.filter((a) => a.startsWith('--node-flag=')).map((a) => a.slice('--node-flag='.length));
+  if (nodeFlags.length > 0) process.stderr.write(`mesh bench: node flags for the mesh processes: ${nodeFlags.join(' ')}\n`);
+  const { command, dir: buildDir } = compile(nodeFlags);
   rows.push({ subject: 'ambit', metric: 'runtime_compiled', value: buildDir === undefined ? 0 : 1 });
   let mesh: DemoMesh | undefined;
   try {
@@ -123,22 +130,10 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     const pids = JSON.parse(readFileSync(join(stateDir, 'pids.json'), 'utf8')) as Record<string, number>;
     const agents = [pids['agent-node-1'], pids['agent-node-2']].filter((p): p is number => p !== undefined);
     await sleep(2000);
-    const idle = agents.map(procStat);
-    rows.push({ subject: 'ambit', metric: 'rss_mb_idle', value: Math.max(...idle.map((s) => s.rssMb)) });
-    let peakRss = 0;
-    const sampler = setInterval(() => { for (const p of agents) try { peakRss = Math.max(peakRss, procStat(p).rssMb); } catch { /* gone */ } }, 200);
-    const amb = await iperf(server, 5201);
-    const after = agents.map(procStat);
-    rows.push({ subject: 'ambit', metric: 'throughput_gbps', value: amb.gbps });
-    const cpu = after.reduce((s, a, i) => s + a.cpuS - (idle[i]?.cpuS ?? 0), 0);
-    rows.push({ subject: 'ambit', metric: 'cpu_s_per_gb', value: cpu / (amb.bytes / 1e9) });
-    const al = await latency(`http://${server}:8080/`);
-    clearInterval(sampler);
-    rows.push({ subject: 'ambit', metric: 'p50_ms', value: al.p50 }, { subject: 'ambit', metric: 'p99_ms', value: al.p99 });
-    rows.push({ subject: 'ambit', metric: 'rss_mb_load', value: peakRss });
-    iperfServer.kill('SIGKILL');
+    rows.push({ subject: 'ambit', metric: 'rss_mb_idle', value: Math.max(...agents.map((p) => procStat(p).rssMb)) });
 
-    // 50 more pods on node-1, captured (ambient namespace), spread over 10 identities.
+    // 50 more pods on node-1, captured (ambient namespace), spread over 10 identities; the load
+    // below then runs with them enrolled, as it would on a busy node.
     process.stderr.write(`mesh bench: enrolling ${EXTRA_PODS} more pods on node-1\n`);
     const names: string[] = [];
     const docs: string[] = [];
@@ -151,14 +146,27 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     }
     m.setResource('60-bench-pods.yaml', docs.join('\n---\n') + '\n');
     await m.waitCaptured(names, true, 120_000);
+    await sleep(3000);
     const node1 = pids['agent-node-1'];
-    if (node1 !== undefined) {
-      await sleep(3000);
-      const dump = await m.agentDump('node-1');
-      const enrolled = dump.localPods.filter((p) => p.captured).length;
-      rows.push({ subject: 'ambit', metric: 'enrolled_pods', value: enrolled });
-      rows.push({ subject: 'ambit', metric: 'rss_mb_50_pods', value: procStat(node1).rssMb });
-    }
+    const enrolled = (await m.agentDump('node-1')).localPods.filter((p) => p.captured).length;
+    rows.push({ subject: 'ambit', metric: 'enrolled_pods_node1', value: enrolled });
+    if (node1 !== undefined) rows.push({ subject: 'ambit', metric: 'rss_mb_50_pods', value: procStat(node1).rssMb });
+
+    const idle = agents.map(procStat);
+    let peakRss = 0;
+    const sampler = setInterval(() => { for (const p of agents) try { peakRss = Math.max(peakRss, procStat(p).rssMb); } catch { /* gone */ } }, 200);
+    const amb = await iperf(server, 5201);
+    const after = agents.map(procStat);
+    rows.push({ subject: 'ambit', metric: 'throughput_gbps', value: amb.gbps });
+    const cpu = after.reduce((s, a, i) => s + a.cpuS - (idle[i]?.cpuS ?? 0), 0);
+    rows.push({ subject: 'ambit', metric: 'cpu_s_per_gb', value: cpu / (amb.bytes / 1e9) });
+    const al = await latency(`http://${server}:8080/`);
+    clearInterval(sampler);
+    rows.push({ subject: 'ambit', metric: 'p50_ms', value: al.p50 }, { subject: 'ambit', metric: 'p99_ms', value: al.p99 });
+    rows.push({ subject: 'ambit', metric: 'rss_mb_load', value: peakRss });
+    iperfServer.kill('SIGKILL');
+    await sleep(3000);
+    rows.push({ subject: 'ambit', metric: 'rss_mb_after_load', value: Math.max(...agents.map((p) => procStat(p).rssMb)) });
   } finally {
     await mesh?.down();
     rmSync(stateDir, { recursive: true, force: true });

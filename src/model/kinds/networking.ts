@@ -199,7 +199,10 @@ function isPrime(n: number): boolean {
   return true;
 }
 
-/** Requests without the hash key are balanced round robin by the waypoint (as Envoy does). */
+/**
+ * Envoy issues the hash cookie (with `ttl`, `path`, `attributes`) when a request lacks it; the
+ * waypoint only hashes a cookie the client sends, and balances requests without one round robin.
+ */
 const issuedCookieNote = 'the waypoint hashes on the cookie the client sends and does not issue one; requests without it are balanced round robin';
 
 const consistentHash = obj(
