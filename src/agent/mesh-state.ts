@@ -23,7 +23,7 @@ import type { PeerAuthenticationResource } from '../model/kinds/security.js';
 /** A workload as distributed to agents (the model's Workload without per-node policy fields). */
 export type WorkloadView = Omit<Workload, 'authorization' | 'mtls'>;
 /** A service as distributed to agents (without the L7 parts only waypoints use). */
-export type ServiceView = Omit<MeshService, 'routes' | 'routeSources' | 'destinationPolicy'>;
+export type ServiceView = Omit<MeshService, 'routes' | 'routeSources' | 'destinationPolicy' | 'rateLimits'>;
 
 /** A waypoint and the services bound to it (discovery kind WAYPOINT_BINDING). */
 export interface WaypointView {
