@@ -25,8 +25,8 @@ export interface ClusterEndpoint extends UpstreamTarget {
 }
 
 /**
- * The traffic policy group as the waypoint reads it: the model's, plus `consistentHash` when the
- * model provides one (it does not compile `loadBalancer.consistentHash` yet).
+ * The traffic policy group as the waypoint reads it: the model's, with `consistentHash` (compiled
+ * by the model from `loadBalancer.consistentHash`) read as the balancer's own policy type.
  */
 type PolicyGroup = Omit<TrafficPolicy, 'ports'> & { readonly consistentHash?: ConsistentHashPolicy };
 
