@@ -21,6 +21,8 @@
  *                    the tunnel processes need; percentiles come from its per-request log
  *                    (`--log-file`), the first second (connection warm-up) left out
  *   setup_ms         ambit only: fresh pool -> TLS handshake + first answered CONNECT (median)
+ *
+ * `--node-flag=X` (repeatable) passes a Node/V8 flag to the two ambit processes (default: none).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
@@ -139,8 +141,8 @@ async function start(cmd: string, args: string[], json: boolean): Promise<{ chil
   return { child, info: JSON.parse(line) as Record<string, unknown> };
 }
 
-function nodeRole(role: string, extra: string[] = []): string[] {
-  return ['--import', 'tsx', HERE, '--role', role, ...extra];
+function nodeRole(role: string, extra: string[] = [], nodeFlags: string[] = []): string[] {
+  return [...nodeFlags, '--import', 'tsx', HERE, '--role', role, ...extra];
 }
 
 async function freePort(): Promise<number> {
@@ -293,9 +295,13 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     const authorities = `127.0.0.1:${iperfPort},127.0.0.1:${httpPort}`;
 
     // ambit pair.
-    const hboneServer = await start(process.execPath, nodeRole('hbone-server', ['--certs', certFile]), true);
+    // `--node-flag=X` (repeatable): a Node/V8 flag for both ambit processes (default: none), to
+    // compare runtime settings such as `--node-flag=--max-semi-space-size=2` run against run.
+    const nodeFlags = opts.args.filter((a) => a.startsWith('--node-flag=')).map((a) => a.slice('--node-flag='.length));
+    if (nodeFlags.length > 0) process.stderr.write(`tunnel bench: node flags for the ambit processes: ${nodeFlags.join(' ')}\n`);
+    const hboneServer = await start(process.execPath, nodeRole('hbone-server', ['--certs', certFile], nodeFlags), true);
     const hboneServerPort = Number(hboneServer.info['port']);
-    const hboneClient = await start(process.execPath, nodeRole('hbone-client', ['--certs', certFile, '--server', String(hboneServerPort), '--authorities', authorities]), true);
+    const hboneClient = await start(process.execPath, nodeRole('hbone-client', ['--certs', certFile, '--server', String(hboneServerPort), '--authorities', authorities], nodeFlags), true);
     const [ambitIperf, ambitHttp] = hboneClient.info['ports'] as number[];
 
     // stunnel pair.

@@ -13,7 +13,7 @@
  *   ambit demo app http-echo|tcp-echo|client   the sample apps (run inside the pods)
  */
 import { parseArgs } from 'node:util';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { DemoMesh, DEMO_EXAMPLES, DEMO_PODS, ECHO_VIP, TCP_ECHO_VIP, REPO_ROOT } from '../demo/mesh.js';
 import { Cluster, spawnIn } from '../demo/cluster.js';
@@ -25,9 +25,11 @@ const DEFAULT_STATE = '/run/ambit-demo';
 const PREFIX = 'ambitd';
 
 const HELP = `usage:
-  ambit demo [--state-dir DIR] [--detach]   build the two-node demo mesh and show it working;
-                                            stays in the foreground until Ctrl-C (then removes
-                                            everything); --detach leaves it running
+  ambit demo [--state-dir DIR] [--detach] [--no-waypoint]
+                                            build the two-node demo mesh and show it working,
+                                            L4 then L7 through a waypoint; stays in the foreground
+                                            until Ctrl-C (then removes everything); --detach
+                                            leaves it running; --no-waypoint stops at L4
   ambit demo down [--state-dir DIR]          remove everything the demo made
   ambit demo exec POD -- CMD [ARGS...]       run a command in a demo pod (captured like the pod)
   ambit demo app http-echo|tcp-echo|client   the sample apps the pods run
@@ -143,12 +145,41 @@ function waitForSignal(): Promise<number> {
   });
 }
 
+/**
+ * Step 4 of the demo: declare the waypoint of namespace demo with its routes and L7 policy
+ * (examples/demo/try/waypoint.yaml), run it, bind Service echo to it, and show L7 behaviour that
+ * no agent has: a header pins a replica, and a path is denied with 403.
+ */
+async function showWaypoint(mesh: DemoMesh, say: (l: string) => void): Promise<void> {
+  say('\n4. declaring waypoint demo/waypoint (examples/demo/try/waypoint.yaml), starting it, binding service echo ...');
+  mesh.setResource('60-waypoint.yaml', readFileSync(join(DEMO_EXAMPLES, 'try', 'waypoint.yaml'), 'utf8'));
+  await mesh.startWaypoint();
+  mesh.bindWaypoint('echo', 'waypoint');
+  const curl = async (path: string, header?: string) => {
+    const r = await mesh.exec('client', 'curl', ['-s', '-m', '4', '-o', '/dev/null', '-w', '%{http_code} %header{x-ambit-route}', ...(header ? ['-H', header] : []), `http://${ECHO_VIP}${path}`], 10_000);
+    return r.stdout.trim();
+  };
+  const deadline = Date.now() + 30_000;
+  let answer = '';
+  while (!/ \S+$/.test(answer) && Date.now() < deadline) {
+    answer = await curl('/');
+    if (!/ \S+$/.test(answer)) await new Promise((r) => setTimeout(r, 300));
+  }
+  if (!/ \S+$/.test(answer)) {
+    say('   the waypoint did not take the traffic within 30 s; see the logs in the state directory');
+    return;
+  }
+  say(`   GET / -> ${answer} (status, route chosen by the waypoint)`);
+  say(`   GET / with x-canary: yes -> ${await curl('/', 'x-canary: yes')}`);
+  say(`   GET /admin/stats -> ${await curl('/admin/stats')} (denied by AuthorizationPolicy demo/echo-no-admin at L7)`);
+}
+
 async function runUp(args: string[]): Promise<number> {
   const root = needRoot();
   if (root !== undefined) return root;
   let values;
   try {
-    ({ values } = parseArgs({ args, options: { 'state-dir': { type: 'string' }, detach: { type: 'boolean' } } }));
+    ({ values } = parseArgs({ args, options: { 'state-dir': { type: 'string' }, detach: { type: 'boolean' }, 'no-waypoint': { type: 'boolean' } } }));
   } catch (err) {
     process.stderr.write(`ambit demo: ${(err as Error).message}\n\n${HELP}`);
     return 2;
@@ -161,7 +192,8 @@ async function runUp(args: string[]): Promise<number> {
     return 1;
   }
   const say = (l: string) => process.stdout.write(`${l}\n`);
-  const mesh = await DemoMesh.up({ prefix: PREFIX, stateDir, examplesDir: DEMO_EXAMPLES }, (l) => say(`• ${l}`));
+  const withWaypoint = values['no-waypoint'] !== true;
+  const mesh = await DemoMesh.up({ prefix: PREFIX, stateDir, examplesDir: DEMO_EXAMPLES, waypoint: withWaypoint }, (l) => say(`• ${l}`));
   let cleaned = false;
   const cleanup = async () => {
     if (cleaned) return;
@@ -190,6 +222,7 @@ async function runUp(args: string[]): Promise<number> {
     const metrics = await mesh.agentMetrics('node-2');
     const mtls = metrics.split('\n').filter((l) => l.startsWith('istio_tcp_connections_opened_total') && l.includes('mutual_tls')).length;
     say(`   node-2's agent reports ${mtls} istio_tcp_connections_opened_total series with connection_security_policy="mutual_tls"`);
+    if (withWaypoint) await showWaypoint(mesh, say);
     const n1 = mesh.cluster.node('node-1').netns;
     const n2 = mesh.cluster.node('node-2').netns;
     say(`
@@ -206,7 +239,11 @@ The demo mesh is running (state, logs and the mesh folder in ${stateDir}). Try:
   ip netns exec ${n2} curl -s localhost:15020/metrics | grep istio_tcp
   ip netns exec ${n1} curl -s localhost:15000/config_dump
   ip netns exec ${n1} curl -s localhost:15000/certs
-  ip netns exec ${n2} curl -s localhost:15000/connections
+  ip netns exec ${n2} curl -s localhost:15000/connections${withWaypoint ? `
+
+  # L7 through the waypoint: header routing, and its request metrics (reporter="waypoint")
+  ${me} demo exec client -- curl -s -i -H 'x-canary: yes' http://${ECHO_VIP}/
+  ip netns exec ${n2} curl -s ${mesh.cluster.pod('waypoint').ip}:15020/metrics | grep istio_requests_total` : ''}
 
   # apply a policy: deny the client, or require mTLS (the outside pod is then refused)
   cp ${join(REPO_ROOT, 'examples/demo/try/deny-client.yaml')} ${mesh.meshDir}/
