@@ -4,7 +4,7 @@
  * their traffic with HBONE, enforces L4 policy, serves metrics and admin endpoints. Drains on
  * SIGTERM/SIGINT. Exits 2 on bad options, 1 when it cannot start (with a one-line reason).
  */
-import { parseArgs } from 'node:util';
+import { numberOption, parseOptions, PORT } from './lib/options.js';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Agent, type AgentPorts } from '../agent/agent.js';
@@ -47,31 +47,21 @@ other:
 `;
 
 function port(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new AgentConfigError(`--${name} must be a port number 0-65535, got '${v}'`);
-  return n;
+  return numberOption(v, name, undefined, PORT, (m) => new AgentConfigError(m));
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        node: { type: 'string' }, control: { type: 'string' }, 'control-ca': { type: 'string' }, 'control-identity': { type: 'string' },
-        'token-file': { type: 'string' }, 'cgroup-root': { type: 'string' }, 'pin-dir': { type: 'string' }, 'node-address': { type: 'string' },
-        'state-dir': { type: 'string' }, 'outbound-port': { type: 'string' }, 'inbound-port': { type: 'string' }, 'hbone-port': { type: 'string' },
-        'admin-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'admin-host': { type: 'string' },
-        'trust-domain': { type: 'string' }, 'root-namespace': { type: 'string' }, 'drain-ms': { type: 'string' },
-        'pod-discovery': { type: 'string' }, 'proc-root': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`ambit agent: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseOptions('agent', HELP, argv, {
+    node: { type: 'string' }, control: { type: 'string' }, 'control-ca': { type: 'string' }, 'control-identity': { type: 'string' },
+    'token-file': { type: 'string' }, 'cgroup-root': { type: 'string' }, 'pin-dir': { type: 'string' }, 'node-address': { type: 'string' },
+    'state-dir': { type: 'string' }, 'outbound-port': { type: 'string' }, 'inbound-port': { type: 'string' }, 'hbone-port': { type: 'string' },
+    'admin-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'admin-host': { type: 'string' },
+    'trust-domain': { type: 'string' }, 'root-namespace': { type: 'string' }, 'drain-ms': { type: 'string' },
+    'pod-discovery': { type: 'string' }, 'proc-root': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (parsed === undefined) return 2;
+  const { values } = parsed;
   if (values.help) { process.stdout.write(HELP); return 0; }
   for (const req of ['node', 'control', 'token-file'] as const) {
     if (values[req] === undefined) {

@@ -4,7 +4,7 @@
  * /config_dump and readiness; drains on SIGTERM. Exits 1 with the first problems when the
  * initial configuration is invalid, 2 on bad options (unknown flags, a bad --debounce-ms).
  */
-import { parseArgs } from 'node:util';
+import { numberOption, parseOptions, PORT } from './lib/options.js';
 import { CertificateAuthority } from '../identity/ca.js';
 import { ControlPlane } from '../control/control-plane.js';
 import { TokenFileAuthenticator, TokenReviewAuthenticator, type Authenticator } from '../control/auth.js';
@@ -43,40 +43,27 @@ serving:
   --root-namespace NAME      Istio root namespace (default istio-system)
 `;
 
-/** A non-negative integer option (undefined when not given); throws naming the option. */
+/** A whole number of milliseconds 0-3600000 (undefined when not given); throws naming the option. */
 function milliseconds(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n) || n < 0 || n > 3_600_000) throw new ControlConfigError(`--${name} must be a whole number of milliseconds 0-3600000, got '${v}'`);
-  return n;
+  return numberOption(v, name, undefined, { max: 3_600_000, integer: true, what: 'a whole number of milliseconds' }, (m) => new ControlConfigError(m));
 }
 
 function port(v: string | undefined, name: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ControlConfigError(`--${name} must be a port number 0-65535, got '${v}'`);
-  return n;
+  return numberOption(v, name, dflt, PORT, (m) => new ControlConfigError(m));
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, context: { type: 'string' },
-        'debounce-ms': { type: 'string' },
-        'token-file': { type: 'string' }, 'ca-dir': { type: 'string' }, 'trust-domain': { type: 'string' },
-        'agent-service-accounts': { type: 'string' }, host: { type: 'string' },
-        'grpc-tls-port': { type: 'string' }, 'grpc-plaintext-port': { type: 'string' },
-        'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'root-namespace': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`ambit control: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseOptions('control', HELP, argv, {
+    config: { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, context: { type: 'string' },
+    'debounce-ms': { type: 'string' },
+    'token-file': { type: 'string' }, 'ca-dir': { type: 'string' }, 'trust-domain': { type: 'string' },
+    'agent-service-accounts': { type: 'string' }, host: { type: 'string' },
+    'grpc-tls-port': { type: 'string' }, 'grpc-plaintext-port': { type: 'string' },
+    'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'root-namespace': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (parsed === undefined) return 2;
+  const { values } = parsed;
   if (values.help) { process.stdout.write(HELP); return 0; }
   if ((values.config === undefined) === (values.kubernetes !== true)) {
     process.stderr.write(`ambit control: pass exactly one of --config DIR or --kubernetes\n\n${HELP}`);

@@ -4,9 +4,9 @@
  * control plane's CA (the key never leaves the process), serves HBONE on 15008, metrics on
  * 15020 and readiness on 15021, and drains on SIGTERM. Exits 2 on bad options.
  */
+import { numberOption, parseOptions } from './lib/options.js';
 import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { DiscoveryClient } from '../discovery/discovery-client.js';
 import { GrpcSigner } from '../discovery/grpc-signer.js';
@@ -41,30 +41,20 @@ serving:
 `;
 
 function num(v: string | undefined, name: string, dflt: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max) throw new WaypointError('AMBIT_ERR_WAYPOINT_CONFIG', `--${name} must be a number in ${min}..${max}, got '${v}'`);
-  return n;
+  return numberOption(v, name, dflt, { min, max }, (m) => new WaypointError('AMBIT_ERR_WAYPOINT_CONFIG', m));
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        name: { type: 'string' }, 'service-account': { type: 'string' }, 'trust-domain': { type: 'string' },
-        'control-plane': { type: 'string' }, 'trust-bundle': { type: 'string' }, 'token-file': { type: 'string' }, 'cache-file': { type: 'string' },
-        host: { type: 'string' }, 'hbone-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' },
-        'max-header-bytes': { type: 'string' }, 'headers-timeout-ms': { type: 'string' },
-        'retry-budget-ratio': { type: 'string' }, 'retry-budget-min': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`ambit waypoint: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseOptions('waypoint', HELP, argv, {
+    name: { type: 'string' }, 'service-account': { type: 'string' }, 'trust-domain': { type: 'string' },
+    'control-plane': { type: 'string' }, 'trust-bundle': { type: 'string' }, 'token-file': { type: 'string' }, 'cache-file': { type: 'string' },
+    host: { type: 'string' }, 'hbone-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' },
+    'max-header-bytes': { type: 'string' }, 'headers-timeout-ms': { type: 'string' },
+    'retry-budget-ratio': { type: 'string' }, 'retry-budget-min': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (parsed === undefined) return 2;
+  const { values } = parsed;
   if (values.help) { process.stdout.write(HELP); return 0; }
   const name = values.name;
   const address = values['control-plane'];
