@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
 import { DemoMesh, ECHO_VIP, DEMO_EXAMPLES } from '../../src/demo/mesh.js';
+import { execIn } from '../../src/demo/cluster.js';
 import { AMBIT, NEEDS } from './helpers.js';
 
 const WAYPOINT_ID = 'spiffe://cluster.local/ns/demo/sa/waypoint';
@@ -124,4 +125,25 @@ privilegedTest('the waypoint reports istio_requests_total; both HBONE legs show 
   // Leg 2: the endpoint's agent accepted HBONE from the waypoint (echo-2 lives on node-2).
   const m2 = await mesh.agentMetrics('node-2');
   t.true(series(m2, 'istio_tcp_connections_opened_total', ['reporter="destination"', `source_principal="${WAYPOINT_ID}"`]).length >= 1, 'waypoint -> endpoint agent over HBONE, peer = the waypoint');
+}, NEEDS);
+
+interface Why { verdict: string; layer: string; decidedBy?: string; mtls: boolean; steps: string[] }
+
+/** `ambit why` against the mesh folder the control plane serves, as JSON. */
+async function why(args: string[]): Promise<Why> {
+  const [cmd, ...pre] = AMBIT;
+  const r = await execIn({ netns: mesh.cluster.controlNetns }, cmd as string, [...pre, 'why', '--config', mesh.meshDir, '--output', 'json', ...args], { timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`ambit why ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Why;
+}
+
+// Issue 8's L7 half: `ambit why` agrees with what the waypoint actually does.
+privilegedTest('ambit why agrees with the waypoint at L7: the denied path and an allowed one', async (t: ExecutionContext) => {
+  const deny = await why(['demo/client', `${ECHO_VIP}:80`, '--method', 'GET', '--path', '/admin/stats']);
+  t.log(deny.steps.join('\n'));
+  t.like(deny, { verdict: 'deny', layer: 'L7', decidedBy: 'demo/echo-no-admin', mtls: true });
+  t.is((await get('/admin/stats')).status, 403, 'the waypoint denies it too');
+  const allow = await why(['demo/client', `${ECHO_VIP}:80`, '--method', 'GET', '--path', '/public']);
+  t.like(allow, { verdict: 'allow', layer: 'L7', mtls: true });
+  t.is((await get('/public')).status, 200, 'the waypoint lets it through too');
 }, NEEDS);

@@ -6,8 +6,8 @@
  *
  * L4 cases: mesh pod to pod across nodes, to a service VIP, same-node delivery, a DENY policy for
  * one service account (and another account that still gets through), STRICT PeerAuthentication
- * refusing a pod outside the mesh. L7 (waypoint) cases are covered against the model in
- * test/unit/cli/why.test.ts: the demo cluster does not run a waypoint yet.
+ * refusing a pod outside the mesh. The L7 cases run where the demo cluster has its waypoint:
+ * test/e2e/waypoint.test.ts checks `ambit why` against the waypoint's own 403 and 200.
  */
 import test, { type ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
