@@ -16,9 +16,12 @@
  *   const child = sb.spawn('python3', ['-c', '...'], { netns: pod, cgroup: cg });
  */
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { cgroup2Root, destroyCgroup } from '../../src/demo/cluster.js';
+
+export { cgroup2Root };
 
 const execFileP = promisify(execFile);
 
@@ -66,14 +69,6 @@ export async function sh(cmd: string, args: string[]): Promise<string> {
   }
 }
 
-/** The cgroup v2 mount point from /proc/mounts (hybrid hosts: /sys/fs/cgroup/unified). */
-export function cgroup2Root(): string {
-  const line = readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[2] === 'cgroup2');
-  const target = line?.split(' ')[1];
-  if (target === undefined) throw new Error('no cgroup v2 mount in /proc/mounts');
-  return target;
-}
-
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -83,7 +78,6 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function makeCgroup(path: string): Cgroup {
   return {
@@ -95,32 +89,6 @@ function makeCgroup(path: string): Cgroup {
       return readFileSync(join(path, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
     },
   };
-}
-
-/** Kills everything in a cgroup subtree and removes it, deepest first. */
-async function destroyCgroup(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  for (const entry of readdirSync(path)) {
-    const child = join(path, entry);
-    if (statSync(child).isDirectory()) await destroyCgroup(child);
-  }
-  const kill = join(path, 'cgroup.kill');
-  const procs = () => readFileSync(join(path, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-  for (let i = 0; i < 100 && procs().length > 0; i++) {
-    if (existsSync(kill)) writeFileSync(kill, '1');
-    else for (const pid of procs()) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-    await sleep(20);
-  }
-  for (let i = 0; i < 50; i++) {
-    try {
-      rmdirSync(path);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      await sleep(20);
-    }
-  }
-  rmdirSync(path);
 }
 
 export class Sandbox {
