@@ -15,7 +15,7 @@ import { parse } from 'yaml';
 import { ControlConfigError } from '../errors.js';
 
 export interface KubeConnection {
-  /** API server base URL, e.g. https://10.96.0.1:443 (no trailing slash). */
+  /** API server base URL, e.g. https://198.18.200.1:443 (no trailing slash). */
   server: string;
   /** PEM CA bundle to verify the server (default: system roots). */
   caPem?: string;

@@ -29,14 +29,14 @@ test('agents come from the control plane\'s subscriber peers; --agent overrides 
     ['node-1', 'http://198.18.0.1:15000', 'http://198.18.0.1:15020', 3],
     ['node-2', 'http://127.0.0.1:25000', 'http://127.0.0.1:15020', 2],
   ]);
-  const top = agentTargets(undefined, parseAgentFlags(['n=10.1.2.3']), { admin: 15000, metrics: 15020 }, 'metrics');
-  t.is(top[0]?.metrics, 'http://10.1.2.3:15020');
+  const top = agentTargets(undefined, parseAgentFlags(['n=198.18.2.3']), { admin: 15000, metrics: 15020 }, 'metrics');
+  t.is(top[0]?.metrics, 'http://198.18.2.3:15020');
   t.throws(() => parseAgentFlags(['=x']), { code: 'AMBIT_ERR_CLI_USAGE' } as never);
 });
 
 test('the text report fits 80 columns and lists the problems', (t) => {
   const r: StatusReport = {
-    control: { url: 'http://127.0.0.1:15014', reachable: true, ready: true, version: 7, epoch: 'e', source: 'kubernetes https://10.96.0.1', problems: 0, servingCertificate: { identity: 'spiffe://cluster.local/ns/ambit-system/sa/ambit-control', notAfter: '', expiresInSeconds: 86000 } },
+    control: { url: 'http://127.0.0.1:15014', reachable: true, ready: true, version: 7, epoch: 'e', source: 'kubernetes https://198.18.200.1', problems: 0, servingCertificate: { identity: 'spiffe://cluster.local/ns/ambit-system/sa/ambit-control', notAfter: '', expiresInSeconds: 86000 } },
     agents: [
       { node: 'a-very-long-node-name-in-some-cloud-provider-zone-1', admin: 'x', reachable: true, connected: true, ready: 'ready', viewVersion: 7, ackedVersion: 7, pods: { enrolled: 4, total: 5, notCaptured: [] }, certificates: [{ identity: 'i', expiresInSeconds: 80000 }] },
       { node: 'node-2', admin: 'x', reachable: false, error: 'cannot reach the agent of node-2 at http://x: connection refused' },

@@ -10,7 +10,7 @@ import {
 test('addresses round-trip through the 16-byte form', (t) => {
   t.is(encodeAddress('198.19.1.2').toString('hex'), '00000000000000000000ffffc6130102');
   for (const a of ['198.19.1.2', '::1', 'fd00::1:2', '2001:db8::', '::', '1:2:3:4:5:6:7:8']) t.is(decodeAddress(encodeAddress(a)).address, a);
-  t.is(decodeAddress(encodeAddress('::ffff:10.1.2.3')).address, '10.1.2.3');
+  t.is(decodeAddress(encodeAddress('::ffff:198.18.2.3')).address, '198.18.2.3');
   t.throws(() => encodeAddress('nope'), { message: /not an IP address/ });
 });
 

@@ -17,7 +17,7 @@ const invalid: { name: string; spec: unknown; path: (string | number)[]; message
   { name: 'rules not a list', spec: { rules: { from: [] } }, path: ['rules'], message: /must be a list, got an object/ },
   { name: 'principal not a string', spec: { rules: [{ from: [{ source: { principals: [42] } }] }] }, path: ['rules', 0, 'from', 0, 'source', 'principals', 0], message: /must be a string, got number 42/ },
   { name: 'principals a string not a list', spec: { rules: [{ from: [{ source: { principals: 'x' } }] }] }, path: ['rules', 0, 'from', 0, 'source', 'principals'], message: /must be a list/ },
-  { name: 'bad CIDR', spec: { rules: [{ from: [{ source: { ipBlocks: ['198.18.0.0/15', '10.0.0.0/40'] } }] }] }, path: ['rules', 0, 'from', 0, 'source', 'ipBlocks', 1], message: /"10\.0\.0\.0\/40" is not an IP address or CIDR block/ },
+  { name: 'bad CIDR', spec: { rules: [{ from: [{ source: { ipBlocks: ['198.18.0.0/15', '198.18.0.0/40'] } }] }] }, path: ['rules', 0, 'from', 0, 'source', 'ipBlocks', 1], message: /"198\.18\.0\.0\/40" is not an IP address or CIDR block/ },
   { name: 'bad notRemoteIpBlocks', spec: { rules: [{ from: [{ source: { notRemoteIpBlocks: ['nope'] } }] }] }, path: ['rules', 0, 'from', 0, 'source', 'notRemoteIpBlocks', 0], message: /"nope"/ },
   { name: 'port out of range', spec: { rules: [{ to: [{ operation: { ports: ['70000'] } }] }] }, path: ['rules', 0, 'to', 0, 'operation', 'ports', 0], message: /"70000" is not a port number \(1-65535\)/ },
   { name: 'port not numeric', spec: { rules: [{ to: [{ operation: { notPorts: ['http'] } }] }] }, path: ['rules', 0, 'to', 0, 'operation', 'notPorts', 0], message: /"http" is not a port/ },
