@@ -10,7 +10,8 @@
 import { evaluateAuthorization } from '../model/authz/evaluate.js';
 import type { Decision } from '../model/authz/types.js';
 import type { EffectiveMtlsMode } from '../model/compile/types.js';
-import { workloadName, type MeshState, type ServiceView, type WorkloadView } from './mesh-state.js';
+import { type MeshState, type ServiceView, type WorkloadView } from './mesh-state.js';
+import { workloadName } from '../metrics/workload-name.js';
 import type { TcpLabels } from './metrics.js';
 
 export interface InboundPeer {

@@ -175,9 +175,3 @@ export class MeshState {
 export function emptyMeshState(opts: MeshStateOptions): MeshState {
   return new MeshState({ version: 0, all: () => new Map() }, opts);
 }
-
-/** Istio's `app` label convention for the workload name in metrics (app, else the pod name). */
-export function workloadName(w: Pick<WorkloadView, 'name' | 'labels'> | undefined): string {
-  if (w === undefined) return 'unknown';
-  return w.labels['app.kubernetes.io/name'] ?? w.labels['app'] ?? w.name;
-}

@@ -51,6 +51,8 @@ export interface WorkloadInfo {
   readonly labels: Readonly<Record<string, string>>;
   /** Captured by the mesh: reached over HBONE; otherwise plain TCP. */
   readonly enrolled: boolean;
+  /** Pod address, when it has one (names the source of requests in metrics). */
+  readonly ip?: string;
 }
 
 export interface WaypointConfigData {
@@ -69,6 +71,7 @@ export class WaypointConfig {
   private readonly byHost = new Map<string, WaypointServiceInfo>();
   private readonly bindings = new Map<string, ServiceBinding>();
   private readonly workloadsByKey = new Map<string, WorkloadInfo>();
+  private readonly workloadsByIp = new Map<string, WorkloadInfo>();
 
   constructor(data: WaypointConfigData) {
     this.version = data.version ?? 'static';
@@ -78,7 +81,10 @@ export class WaypointConfig {
       this.byHost.set(b.service.hostname, b.service);
       for (const vip of b.service.vips) for (const p of b.service.ports) this.byAddress.set(`${vip}|${p.port}`, b);
     }
-    for (const w of data.workloads) this.workloadsByKey.set(w.key, w);
+    for (const w of data.workloads) {
+      this.workloadsByKey.set(w.key, w);
+      if (w.ip !== undefined) this.workloadsByIp.set(w.ip, w);
+    }
   }
 
   /** The bound service whose VIP and port the HBONE authority names. */
@@ -101,6 +107,16 @@ export class WaypointConfig {
 
   workload(key: string): WorkloadInfo | undefined {
     return this.workloadsByKey.get(key);
+  }
+
+  /**
+   * The workload a request came from: the pod at the client address the HBONE `forwarded` header
+   * names, believed only when its identity is the verified peer identity (a peer cannot claim
+   * another identity's pod).
+   */
+  sourceWorkload(ip: string, peerIdentity: string | undefined): WorkloadInfo | undefined {
+    const w = this.workloadsByIp.get(ip);
+    return w !== undefined && peerIdentity !== undefined && w.identity === peerIdentity ? w : undefined;
   }
 }
 

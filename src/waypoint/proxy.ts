@@ -49,6 +49,7 @@ import { applyHeaderOps, pickDestination, redirectLocation, rewritePath, type He
 import { selectRoute, splitPath, type RouteChoice } from './router.js';
 import { traceFor, type TraceContext } from './trace.js';
 import { AttemptError, UpstreamClients, type Connector, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
+import { workloadName } from '../metrics/workload-name.js';
 
 export type DownstreamRequest = H1IncomingRequest | Http2ServerRequest;
 export type DownstreamResponse = H1ServerResponse | Http2ServerResponse;
@@ -830,20 +831,22 @@ export class WaypointProxy {
     const src = st.down.peerIdentity;
     const m = src === undefined ? null : /\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(src);
     const w = st.endpoint === undefined ? undefined : config.workload(st.endpoint.workload);
+    const from = config.sourceWorkload(st.down.sourceIp, src);
     const svc = st.service;
     const app = w?.labels['app.kubernetes.io/name'] ?? w?.labels['app'] ?? 'unknown';
     const version = w?.labels['app.kubernetes.io/version'] ?? w?.labels['version'] ?? 'unknown';
+    const fromApp = from?.labels['app.kubernetes.io/name'] ?? from?.labels['app'] ?? 'unknown';
     return {
       reporter: 'waypoint',
-      source_workload: 'unknown',
-      source_workload_namespace: m?.[1] ?? 'unknown',
+      source_workload: workloadName(from),
+      source_workload_namespace: from?.namespace ?? m?.[1] ?? 'unknown',
       source_principal: src ?? 'unknown',
-      source_app: 'unknown',
-      source_version: 'unknown',
-      source_canonical_service: 'unknown',
+      source_app: fromApp,
+      source_version: from?.labels['app.kubernetes.io/version'] ?? from?.labels['version'] ?? 'unknown',
+      source_canonical_service: from?.labels['service.istio.io/canonical-name'] ?? fromApp,
       source_canonical_revision: 'latest',
       source_cluster: 'Kubernetes',
-      destination_workload: w?.name ?? 'unknown',
+      destination_workload: workloadName(w),
       destination_workload_namespace: w?.namespace ?? svc?.namespace ?? 'unknown',
       destination_principal: st.endpoint?.identity ?? 'unknown',
       destination_app: app,

@@ -92,7 +92,7 @@ export function configFromView(view: LocalView, o: ViewConfigOptions): WaypointC
   for (const [name, v] of view.all('WORKLOAD')) {
     const w = v as Partial<Workload>;
     if (typeof w.identity !== 'string') bad('WORKLOAD', name);
-    workloads.push({ key: w.key ?? name, name: w.name ?? '', namespace: w.namespace ?? '', identity: w.identity as string, labels: w.labels ?? {}, enrolled: w.enrolled === true });
+    workloads.push({ key: w.key ?? name, name: w.name ?? '', namespace: w.namespace ?? '', identity: w.identity as string, labels: w.labels ?? {}, enrolled: w.enrolled === true, ...(typeof w.ip === 'string' ? { ip: w.ip } : {}) });
   }
   const authz: { payload: PolicyPayload<AuthorizationPolicySpec>; compiled: AuthzPolicy }[] = [];
   for (const [name, v] of view.all('AUTHORIZATION_POLICY')) {

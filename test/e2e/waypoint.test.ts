@@ -118,7 +118,8 @@ privilegedTest('the waypoint reports istio_requests_total; both HBONE legs show 
   const ok = series(wm, 'istio_requests_total', ['reporter="waypoint"', 'response_code="200"', 'destination_service="echo.demo.svc.cluster.local"', 'source_principal="spiffe://cluster.local/ns/demo/sa/client"', 'connection_security_policy="mutual_tls"']);
   t.true(ok.length >= 1, `200s counted by the waypoint:\n${wm.split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n')}`);
   t.true(series(wm, 'istio_requests_total', ['reporter="waypoint"', 'response_code="403"', 'response_flags="RBAC"']).length === 1, 'the denial is counted with flag RBAC');
-  t.true(series(wm, 'istio_requests_total', ['destination_workload="echo-2"', 'destination_principal="spiffe://cluster.local/ns/demo/sa/echo"']).length >= 1, 'upstream workload and identity labelled');
+  t.true(series(wm, 'istio_requests_total', ['destination_workload="echo"', 'destination_version="v2"', 'destination_principal="spiffe://cluster.local/ns/demo/sa/echo"']).length >= 1, 'upstream workload, version and identity labelled');
+  t.true(series(wm, 'istio_requests_total', ['source_workload="client"', 'source_workload_namespace="demo"']).length >= 1, 'the source workload is named from the verified peer and its forwarded address');
   // Leg 1: the client's agent tunnels to the waypoint (expected peer: the waypoint's identity).
   const m1 = await mesh.agentMetrics('node-1');
   t.true(series(m1, 'istio_tcp_connections_opened_total', ['reporter="source"', `destination_principal="${WAYPOINT_ID}"`]).length >= 1, 'client agent -> waypoint over HBONE');
