@@ -133,6 +133,10 @@ static __always_inline int is_v4_mapped(const __u32 a[4])
 	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
 }
 
+/* For map values and the stack only. IPv6 addresses in a program's context (ctx->user_ip6,
+ * local_ip6, sk->src_ip6, ...) are copied word by word at each site on purpose: routing them
+ * through a helper or macro lets clang form a modified context pointer, which the verifier
+ * rejects ("dereference of modified ctx ptr"). */
 static __always_inline void copy6(__u32 out[4], const __u32 in[4])
 {
 	out[0] = in[0];

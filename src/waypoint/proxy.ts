@@ -916,28 +916,15 @@ export class WaypointProxy {
       for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : [v]) if (x !== undefined) lines.push(`${k}: ${x}`);
       upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (head.length > 0) upstream.write(head);
-      ep.active++;
-      let closed = false;
-      const close = () => {
-        if (closed) return;
-        closed = true;
-        ep.active--;
-        socket.destroy();
-        upstream.destroy();
-        this.logUpgrade(st);
-      };
       upstream.once('data', (first: Buffer) => {
         const m = /^HTTP\/1\.[01] (\d{3})/.exec(first.subarray(0, 32).toString('latin1'));
         st.status = m === null ? 502 : Number(m[1]);
       });
-      upstream.on('data', (c: Buffer) => { st.bytesSent += c.length; });
-      socket.on('data', (c: Buffer) => { st.bytesReceived += c.length; });
-      upstream.on('error', close);
-      socket.on('error', close);
-      upstream.on('close', close);
-      socket.on('close', close);
-      upstream.pipe(socket);
-      socket.pipe(upstream);
+      pipeBothWays(socket, upstream, ep, (sent, received) => {
+        st.bytesSent += sent;
+        st.bytesReceived += received;
+        this.logUpgrade(st);
+      });
     } catch (err) {
       this.log.error({ err: { message: (err as Error).message }, requestId: st.requestId }, 'unexpected error handling an upgrade');
       socket.destroy();
@@ -983,26 +970,9 @@ export class WaypointProxy {
         this.log.debug({ endpoint: ep.key, reason: (err as Error).message }, 'TCP connect failed');
         continue;
       }
-      ep.active++;
-      let sent = 0;
-      let received = 0;
-      let closed = false;
-      const close = () => {
-        if (closed) return;
-        closed = true;
-        ep.active--;
-        socket.destroy();
-        upstream.destroy();
+      pipeBothWays(socket, upstream, ep, (sent, received) => {
         done({ upstream: ep.key, cluster: cluster.name, bytesSent: sent, bytesReceived: received }, 'TCP connection closed');
-      };
-      upstream.on('data', (c: Buffer) => { sent += c.length; });
-      socket.on('data', (c: Buffer) => { received += c.length; });
-      upstream.on('error', close);
-      socket.on('error', close);
-      upstream.on('close', close);
-      socket.on('close', close);
-      upstream.pipe(socket);
-      socket.pipe(upstream);
+      });
       return;
     }
     socket.destroy();
@@ -1045,4 +1015,32 @@ function failureOf(outcome: AttemptOutcome, ep: string): { status: number; flag:
     case 'response':
       return { status: outcome.status, flag: FLAG.UPSTREAM_RETRY_LIMIT, detail: `upstream answered ${outcome.status}` };
   }
+}
+
+/**
+ * Pipes a downstream and an upstream stream both ways for an upgraded or TCP connection, counting
+ * the endpoint as active meanwhile. The first error or close on either side ends both, and
+ * `closed` runs once with the bytes sent to the client and received from it.
+ */
+function pipeBothWays(socket: Duplex, upstream: Duplex, ep: { active: number }, closed: (sent: number, received: number) => void): void {
+  ep.active++;
+  let sent = 0;
+  let received = 0;
+  let done = false;
+  const close = () => {
+    if (done) return;
+    done = true;
+    ep.active--;
+    socket.destroy();
+    upstream.destroy();
+    closed(sent, received);
+  };
+  upstream.on('data', (c: Buffer) => { sent += c.length; });
+  socket.on('data', (c: Buffer) => { received += c.length; });
+  upstream.on('error', close);
+  socket.on('error', close);
+  upstream.on('close', close);
+  socket.on('close', close);
+  upstream.pipe(socket);
+  socket.pipe(upstream);
 }
