@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { BenchOptions, Row } from './lib/report.js';
 import { DemoMesh, REPO_ROOT } from '../src/demo/mesh.js';
+import { withLongRunningFlags } from '../src/util/node-flags.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -67,8 +68,10 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
   const rows: Row[] = [];
   // `--node-flag=X` (repeatable): a Node/V8 flag for every mesh process, to compare runtime
   // settings (e.g. `--node-flag=--max-semi-space-size=2`) in otherwise identical runs.
-  const nodeFlags = opts.args.filter((a) => a.startsWith('--node-flag=')).map((a) => a.slice('--node-flag='.length));
-  if (nodeFlags.length > 0) process.stderr.write(`mesh bench: node flags for the mesh processes: ${nodeFlags.join(' ')}\n`);
+  // The processes run with ambit's long-running flags (src/util/node-flags.ts), as the bin and
+  // the image start them; `--node-flag=X` (repeatable) adds or overrides one.
+  const nodeFlags = withLongRunningFlags(opts.args.filter((a) => a.startsWith('--node-flag=')).map((a) => a.slice('--node-flag='.length)));
+  process.stderr.write(`mesh bench: node flags for the mesh processes: ${nodeFlags.join(' ')}\n`);
   const { command, dir: buildDir } = compile(nodeFlags);
   rows.push({ subject: 'ambit', metric: 'runtime_compiled', value: buildDir === undefined ? 0 : 1 });
   let mesh: DemoMesh | undefined;

@@ -22,7 +22,8 @@
  *                    (`--log-file`), the first second (connection warm-up) left out
  *   setup_ms         ambit only: fresh pool -> TLS handshake + first answered CONNECT (median)
  *
- * `--node-flag=X` (repeatable) passes a Node/V8 flag to the two ambit processes (default: none).
+ * The two ambit processes run with LONG_RUNNING_NODE_FLAGS (src/util/node-flags.ts);
+ * `--node-flag=X` (repeatable) adds or overrides one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
@@ -39,6 +40,7 @@ import { StaticCredentialSource } from '../src/identity/static-credentials.js';
 import { HboneServer } from '../src/tunnel/server.js';
 import { HbonePool } from '../src/tunnel/pool.js';
 import { splice } from '../src/tunnel/splice.js';
+import { withLongRunningFlags } from '../src/util/node-flags.js';
 
 const HERE = fileURLToPath(import.meta.url);
 const ROOT = resolve(dirname(HERE), '..');
@@ -295,10 +297,11 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     const authorities = `127.0.0.1:${iperfPort},127.0.0.1:${httpPort}`;
 
     // ambit pair.
-    // `--node-flag=X` (repeatable): a Node/V8 flag for both ambit processes (default: none), to
-    // compare runtime settings such as `--node-flag=--max-semi-space-size=2` run against run.
-    const nodeFlags = opts.args.filter((a) => a.startsWith('--node-flag=')).map((a) => a.slice('--node-flag='.length));
-    if (nodeFlags.length > 0) process.stderr.write(`tunnel bench: node flags for the ambit processes: ${nodeFlags.join(' ')}\n`);
+    // Both ambit processes run with ambit's long-running flags (src/util/node-flags.ts), as the
+    // bin and the image start them; `--node-flag=X` (repeatable) adds or overrides one, to
+    // compare runtime settings run against run (e.g. `--node-flag=--initial-old-space-size=8`).
+    const nodeFlags = withLongRunningFlags(opts.args.filter((a) => a.startsWith('--node-flag=')).map((a) => a.slice('--node-flag='.length)));
+    process.stderr.write(`tunnel bench: node flags for the ambit processes: ${nodeFlags.join(' ')}\n`);
     const hboneServer = await start(process.execPath, nodeRole('hbone-server', ['--certs', certFile], nodeFlags), true);
     const hboneServerPort = Number(hboneServer.info['port']);
     const hboneClient = await start(process.execPath, nodeRole('hbone-client', ['--certs', certFile, '--server', String(hboneServerPort), '--authorities', authorities], nodeFlags), true);

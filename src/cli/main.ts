@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
 /**
  * The `ambit` command: one bin, one subcommand per operator task. Each subcommand lives in its
  * own module under src/cli/ and is loaded only when asked for, so `ambit analyze` never pulls

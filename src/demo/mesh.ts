@@ -26,6 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withLongRunningFlags } from '../util/node-flags.js';
 import { Cluster, CONTROL_ADDRESS, ClusterError, destroyCluster, execIn, spawnIn, type RunIn } from './cluster.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -88,7 +89,7 @@ export interface DemoMeshOptions {
 export function defaultCommand(): string[] {
   const script = process.argv[1];
   if (script === undefined) throw new ClusterError('cannot tell how this process was started; pass command');
-  return [process.execPath, ...process.execArgv, script];
+  return [process.execPath, ...withLongRunningFlags(process.execArgv), script];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
