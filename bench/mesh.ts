@@ -16,7 +16,8 @@
  * folder (as `npm run build` makes dist/ for a deployment), not through the tsx loader, whose
  * loader thread alone costs ~30 MB of RSS per process and would blur the agent's memory figures.
  * If tsc fails, the bench falls back to tsx and says so (`runtime_compiled` row: 1 compiled, 0 tsx).
- * `--node-flag=X` (repeatable) passes a Node/V8 flag to every mesh process (default: none).
+ * The mesh processes run with LONG_RUNNING_NODE_FLAGS (src/util/node-flags.ts), as the bin and
+ * the image start them; `--node-flag=X` (repeatable) adds or overrides one.
  * Needs root, iperf3, h2load, stunnel4 and openssl.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -66,8 +67,6 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
   const latSecs = opts.quick ? 4 : 10;
   const stateDir = mkdtempSync(join(tmpdir(), 'ambit-bench-mesh-'));
   const rows: Row[] = [];
-  // `--node-flag=X` (repeatable): a Node/V8 flag for every mesh process, to compare runtime
-  // settings (e.g. `--node-flag=--max-semi-space-size=2`) in otherwise identical runs.
   // The processes run with ambit's long-running flags (src/util/node-flags.ts), as the bin and
   // the image start them; `--node-flag=X` (repeatable) adds or overrides one.
   const nodeFlags = withLongRunningFlags(opts.args.filter((a) => a.startsWith('--node-flag=')).map((a) => a.slice('--node-flag='.length)));

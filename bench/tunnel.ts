@@ -7,6 +7,8 @@
  *   direct:  client -> target
  *   ambit:   client -> HBONE client listener (process) -> HBONE server (process) -> target
  *   stunnel: client -> stunnel client (process) -> stunnel server (process) -> target
+ *   tcp-relay: client -> haproxy (TCP mode, process) -> haproxy (process) -> target: no TLS, the
+ *            floor two extra user-space hops set on this machine
  * Both tunnels use the same CA and workload certificates, TLS 1.3 and mutual authentication.
  *
  * Metrics per subject:
@@ -324,10 +326,26 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     const stunnelClient = await start('stunnel4', [sClient], false);
     await Promise.all([sServerIperf, sServerHttp, sClientIperf, sClientHttp].map(waitForPort));
 
+    // The floor: a plain TCP relay pair with no TLS (haproxy in TCP mode, one process per side
+    // like the two tunnels), so the table shows what two extra user-space hops cost on this
+    // machine before any encryption or framing.
+    const [rAIperf, rAHttp, rBIperf, rBHttp] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const relayConf = async (name: string, routes: Array<[number, number]>) => {
+      const file = join(dir, `${name}.cfg`);
+      const lines = ['global', '  nbthread 1', 'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s'];
+      routes.forEach(([from, to], i) => lines.push(`listen r${i}`, `  bind 127.0.0.1:${from}`, `  server s 127.0.0.1:${to}`));
+      await writeFile(file, lines.join('\n') + '\n');
+      return file;
+    };
+    const relayB = await start('haproxy', ['-db', '-f', await relayConf('relay-b', [[rBIperf, iperfPort], [rBHttp, httpPort]])], false);
+    const relayA = await start('haproxy', ['-db', '-f', await relayConf('relay-a', [[rAIperf, rBIperf], [rAHttp, rBHttp]])], false);
+    await Promise.all([rAIperf, rAHttp, rBIperf, rBHttp].map(waitForPort));
+
     const pids = (...cs: ChildProcess[]) => cs.map((c) => c.pid ?? 0);
     const subjects: Array<[string, number, number, number[]]> = [
       ['ambit', ambitIperf ?? 0, ambitHttp ?? 0, pids(hboneClient.child, hboneServer.child)],
       ['stunnel', sClientIperf, sClientHttp, pids(stunnelClient.child, stunnelServer.child)],
+      ['tcp-relay', rAIperf, rAHttp, pids(relayA.child, relayB.child)],
       ['direct', iperfPort, httpPort, []],
     ];
     // Rounds interleave the subjects so a noisy neighbour hurts all of them alike; each metric
@@ -373,7 +391,8 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     rows.push({ subject: 'ambit', metric: 'setup_ms', value: await setupMs(hboneServerPort, httpPort, creds, opts.quick ? 10 : 50) });
 
     const v = (s: string, m: string) => rows.find((r) => r.subject === s && r.metric === m)?.value ?? Number.NaN;
-    process.stderr.write(`tunnel bench: added p50 at 1,000 req/s vs direct: ambit ${(v('ambit', 'p50_ms') - v('direct', 'p50_ms')).toFixed(3)} ms, stunnel ${(v('stunnel', 'p50_ms') - v('direct', 'p50_ms')).toFixed(3)} ms\n`);
+    const added = (subject: string) => (v(subject, 'p50_ms') - v('direct', 'p50_ms')).toFixed(3);
+    process.stderr.write(`tunnel bench: added p50 at 1,000 req/s vs direct: ambit ${added('ambit')} ms, stunnel ${added('stunnel')} ms, plain TCP relay pair (no TLS) ${added('tcp-relay')} ms\n`);
     process.stderr.write(`tunnel bench: throughput ambit/stunnel ${(v('ambit', 'throughput_gbps') / v('stunnel', 'throughput_gbps')).toFixed(2)}x\n`);
     return rows;
   } finally {
