@@ -135,20 +135,28 @@ export interface RunIn {
   cgroup?: string;
 }
 
-/** Spawns `cmd` inside a netns and a cgroup (joined before exec, so children are inside too). */
-export function spawnIn(where: RunIn, cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+/**
+ * Spawns `cmd` inside the netns at `netnsPath` and the cgroup directory `cgroupPath` (either
+ * empty: the caller's). The shell joins the cgroup before it execs, so the process and all its
+ * children are inside from their first instruction.
+ */
+export function spawnAt(cgroupPath: string, netnsPath: string, cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
   const script = [
     'ulimit -n 65536 2>/dev/null || true',
     'cg="$1"; ns="$2"; shift 2',
     'if [ -n "$cg" ]; then echo $$ > "$cg/cgroup.procs" || exit 97; fi',
-    'if [ -n "$ns" ]; then exec nsenter --net="/run/netns/$ns" -- "$@"; else exec "$@"; fi',
+    'if [ -n "$ns" ]; then exec nsenter --net="$ns" -- "$@"; else exec "$@"; fi',
   ].join('\n');
-  return spawn('/bin/sh', ['-c', script, 'sh', where.cgroup ?? '', where.netns ?? '', cmd, ...args], opts);
+  return spawn('/bin/sh', ['-c', script, 'sh', cgroupPath, netnsPath, cmd, ...args], opts);
 }
 
-/** Runs a command to completion inside a netns/cgroup; resolves with stdout, stderr and the exit code. */
-export async function execIn(where: RunIn, cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawnIn(where, cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+/** Spawns `cmd` inside a netns and a cgroup (joined before exec, so children are inside too). */
+export function spawnIn(where: RunIn, cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+  return spawnAt(where.cgroup ?? '', where.netns === undefined ? '' : `/run/netns/${where.netns}`, cmd, args, opts);
+}
+
+/** Waits for a spawned child (stdio piped) to exit, feeding it `input`; SIGKILL after `timeoutMs` (default 30 s). */
+export async function collect(child: ChildProcess, opts: { timeoutMs?: number; input?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
@@ -158,6 +166,11 @@ export async function execIn(where: RunIn, cmd: string, args: string[], opts: { 
   const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
   clearTimeout(timer);
   return { code, stdout, stderr };
+}
+
+/** Runs a command to completion inside a netns/cgroup; resolves with stdout, stderr and the exit code. */
+export function execIn(where: RunIn, cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return collect(spawnIn(where, cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] }), opts);
 }
 
 export interface ClusterOptions {

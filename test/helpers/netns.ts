@@ -15,11 +15,11 @@
  *   const cg = await sb.cgroup('pods');
  *   const child = sb.spawn('python3', ['-c', '...'], { netns: pod, cgroup: cg });
  */
-import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFile, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { cgroup2Root, destroyCgroup } from '../../src/demo/cluster.js';
+import { cgroup2Root, collect, destroyCgroup, spawnAt } from '../../src/demo/cluster.js';
 
 export { cgroup2Root };
 
@@ -155,13 +155,7 @@ export class Sandbox {
    */
   spawn(cmd: string, args: string[], opts: RunOptions & SpawnOptions = {}): ChildProcess {
     const { netns, cgroup, ...spawnOpts } = opts;
-    const script = [
-      'ulimit -n 65536 2>/dev/null || true',
-      'cg="$1"; ns="$2"; shift 2',
-      'if [ -n "$cg" ]; then echo $$ > "$cg/cgroup.procs" || exit 97; fi',
-      'if [ -n "$ns" ]; then exec nsenter --net="$ns" -- "$@"; else exec "$@"; fi',
-    ].join('\n');
-    const child = spawn('/bin/sh', ['-c', script, 'sh', cgroup?.path ?? '', netns?.path ?? '', cmd, ...args], spawnOpts);
+    const child = spawnAt(cgroup?.path ?? '', netns?.path ?? '', cmd, args, spawnOpts);
     this.#children.add(child);
     child.once('exit', () => this.#children.delete(child));
     return child;
@@ -169,15 +163,7 @@ export class Sandbox {
 
   /** Runs a command to completion inside a netns/cgroup and returns its stdout. */
   async exec(cmd: string, args: string[], opts: RunOptions & { input?: string; timeoutMs?: number } = {}): Promise<string> {
-    const child = this.spawn(cmd, args, { ...opts, stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
-    child.stdin?.end(opts.input ?? '');
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
-    const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
-    clearTimeout(timer);
+    const { code, stdout: out, stderr: err } = await collect(this.spawn(cmd, args, { ...opts, stdio: ['pipe', 'pipe', 'pipe'] }), opts);
     if (code !== 0) throw new Error(`${cmd} exited with ${code}: ${err.trim()}`);
     return out;
   }
