@@ -11,12 +11,12 @@
  *
  * JSON on stdout. Exit 0, 1 when the subscriber or the control plane cannot be reached.
  */
-import { parseArgs } from 'node:util';
 import { agentTargets, controlDump, DEFAULT_CONTROL, parseAgentFlags } from './lib/targets.js';
 import { getJson } from './lib/http.js';
 import { viewFromControl } from './lib/mesh-view.js';
 import { CliError } from './lib/errors.js';
 import { configFromView } from '../waypoint/view-config.js';
+import { parseOptions } from './lib/options.js';
 
 const HELP = `usage: ambit config-dump (--node NAME | --waypoint NAMESPACE/NAME) [options]
 
@@ -28,19 +28,12 @@ const HELP = `usage: ambit config-dump (--node NAME | --waypoint NAMESPACE/NAME)
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
+  const parsed = parseOptions('config-dump', HELP, argv, {
         node: { type: 'string' }, waypoint: { type: 'string' }, control: { type: 'string' },
         agent: { type: 'string', multiple: true }, 'admin-port': { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`ambit config-dump: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  });
+  if (parsed === undefined) return 2;
+  const { values } = parsed;
   if (values.help) { process.stdout.write(HELP); return 0; }
   if ((values.node === undefined) === (values.waypoint === undefined)) {
     process.stderr.write(`ambit config-dump: pass exactly one of --node or --waypoint\n\n${HELP}`);

@@ -6,11 +6,11 @@
  * enrolled pods; /certs: workload certificate expiries). Exit 0 when everything answered and is
  * in sync, 1 otherwise (the output says what is wrong), 2 on bad usage.
  */
-import { parseArgs } from 'node:util';
 import { connect } from 'node:tls';
 import { agentTargets, controlDump, DEFAULT_CONTROL, parseAgentFlags, peerHost, type ControlDump } from './lib/targets.js';
 import { baseUrl, getJson } from './lib/http.js';
 import { duration, table } from './lib/format.js';
+import { parseOptions } from './lib/options.js';
 
 const HELP = `usage: ambit status [options]
 
@@ -154,19 +154,12 @@ export function renderStatus(r: StatusReport, width = 80): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
+  const parsed = parseOptions('status', HELP, argv, {
         control: { type: 'string' }, 'control-grpc': { type: 'string' }, agent: { type: 'string', multiple: true },
         'admin-port': { type: 'string' }, 'timeout-ms': { type: 'string' }, output: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`ambit status: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  });
+  if (parsed === undefined) return 2;
+  const { values } = parsed;
   if (values.help) { process.stdout.write(HELP); return 0; }
   const output = values.output ?? 'text';
   if (output !== 'text' && output !== 'json') { process.stderr.write('ambit status: --output must be text or json\n'); return 2; }

@@ -6,11 +6,11 @@
  * reason, and the others keep updating. `--once` prints one frame (two scrapes `--interval`
  * apart) and exits: 0 when at least one agent answered, 1 otherwise.
  */
-import { parseArgs } from 'node:util';
 import { agentTargets, controlDump, DEFAULT_CONTROL, parseAgentFlags, type AgentTarget } from './lib/targets.js';
 import { httpGet } from './lib/http.js';
 import { computeFrame, renderFrame, scrapeOf, type Scrape } from './lib/top-frame.js';
 import { CliError } from './lib/errors.js';
+import { parseOptions } from './lib/options.js';
 
 const HELP = `usage: ambit top [options]
 
@@ -36,19 +36,12 @@ async function scrape(t: AgentTarget, timeoutMs: number): Promise<Scrape> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
+  const parsed = parseOptions('top', HELP, argv, {
         control: { type: 'string' }, agent: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' },
         interval: { type: 'string' }, once: { type: 'boolean' }, width: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`ambit top: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  });
+  if (parsed === undefined) return 2;
+  const { values } = parsed;
   if (values.help) { process.stdout.write(HELP); return 0; }
   const interval = Number(values.interval ?? (values.once ? 1000 : 2000));
   if (!Number.isInteger(interval) || interval < 100) { process.stderr.write('ambit top: --interval must be an integer >= 100 (ms)\n'); return 2; }

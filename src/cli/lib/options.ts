@@ -1,15 +1,16 @@
 /**
- * Option parsing shared by the long-running commands (`agent`, `control`, `waypoint`): parse
+ * Option parsing shared by the commands (`agent`, `control`, `waypoint`, `status`, `config-dump`,
+ * `top`): parse
  * with node:util's parseArgs, print the command's usage on a bad flag (exit 2), and read
  * numeric options with a message that names the flag and the accepted range.
  */
 import { parseArgs } from 'node:util';
 
 /** The flag specs a command accepts (strings and booleans; no positionals). */
-export type OptionSpecs = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+export type OptionSpecs = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
 
 /** Parsed flag values: strings for string flags, booleans for boolean flags. */
-export type OptionValues<O extends OptionSpecs> = { [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : string };
+export type OptionValues<O extends OptionSpecs> = { [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : O[K]['multiple'] extends true ? string[] : string };
 
 /**
  * Parses `argv` against `options`; on an unknown or malformed flag writes

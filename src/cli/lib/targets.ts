@@ -7,19 +7,12 @@
  * Invariant: an explicit `--agent` always wins over what the control plane reports, so a node
  * whose agent is not connected can still be inspected.
  */
+import type { SessionInfo } from '../../control/discovery-service.js';
 import { baseUrl, getJson } from './http.js';
 import { CliError } from './errors.js';
 
 /** A subscriber as the control plane's /config_dump lists it. */
-export interface SubscriberInfo {
-  kind: string;
-  name: string;
-  peer: string;
-  version: number;
-  acked: number;
-  nacked?: { version: number; error: string };
-  connectedAt: string;
-}
+export type SubscriberInfo = SessionInfo;
 
 export interface ControlDump {
   epoch: string;
