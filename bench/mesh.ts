@@ -3,14 +3,17 @@
  * namespaces, pod to pod across the two nodes (client on node-1 → echo-2 on node-2), measured in
  * one run:
  * - throughput (iperf3, one stream): no mesh (`direct`), a stunnel4 mTLS pair on the same path
- *   (`stunnel`), and ambit (namespace labelled ambient: capture + HBONE);
+ *   (`stunnel`), the same pair of relays with no TLS (`tcp-relay`: haproxy in TCP mode, the floor
+ *   two user-space hops set on this machine), and ambit (namespace labelled ambient: capture +
+ *   HBONE);
  * - latency at a fixed 1,000 requests/s over keep-alive HTTP/1.1 to the echo app (p50/p99) with
  *   h2load (`--h1 --rps`, 8 connections x 125 req/s, a native client that paces itself and
  *   leaves the cores to the mesh), percentiles from its per-request log;
  * - ambit agents' RSS: idle with the demo's pods (`rss_mb_idle`), node-1's agent once 50 more
  *   pods on that node are enrolled (`rss_mb_50_pods`, issue 6's target), the peak under the load
  *   below (`rss_mb_load`) and 3 s after it (`rss_mb_after_load`); CPU seconds per GB carried
- *   (both agents summed). The load runs with the 50 extra pods enrolled.
+ *   (both agents summed). The load runs with the 50 extra pods enrolled. Throughput and latency
+ *   figures are medians of 3 runs each (1 with --quick).
  *
  * The processes run from JavaScript compiled by tsc into a private `.tmp-bench-mesh-<pid>/`
  * folder (as `npm run build` makes dist/ for a deployment), not through the tsx loader, whose
@@ -80,14 +83,27 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     const server = m.cluster.pod('echo-2').ip;
     const iperfServer = m.spawnInPod('echo-2', 'iperf3', ['-s', '-p', '5201']);
     await sleep(500);
-    const iperf = async (host: string, port: number): Promise<{ gbps: number; bytes: number }> => {
+    // Each figure is the median of `rounds` runs (the machines are noisy); bytes are summed.
+    const rounds = opts.quick ? 1 : 3;
+    const median = (xs: number[]) => quantile([...xs].sort((a, b) => a - b), 0.5);
+    const iperfOnce = async (host: string, port: number): Promise<{ gbps: number; bytes: number }> => {
       const r = await m.exec('client', 'iperf3', ['-c', host, '-p', String(port), '-t', String(secs), '-J'], (secs + 20) * 1000);
       const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
       return { gbps: j.end.sum_received.bits_per_second / 1e9, bytes: j.end.sum_received.bytes };
     };
+    const iperf = async (host: string, port: number): Promise<{ gbps: number; bytes: number }> => {
+      const runs: Array<{ gbps: number; bytes: number }> = [];
+      for (let i = 0; i < rounds; i++) runs.push(await iperfOnce(host, port));
+      return { gbps: median(runs.map((r) => r.gbps)), bytes: runs.reduce((a, r) => a + r.bytes, 0) };
+    };
     let latencyRun = 0;
     /** 1,000 req/s for `latSecs` (after a 1 s warm-up that is not counted) with h2load. */
     const latency = async (url: string): Promise<{ p50: number; p99: number; errors: number }> => {
+      const runs: Array<{ p50: number; p99: number; errors: number }> = [];
+      for (let i = 0; i < rounds; i++) runs.push(await latencyOnce(url));
+      return { p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)), errors: runs.reduce((a, r) => a + r.errors, 0) };
+    };
+    async function latencyOnce(url: string): Promise<{ p50: number; p99: number; errors: number }> {
       const log = join(stateDir, `h2load-${++latencyRun}.log`);
       const r = await m.exec('client', 'h2load', ['--h1', '-c', '8', '-m', '1', '--rps', '125', '-D', String(latSecs), '--warm-up-time', '1', '--log-file', log, url], (latSecs + 30) * 1000);
       if (!existsSync(log)) throw new Error(`h2load wrote no log (exit ${r.code}): ${r.stderr || r.stdout}`);
@@ -106,7 +122,7 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
       lat.sort((a, b) => a - b);
       if (errors > 0) process.stderr.write(`mesh bench: ${errors} failed requests at 1,000 req/s via ${url}\n`);
       return { p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), errors };
-    };
+    }
     // direct
     const direct = await iperf(server, 5201);
     rows.push({ subject: 'direct', metric: 'throughput_gbps', value: direct.gbps });
@@ -126,6 +142,24 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     rows.push({ subject: 'stunnel', metric: 'p50_ms', value: sl.p50 }, { subject: 'stunnel', metric: 'p99_ms', value: sl.p99 });
     sServer.kill('SIGKILL');
     sClient.kill('SIGKILL');
+    // The floor: the same two user-space hops as the stunnel pair with no TLS at all (haproxy in
+    // TCP mode in the same pods), i.e. what the relays alone cost on this machine.
+    const relayConf = (name: string, routes: Array<[string, string]>) => {
+      const f = join(certDir, `${name}.cfg`);
+      const lines = ['global', '  nbthread 1', 'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s'];
+      routes.forEach(([from, to], i) => lines.push(`listen r${i}`, `  bind ${from}`, `  server s ${to}`));
+      writeFileSync(f, lines.join('\n') + '\n');
+      return f;
+    };
+    const rServer = m.spawnInPod('echo-2', 'haproxy', ['-db', '-f', relayConf('relay-server', [[`${server}:5445`, '127.0.0.1:5201'], [`${server}:5446`, '127.0.0.1:8080']])]);
+    const rClient = m.spawnInPod('client', 'haproxy', ['-db', '-f', relayConf('relay-client', [['127.0.0.1:5204', `${server}:5445`], ['127.0.0.1:5205', `${server}:5446`]])]);
+    await sleep(1000);
+    const rt = await iperf('127.0.0.1', 5204);
+    rows.push({ subject: 'tcp-relay', metric: 'throughput_gbps', value: rt.gbps });
+    const rl = await latency('http://127.0.0.1:5205/');
+    rows.push({ subject: 'tcp-relay', metric: 'p50_ms', value: rl.p50 }, { subject: 'tcp-relay', metric: 'p99_ms', value: rl.p99 });
+    rServer.kill('SIGKILL');
+    rClient.kill('SIGKILL');
     // ambit
     m.setAmbient(true);
     await m.waitCaptured(['client', 'echo-1', 'echo-2', 'tcp-echo'], true);
