@@ -21,7 +21,9 @@
  * the table says so on stderr.
  *
  * Metrics per subject: rps, p50_ms, p99_ms from `wrk -t2 -c32 --latency` (keep-alive), and
- * rss_mb of the proxy process(es) after the load (nginx: master + worker). The machines are
+ * rss_mb of the proxy process(es) after the load (nginx: master + worker), and cpu_us_per_req:
+ * the proxy process(es)' user + system CPU time over a round divided by the requests wrk counted
+ * (what a request costs, which a busy neighbour on the machine does not move). The machines are
  * noisy, so every subject is measured in `rounds` interleaved rounds (ambit, haproxy, nginx,
  * ambit, ...) and the median round of each figure is reported.
  */
@@ -83,7 +85,22 @@ async function childPids(pid: number): Promise<number[]> {
   }
 }
 
-interface WrkResult { rps: number; p50: number; p99: number }
+interface WrkResult { rps: number; p50: number; p99: number; requests: number }
+
+/** CPU time (user + system) a process has used so far, microseconds (from /proc/<pid>/stat). */
+async function cpuUs(pids: number[]): Promise<number> {
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start at ")"; utime and stime are
+    // fields 14 and 15 of the whole line, 12 and 13 after it.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(f[11]) + Number(f[12]);
+  }
+  return (ticks / CLOCK_TICKS) * 1e6;
+}
+/** USER_HZ: Linux reports utime/stime in 1/100 s on every architecture Node runs on. */
+const CLOCK_TICKS = 100;
 
 function ms(v: string): number {
   const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
@@ -97,9 +114,10 @@ async function wrk(port: number, seconds: number): Promise<WrkResult> {
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);
   const p50 = ms(/\s50%\s+(\S+)/.exec(stdout)?.[1] ?? '');
   const p99 = ms(/\s99%\s+(\S+)/.exec(stdout)?.[1] ?? '');
+  const requests = Number(/(\d+) requests in /.exec(stdout)?.[1]);
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout);
   if (non2xx !== null) throw new Error(`wrk saw ${non2xx[1]} error responses through 127.0.0.1:${port}: the proxy is misconfigured`);
-  return { rps, p50, p99 };
+  return { rps, p50, p99, requests };
 }
 
 function started(child: ChildProcess, what: string): Promise<void> {
@@ -229,8 +247,18 @@ backend be
     for (const s of subjects) await wrk(s.port, 2);
     const rounds = opts.quick ? 1 : 3;
     const results = new Map<string, WrkResult[]>(subjects.map((s) => [s.name, []]));
+    // CPU per request: the proxy's utime + stime across a wrk run over the requests wrk counted
+    // (robust against a noisy neighbour, which moves rps but not the work per request).
+    const cpu = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
     for (let r = 0; r < rounds; r++) {
-      for (const s of subjects) results.get(s.name)?.push(await wrk(s.port, seconds));
+      for (const s of subjects) {
+        const pids = await s.pids();
+        const before = await cpuUs(pids);
+        const w = await wrk(s.port, seconds);
+        const after = await cpuUs(pids);
+        results.get(s.name)?.push(w);
+        if (w.requests > 0) cpu.get(s.name)?.push((after - before) / w.requests);
+      }
     }
     const median = (xs: number[]) => {
       const v = [...xs].sort((a, b) => a - b);
@@ -242,6 +270,8 @@ backend be
       rows.push({ subject: s.name, metric: 'p50_ms', value: median(rs.map((x) => x.p50)) });
       rows.push({ subject: s.name, metric: 'p99_ms', value: median(rs.map((x) => x.p99)) });
       rows.push({ subject: s.name, metric: 'rss_mb', value: await rssMb(await s.pids()) });
+      const c = cpu.get(s.name) ?? [];
+      if (c.length > 0) rows.push({ subject: s.name, metric: 'cpu_us_per_req', value: Math.round(median(c) * 10) / 10 });
     }
     return rows;
   } finally {

@@ -35,7 +35,8 @@ export class BodyBuffer {
   ) {
     if (!hasBody) {
       this.done = true;
-      source.resume();
+      // A bodiless HTTP/1.1 request has nothing to drain (its stream ends only when read).
+      if ((source as { bodiless?: boolean }).bodiless !== true) source.resume();
       return;
     }
     source.on('data', (c: Buffer | string) => this.onData(typeof c === 'string' ? Buffer.from(c) : c));

@@ -132,6 +132,8 @@ export interface ClusterManagerOptions {
 /** All destinations the waypoint has sent to, keyed by host, subset and port. */
 export class ClusterManager {
   private readonly clusters = new Map<string, Cluster>();
+  /** The same clusters by service object (one config's), found without building a key. */
+  private readonly byService = new WeakMap<WaypointServiceInfo, Cluster[]>();
   private readonly budgets = new Map<string, RetryBudget>();
   private readonly now: () => number;
 
@@ -141,6 +143,15 @@ export class ClusterManager {
 
   /** The up-to-date cluster for a destination. */
   get(config: WaypointConfig, service: WaypointServiceInfo, subset: string | undefined, port: number, protocol: 'http1' | 'http2'): Cluster {
+    let known = this.byService.get(service);
+    if (known !== undefined) {
+      for (const c of known) {
+        if (c.port === port && c.subset === subset && c.protocol === protocol && c.seen === config) return c;
+      }
+    } else {
+      known = [];
+      this.byService.set(service, known);
+    }
     const key = `${service.hostname}|${subset ?? ''}|${port}|${protocol}`;
     let c = this.clusters.get(key);
     if (c === undefined) {
@@ -156,6 +167,7 @@ export class ClusterManager {
       c.update(service, config.binding(service.key)?.destinationPolicy, config);
       c.seen = config;
     }
+    if (!known.includes(c)) known.push(c);
     return c;
   }
 

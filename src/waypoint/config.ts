@@ -67,7 +67,8 @@ export interface WaypointConfigData {
 
 export class WaypointConfig {
   readonly version: string;
-  private readonly byAddress = new Map<string, ServiceBinding>();
+  /** VIP, then port (no key string to build on the per-request lookup). */
+  private readonly byAddress = new Map<string, Map<number, ServiceBinding>>();
   private readonly byHost = new Map<string, WaypointServiceInfo>();
   private readonly bindings = new Map<string, ServiceBinding>();
   private readonly workloadsByKey = new Map<string, WorkloadInfo>();
@@ -79,7 +80,11 @@ export class WaypointConfig {
     for (const b of data.bound) {
       this.bindings.set(b.service.key, b);
       this.byHost.set(b.service.hostname, b.service);
-      for (const vip of b.service.vips) for (const p of b.service.ports) this.byAddress.set(`${vip}|${p.port}`, b);
+      for (const vip of b.service.vips) {
+        let ports = this.byAddress.get(vip);
+        if (ports === undefined) this.byAddress.set(vip, (ports = new Map()));
+        for (const p of b.service.ports) ports.set(p.port, b);
+      }
     }
     for (const w of data.workloads) {
       this.workloadsByKey.set(w.key, w);
@@ -89,7 +94,7 @@ export class WaypointConfig {
 
   /** The bound service whose VIP and port the HBONE authority names. */
   bindingByAddress(ip: string, port: number): ServiceBinding | undefined {
-    return this.byAddress.get(`${ip}|${port}`);
+    return this.byAddress.get(ip)?.get(port);
   }
 
   binding(serviceKey: string): ServiceBinding | undefined {
@@ -123,8 +128,19 @@ export class WaypointConfig {
 /** Protocol of a service port: declared by `appProtocol` or the port name's prefix, else sniffed. */
 export type PortProtocol = 'http' | 'http2' | 'tcp' | 'detect';
 
+const protocols = new WeakMap<ServicePort, PortProtocol>();
+
 /** Istio's protocol selection: `appProtocol`, then the port name (`http-web`, `grpc`, `tcp-db`). */
 export function portProtocol(port: ServicePort): PortProtocol {
+  let p = protocols.get(port);
+  if (p === undefined) {
+    p = selectProtocol(port);
+    protocols.set(port, p);
+  }
+  return p;
+}
+
+function selectProtocol(port: ServicePort): PortProtocol {
   const declared = (port.appProtocol ?? port.name?.split('-')[0] ?? '').toLowerCase();
   switch (declared) {
     case 'http':

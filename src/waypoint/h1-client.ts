@@ -18,6 +18,10 @@
  *   request (`reset`) and the connection is discarded. 1xx interim answers are skipped; HEAD,
  *   204 and 304 answers have no body.
  * - Backpressure: the response body is a Readable; while it is not read the connection is paused.
+ *   A body that arrived whole with its head (empty or length-framed) is handed over as one
+ *   buffer (`complete`) instead, and the connection goes back to the pool at once; bytes past
+ *   the end of an answer mean the connection is never reused.
+ * - Request heads are written through write-batch.ts (sent at the end of the event-loop turn).
  * - Every failure is reported once, with `beforeResponse` telling whether any response byte had
  *   arrived (a reused connection closed by the server while idle is a race to retry, not an
  *   endpoint failure).
@@ -25,6 +29,7 @@
 import { Readable, Writable, type Duplex } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { headerName, isToken } from './header-names.js';
+import { holdWrites } from './write-batch.js';
 
 /** What a request needs on the wire. */
 export interface H1Request {
@@ -55,7 +60,15 @@ export class H1Failure extends Error {
 export interface H1Response {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
+  /**
+   * The whole body, when it arrived together with the head (an empty or length-framed body
+   * already read): the exchange is over and `body` need not be read. Undefined otherwise.
+   */
+  readonly complete: Buffer | undefined;
+  /** The body as a stream (made on first use when `complete` is set). */
   readonly body: Readable;
+  /** Always false: HTTP/1.1 has no HEADERS-with-END_STREAM (kept so HTTP/1.1 and HTTP/2 answers read alike). */
+  readonly endAfterHeaders: false;
   /** Trailers of a chunked body, once `body` ended. */
   trailers(): Record<string, string> | undefined;
   /** Drops the response; the connection is closed, never reused. */
@@ -141,6 +154,40 @@ class ResponseBody extends Readable {
   }
 }
 
+/** A response as the pool hands it out; its body stream is made only if it is asked for. */
+class Response implements H1Response {
+  /** HTTP/1.1 has no HEADERS-with-END_STREAM (the proxy reads HTTP/1.1 and HTTP/2 answers alike). */
+  readonly endAfterHeaders = false;
+
+  constructor(
+    readonly status: number,
+    readonly headers: IncomingHttpHeaders,
+    readonly complete: Buffer | undefined,
+    private stream: Readable | undefined,
+    private readonly ex: Exchange,
+    private readonly conn: H1Connection,
+  ) {}
+
+  get body(): Readable {
+    if (this.stream === undefined) {
+      const r = new Readable({ read() {} });
+      if (this.complete !== undefined && this.complete.length > 0) r.push(this.complete);
+      r.push(null);
+      this.stream = r;
+    }
+    return this.stream;
+  }
+
+  trailers(): Record<string, string> | undefined {
+    return this.ex.trailers;
+  }
+
+  abort(): void {
+    this.conn.abandon(this.ex);
+    if (this.stream !== undefined && !this.stream.destroyed) this.stream.destroy();
+  }
+}
+
 type BodyMode = 'none' | 'length' | 'chunked' | 'close';
 type ChunkState = 'size' | 'data' | 'data-crlf' | 'trailers';
 
@@ -194,6 +241,7 @@ class H1Connection {
     this.headParsed = false;
     this.keepAlive = true;
     this.sock.resume();
+    holdWrites(this.sock);
     this.sock.write(head, 'latin1');
     if (req.writeBody !== undefined) {
       const sock = this.sock;
@@ -261,36 +309,42 @@ class H1Connection {
           return;
         }
         const rest = data.subarray(end + 4);
-        if (!this.parseHead(data.toString('latin1', 0, end), ex)) return;
-        data = rest;
+        const used = this.parseHead(data.toString('latin1', 0, end), ex, rest);
+        if (used < 0) return;
+        data = used === 0 ? rest : rest.subarray(used);
         continue;
       }
       data = this.onBody(data, ex);
     }
+    // Bytes past the end of a finished response: never reuse a connection that does this.
+    if (data.length > 0 && this.ex !== ex && !this.closed) this.destroy();
   }
 
-  /** Parses a response head; false when the exchange failed or was an interim answer handled. */
-  private parseHead(text: string, ex: Exchange): boolean {
+  /**
+   * Parses a response head with `rest`, the bytes after it; returns how many of those it took
+   * as the whole body (0 when none or the body streams), -1 when the exchange failed.
+   */
+  private parseHead(text: string, ex: Exchange, rest: Buffer): number {
     const lines = text.split('\r\n');
     const m = STATUS_LINE.exec(lines[0] ?? '');
     if (m === null) {
       this.fail(`upstream sent a malformed status line ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`);
-      return false;
+      return -1;
     }
     const status = Number(m[2]);
     const headers: IncomingHttpHeaders = {};
     for (let i = 1; i < lines.length; i++) {
       if (!addHeader(headers, lines[i] as string)) {
         this.fail(`upstream sent a malformed header line ${JSON.stringify((lines[i] as string).slice(0, 80))}`);
-        return false;
+        return -1;
       }
     }
     if (status < 200) {
       if (status === 101) {
         this.fail('upstream switched protocols on a plain request');
-        return false;
+        return -1;
       }
-      return true; // 100 Continue and other interim answers: wait for the final one
+      return 0; // 100 Continue and other interim answers: wait for the final one
     }
     this.headParsed = true;
     const conn = headers.connection;
@@ -310,7 +364,7 @@ class H1Connection {
     } else if (cl !== undefined) {
       if (!/^\d{1,15}$/.test(cl)) {
         this.fail(`upstream sent an invalid content-length ${JSON.stringify(cl.slice(0, 40))}`);
-        return false;
+        return -1;
       }
       this.remaining = Number(cl);
       this.mode = this.remaining === 0 ? 'none' : 'length';
@@ -318,24 +372,30 @@ class H1Connection {
       this.mode = 'close';
       this.keepAlive = false;
     }
-    const body = new ResponseBody(this);
-    ex.body = body;
     ex.responded = true;
-    ex.resolve({
-      status,
-      headers,
-      body,
-      trailers: () => ex.trailers,
-      abort: () => {
-        if (this.ex === ex && !(ex.requestDone && ex.responseDone)) {
-          this.ex = undefined;
-          this.destroy();
-        }
-        if (!body.destroyed) body.destroy();
-      },
-    });
-    if (this.mode === 'none') this.bodyEnd(ex);
-    return true;
+    // A small answer usually arrives whole with its head: hand it over as one buffer, without
+    // a body stream and its per-response bookkeeping.
+    let complete: Buffer | undefined;
+    let used = 0;
+    if (this.mode === 'none') complete = EMPTY;
+    else if (this.mode === 'length' && rest.length >= this.remaining) {
+      used = this.remaining;
+      complete = used === rest.length ? rest : rest.subarray(0, used);
+      this.remaining = 0;
+    }
+    const body = complete === undefined ? new ResponseBody(this) : undefined;
+    ex.body = body;
+    ex.resolve(new Response(status, headers, complete, body, ex, this));
+    if (complete !== undefined) this.bodyEnd(ex);
+    return used;
+  }
+
+  /** The consumer dropped the response: the connection is closed unless the exchange was over. */
+  abandon(ex: Exchange): void {
+    if (this.ex === ex && !(ex.requestDone && ex.responseDone)) {
+      this.ex = undefined;
+      this.destroy();
+    }
   }
 
   /** Consumes body bytes; returns what is left over (or EMPTY). */
@@ -430,8 +490,8 @@ class H1Connection {
 
   private bodyEnd(ex: Exchange): void {
     ex.responseDone = true;
-    const body = ex.body as ResponseBody;
-    if (!body.destroyed) body.push(null);
+    const body = ex.body;
+    if (body !== undefined && !body.destroyed) body.push(null);
     this.headParsed = false;
     this.mode = 'none';
     this.maybeDone();
@@ -506,15 +566,17 @@ export class H1Pool {
    * `retryStale` allows it (its body can be written again).
    */
   request(req: H1Request, retryStale: boolean): Promise<H1Response> {
-    return new Promise((resolve, reject) => {
-      const onFail = (err: H1Failure) => {
-        if (err.staleReuse && retryStale) this.fresh(req, resolve, reject);
-        else reject(err);
-      };
-      const conn = this.idle.pop();
-      if (conn !== undefined) conn.start(req, resolve, onFail);
-      else this.fresh(req, resolve, reject);
-    });
+    return new Promise((resolve, reject) => this.send(req, retryStale, resolve, reject));
+  }
+
+  /** `request` with callbacks: exactly one of them is called, once. */
+  send(req: H1Request, retryStale: boolean, resolve: (r: H1Response) => void, reject: (e: H1Failure) => void): void {
+    const conn = this.idle.pop();
+    if (conn === undefined) {
+      this.fresh(req, resolve, reject);
+      return;
+    }
+    conn.start(req, resolve, retryStale ? (err) => (err.staleReuse ? this.fresh(req, resolve, reject) : reject(err)) : reject);
   }
 
   private fresh(req: H1Request, resolve: (r: H1Response) => void, reject: (e: H1Failure) => void): void {

@@ -21,11 +21,18 @@
  * - A response is framed by its `content-length`, else chunked (HTTP/1.1) or by closing the
  *   connection (HTTP/1.0); HEAD, 1xx, 204 and 304 answers carry no body. A connection is
  *   reused only when the request body was read completely and both sides allow keep-alive.
+ * - Responses are written through write-batch.ts: bytes reach the socket at the end of the
+ *   event-loop turn that wrote them (in order), and a response counts as finished (`finish`,
+ *   next pipelined request) only once its bytes were handed to the socket. A whole response
+ *   with a small body goes out as one buffer.
+ * - A chunked body cut anywhere by the reads (inside a size line, a CRLF, a trailer) waits for
+ *   more bytes; it never loops on an incomplete line.
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Readable, type Duplex } from 'node:stream';
 import { headerName } from './header-names.js';
+import { holdWrites } from './write-batch.js';
 
 export interface H1ServerLimits {
   /** Largest request head accepted, bytes (default 16,384; larger gets 431). */
@@ -73,11 +80,17 @@ class ParseError extends Error {
   }
 }
 
-/** A request as the proxy reads it; the body is this Readable. */
+/**
+ * A request as the proxy reads it; the body is this Readable. A request without a body ends
+ * when it is first read (not at once): ending a Readable nobody reads costs a few microseconds
+ * of stream bookkeeping on every request, so the proxy checks `bodiless` and leaves it alone.
+ */
 export class H1IncomingRequest extends Readable {
   trailers: Record<string, string> = {};
   /** The body arrived completely. */
   complete = false;
+  /** The request has no body: it is complete, and the stream ends as soon as it is read. */
+  bodiless = false;
 
   constructor(
     readonly method: string,
@@ -96,6 +109,10 @@ export class H1IncomingRequest extends Readable {
   }
 
   override _read(): void {
+    if (this.bodiless) {
+      this.push(null);
+      return;
+    }
     this.conn.resumeBody();
   }
 }
@@ -166,18 +183,12 @@ export class H1ServerResponse extends EventEmitter {
     if (this.head === undefined) this.writeHead(this.statusCode);
     const c = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     const sock = this.sock;
+    holdWrites(sock);
     if (this.mode === 'none' || c.length === 0) return this.flushHead();
-    const h = this.head as string;
     if (!this.headersSent && c.length <= SMALL_BODY) {
       // Head and a small first chunk in one buffer: one write, no writev bookkeeping.
       this.headersSent = true;
-      const frame = this.mode === 'chunked' ? `${c.length.toString(16)}\r\n` : '';
-      const headLen = Buffer.byteLength(h, 'latin1') + frame.length;
-      const out = Buffer.allocUnsafe(headLen + c.length + (frame === '' ? 0 : 2));
-      out.write(h + frame, 0, 'latin1');
-      c.copy(out, headLen);
-      if (frame !== '') out.write('\r\n', headLen + c.length, 'latin1');
-      return sock.write(out);
+      return sock.write(this.headWith(c));
     }
     sock.cork();
     this.flushHead();
@@ -191,6 +202,18 @@ export class H1ServerResponse extends EventEmitter {
     }
     sock.uncork();
     return ok;
+  }
+
+  /** The head and a first body chunk (framed when chunked) in one buffer. */
+  private headWith(c: Buffer): Buffer {
+    const h = this.head as string;
+    const frame = this.mode === 'chunked' ? `${c.length.toString(16)}\r\n` : '';
+    const headLen = h.length + frame.length; // latin1: one byte per character
+    const out = Buffer.allocUnsafe(headLen + c.length + (frame === '' ? 0 : 2));
+    out.write(frame === '' ? h : h + frame, 0, 'latin1');
+    c.copy(out, headLen);
+    if (frame !== '') out.write('\r\n', headLen + c.length, 'latin1');
+    return out;
   }
 
   private flushHead(): boolean {
@@ -219,11 +242,23 @@ export class H1ServerResponse extends EventEmitter {
       }
     }
     const sock = this.sock;
+    holdWrites(sock);
+    const done = () => this.onFlushed();
+    if (!this.headersSent && this.mode !== 'chunked') {
+      // The whole response at once (the usual case): one write, whose flush finishes it.
+      const c = chunk === undefined || this.mode === 'none' ? EMPTY : typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      if (c.length <= SMALL_BODY) {
+        this.headersSent = true;
+        this.ended = true;
+        if (c.length === 0) sock.write(this.head as string, 'latin1', done);
+        else sock.write(this.headWith(c), done);
+        return this;
+      }
+    }
     sock.cork();
     if (chunk !== undefined) this.write(chunk);
     else this.flushHead();
     this.ended = true;
-    const done = () => this.onFlushed();
     if (this.mode === 'chunked') sock.write(`0\r\n${this.trailerLines}\r\n`, done);
     else if (sock.writableLength === 0) process.nextTick(done);
     else sock.write(EMPTY, done); // corked: joins the same writev
@@ -313,8 +348,11 @@ export class H1ServerConnection {
         if (this.state === 'head') {
           if (!this.parseHead()) return;
         } else if (this.state === 'body') {
+          const before = this.buf.length;
           this.parseBody();
           if (this.bodyPaused) return;
+          // A chunk line or CRLF cut by the read: wait for the next bytes (not spin on these).
+          if (this.state === 'body' && this.buf.length === before) return;
         } else {
           // A pipelined request waits until the current response is complete.
           if (this.state === 'wait') this.stream.pause();
@@ -412,7 +450,7 @@ export class H1ServerConnection {
     this.bodyComplete = !hasBody;
     if (!hasBody) {
       req.complete = true;
-      req.push(null);
+      req.bodiless = true;
       this.state = 'wait';
     } else {
       this.state = 'body';

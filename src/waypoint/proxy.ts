@@ -127,12 +127,27 @@ interface RequestState {
   body: BodyBuffer | undefined;
 }
 
+/** What a connection's last request was counted under (see `series`). */
+interface SeriesMemo {
+  readonly config: WaypointConfig;
+  readonly service: WaypointServiceInfo | undefined;
+  readonly endpoint: ClusterEndpoint | undefined;
+  readonly status: number;
+  readonly grpcStatus: string;
+  readonly grpc: boolean;
+  readonly flags: string;
+  readonly series: RequestSeries;
+}
+
 /** The outcome of the admission steps shared by plain requests and upgrades. */
 type Admission =
   | { readonly ok: false; readonly status: number; readonly flag: ResponseFlag | undefined; readonly detail: string; readonly headers?: OutgoingHttpHeaders }
   | { readonly ok: true; readonly binding: ServiceBinding; readonly choice: RouteChoice; readonly jwt: JwtIdentity | undefined };
 
 const NO_JWT: JwtResult = { kind: 'none' };
+
+/** Istio's retry policy for routes without one (when `defaultRetries` is on). */
+const DEFAULT_POLICY: NonNullable<Route['retries']> = { attempts: DEFAULT_RETRY_ATTEMPTS, perTryTimeoutMs: undefined, retryOn: DEFAULT_RETRY_ON, backoffMs: undefined };
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 
@@ -200,6 +215,8 @@ export class WaypointProxy {
   private readonly jwksCaches = new Map<string, unknown>();
   private readonly defaultRoutes = new WeakMap<WaypointServiceInfo, Route>();
   private readonly seriesCache = new Map<string, RequestSeries>();
+  /** The series each connection's last request went to (labels of one connection rarely vary). */
+  private readonly lastSeries = new WeakMap<DownstreamInfo, SeriesMemo>();
   private seriesConfig: WaypointConfig | undefined;
   private readonly rand: () => number;
   private readonly now: () => number;
@@ -523,7 +540,7 @@ export class WaypointProxy {
       sendMirror(this.clients, mc, { ...base, writeBody: hasBody ? (dst) => body.attach(dst, false) : undefined }, this.o.mirrorTimeoutMs ?? 10_000, this.log);
     }
 
-    const policy = route.retries ?? (this.o.defaultRetries === false ? undefined : { attempts: DEFAULT_RETRY_ATTEMPTS, perTryTimeoutMs: undefined, retryOn: DEFAULT_RETRY_ON, backoffMs: undefined });
+    const policy = route.retries ?? (this.o.defaultRetries === false ? undefined : DEFAULT_POLICY);
     const maxAttempts = 1 + Math.max(0, policy?.attempts ?? 0);
     const retryOn = policy?.retryOn ?? [];
     cluster.budget.deposit();
@@ -578,7 +595,8 @@ export class WaypointProxy {
         slot.release();
       };
       const sent = this.now();
-      const result = await this.attempt(cluster, ep, { ...base, writeBody: hasBody ? (dst) => body.attach(dst) : undefined }, policy?.perTryTimeoutMs, signal, (cancel) => {
+      const ureq: UpstreamRequest = { method: base.method, path, authority, headers: base.headers, protocol, meta, writeBody: hasBody ? (dst) => body.attach(dst) : undefined };
+      const result = await this.attempt(cluster, ep, ureq, policy?.perTryTimeoutMs, signal, (cancel) => {
         onRouteTimeout = cancel;
       });
       onRouteTimeout = undefined;
@@ -672,12 +690,13 @@ export class WaypointProxy {
       signal.addEventListener('abort', onAbort, { once: true });
       setCancel(() => settle({ kind: 'failure', outcome: { kind: 'per-try-timeout' } }));
       if (perTryMs !== undefined && perTryMs > 0) timer = setTimeout(() => settle({ kind: 'failure', outcome: { kind: 'per-try-timeout' } }), perTryMs);
-      this.clients.send(ep, ureq).then(
+      this.clients.exchange(
+        ep,
+        ureq,
         (res) => settle({ kind: 'response', res }),
-        (err: unknown) => {
-          const outcome = err instanceof AttemptError ? err.outcome : { kind: 'reset' as const };
-          this.log.debug({ cluster: cluster.name, endpoint: ep.key, outcome: outcome.kind, reason: (err as Error).message }, 'upstream attempt failed');
-          settle({ kind: 'failure', outcome });
+        (err: AttemptError) => {
+          this.log.debug({ cluster: cluster.name, endpoint: ep.key, outcome: err.outcome.kind, reason: err.message }, 'upstream attempt failed');
+          settle({ kind: 'failure', outcome: err.outcome });
         },
       );
     });
@@ -693,8 +712,10 @@ export class WaypointProxy {
     setCancel: (cancel: () => void) => void,
   ): void {
     const headers: HeaderMap = {};
-    for (const [k, v] of Object.entries(up.headers)) {
-      if (k.startsWith(':') || HOP_BY_HOP.has(k) || v === undefined) continue;
+    const upHeaders = up.headers;
+    for (const k in upHeaders) {
+      const v = upHeaders[k];
+      if (v === undefined || k.charCodeAt(0) === 58 /* : */ || HOP_BY_HOP.has(k)) continue;
       headers[k] = v;
     }
     applyHeaderOps(headers, route.responseHeaders);
@@ -739,6 +760,15 @@ export class WaypointProxy {
     } catch (err) {
       this.log.warn({ requestId: st.requestId, reason: (err as Error).message }, 'upstream response headers cannot be relayed');
       end(false);
+      return;
+    }
+    const whole = up.complete;
+    if (whole !== undefined) {
+      // The body came whole with the head (no trailers: it was not chunked): one write.
+      st.bytesSent += whole.length;
+      res.once('finish', () => end(true));
+      if (whole.length > 0) res.end(whole);
+      else res.end();
       return;
     }
     const out = res as H1ServerResponse;
@@ -812,7 +842,20 @@ export class WaypointProxy {
    * object is built once per combination, not per request).
    */
   private series(st: RequestState): RequestSeries {
-    const key = `${st.down.peerIdentity ?? ''}|${st.service?.key ?? ''}|${st.endpoint?.workload ?? ''}|${st.endpoint?.identity ?? ''}|${st.status}|${st.grpcStatus}|${st.grpc ? 1 : 0}|${formatFlags(st.flags)}`;
+    // Requests on one connection mostly land in the series of the one before: compared by
+    // identity, without building the key string.
+    const flags = formatFlags(st.flags);
+    const memo = this.lastSeries.get(st.down);
+    if (memo !== undefined && memo.config === this.config && memo.service === st.service && memo.endpoint === st.endpoint && memo.status === st.status && memo.grpcStatus === st.grpcStatus && memo.grpc === st.grpc && memo.flags === flags) {
+      return memo.series;
+    }
+    const series = this.seriesByKey(st, flags);
+    this.lastSeries.set(st.down, { config: this.config, service: st.service, endpoint: st.endpoint, status: st.status, grpcStatus: st.grpcStatus, grpc: st.grpc, flags, series });
+    return series;
+  }
+
+  private seriesByKey(st: RequestState, flags: string): RequestSeries {
+    const key = `${st.down.peerIdentity ?? ''}|${st.service?.key ?? ''}|${st.endpoint?.workload ?? ''}|${st.endpoint?.identity ?? ''}|${st.status}|${st.grpcStatus}|${st.grpc ? 1 : 0}|${flags}`;
     if (this.seriesConfig !== this.config) {
       // Labels derive from the config (workload names and labels): look them up again.
       this.seriesCache.clear();

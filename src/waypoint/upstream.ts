@@ -124,6 +124,11 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
+  /**
+   * The whole body when it arrived with the head (HTTP/1.1, empty or length-framed): nothing
+   * more to read, and `body` need not be touched. Undefined when the body streams.
+   */
+  readonly complete: Buffer | undefined;
   readonly body: Readable;
   /** Trailers, available once `body` ended. */
   trailers(): Record<string, string | string[] | undefined> | undefined;
@@ -157,8 +162,29 @@ export class UpstreamClients {
 
   /** Sends one request; resolves at response headers; rejects with AttemptError. */
   send(target: UpstreamTarget, req: UpstreamRequest): Promise<UpstreamResponse> {
-    if (this.closed) return Promise.reject(new AttemptError({ kind: 'connect-failure' }, 'waypoint is closing'));
-    return req.protocol === 'http2' ? this.sendH2(target, req) : this.sendH1(target, req);
+    return new Promise((resolve, reject) => this.exchange(target, req, resolve, reject));
+  }
+
+  /**
+   * `send` with callbacks (exactly one is called, once): the proxy's hot path, which spares
+   * HTTP/1.1 requests the promises between the pool and the proxy.
+   */
+  exchange(target: UpstreamTarget, req: UpstreamRequest, resolve: (r: UpstreamResponse) => void, reject: (e: AttemptError) => void): void {
+    if (this.closed) {
+      reject(new AttemptError({ kind: 'connect-failure' }, 'waypoint is closing'));
+      return;
+    }
+    if (req.protocol === 'http2') {
+      this.sendH2(target, req).then(resolve, (err: unknown) => reject(err instanceof AttemptError ? err : new AttemptError({ kind: 'reset' }, (err as Error).message)));
+      return;
+    }
+    // A request that met a connection the server had just closed goes again on a fresh one
+    // when its body can be written again (none, or a method that carries none by meaning).
+    const retryStale = req.writeBody === undefined || req.method === 'GET' || req.method === 'HEAD';
+    this.h1Pool(target, req.meta).send(req, retryStale, resolve, (err: H1Failure) => {
+      if (err.kind === 'connect-failure') reject(new AttemptError({ kind: 'connect-failure' }, err.message));
+      else reject(new AttemptError({ kind: 'reset' }, `upstream ${target.key} reset the request: ${err.message}`));
+    });
   }
 
   private h1Pool(target: UpstreamTarget, meta: ConnectMeta): H1Pool {
@@ -172,19 +198,6 @@ export class UpstreamClients {
       this.h1.set(key, p);
     }
     return p;
-  }
-
-  private sendH1(target: UpstreamTarget, req: UpstreamRequest): Promise<UpstreamResponse> {
-    // A request that met a connection the server had just closed goes again on a fresh one
-    // when its body can be written again (none, or a method that carries none by meaning).
-    const retryStale = req.writeBody === undefined || req.method === 'GET' || req.method === 'HEAD';
-    return this.h1Pool(target, req.meta).request(req, retryStale).then(
-      (res) => ({ status: res.status, headers: res.headers, body: res.body, trailers: res.trailers, endAfterHeaders: false, abort: res.abort }),
-      (err: H1Failure) => {
-        if (err.kind === 'connect-failure') throw new AttemptError({ kind: 'connect-failure' }, err.message);
-        throw new AttemptError({ kind: 'reset' }, `upstream ${target.key} reset the request: ${err.message}`);
-      },
-    );
   }
 
   private session(target: UpstreamTarget, meta: ConnectMeta): Promise<ClientHttp2Session> {
@@ -235,7 +248,7 @@ export class UpstreamClients {
         settled = true;
         const headers: IncomingHttpHeaders = {};
         for (const [k, v] of Object.entries(h)) if (!k.startsWith(':')) headers[k] = v as string;
-        resolve({ status: Number(h[':status']), headers, body: stream, trailers: () => trailers, endAfterHeaders: stream.endAfterHeaders, abort: () => stream.close(h2.NGHTTP2_CANCEL) });
+        resolve({ status: Number(h[':status']), headers, complete: undefined, body: stream, trailers: () => trailers, endAfterHeaders: stream.endAfterHeaders, abort: () => stream.close(h2.NGHTTP2_CANCEL) });
       });
       const fail = () => {
         if (settled) return;
