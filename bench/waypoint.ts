@@ -35,6 +35,7 @@ import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { BenchOptions, Row } from './lib/report.js';
+import { withLongRunningFlags } from '../src/util/node-flags.js';
 
 const HERE = fileURLToPath(import.meta.url);
 const ROOT = resolve(dirname(HERE), '..');
@@ -233,7 +234,12 @@ backend be
     await start('nginx', ['-e', join(dir, 'backend.error.log'), '-c', join(dir, 'backend.conf'), '-p', dir], 'backend nginx', backendPort);
     const compiled = await bundleAmbitRole();
     if (compiled === undefined) process.stderr.write('waypoint bench: esbuild is not available, the ambit role runs under tsx (slower than compiled JS)\n');
-    const ambitArgs = compiled === undefined ? ['--import=tsx', HERE] : [compiled];
+    // The waypoint process gets the flags every long-running ambit process starts with (the bin's
+    // shebang, the image's entrypoint): src/util/node-flags.ts.
+    // `--node-flag=X` (repeatable) adds or overrides one, to compare settings run against run.
+    const nodeFlags = withLongRunningFlags(opts.args.filter((a) => a.startsWith('--node-flag=')).map((a) => a.slice('--node-flag='.length)).filter((f) => f !== ''));
+    process.stderr.write(`waypoint bench: node flags for the waypoint: ${nodeFlags.join(' ')}\n`);
+    const ambitArgs = [...nodeFlags, ...(compiled === undefined ? ['--import=tsx', HERE] : [compiled])];
     const ambit = await start(process.execPath, [...ambitArgs, '--role', 'ambit', String(ambitPort), String(backendPort)], 'ambit waypoint', ambitPort);
     const nginx = await start('nginx', ['-e', join(dir, 'proxy.error.log'), '-c', join(dir, 'proxy.conf'), '-p', dir], 'nginx proxy', nginxPort);
     const haproxy = await start('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], 'haproxy', haproxyPort);
