@@ -26,7 +26,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import type { BenchOptions, Row } from './lib/report.js';
 import { DemoMesh, REPO_ROOT } from '../src/demo/mesh.js';
 import { withLongRunningFlags } from '../src/util/node-flags.js';
@@ -133,15 +133,20 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     execFileSync('mkdir', ['-p', certDir]);
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=bench', '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem')], { stdio: 'ignore' });
     const conf = (name: string, body: string) => { const f = join(certDir, `${name}.conf`); writeFileSync(f, `foreground = yes\npid =\ncert = ${join(certDir, 'cert.pem')}\nkey = ${join(certDir, 'key.pem')}\nCAfile = ${join(certDir, 'cert.pem')}\nverifyPeer = yes\nsslVersion = TLSv1.3\nsocket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n${body}`); return f; };
-    const sServer = m.spawnInPod('echo-2', 'stunnel4', [conf('server', `[iperf]\naccept = ${server}:5443\nconnect = 127.0.0.1:5201\n[http]\naccept = ${server}:5444\nconnect = 127.0.0.1:8080\n`)]);
-    const sClient = m.spawnInPod('client', 'stunnel4', [conf('client', `client = yes\n[iperf]\naccept = 127.0.0.1:5202\nconnect = ${server}:5443\n[http]\naccept = 127.0.0.1:5203\nconnect = ${server}:5444\n`)]);
-    await sleep(1000);
-    const st = await iperf('127.0.0.1', 5202);
-    rows.push({ subject: 'stunnel', metric: 'throughput_gbps', value: st.gbps });
-    const sl = await latency('http://127.0.0.1:5203/');
-    rows.push({ subject: 'stunnel', metric: 'p50_ms', value: sl.p50 }, { subject: 'stunnel', metric: 'p99_ms', value: sl.p99 });
-    sServer.kill('SIGKILL');
-    sClient.kill('SIGKILL');
+    /** Measures a relay pair (server side in echo-2, client side in the client pod) as `subject`. */
+    const measurePair = async (subject: string, spawnPair: () => ChildProcess[], iperfPort: number, httpPort: number): Promise<void> => {
+      const procs = spawnPair();
+      await sleep(1000);
+      const t = await iperf('127.0.0.1', iperfPort);
+      rows.push({ subject, metric: 'throughput_gbps', value: t.gbps });
+      const l = await latency(`http://127.0.0.1:${httpPort}/`);
+      rows.push({ subject, metric: 'p50_ms', value: l.p50 }, { subject, metric: 'p99_ms', value: l.p99 });
+      for (const p of procs) p.kill('SIGKILL');
+    };
+    await measurePair('stunnel', () => [
+      m.spawnInPod('echo-2', 'stunnel4', [conf('server', `[iperf]\naccept = ${server}:5443\nconnect = 127.0.0.1:5201\n[http]\naccept = ${server}:5444\nconnect = 127.0.0.1:8080\n`)]),
+      m.spawnInPod('client', 'stunnel4', [conf('client', `client = yes\n[iperf]\naccept = 127.0.0.1:5202\nconnect = ${server}:5443\n[http]\naccept = 127.0.0.1:5203\nconnect = ${server}:5444\n`)]),
+    ], 5202, 5203);
     // The floor: the same two user-space hops as the stunnel pair with no TLS at all (haproxy in
     // TCP mode in the same pods), i.e. what the relays alone cost on this machine.
     const relayConf = (name: string, routes: Array<[string, string]>) => {
@@ -151,15 +156,10 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
       writeFileSync(f, lines.join('\n') + '\n');
       return f;
     };
-    const rServer = m.spawnInPod('echo-2', 'haproxy', ['-db', '-f', relayConf('relay-server', [[`${server}:5445`, '127.0.0.1:5201'], [`${server}:5446`, '127.0.0.1:8080']])]);
-    const rClient = m.spawnInPod('client', 'haproxy', ['-db', '-f', relayConf('relay-client', [['127.0.0.1:5204', `${server}:5445`], ['127.0.0.1:5205', `${server}:5446`]])]);
-    await sleep(1000);
-    const rt = await iperf('127.0.0.1', 5204);
-    rows.push({ subject: 'tcp-relay', metric: 'throughput_gbps', value: rt.gbps });
-    const rl = await latency('http://127.0.0.1:5205/');
-    rows.push({ subject: 'tcp-relay', metric: 'p50_ms', value: rl.p50 }, { subject: 'tcp-relay', metric: 'p99_ms', value: rl.p99 });
-    rServer.kill('SIGKILL');
-    rClient.kill('SIGKILL');
+    await measurePair('tcp-relay', () => [
+      m.spawnInPod('echo-2', 'haproxy', ['-db', '-f', relayConf('relay-server', [[`${server}:5445`, '127.0.0.1:5201'], [`${server}:5446`, '127.0.0.1:8080']])]),
+      m.spawnInPod('client', 'haproxy', ['-db', '-f', relayConf('relay-client', [['127.0.0.1:5204', `${server}:5445`], ['127.0.0.1:5205', `${server}:5446`]])]),
+    ], 5204, 5205);
     // ambit
     m.setAmbient(true);
     await m.waitCaptured(['client', 'echo-1', 'echo-2', 'tcp-echo'], true);
