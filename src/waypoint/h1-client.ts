@@ -22,12 +22,16 @@
  *   buffer (`complete`) instead, and the connection goes back to the pool at once; bytes past
  *   the end of an answer mean the connection is never reused.
  * - Request heads are written through write-batch.ts (sent at the end of the event-loop turn).
+ * - A socket opened by direct-read.ts is read without the stream layer: each read is a view of
+ *   a shared buffer, so everything kept past the read (a partial head or chunk line, a whole
+ *   body, body chunks pushed to the stream) is copied first.
  * - Every failure is reported once, with `beforeResponse` telling whether any response byte had
  *   arrived (a reused connection closed by the server while idle is a race to retry, not an
  *   endpoint failure).
  */
 import { Readable, Writable, type Duplex } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { takeReads } from './direct-read.js';
 import { headerName, isToken } from './header-names.js';
 import { holdWrites } from './write-batch.js';
 
@@ -214,11 +218,16 @@ class H1Connection {
   private headParsed = false;
   private closed = false;
   private sink: Writable | undefined;
+  /** The bytes being parsed may be a view of direct-read.ts's shared buffer (copy to keep). */
+  private viewing = false;
+  /** Reads arrive as views of a shared buffer (a direct-read socket). */
+  private readonly direct: boolean;
   served = 0;
   idleSince = 0;
 
   constructor(readonly sock: Duplex, private readonly pool: H1Pool) {
-    sock.on('data', (c: Buffer) => this.onData(c));
+    this.direct = takeReads(sock, (view) => this.onData(view));
+    if (!this.direct) sock.on('data', (c: Buffer) => this.onData(c));
     sock.on('end', () => this.onEnd());
     sock.on('error', (err: Error) => this.fail(`upstream connection error: ${(err as Error & { code?: string }).code ?? err.message}`, err));
     sock.on('close', () => this.fail('upstream closed the connection'));
@@ -298,14 +307,29 @@ class H1Connection {
       return;
     }
     ex.gotBytes = true;
-    let data = this.buf.length === 0 ? c : Buffer.concat([this.buf, c]);
+    this.viewing = this.direct && this.buf.length === 0;
+    const data = this.buf.length === 0 ? c : Buffer.concat([this.buf, c]);
     this.buf = EMPTY;
+    try {
+      this.parse(data, ex);
+    } finally {
+      this.viewing = false;
+    }
+  }
+
+  /** A buffer to keep past the current read (a copy when the read is a shared view). */
+  private keep(b: Buffer): Buffer {
+    return this.viewing && b.length > 0 ? Buffer.from(b) : b;
+  }
+
+  private parse(input: Buffer, ex: Exchange): void {
+    let data = input;
     while (data.length > 0 && this.ex === ex) {
       if (!this.headParsed) {
         const end = data.indexOf('\r\n\r\n');
         if (end === -1) {
           if (data.length > this.pool.maxHeadBytes) return this.fail(`upstream response head is over ${this.pool.maxHeadBytes} bytes`);
-          this.buf = data;
+          this.buf = this.keep(data);
           return;
         }
         const rest = data.subarray(end + 4);
@@ -380,7 +404,7 @@ class H1Connection {
     if (this.mode === 'none') complete = EMPTY;
     else if (this.mode === 'length' && rest.length >= this.remaining) {
       used = this.remaining;
-      complete = used === rest.length ? rest : rest.subarray(0, used);
+      complete = this.keep(used === rest.length ? rest : rest.subarray(0, used));
       this.remaining = 0;
     }
     const body = complete === undefined ? new ResponseBody(this) : undefined;
@@ -435,7 +459,7 @@ class H1Connection {
       }
       if (this.chunk === 'data-crlf') {
         if (d.length < 2) {
-          this.buf = d;
+          this.buf = this.keep(d);
           return EMPTY;
         }
         if (d[0] !== 13 || d[1] !== 10) {
@@ -449,7 +473,7 @@ class H1Connection {
       const eol = d.indexOf('\r\n');
       if (eol === -1) {
         if (d.length > 4096) this.fail('upstream sent an over-long chunk line');
-        else this.buf = d;
+        else this.buf = this.keep(d);
         return EMPTY;
       }
       const line = d.toString('latin1', 0, eol);
@@ -485,7 +509,7 @@ class H1Connection {
   }
 
   private push(body: ResponseBody, c: Buffer): void {
-    if (!body.destroyed && !body.push(c)) this.sock.pause();
+    if (!body.destroyed && !body.push(this.keep(c))) this.sock.pause();
   }
 
   private bodyEnd(ex: Exchange): void {

@@ -23,6 +23,7 @@ import type { Duplex, Readable } from 'node:stream';
 import type { HbonePool } from '../tunnel/pool.js';
 import { formatAuthority } from '../tunnel/authority.js';
 import { WaypointError } from './errors.js';
+import { connectDirect } from './direct-read.js';
 import { H1Failure, H1Pool } from './h1-client.js';
 import type { AttemptOutcome } from './retry.js';
 
@@ -41,6 +42,11 @@ export interface ConnectMeta {
   /** Original client, sent as HBONE `forwarded` (default none). */
   forwardedFor?: { host: string; port: number };
   traceparent?: string;
+  /**
+   * The caller reads the stream through direct-read.ts `takeReads` when it can (default false):
+   * plain TCP sockets are then opened with `connectDirect`. Other streams ignore it.
+   */
+  directReads?: boolean;
 }
 
 /** Opens byte streams to endpoints. */
@@ -55,9 +61,11 @@ export class TcpConnector implements Connector {
   /** @param connectTimeoutMs connect deadline (default 5,000) */
   constructor(private readonly connectTimeoutMs = 5_000) {}
 
-  connect(target: UpstreamTarget): Promise<Duplex> {
+  connect(target: UpstreamTarget, meta?: ConnectMeta): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      const sock = netConnect({ host: target.ip, port: target.port, noDelay: true });
+      const sock = meta?.directReads === true
+        ? connectDirect({ host: target.ip, port: target.port, noDelay: true })
+        : netConnect({ host: target.ip, port: target.port, noDelay: true });
       const timer = setTimeout(() => {
         sock.destroy();
         reject(new WaypointError('AMBIT_ERR_WAYPOINT_CONNECT', `connect to ${target.key} timed out after ${this.connectTimeoutMs} ms`));
@@ -193,8 +201,10 @@ export class UpstreamClients {
     if (p === undefined) {
       // The first request's metadata (original client, trace) goes on the HBONE CONNECT of each
       // new connection, as Envoy does for pooled upstream connections.
+      // The pool's connections read plain sockets without the stream layer (direct-read.ts).
       const connector = this.o.connector;
-      p = new H1Pool({ open: () => connector.connect(target, meta), idleTimeoutMs: this.o.idleTimeoutMs ?? 60_000 });
+      const m: ConnectMeta = { ...meta, directReads: true };
+      p = new H1Pool({ open: () => connector.connect(target, m), idleTimeoutMs: this.o.idleTimeoutMs ?? 60_000 });
       this.h1.set(key, p);
     }
     return p;
