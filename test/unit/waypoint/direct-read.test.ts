@@ -8,19 +8,12 @@
 import test from 'ava';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { connectDirect, isDirect, takeReads } from '../../../src/waypoint/direct-read.js';
-import { H1Pool, type H1Response } from '../../../src/waypoint/h1-client.js';
+import { H1Pool } from '../../../src/waypoint/h1-client.js';
+import { collect } from './h1-body.js';
 
 const GET = { method: 'GET', path: '/', authority: 'a', headers: {}, writeBody: undefined };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function collect(r: H1Response): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let s = '';
-    r.body.on('data', (c: Buffer) => { s += c.toString('latin1'); });
-    r.body.on('end', () => resolve(s));
-    r.body.on('error', reject);
-  });
-}
 
 /** A server answering each request with the next scripted answer, written in its parts. */
 async function scripted(answers: string[][]): Promise<{ server: Server; port: number; connections: () => number }> {

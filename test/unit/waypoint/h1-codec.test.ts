@@ -9,7 +9,8 @@ import test from 'ava';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { H1Server, type H1IncomingRequest, type H1ServerResponse } from '../../../src/waypoint/h1-server.js';
-import { H1Pool, type H1Response } from '../../../src/waypoint/h1-client.js';
+import { H1Pool } from '../../../src/waypoint/h1-client.js';
+import { collect } from './h1-body.js';
 
 async function listen(onConn: (s: Socket) => void): Promise<{ server: Server; port: number; close: () => Promise<void> }> {
   const sockets = new Set<Socket>();
@@ -117,14 +118,6 @@ test('server: responses without a length are chunked with trailers; HEAD and 204
   t.false(none.includes('transfer-encoding'));
 });
 
-function collect(r: H1Response): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let s = '';
-    r.body.on('data', (c: Buffer) => { s += c.toString('latin1'); });
-    r.body.on('end', () => resolve(s));
-    r.body.on('error', reject);
-  });
-}
 
 test('client: chunked with trailers, close-delimited, 204 and 1xx answers; connections are reused', async (t) => {
   let connections = 0;

@@ -12,19 +12,12 @@ import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { Writable, type Duplex } from 'node:stream';
 import { duplexPair } from '../../../src/waypoint/duplex-pair.js';
 import { H1Server, type H1IncomingRequest } from '../../../src/waypoint/h1-server.js';
-import { H1Pool, type H1Response } from '../../../src/waypoint/h1-client.js';
+import { H1Pool } from '../../../src/waypoint/h1-client.js';
 import { holdWrites } from '../../../src/waypoint/write-batch.js';
+import { collect } from './h1-body.js';
 
 const turn = () => new Promise<void>((r) => setImmediate(r));
 
-function collect(r: H1Response): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let s = '';
-    r.body.on('data', (c: Buffer) => { s += c.toString('latin1'); });
-    r.body.on('end', () => resolve(s));
-    r.body.on('error', reject);
-  });
-}
 
 /** Reads everything `d` receives until `done(text)` holds (or fails after 2 s). */
 function readUntil(d: Duplex, done: (text: string) => boolean): Promise<string> {
