@@ -1,23 +1,32 @@
 /**
- * The waypoint's HTTP/1.1 server codec: parses requests from any byte stream (an HBONE CONNECT
- * stream, a plain socket) and writes responses, without node:http's ServerResponse and
- * IncomingMessage machinery, which cost as much CPU per request as the proxying itself. It
- * offers the small request/response surface the proxy uses (headers, a Readable body,
- * writeHead/write/end, trailers, `close`/`finish`/`drain`).
+ * The waypoint's HTTP/1.1 server side: requests framed by llhttp (llhttp.ts, node:http's own
+ * parser in strict mode) from any byte stream (an HBONE CONNECT stream, a plain socket), and
+ * responses written without node:http's ServerResponse and IncomingMessage machinery, which
+ * cost as much CPU per request as the proxying itself. It offers the small request/response
+ * surface the proxy uses (headers, a Readable body, writeHead/write/end, trailers,
+ * `close`/`finish`/`drain`, `switchProtocols`).
  *
  * Invariants (one bad client never affects others):
- * - Parsing is strict, so that no two parsers can disagree on where a request ends (request
- *   smuggling): CRLF line ends only, token method and header names, no obs-fold, no control
- *   characters in values, a `content-length` that is one decimal number (repeats must agree),
- *   `transfer-encoding` only as exactly `chunked` and never together with `content-length`, one
- *   `host`. Anything else is answered 400 and the connection closed.
- * - A request head over `maxHeaderBytes` gets 431; a head not complete within `headersTimeoutMs`
- *   (slowloris; counted from the connection's start for its first request, from the first byte
- *   for later ones) gets 408; a body not complete within `requestTimeoutMs` gets 408 if nothing
- *   was answered yet. Idle keep-alive connections close after `keepAliveTimeoutMs`. Deadlines
- *   are checked by one sweep per server, not a timer per request.
- * - Requests on one connection are answered in order, one at a time: bytes of a pipelined next
- *   request wait (the connection is paused) until the current response is complete.
+ * - Where a request starts and ends, what its headers and body bytes are, is llhttp's decision
+ *   (no lenient flag), so no parser behind the waypoint can be made to see another request
+ *   (smuggling). On top, ambit refuses more, never less: a second `host` or
+ *   `transfer-encoding`, `transfer-encoding` in HTTP/1.0, HTTP/1.1 without `host`, CONNECT,
+ *   versions other than 1.x, more than `maxHeaderCount` header lines. A refused request is
+ *   answered (400, 431, 505) and the connection closed; it never reaches the proxy.
+ * - A request head or trailer section over `maxHeaderBytes` gets 431 / 400; a head not complete
+ *   within `headersTimeoutMs` (slowloris; counted from the connection's start for its first
+ *   request, from the first byte for later ones) gets 408; a body not complete within
+ *   `requestTimeoutMs` gets 408 if nothing was answered yet. Idle keep-alive connections close
+ *   after `keepAliveTimeoutMs`. Deadlines are checked by one sweep per server.
+ * - Requests on one connection are answered in order, one at a time: once a request is complete,
+ *   llhttp reads nothing more (the connection is paused) until its response is written;
+ *   requests already framed in the same read wait in a queue, and a bad one among them is
+ *   answered after those before it.
+ * - An Upgrade request (token-exact `Connection: upgrade` plus `Upgrade`, as llhttp decides too)
+ *   is an ordinary request until the proxy calls `switchProtocols` after the upstream's 101;
+ *   until then llhttp stops after it and the bytes behind it wait. Answered any other way, the
+ *   connection stays HTTP and the next request is parsed and checked like any other. `h2c` is
+ *   never switched to: its Upgrade and HTTP2-Settings headers are dropped.
  * - A response is framed by its `content-length`, else chunked (HTTP/1.1) or by closing the
  *   connection (HTTP/1.0); HEAD, 1xx, 204 and 304 answers carry no body. A connection is
  *   reused only when the request body was read completely and both sides allow keep-alive.
@@ -25,18 +34,19 @@
  *   event-loop turn that wrote them (in order), and a response counts as finished (`finish`,
  *   next pipelined request) only once its bytes were handed to the socket. A whole response
  *   with a small body goes out as one buffer.
- * - A chunked body cut anywhere by the reads (inside a size line, a CRLF, a trailer) waits for
- *   more bytes; it never loops on an incomplete line.
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Readable, type Duplex } from 'node:stream';
 import { headerName } from './header-names.js';
+import { Http1Parser, ParseFailure, type MessageHead } from './llhttp.js';
 import { holdWrites } from './write-batch.js';
 
 export interface H1ServerLimits {
-  /** Largest request head accepted, bytes (default 16,384; larger gets 431). */
+  /** Largest request head (and trailer section) accepted, bytes (default 16,384; larger gets 431). */
   maxHeaderBytes?: number;
+  /** Most header lines in a head or trailer section (default 100, as Envoy; more gets 431). */
+  maxHeaderCount?: number;
   /** Time to receive a complete request head, ms (default 10,000; slower gets 408). */
   headersTimeoutMs?: number;
   /** Time to receive a whole request, ms (default 300,000; 0 disables). */
@@ -56,11 +66,7 @@ export interface H1ServerHandlers {
   refused(stream: Duplex, reason: RefusalReason, status: number, detail: string): void;
 }
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([\x21-\x7e\x80-\xff]+) HTTP\/1\.([01])$/;
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const BAD_OUT = /[\r\n\0]/;
-const CHUNK_SIZE = /^([0-9A-Fa-f]{1,15})(?:[ \t]*;[\t\x20-\x7e]*)?$/;
 const EMPTY = Buffer.alloc(0);
 /** First body chunks up to this size go out in one buffer with the head. */
 const SMALL_BODY = 16_384;
@@ -71,7 +77,7 @@ const STATUS_TEXT: Record<number, string> = {
   301: 'Moved Permanently', 302: 'Found', 303: 'See Other', 304: 'Not Modified', 307: 'Temporary Redirect', 308: 'Permanent Redirect',
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout',
   409: 'Conflict', 413: 'Payload Too Large', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large',
-  500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+  500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported',
 };
 
 class ParseError extends Error {
@@ -91,6 +97,8 @@ export class H1IncomingRequest extends Readable {
   complete = false;
   /** The request has no body: it is complete, and the stream ends as soon as it is read. */
   bodiless = false;
+  /** The protocols of an Upgrade request (lower case, in order); undefined for plain requests. */
+  upgrade: string[] | undefined;
 
   constructor(
     readonly method: string,
@@ -223,10 +231,10 @@ export class H1ServerResponse extends EventEmitter {
     return this.sock.write(h, 'latin1');
   }
 
-  /** Trailers sent after a chunked body (dropped for other framings). */
+  /** Trailers sent after a chunked body (dropped for other framings); an unsafe one is skipped, never thrown. */
   addTrailers(t: Record<string, string>): void {
     for (const [k, v] of Object.entries(t)) {
-      if (!TOKEN.test(k) || BAD_OUT.test(v)) throw new Error(`invalid trailer ${JSON.stringify(k)}`);
+      if (headerName(k) === undefined || typeof v !== 'string' || BAD_OUT.test(v)) continue;
       this.trailerLines += `${k}: ${v}\r\n`;
     }
   }
@@ -289,33 +297,95 @@ export class H1ServerResponse extends EventEmitter {
   }
 }
 
-type ConnState = 'head' | 'body' | 'wait' | 'done';
+/** A request llhttp framed; queued when it arrived pipelined behind the one being answered. */
+interface Message {
+  readonly req: H1IncomingRequest;
+  keepAlive: boolean;
+  readonly expectContinue: boolean;
+  /** Body bytes that arrived before the request was handed to the proxy. */
+  readonly early: Buffer[];
+  /** The request was handed to the proxy. */
+  dispatched: boolean;
+  /** llhttp saw the whole message. */
+  done: boolean;
+}
+
+/** Parses the head's header lines into node-style headers; a ParseError for what llhttp allows but ambit refuses. */
+function requestHeaders(raw: readonly string[], http11: boolean): IncomingHttpHeaders {
+  const headers: IncomingHttpHeaders = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = headerName(raw[i] as string);
+    if (name === undefined) throw new ParseError(400, 'malformed', 'invalid header name');
+    const value = raw[i + 1] as string;
+    const cur = headers[name];
+    if (cur === undefined) {
+      headers[name] = name === 'set-cookie' ? [value] : value;
+      continue;
+    }
+    // llhttp already refuses a repeated content-length; these are ambit's stricter rules.
+    if (name === 'host') throw new ParseError(400, 'malformed', 'more than one host header');
+    if (name === 'transfer-encoding') throw new ParseError(400, 'malformed', 'more than one transfer-encoding header');
+    if (name === 'set-cookie') (cur as string[]).push(value);
+    else if (name === 'cookie') headers[name] = `${cur as string}; ${value}`;
+    else if (!FIRST_WINS.has(name)) headers[name] = `${cur as string}, ${value}`;
+  }
+  const te = headers['transfer-encoding'];
+  if (te !== undefined) {
+    if (!http11) throw new ParseError(400, 'malformed', 'transfer-encoding in an HTTP/1.0 request');
+    // llhttp takes any coding list ending in chunked; the waypoint decodes no other coding.
+    if ((te as string).toLowerCase() !== 'chunked') throw new ParseError(400, 'malformed', 'transfer-encoding other than chunked');
+  }
+  if (headers.host === undefined && http11) throw new ParseError(400, 'malformed', 'HTTP/1.1 request without host');
+  return headers;
+}
+
+/** The lower-case tokens of a comma-separated header (`Connection`, `Upgrade`). */
+export function headerTokens(v: string | string[] | undefined): string[] {
+  if (v === undefined) return [];
+  const out: string[] = [];
+  for (const part of (Array.isArray(v) ? v.join(',') : v).split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t !== '') out.push(t);
+  }
+  return out;
+}
 
 /** One client connection. */
 export class H1ServerConnection {
-  private buf: Buffer = EMPTY;
-  private state: ConnState = 'head';
+  private readonly parser: Http1Parser;
+  /** Bytes not fed to the parser yet (held while a complete request waits for its answer). */
+  private pending: Buffer = EMPTY;
+  /** The request being answered. */
+  private active: Message | undefined;
+  /** Requests framed behind it (pipelined in the same read). */
+  private readonly queue: Message[] = [];
+  /** The message llhttp is inside (its body goes there). */
+  private parsing: Message | undefined;
+  /** llhttp stopped after an Upgrade request: what follows waits for the upstream's answer. */
+  private stopped = false;
+  /** A failure in a pipelined request, answered after the ones before it. */
+  private deferred: ParseFailure | undefined;
   /** When the head of the current request started (0: idle, no byte yet). */
   headStart: number;
   idleSince = 0;
   reqStart = 0;
   http11 = true;
-  bodyComplete = true;
-  private keepAlive = true;
-  private req: H1IncomingRequest | undefined;
-  private res: H1ServerResponse | undefined;
-  private bodyMode: 'length' | 'chunked' = 'length';
-  private remaining = 0;
-  private chunk: 'size' | 'data' | 'data-crlf' | 'trailers' = 'size';
   private bodyPaused = false;
   private closed = false;
   private readonly onData = (c: Buffer) => this.receive(c);
   private readonly onDrain = () => {
-    if (this.res !== undefined && !this.res.writableFinished) this.res.emit('drain');
+    const res = this.res;
+    if (res !== undefined && !res.writableFinished) res.emit('drain');
   };
+  private res: H1ServerResponse | undefined;
 
   constructor(readonly stream: Duplex, private readonly server: H1Server) {
     this.headStart = Date.now();
+    this.parser = new Http1Parser('request', { maxHeaderBytes: server.maxHeaderBytes, maxHeaderCount: server.maxHeaderCount }, {
+      head: (h) => this.onHead(h),
+      body: (b) => this.onBody(b),
+      complete: (t) => this.onComplete(t),
+    });
     stream.on('data', this.onData);
     stream.on('drain', this.onDrain);
     stream.on('end', () => this.onEnd());
@@ -324,198 +394,141 @@ export class H1ServerConnection {
   }
 
   get waitingForHead(): boolean {
-    return this.state === 'head';
+    return this.active === undefined && !this.closed;
   }
 
   get readingBody(): boolean {
-    return this.state === 'body';
+    return this.active !== undefined && !this.active.done;
   }
 
   get answered(): boolean {
     return this.res?.headersSent === true;
   }
 
+  /** The request body arrived completely (or there is none). */
+  get bodyComplete(): boolean {
+    return this.active === undefined || this.active.done;
+  }
+
   private receive(c: Buffer): void {
     if (this.closed) return;
-    if (this.state === 'head' && this.headStart === 0) this.headStart = Date.now();
-    this.buf = this.buf.length === 0 ? c : Buffer.concat([this.buf, c]);
-    this.process();
+    if (this.active === undefined && this.headStart === 0) this.headStart = Date.now();
+    this.pending = this.pending.length === 0 ? c : Buffer.concat([this.pending, c]);
+    this.feed();
   }
 
-  private process(): void {
-    try {
-      while (!this.closed && this.buf.length > 0) {
-        if (this.state === 'head') {
-          if (!this.parseHead()) return;
-        } else if (this.state === 'body') {
-          const before = this.buf.length;
-          this.parseBody();
-          if (this.bodyPaused) return;
-          // A chunk line or CRLF cut by the read: wait for the next bytes (not spin on these).
-          if (this.state === 'body' && this.buf.length === before) return;
-        } else {
-          // A pipelined request waits until the current response is complete.
-          if (this.state === 'wait') this.stream.pause();
-          return;
-        }
-      }
-    } catch (err) {
-      if (err instanceof ParseError) this.refuse(err.status, err.reason, err.message);
-      else throw err;
-    }
+  /** Whether llhttp may read on: not while a complete request waits for its answer. */
+  private get feeding(): boolean {
+    return !this.closed && !this.stopped && this.queue.length === 0 && this.deferred === undefined && (this.active === undefined || !this.active.done);
   }
 
-  /** Parses a complete head from the buffer; false when more bytes are needed. */
-  private parseHead(): boolean {
-    const max = this.server.maxHeaderBytes;
-    let start = 0;
-    while (this.buf.length >= start + 2 && this.buf[start] === 13 && this.buf[start + 1] === 10) start += 2; // stray CRLF before a request
-    const end = this.buf.indexOf('\r\n\r\n', start);
-    if (end === -1) {
-      if (this.buf.length - start > max) throw new ParseError(431, 'header_overflow', `request head over ${max} bytes`);
-      if (this.buf.indexOf('\n\n', start) !== -1 || this.buf.indexOf('\n\r\n', start) !== -1) throw new ParseError(400, 'malformed', 'request head with bare LF line ends');
-      return false;
-    }
-    if (end - start > max) throw new ParseError(431, 'header_overflow', `request head over ${max} bytes`);
-    const text = this.buf.toString('latin1', start, end);
-    this.buf = this.buf.subarray(end + 4);
-    const lines = text.split('\r\n');
-    const m = REQUEST_LINE.exec(lines[0] as string);
-    if (m === null) throw new ParseError(400, 'malformed', `malformed request line ${JSON.stringify((lines[0] as string).slice(0, 60))}`);
-    const method = m[1] as string;
-    const url = m[2] as string;
-    this.http11 = m[3] === '1';
-    const headers: IncomingHttpHeaders = {};
-    let length: string | undefined;
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i] as string;
-      const colon = line.indexOf(':');
-      if (colon <= 0) throw new ParseError(400, 'malformed', `malformed header line ${JSON.stringify(line.slice(0, 60))}`);
-      const rawName = line.slice(0, colon);
-      const name = headerName(rawName);
-      if (name === undefined) throw new ParseError(400, 'malformed', `invalid header name ${JSON.stringify(rawName.slice(0, 60))}`);
-      const value = line.slice(colon + 1).trim();
-      if (!FIELD_VALUE.test(value)) throw new ParseError(400, 'malformed', `invalid characters in header ${rawName}`);
-      const cur = headers[name];
-      if (cur === undefined) {
-        headers[name] = name === 'set-cookie' ? [value] : value;
-        if (name === 'content-length') length = value;
-        continue;
+  private feed(): void {
+    while (this.feeding && this.pending.length > 0 && !this.bodyPaused) {
+      const data = this.pending;
+      const r = this.parser.execute(data);
+      if (!r.ok) {
+        this.pending = EMPTY;
+        this.failed(r.failure);
+        return;
       }
-      if (name === 'content-length') {
-        if (value !== length) throw new ParseError(400, 'malformed', 'conflicting content-length headers');
-      } else if (name === 'host') {
-        throw new ParseError(400, 'malformed', 'more than one host header');
-      } else if (name === 'set-cookie') {
-        (cur as string[]).push(value);
-      } else if (name === 'cookie') {
-        headers[name] = `${cur as string}; ${value}`;
-      } else if (!FIRST_WINS.has(name)) {
-        headers[name] = `${cur as string}, ${value}`;
-      }
+      this.pending = r.consumed === data.length ? EMPTY : data.subarray(r.consumed);
+      if (r.consumed < data.length) this.stopped = true;
     }
-    const te = headers['transfer-encoding'];
-    let hasBody = false;
-    if (te !== undefined) {
-      if (length !== undefined) throw new ParseError(400, 'malformed', 'both content-length and transfer-encoding');
-      if (te.trim().toLowerCase() !== 'chunked' || !this.http11) throw new ParseError(400, 'malformed', `unsupported transfer-encoding ${JSON.stringify(te.slice(0, 40))}`);
-      this.bodyMode = 'chunked';
-      this.chunk = 'size';
-      hasBody = true;
-    } else if (length !== undefined) {
-      if (!/^\d{1,15}$/.test(length)) throw new ParseError(400, 'malformed', `invalid content-length ${JSON.stringify(length.slice(0, 40))}`);
-      this.remaining = Number(length);
-      this.bodyMode = 'length';
-      hasBody = this.remaining > 0;
-    }
-    if (method === 'CONNECT') throw new ParseError(400, 'malformed', 'CONNECT is not proxied by the waypoint');
-    const conn = headers.connection;
-    const tokens = typeof conn === 'string' ? conn.toLowerCase() : '';
-    this.keepAlive = this.http11 ? !tokens.includes('close') : tokens.includes('keep-alive');
-    const req = new H1IncomingRequest(method, url, this.http11 ? '1.1' : '1.0', headers, this.stream, this);
-    this.req = req;
-    this.headStart = 0;
-    this.reqStart = Date.now();
-    if (headers.upgrade !== undefined && tokens.includes('upgrade')) {
-      this.state = 'done';
-      this.detach();
-      req.complete = true;
-      req.push(null);
-      const head = this.buf;
-      this.buf = EMPTY;
-      this.server.upgraded(this);
-      this.server.handlers.upgrade(req, this.stream, head);
-      return false;
-    }
-    this.bodyComplete = !hasBody;
-    if (!hasBody) {
-      req.complete = true;
-      req.bodiless = true;
-      this.state = 'wait';
-    } else {
-      this.state = 'body';
-      if (this.http11 && typeof headers.expect === 'string' && headers.expect.toLowerCase() === '100-continue') this.stream.write('HTTP/1.1 100 Continue\r\n\r\n');
-    }
-    const res = new H1ServerResponse(this, this.stream, method === 'HEAD', this.keepAlive);
-    this.res = res;
-    this.server.handlers.request(req, res);
-    return true;
+    if (!this.closed && (this.pending.length > 0 || !this.feeding)) this.stream.pause();
   }
 
-  private parseBody(): void {
-    const req = this.req as H1IncomingRequest;
-    let d = this.buf;
-    this.buf = EMPTY;
-    if (this.bodyMode === 'length') {
-      const n = Math.min(this.remaining, d.length);
-      this.remaining -= n;
-      if (n > 0) this.pushBody(req, n === d.length ? d : d.subarray(0, n));
-      this.buf = n === d.length ? EMPTY : d.subarray(n);
-      if (this.remaining === 0) this.bodyEnd(req);
+  /** llhttp (or ambit's checks on top) refused the input. */
+  private failed(f: ParseFailure): void {
+    const broken = this.parsing;
+    this.parsing = undefined;
+    if (broken !== undefined && !broken.dispatched) this.queue.splice(this.queue.indexOf(broken), 1);
+    const active = this.active;
+    if (active !== undefined && active.done) {
+      // A pipelined request is bad: the ones before it are answered first.
+      this.deferred = f;
       return;
     }
+    this.refuse(f.status, f.status === 431 ? 'header_overflow' : 'malformed', f.reason);
+  }
+
+  private onHead(h: MessageHead): boolean {
+    if (h.versionMajor !== 1) return this.refuseHead(505, 'HTTP version not supported');
+    this.http11 = h.versionMinor === 1;
+    let headers: IncomingHttpHeaders;
     try {
-      while (d.length > 0 && this.state === 'body') {
-        if (this.chunk === 'data') {
-          const n = Math.min(this.remaining, d.length);
-          this.pushBody(req, n === d.length ? d : d.subarray(0, n));
-          this.remaining -= n;
-          d = n === d.length ? EMPTY : d.subarray(n);
-          if (this.remaining === 0) this.chunk = 'data-crlf';
-          continue;
-        }
-        if (this.chunk === 'data-crlf') {
-          if (d.length < 2) break;
-          if (d[0] !== 13 || d[1] !== 10) throw new ParseError(400, 'malformed', 'malformed chunked body');
-          d = d.subarray(2);
-          this.chunk = 'size';
-          continue;
-        }
-        const eol = d.indexOf('\r\n');
-        if (eol === -1) {
-          if (d.length > 4096) throw new ParseError(400, 'malformed', 'over-long chunk line');
-          break;
-        }
-        const line = d.toString('latin1', 0, eol);
-        d = d.subarray(eol + 2);
-        if (this.chunk === 'size') {
-          const m = CHUNK_SIZE.exec(line);
-          if (m === null) throw new ParseError(400, 'malformed', `malformed chunk size ${JSON.stringify(line.slice(0, 40))}`);
-          this.remaining = parseInt(m[1] as string, 16);
-          this.chunk = this.remaining === 0 ? 'trailers' : 'data';
-          continue;
-        }
-        if (line === '') {
-          this.bodyEnd(req);
-          break;
-        }
-        const colon = line.indexOf(':');
-        if (colon <= 0 || !TOKEN.test(line.slice(0, colon))) throw new ParseError(400, 'malformed', 'malformed trailer');
-        req.trailers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
-      }
-    } finally {
-      this.buf = d;
+      headers = requestHeaders(h.rawHeaders, this.http11);
+    } catch (err) {
+      return this.refuseHead((err as ParseError).status, (err as ParseError).message);
     }
+    if (h.method === 'CONNECT') return this.refuseHead(400, 'CONNECT is not proxied by the waypoint');
+    const req = new H1IncomingRequest(h.method, h.url, this.http11 ? '1.1' : '1.0', headers, this.stream, this);
+    const connTokens = headerTokens(headers.connection);
+    if (h.upgrade && headers.upgrade !== undefined && connTokens.includes('upgrade')) {
+      const protocols = headerTokens(headers.upgrade);
+      if (protocols.includes('h2c')) {
+        // h2c is never switched to: the request goes on as plain HTTP/1.1.
+        delete headers.upgrade;
+        delete headers['http2-settings'];
+      } else {
+        req.upgrade = protocols;
+      }
+    }
+    const expect = headers.expect;
+    // llhttp's rule: a request has a body when chunked or with a content-length above 0.
+    const cl = headers['content-length'];
+    const bodiless = headers['transfer-encoding'] === undefined && (cl === undefined || Number(cl) === 0);
+    const m: Message = { req, keepAlive: h.keepAlive, expectContinue: this.http11 && typeof expect === 'string' && expect.toLowerCase() === '100-continue', early: [], dispatched: false, done: bodiless };
+    this.parsing = m;
+    if (this.active === undefined) this.dispatch(m);
+    else this.queue.push(m);
+    return false;
+  }
+
+  /** Refuses a head llhttp accepted but ambit does not: the parser stops and `failed` answers. */
+  private refuseHead(status: number, detail: string): false {
+    this.parser.refuse(new ParseFailure(status, 'AMBIT_REFUSED', detail));
+    return false;
+  }
+
+  private onBody(b: Buffer): void {
+    const m = this.parsing;
+    if (m === undefined) return;
+    if (m.dispatched) this.pushBody(m.req, b);
+    else m.early.push(b);
+  }
+
+  private onComplete(trailers: readonly string[]): void {
+    const m = this.parsing;
+    if (m === undefined) return;
+    this.parsing = undefined;
+    for (let i = 0; i < trailers.length; i += 2) {
+      const name = headerName(trailers[i] as string);
+      if (name !== undefined) m.req.trailers[name] = trailers[i + 1] as string;
+    }
+    if (m.done) return; // bodiless: complete since its head
+    m.done = true;
+    if (m.dispatched) this.bodyEnd(m.req);
+  }
+
+  /** Hands a request to the proxy. */
+  private dispatch(m: Message): void {
+    this.active = m;
+    m.dispatched = true;
+    this.headStart = 0;
+    this.reqStart = Date.now();
+    const req = m.req;
+    const res = new H1ServerResponse(this, this.stream, req.method === 'HEAD', m.keepAlive);
+    this.res = res;
+    for (const b of m.early) this.pushBody(req, b);
+    m.early.length = 0;
+    if (m.done) {
+      req.complete = true;
+      if (req.readableLength === 0) req.bodiless = true;
+      else req.push(null);
+    } else if (m.expectContinue) {
+      this.stream.write('HTTP/1.1 100 Continue\r\n\r\n');
+    }
+    this.server.handlers.request(req, res);
   }
 
   private pushBody(req: H1IncomingRequest, c: Buffer): void {
@@ -530,48 +543,84 @@ export class H1ServerConnection {
     if (!this.bodyPaused || this.closed) return;
     this.bodyPaused = false;
     this.stream.resume();
-    if (this.state === 'body' && this.buf.length > 0) this.process();
+    this.feed();
   }
 
   private bodyEnd(req: H1IncomingRequest): void {
     // A response finished before the body had arrived closed the connection (writeHead saw an
     // incomplete body), so here the response is always still to come.
-    this.state = 'wait';
-    this.bodyComplete = true;
     req.complete = true;
     req.push(null);
+  }
+
+  /**
+   * Answers the current request with 101 and gives the connection up: the caller owns the
+   * stream from now on; `head` holds the bytes the client sent after the request.
+   */
+  switchProtocols(res: H1ServerResponse, headers: OutgoingHttpHeaders): { socket: Duplex; head: Buffer } | undefined {
+    if (res !== this.res || this.closed || res.headersSent || this.active?.done !== true || this.queue.length > 0) return undefined;
+    let h = 'HTTP/1.1 101 Switching Protocols\r\n';
+    for (const name in headers) {
+      const v = headers[name];
+      if (v === undefined || headerName(name) === undefined) continue;
+      for (const x of Array.isArray(v) ? v : [String(v)]) if (!BAD_OUT.test(x)) h += `${name}: ${x}\r\n`;
+    }
+    res.headersSent = true;
+    res.statusCode = 101;
+    this.detach();
+    this.closed = true;
+    this.server.upgraded(this);
+    this.parser.close();
+    const head = this.pending;
+    this.pending = EMPTY;
+    this.stream.write(`${h}\r\n`, 'latin1');
+    this.stream.resume();
+    return { socket: this.stream, head };
   }
 
   /** The current response was written completely. */
   responseDone(res: H1ServerResponse): void {
     if (res !== this.res) return;
-    if (!res.reusable || !this.keepAlive) {
+    const m = this.active;
+    if (!res.reusable || m === undefined || !m.keepAlive) {
       this.stream.end();
       this.closeSoon();
       return;
     }
-    if (this.state === 'wait') this.next();
+    if (m.done) this.next();
   }
 
   /** Moves on to the next request of a keep-alive connection. */
   private next(): void {
-    this.state = 'head';
-    this.req = undefined;
+    this.active = undefined;
     this.res = undefined;
-    this.bodyComplete = true;
-    this.headStart = this.buf.length > 0 ? Date.now() : 0;
+    this.stopped = false;
     this.idleSince = Date.now();
-    if (this.buf.length > 0) this.process();
-    this.stream.resume();
+    const q = this.queue.shift();
+    if (q !== undefined) {
+      this.dispatch(q);
+    } else if (this.deferred !== undefined) {
+      const f = this.deferred;
+      this.deferred = undefined;
+      this.failed(f);
+      return;
+    } else {
+      this.headStart = this.pending.length > 0 ? Date.now() : 0;
+    }
+    this.feed();
+    if (this.feeding && !this.bodyPaused) this.stream.resume();
   }
 
   private onEnd(): void {
     // The client half-closed: finish the response in progress (if any), then close.
-    this.keepAlive = false;
-    if (this.state === 'head' || this.state === 'body') {
-      if (this.state === 'body') this.req?.destroy(new Error('client aborted the request body'));
+    const m = this.active;
+    if (m === undefined || !m.done) {
+      if (m !== undefined) m.req.destroy(new Error('client aborted the request body'));
       this.destroy();
+      return;
     }
+    m.keepAlive = false;
+    for (const q of this.queue) q.keepAlive = false;
   }
 
   /** Answers a client that cannot be served and closes its connection. */
@@ -586,11 +635,11 @@ export class H1ServerConnection {
   }
 
   private closeSoon(): void {
-    const req = this.req;
-    if (req !== undefined && !req.complete) req.destroy(new Error('client aborted the request body'));
+    const m = this.active;
+    if (m !== undefined && !m.done) m.req.destroy(new Error('client aborted the request body'));
     this.detach();
-    this.state = 'done';
     this.closed = true;
+    this.parser.close();
     this.server.forget(this);
     const t = setTimeout(() => this.stream.destroy(), 1_000);
     t.unref();
@@ -604,16 +653,16 @@ export class H1ServerConnection {
   }
 
   destroy(): void {
-    if (this.state === 'done' && this.closed) {
+    if (this.closed) {
       this.res?.connectionClosed();
       return;
     }
     this.closed = true;
-    this.state = 'done';
+    this.parser.close();
     this.server.forget(this);
     this.stream.destroy();
-    const req = this.req;
-    if (req !== undefined && !req.complete) req.destroy(new Error('client aborted the request body'));
+    const m = this.active;
+    if (m !== undefined && !m.done) m.req.destroy(new Error('client aborted the request body'));
     this.res?.connectionClosed();
   }
 }
@@ -621,6 +670,7 @@ export class H1ServerConnection {
 /** Serves HTTP/1.1 on streams handed to it. */
 export class H1Server {
   readonly maxHeaderBytes: number;
+  readonly maxHeaderCount: number;
   private readonly headersTimeoutMs: number;
   private readonly requestTimeoutMs: number;
   private readonly keepAliveTimeoutMs: number;
@@ -630,6 +680,7 @@ export class H1Server {
 
   constructor(readonly handlers: H1ServerHandlers, limits: H1ServerLimits = {}) {
     this.maxHeaderBytes = limits.maxHeaderBytes ?? 16_384;
+    this.maxHeaderCount = limits.maxHeaderCount ?? 100;
     this.headersTimeoutMs = limits.headersTimeoutMs ?? 10_000;
     this.requestTimeoutMs = limits.requestTimeoutMs ?? 300_000;
     this.keepAliveTimeoutMs = limits.keepAliveTimeoutMs ?? 60_000;

@@ -79,9 +79,11 @@ test('server: ambiguous framing and malformed heads are refused with 400, oversi
     ['bare LF line ends', 'GET / HTTP/1.1\nhost: a\n\n'],
     ['two host headers', 'GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n'],
     ['bad chunk size', 'POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n'],
-    ['HTTP/2 request line', 'GET / HTTP/2.0\r\nhost: a\r\n\r\n'],
+    ['repeated equal content-length (llhttp refuses it too)', 'POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nab'],
+    ['HTTP/1.1 without host', 'GET / HTTP/1.1\r\n\r\n'],
   ];
   for (const [what, bytes] of cases) t.regex(await exchange(s.port, bytes), /^HTTP\/1\.1 400 /, what);
+  t.regex(await exchange(s.port, 'GET / HTTP/2.0\r\nhost: a\r\n\r\n'), /^HTTP\/1\.1 505 /, 'HTTP/2 request line');
   t.regex(await exchange(s.port, `GET / HTTP/1.1\r\nhost: a\r\nx-big: ${'a'.repeat(2000)}\r\n\r\n`), /^HTTP\/1\.1 431 /);
   t.regex(await exchange(s.port, 'GET / HTTP/1.1\r\nhost: a\r\n', 2_000), /^HTTP\/1\.1 408 /, 'slowloris');
   t.true(s.refusals.includes('400 malformed') && s.refusals.includes('431 header_overflow') && s.refusals.includes('408 slow_client'));
