@@ -1,0 +1,184 @@
+/**
+ * The waypoint's telemetry of a request: one access-log line and Istio's request metrics
+ * (`istio_requests_total`, duration and sizes) under the 25 standard labels.
+ *
+ * Invariants:
+ * - Every request ends with one access-log line and one metrics record, however it ends
+ *   (answered, replied locally, abandoned by the client): `RequestState.logged` guards both.
+ * - Labels derive from the proxy's current config (`setConfig`); the series found under an
+ *   older config are dropped when it changes.
+ * - The series cache holds at most 10,000 label combinations; past that, series are looked
+ *   up without being kept.
+ */
+import { workloadName } from '../metrics/workload-name.js';
+import { logPath, type AccessLog, type AccessLogEntry } from './access-log.js';
+import type { ClusterEndpoint } from './cluster.js';
+import type { WaypointConfig, WaypointServiceInfo } from './config.js';
+import { formatFlags } from './flags.js';
+import type { IstioRequestLabels, WaypointMetrics } from './metrics.js';
+import type { DownstreamInfo, DownstreamResponse, RequestState } from './request-state.js';
+import type { RequestSeries } from './request-metrics.js';
+
+/** What a connection's last request was counted under (see `series`). */
+interface SeriesMemo {
+  readonly config: WaypointConfig;
+  readonly service: WaypointServiceInfo | undefined;
+  readonly endpoint: ClusterEndpoint | undefined;
+  readonly status: number;
+  readonly grpcStatus: string;
+  readonly grpc: boolean;
+  readonly flags: string;
+  readonly series: RequestSeries;
+}
+
+/** One per proxy: the access log, the metrics (when a registry was given) and the series cache. */
+export class Telemetry {
+  private config: WaypointConfig;
+  private readonly seriesCache = new Map<string, RequestSeries>();
+  /** The series each connection's last request went to (labels of one connection rarely vary). */
+  private readonly lastSeries = new WeakMap<DownstreamInfo, SeriesMemo>();
+  private seriesConfig: WaypointConfig | undefined;
+
+  constructor(
+    config: WaypointConfig,
+    private readonly accessLog: AccessLog,
+    private readonly metrics: WaypointMetrics | undefined,
+    private readonly now: () => number,
+  ) {
+    this.config = config;
+  }
+
+  /** The config whose workloads label the series from now on. */
+  setConfig(config: WaypointConfig): void {
+    this.config = config;
+  }
+
+  /** Writes the access-log line and metrics once per request. */
+  finish(st: RequestState, res: DownstreamResponse): void {
+    if (st.logged) return;
+    st.logged = true;
+    if (st.status === 0) st.status = res.headersSent ? res.statusCode : 0;
+    if (st.body !== undefined) st.bytesReceived = st.body.bytes;
+    const durationMs = this.now() - st.start;
+    if (this.accessLog.enabled) this.writeEntry(st, durationMs);
+    if (this.metrics !== undefined) this.series(st).record(durationMs, st.bytesReceived, st.bytesSent);
+  }
+
+  private writeEntry(st: RequestState, durationMs: number): void {
+    st.startIso = new Date(Date.now() - durationMs).toISOString();
+    const entry: AccessLogEntry = {
+      startTime: st.startIso,
+      method: st.method,
+      path: logPath(st.target),
+      protocol: st.protocol,
+      responseCode: st.status,
+      responseFlags: formatFlags(st.flags),
+      route: st.route,
+      upstreamHost: st.upstreamHost,
+      upstreamCluster: st.upstreamCluster,
+      retries: st.retries,
+      durationMs,
+      upstreamServiceTimeMs: st.upstreamServiceTimeMs,
+      bytesReceived: st.bytesReceived,
+      bytesSent: st.bytesSent,
+      authority: st.authority,
+      sourcePrincipal: st.down.peerIdentity ?? '-',
+      sourceAddress: `${st.down.sourceIp}:${st.down.sourcePort}`,
+      userAgent: '-',
+      requestId: st.requestId,
+      traceId: st.trace.traceId,
+      ...(st.detail !== undefined ? { detail: st.detail } : {}),
+      ...(st.policy !== undefined ? { policy: st.policy } : {}),
+      ...(st.rateLimit !== undefined ? { rateLimit: st.rateLimit } : {}),
+    };
+    this.accessLog.write(entry);
+  }
+
+  /**
+   * The request series of a label combination, found by the few values that vary (the 25-label
+   * object is built once per combination, not per request).
+   */
+  private series(st: RequestState): RequestSeries {
+    // Requests on one connection mostly land in the series of the one before: compared by
+    // identity, without building the key string.
+    const flags = formatFlags(st.flags);
+    const memo = this.lastSeries.get(st.down);
+    if (memo !== undefined && memo.config === this.config && memo.service === st.service && memo.endpoint === st.endpoint && memo.status === st.status && memo.grpcStatus === st.grpcStatus && memo.grpc === st.grpc && memo.flags === flags) {
+      return memo.series;
+    }
+    const series = this.seriesByKey(st, flags);
+    this.lastSeries.set(st.down, { config: this.config, service: st.service, endpoint: st.endpoint, status: st.status, grpcStatus: st.grpcStatus, grpc: st.grpc, flags, series });
+    return series;
+  }
+
+  private seriesByKey(st: RequestState, flags: string): RequestSeries {
+    const key = `${st.down.peerIdentity ?? ''}|${st.service?.key ?? ''}|${st.endpoint?.workload ?? ''}|${st.endpoint?.identity ?? ''}|${st.status}|${st.grpcStatus}|${st.grpc ? 1 : 0}|${flags}`;
+    if (this.seriesConfig !== this.config) {
+      // Labels derive from the config (workload names and labels): look them up again.
+      this.seriesCache.clear();
+      this.seriesConfig = this.config;
+    }
+    let s = this.seriesCache.get(key);
+    if (s === undefined) {
+      s = (this.metrics as WaypointMetrics).requests.get(this.labels(st));
+      if (this.seriesCache.size < 10_000) this.seriesCache.set(key, s);
+    }
+    return s;
+  }
+
+  private labels(st: RequestState): IstioRequestLabels {
+    const config = this.config;
+    const src = st.down.peerIdentity;
+    const m = src === undefined ? null : /\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(src);
+    const w = st.endpoint === undefined ? undefined : config.workload(st.endpoint.workload);
+    const from = config.sourceWorkload(st.down.sourceIp, src);
+    const svc = st.service;
+    const app = w?.labels['app.kubernetes.io/name'] ?? w?.labels['app'] ?? 'unknown';
+    const version = w?.labels['app.kubernetes.io/version'] ?? w?.labels['version'] ?? 'unknown';
+    const fromApp = from?.labels['app.kubernetes.io/name'] ?? from?.labels['app'] ?? 'unknown';
+    return {
+      reporter: 'waypoint',
+      source_workload: workloadName(from),
+      source_workload_namespace: from?.namespace ?? m?.[1] ?? 'unknown',
+      source_principal: src ?? 'unknown',
+      source_app: fromApp,
+      source_version: from?.labels['app.kubernetes.io/version'] ?? from?.labels['version'] ?? 'unknown',
+      source_canonical_service: from?.labels['service.istio.io/canonical-name'] ?? fromApp,
+      source_canonical_revision: 'latest',
+      source_cluster: 'Kubernetes',
+      destination_workload: workloadName(w),
+      destination_workload_namespace: w?.namespace ?? svc?.namespace ?? 'unknown',
+      destination_principal: st.endpoint?.identity ?? 'unknown',
+      destination_app: app,
+      destination_version: version,
+      destination_service: svc?.hostname ?? 'unknown',
+      destination_service_name: svc?.name ?? 'unknown',
+      destination_service_namespace: svc?.namespace ?? 'unknown',
+      destination_canonical_service: w?.labels['service.istio.io/canonical-name'] ?? app,
+      destination_canonical_revision: w?.labels['service.istio.io/canonical-revision'] ?? (version === 'unknown' ? 'latest' : version),
+      destination_cluster: 'Kubernetes',
+      request_protocol: st.grpc ? 'grpc' : 'http',
+      response_code: String(st.status),
+      grpc_response_status: st.grpcStatus,
+      response_flags: formatFlags(st.flags),
+      connection_security_policy: src === undefined ? 'none' : 'mutual_tls',
+    };
+  }
+
+  /** The access-log line and metrics of an upgraded (spliced) connection, once. */
+  logUpgrade(st: RequestState): void {
+    if (st.logged) return;
+    st.logged = true;
+    st.startIso = new Date(st.start).toISOString();
+    const entry: AccessLogEntry = {
+      startTime: st.startIso, method: st.method, path: logPath(st.target), protocol: st.protocol, responseCode: st.status,
+      responseFlags: formatFlags(st.flags), route: st.route, upstreamHost: st.upstreamHost, upstreamCluster: st.upstreamCluster,
+      retries: 0, durationMs: this.now() - st.start, upstreamServiceTimeMs: -1, bytesReceived: st.bytesReceived, bytesSent: st.bytesSent,
+      authority: st.authority, sourcePrincipal: st.down.peerIdentity ?? '-', sourceAddress: `${st.down.sourceIp}:${st.down.sourcePort}`,
+      userAgent: '-', requestId: st.requestId, traceId: st.trace.traceId,
+      ...(st.detail !== undefined ? { detail: st.detail } : {}), ...(st.policy !== undefined ? { policy: st.policy } : {}),
+    };
+    this.accessLog.write(entry);
+    if (this.metrics !== undefined) this.series(st).record(entry.durationMs, st.bytesReceived, st.bytesSent);
+  }
+}
