@@ -12,6 +12,8 @@ import type { AuthzPolicy } from '../model/authz/types.js';
 import type { DestinationPolicy, Endpoint, Route, ServicePort } from '../model/compile/types.js';
 import type { RequestAuthenticationSpec } from '../model/kinds/security.js';
 import type { LocalRateLimitSpec } from '../model/kinds/ambit-rate-limit.js';
+import { WaypointError } from './errors.js';
+import { isPathNormalization, PATH_NORMALIZATIONS, type PathNormalization } from './request-target.js';
 
 /** A Service as the waypoint uses it. */
 export interface WaypointServiceInfo {
@@ -63,10 +65,17 @@ export interface WaypointConfigData {
   readonly workloads: readonly WorkloadInfo[];
   /** Version label for logs (default `static`). */
   readonly version?: string;
+  /**
+   * Istio MeshConfig `pathNormalization.normalization`: how request paths are normalized before
+   * routing and authorization (request-target.ts; default `BASE`, Istio's default).
+   */
+  readonly pathNormalization?: PathNormalization;
 }
 
 export class WaypointConfig {
   readonly version: string;
+  /** Path normalization of every request target (default `BASE`). */
+  readonly pathNormalization: PathNormalization;
   /** VIP, then port (no key string to build on the per-request lookup). */
   private readonly byAddress = new Map<string, Map<number, ServiceBinding>>();
   private readonly byHost = new Map<string, WaypointServiceInfo>();
@@ -76,6 +85,11 @@ export class WaypointConfig {
 
   constructor(data: WaypointConfigData) {
     this.version = data.version ?? 'static';
+    const pn: unknown = data.pathNormalization ?? 'BASE';
+    if (!isPathNormalization(pn)) {
+      throw new WaypointError('AMBIT_ERR_WAYPOINT_CONFIG', `pathNormalization.normalization: unknown value ${JSON.stringify(pn)}; expected one of ${PATH_NORMALIZATIONS.join(', ')} (Istio MeshConfig names, upper case)`);
+    }
+    this.pathNormalization = pn;
     for (const s of data.others ?? []) this.byHost.set(s.hostname, s);
     for (const b of data.bound) {
       this.bindings.set(b.service.key, b);

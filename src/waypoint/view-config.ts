@@ -21,6 +21,7 @@ import type { RequestAuthenticationSpec } from '../model/kinds/security.js';
 import type { LocalView } from '../discovery/local-view.js';
 import { WaypointConfig, type ServiceBinding, type WaypointServiceInfo, type WorkloadInfo } from './config.js';
 import { WaypointError } from './errors.js';
+import type { PathNormalization } from './request-target.js';
 
 type TargetRef = { group?: string; kind?: string; name?: string; namespace?: string };
 interface PolicyPayload<S> { namespace: string; name: string; spec: S & { targetRef?: TargetRef; targetRefs?: TargetRef[]; selector?: { matchLabels?: Record<string, string> } } }
@@ -72,6 +73,8 @@ export interface ViewConfigOptions {
   waypoint: string;
   /** Istio root namespace (default `istio-system`). */
   rootNamespace?: string;
+  /** Istio MeshConfig `pathNormalization.normalization` (default `BASE`); an unknown value throws. */
+  pathNormalization?: PathNormalization;
 }
 
 /** The WaypointConfig of a discovery view; throws WaypointError on a payload it cannot use. */
@@ -123,5 +126,5 @@ export function configFromView(view: LocalView, o: ViewConfigOptions): WaypointC
       rateLimits,
     });
   }
-  return new WaypointConfig({ bound, others: services.filter((s) => !boundKeys.has(s.key)), workloads, version: `${view.epoch}@${view.version}` });
+  return new WaypointConfig({ bound, others: services.filter((s) => !boundKeys.has(s.key)), workloads, version: `${view.epoch}@${view.version}`, pathNormalization: o.pathNormalization });
 }
