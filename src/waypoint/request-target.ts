@@ -36,7 +36,8 @@
  * Encoded slashes under `NONE`, `BASE` and `MERGE_SLASHES` are kept unchanged, neither decoded nor
  * rejected: Istio sets Envoy's `path_with_escaped_slashes_action` to `KEEP_UNCHANGED` for those
  * three modes and to `UNESCAPE_AND_FORWARD` only for `DECODE_AND_MERGE_SLASHES` (istio/istio
- * pilot/pkg/networking/core/listener_builder.go, "Setup normalization"; its integration test tests/integration/security/normalization_test.go expects `/app/%2f` -> `/app/%2f` under
+ * pilot/pkg/networking/core/listener_builder.go, "Setup normalization"; its integration test
+ * tests/integration/security/normalization_test.go expects `/app/%2f` -> `/app/%2f` under
  * MERGE_SLASHES and `/app/` under DECODE_AND_MERGE_SLASHES). An encoded slash is thus part of a
  * segment: `/a/%2e%2e%2fadmin` is `/a/..%2Fadmin` under BASE, not `/admin`.
  *
