@@ -1,38 +1,40 @@
 /**
  * The waypoint's HTTP/1.1 client toward one endpoint: a keep-alive pool of connections over any
- * byte stream the connector opens (HBONE CONNECT streams, plain sockets), with its own small
- * response parser. It replaces node:http's ClientRequest and Agent on the hot path, which cost
- * more CPU per request than the rest of the waypoint together (streams, header validation,
- * agent bookkeeping, a socket per request re-wired on every reuse).
+ * byte stream the connector opens (HBONE CONNECT streams, plain sockets). Responses are framed
+ * by llhttp (llhttp.ts: node:http's parser, strict). It replaces node:http's ClientRequest and
+ * Agent on the hot path, which cost more CPU per request than the rest of the waypoint together
+ * (streams, header validation, agent bookkeeping, a socket per request re-wired on every reuse).
  *
  * Invariants:
  * - One request at a time per connection, never pipelined; a connection goes back to the pool
  *   only when its request body was sent completely, its response was read completely, and
- *   neither side asked to close (HTTP/1.0 without keep-alive, `connection: close`, a
- *   close-delimited body).
+ *   llhttp's keep-alive decision allows it (HTTP/1.0, `connection: close`, a close-delimited
+ *   body never are).
  * - Request framing is unambiguous: a body with a known `content-length` goes as is, any other
  *   body chunked; header names and values are checked for characters that would let a value
  *   inject headers (CR, LF, NUL) before anything is written.
- * - Responses are parsed strictly: a malformed status line, header, chunk size, or a
- *   `content-length` that is not one decimal number, or a head over `maxHeadBytes`, fails the
- *   request (`reset`) and the connection is discarded. 1xx interim answers are skipped; HEAD,
- *   204 and 304 answers have no body.
+ * - Where a response ends is llhttp's decision; on top the client refuses (the request fails
+ *   with `reset`, the connection is discarded) a repeated `transfer-encoding` or
+ *   `content-length`, a coding other than chunked, more than 100 header lines, a head or trailer
+ *   section over `maxHeadBytes`, a 101 nobody asked for, and any byte of a response nobody
+ *   asked for. 1xx interim answers are skipped; HEAD, 204 and 304 answers have no body.
  * - Backpressure: the response body is a Readable; while it is not read the connection is paused.
- *   A body that arrived whole with its head (empty or length-framed) is handed over as one
- *   buffer (`complete`) instead, and the connection goes back to the pool at once; bytes past
- *   the end of an answer mean the connection is never reused.
+ *   A length-framed body that arrived whole in the read of its head is handed over as one buffer
+ *   (`complete`) instead, and the connection goes back to the pool at once.
  * - Request heads are written through write-batch.ts (sent at the end of the event-loop turn).
- * - A socket opened by direct-read.ts is read without the stream layer: each read is a view of
- *   a shared buffer, so everything kept past the read (a partial head or chunk line, a whole
- *   body, body chunks pushed to the stream) is copied first.
- * - Every failure is reported once, with `beforeResponse` telling whether any response byte had
- *   arrived (a reused connection closed by the server while idle is a race to retry, not an
- *   endpoint failure).
+ * - A socket opened by direct-read.ts is read without the stream layer: each read is a view of a
+ *   shared buffer, which llhttp never keeps (its body chunks and header strings are copies).
+ * - Every failure is reported once, with `staleReuse` telling whether no response byte had
+ *   arrived on a reused connection (a connection closed by the server while idle is a race to
+ *   retry, not an endpoint failure).
+ * - An upgrade goes on a connection of its own; on a 101 the socket leaves the client (no
+ *   listener of the client stays on it) with the bytes that followed the head.
  */
 import { Readable, Writable, type Duplex } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { takeReads } from './direct-read.js';
 import { headerName, isToken } from './header-names.js';
+import { Http1Parser, ParseFailure, type MessageHead } from './llhttp.js';
 import { holdWrites } from './write-batch.js';
 
 /** What a request needs on the wire. */
@@ -44,6 +46,8 @@ export interface H1Request {
   readonly headers: OutgoingHttpHeaders;
   /** Writes the body to the given stream and ends it; false when it could not (absent: no body). */
   readonly writeBody: ((dst: Writable) => boolean) | undefined;
+  /** Upgrade protocols to ask for (sent with `connection: upgrade`); only through `H1Pool.upgrade`. */
+  readonly upgrade?: string;
 }
 
 /** Why a request failed. */
@@ -77,6 +81,8 @@ export interface H1Response {
   trailers(): Record<string, string> | undefined;
   /** Drops the response; the connection is closed, never reused. */
   abort(): void;
+  /** A 101 to an upgrade: the connection, now the caller's, and the bytes that followed the head. */
+  readonly switched?: { readonly socket: Duplex; readonly head: Buffer } | undefined;
 }
 
 export interface H1PoolOptions {
@@ -91,23 +97,23 @@ export interface H1PoolOptions {
 }
 
 const BAD_VALUE = /[\r\n\0]/;
-const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/;
-const CHUNK_SIZE = /^([0-9A-Fa-f]{1,15})(?:[ \t]*;.*)?$/;
 const EMPTY = Buffer.alloc(0);
 /** Methods whose empty body goes without `content-length: 0` (what node:http does too). */
 const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
+/** Most header lines in a response head or trailer section. */
+const MAX_HEADER_COUNT = 100;
 
 /** Serialises the request head; throws H1Failure on a header that cannot be written safely. */
 function requestHead(req: H1Request, chunked: boolean, emptyBody: boolean): string {
   if (!isToken(req.method) || BAD_VALUE.test(req.path) || req.path.includes(' ') || BAD_VALUE.test(req.authority)) {
-    throw new H1Failure('reset', `invalid upstream request line ${JSON.stringify(`${req.method} ${req.path}`)}`, false);
+    throw new H1Failure('reset', `invalid upstream request line ${JSON.stringify(`${req.method} ${req.path}`.slice(0, 80))}`, false);
   }
   let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${req.authority}\r\n`;
   let hasLength = false;
   for (const name in req.headers) {
     const v = req.headers[name];
     if (v === undefined) continue;
-    if (headerName(name) === undefined) throw new H1Failure('reset', `invalid upstream header name ${JSON.stringify(name)}`, false);
+    if (headerName(name) === undefined) throw new H1Failure('reset', `invalid upstream header name ${JSON.stringify(name.slice(0, 60))}`, false);
     if (name === 'content-length') {
       if (chunked) continue;
       hasLength = true;
@@ -124,23 +130,35 @@ function requestHead(req: H1Request, chunked: boolean, emptyBody: boolean): stri
       }
     }
   }
+  if (req.upgrade !== undefined) {
+    if (BAD_VALUE.test(req.upgrade)) throw new H1Failure('reset', 'invalid upgrade protocol', false);
+    head += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`;
+  }
   if (chunked) head += 'transfer-encoding: chunked\r\n';
   else if (emptyBody && !hasLength && !NO_BODY_METHODS.has(req.method)) head += 'content-length: 0\r\n';
   return head + '\r\n';
 }
 
-/** Adds one parsed header line to a node-style header object (set-cookie an array, others joined). */
-function addHeader(h: IncomingHttpHeaders, line: string): boolean {
-  const colon = line.indexOf(':');
-  if (colon <= 0) return false;
-  const name = headerName(line.slice(0, colon));
-  if (name === undefined) return false;
-  const value = line.slice(colon + 1).trim();
-  const cur = h[name];
-  if (cur === undefined) h[name] = name === 'set-cookie' ? [value] : value;
-  else if (Array.isArray(cur)) cur.push(value);
-  else h[name] = `${cur}, ${value}`;
-  return true;
+/**
+ * A response head's header lines as node-style headers (set-cookie an array, others joined);
+ * a reason to fail for what llhttp allows but the waypoint will not relay.
+ */
+function responseHeaders(raw: readonly string[]): IncomingHttpHeaders | string {
+  const h: IncomingHttpHeaders = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = headerName(raw[i] as string);
+    if (name === undefined) return 'an invalid header name';
+    const value = raw[i + 1] as string;
+    const cur = h[name];
+    if (cur === undefined) h[name] = name === 'set-cookie' ? [value] : value;
+    else if (name === 'transfer-encoding' || name === 'content-length') return `more than one ${name} header`;
+    else if (Array.isArray(cur)) cur.push(value);
+    else h[name] = `${cur}, ${value}`;
+  }
+  const te = h['transfer-encoding'];
+  // llhttp reads any other coding as close-delimited; the waypoint would relay it undecoded.
+  if (te !== undefined && te.toLowerCase() !== 'chunked') return 'a transfer-encoding other than chunked';
+  return h;
 }
 
 class ResponseBody extends Readable {
@@ -170,6 +188,7 @@ class Response implements H1Response {
     private stream: Readable | undefined,
     private readonly ex: Exchange,
     private readonly conn: H1Connection,
+    readonly switched: { readonly socket: Duplex; readonly head: Buffer } | undefined = undefined,
   ) {}
 
   get body(): Readable {
@@ -187,47 +206,64 @@ class Response implements H1Response {
   }
 
   abort(): void {
+    if (this.switched !== undefined) {
+      this.switched.socket.destroy();
+      return;
+    }
     this.conn.abandon(this.ex);
     if (this.stream !== undefined && !this.stream.destroyed) this.stream.destroy();
   }
 }
 
-type BodyMode = 'none' | 'length' | 'chunked' | 'close';
-type ChunkState = 'size' | 'data' | 'data-crlf' | 'trailers';
-
 interface Exchange {
   readonly resolve: (r: H1Response) => void;
   readonly reject: (e: H1Failure) => void;
   readonly head: boolean;
+  /** The Upgrade protocols asked for (a 101 answer is expected only then). */
+  readonly upgrade: string | undefined;
+  /** The final head arrived (status and headers), maybe not handed over yet. */
+  status: number;
+  headers: IncomingHttpHeaders | undefined;
+  /** Body bytes of the current read, before the response is handed over. */
+  early: Buffer[];
   responded: boolean;
   gotBytes: boolean;
   requestDone: boolean;
   responseDone: boolean;
+  /** The answer is 101: the socket is the caller's once handed over. */
+  switching: boolean;
   body: ResponseBody | undefined;
   trailers: Record<string, string> | undefined;
 }
 
-/** One upstream connection; serves one exchange at a time. */
+/** Who keeps a connection between exchanges (a pool; an upgrade's owner discards it). */
+interface ConnectionOwner {
+  readonly maxHeadBytes: number;
+  release(conn: H1Connection): void;
+  forget(conn: H1Connection): void;
+}
+
+/** One upstream connection; serves one exchange at a time. Responses are framed by llhttp. */
 class H1Connection {
   private ex: Exchange | undefined;
-  private buf: Buffer = EMPTY;
-  private mode: BodyMode = 'none';
-  private remaining = 0;
-  private chunk: ChunkState = 'size';
+  private readonly parser: Http1Parser;
   private keepAlive = true;
-  private headParsed = false;
   private closed = false;
   private sink: Writable | undefined;
-  /** The bytes being parsed may be a view of direct-read.ts's shared buffer (copy to keep). */
-  private viewing = false;
-  /** Reads arrive as views of a shared buffer (a direct-read socket). */
+  private readonly onSockData = (c: Buffer) => this.onData(c);
+  /** Reads arrive as views of a shared buffer (a direct-read socket); llhttp copies what it keeps. */
   private readonly direct: boolean;
   served = 0;
   idleSince = 0;
 
-  constructor(readonly sock: Duplex, private readonly pool: H1Pool) {
+  constructor(readonly sock: Duplex, private readonly pool: ConnectionOwner) {
+    this.parser = new Http1Parser('response', { maxHeaderBytes: pool.maxHeadBytes, maxHeaderCount: MAX_HEADER_COUNT }, {
+      head: (h) => this.onHead(h),
+      body: (b) => this.onBody(b),
+      complete: (t) => this.onComplete(t),
+    });
     this.direct = takeReads(sock, (view) => this.onData(view));
-    if (!this.direct) sock.on('data', (c: Buffer) => this.onData(c));
+    if (!this.direct) sock.on('data', this.onSockData);
     sock.on('end', () => this.onEnd());
     sock.on('error', (err: Error) => this.fail(`upstream connection error: ${(err as Error & { code?: string }).code ?? err.message}`, err));
     sock.on('close', () => this.fail('upstream closed the connection'));
@@ -245,9 +281,10 @@ class H1Connection {
       reject(err as H1Failure);
       return;
     }
-    this.ex = { resolve, reject, head: req.method === 'HEAD', responded: false, gotBytes: false, requestDone: !hasBody, responseDone: false, body: undefined, trailers: undefined };
-    this.buf = EMPTY;
-    this.headParsed = false;
+    this.ex = {
+      resolve, reject, head: req.method === 'HEAD', upgrade: req.upgrade, status: 0, headers: undefined, early: [],
+      responded: false, gotBytes: false, requestDone: !hasBody, responseDone: false, switching: false, body: undefined, trailers: undefined,
+    };
     this.keepAlive = true;
     this.sock.resume();
     holdWrites(this.sock);
@@ -307,111 +344,130 @@ class H1Connection {
       return;
     }
     ex.gotBytes = true;
-    this.viewing = this.direct && this.buf.length === 0;
-    const data = this.buf.length === 0 ? c : Buffer.concat([this.buf, c]);
-    this.buf = EMPTY;
-    try {
-      this.parse(data, ex);
-    } finally {
-      this.viewing = false;
-    }
-  }
-
-  /** A buffer to keep past the current read (a copy when the read is a shared view). */
-  private keep(b: Buffer): Buffer {
-    return this.viewing && b.length > 0 ? Buffer.from(b) : b;
-  }
-
-  private parse(input: Buffer, ex: Exchange): void {
-    let data = input;
-    while (data.length > 0 && this.ex === ex) {
-      if (!this.headParsed) {
-        const end = data.indexOf('\r\n\r\n');
-        if (end === -1) {
-          if (data.length > this.pool.maxHeadBytes) return this.fail(`upstream response head is over ${this.pool.maxHeadBytes} bytes`);
-          this.buf = this.keep(data);
-          return;
-        }
-        const rest = data.subarray(end + 4);
-        const used = this.parseHead(data.toString('latin1', 0, end), ex, rest);
-        if (used < 0) return;
-        data = used === 0 ? rest : rest.subarray(used);
-        continue;
+    const r = this.parser.execute(c);
+    if (this.ex === ex && ex.responseDone && !ex.switching) {
+      // Complete in this read: it is handed over whatever followed it, and the connection is
+      // not reused when anything did.
+      if (!r.ok || r.consumed < c.length) this.keepAlive = false;
+      if (!ex.responded) this.handOver(ex);
+      if (!r.ok && !this.closed) {
+        this.ex = undefined;
+        this.destroy();
       }
-      data = this.onBody(data, ex);
+      return;
     }
-    // Bytes past the end of a finished response: never reuse a connection that does this.
-    if (data.length > 0 && this.ex !== ex && !this.closed) this.destroy();
+    if (!r.ok) {
+      this.fail(`upstream sent a malformed response (${r.failure.reason})`);
+      return;
+    }
+    if (this.ex !== ex) {
+      // The exchange ended in this read; anything after its response means no reuse.
+      if (r.consumed < c.length && !this.closed) this.destroy();
+      return;
+    }
+    if (ex.switching) {
+      this.switchOver(ex, r.consumed === c.length ? EMPTY : Buffer.from(c.subarray(r.consumed)));
+      return;
+    }
+    if (r.consumed < c.length) {
+      this.fail('upstream switched protocols without being asked');
+      return;
+    }
+    if (!ex.responded && ex.headers !== undefined) this.handOver(ex);
+  }
+
+  private onHead(h: MessageHead): boolean {
+    const ex = this.ex;
+    if (ex === undefined || ex.headers !== undefined) {
+      this.parser.refuse(new ParseFailure(400, 'AMBIT_UNSOLICITED', 'a response nobody asked for'));
+      return false;
+    }
+    if (h.versionMajor !== 1) {
+      this.parser.refuse(new ParseFailure(400, 'AMBIT_VERSION', 'not an HTTP/1.x response'));
+      return false;
+    }
+    const status = h.status;
+    if (status < 200 && status !== 101) return false; // 100 Continue and other interim answers: wait for the final one
+    const headers = responseHeaders(h.rawHeaders);
+    if (typeof headers === 'string') {
+      this.parser.refuse(new ParseFailure(400, 'AMBIT_REFUSED', headers));
+      return false;
+    }
+    if (status === 101) {
+      if (ex.upgrade === undefined || !h.upgrade) {
+        this.parser.refuse(new ParseFailure(400, 'AMBIT_UNSOLICITED', 'a 101 answer to a request that asked for no upgrade'));
+        return false;
+      }
+      ex.switching = true;
+    }
+    ex.status = status;
+    ex.headers = headers;
+    this.keepAlive = h.keepAlive && ex.upgrade === undefined;
+    return ex.head;
+  }
+
+  private onBody(b: Buffer): void {
+    const ex = this.ex;
+    if (ex === undefined) return;
+    if (ex.body !== undefined) this.push(ex.body, b);
+    else ex.early.push(b);
+  }
+
+  private onComplete(trailers: readonly string[]): void {
+    const ex = this.ex;
+    if (ex === undefined || ex.headers === undefined || ex.switching) return; // an interim answer, or a 101 head
+    if (trailers.length > 0) {
+      const t = responseHeaders(trailers);
+      if (typeof t === 'string') {
+        this.parser.refuse(new ParseFailure(400, 'AMBIT_REFUSED', `trailers with ${t}`));
+        return;
+      }
+      ex.trailers = {};
+      for (const k in t) {
+        const v = t[k];
+        if (v !== undefined) ex.trailers[k] = Array.isArray(v) ? v.join(', ') : v;
+      }
+    }
+    ex.responseDone = true;
+    if (ex.responded) this.bodyEnd(ex);
   }
 
   /**
-   * Parses a response head with `rest`, the bytes after it; returns how many of those it took
-   * as the whole body (0 when none or the body streams), -1 when the exchange failed.
+   * Hands the response over once the read that brought its head is parsed: a body that came
+   * whole with it goes as one buffer (no body stream and its per-response bookkeeping).
    */
-  private parseHead(text: string, ex: Exchange, rest: Buffer): number {
-    const lines = text.split('\r\n');
-    const m = STATUS_LINE.exec(lines[0] ?? '');
-    if (m === null) {
-      this.fail(`upstream sent a malformed status line ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`);
-      return -1;
-    }
-    const status = Number(m[2]);
-    const headers: IncomingHttpHeaders = {};
-    for (let i = 1; i < lines.length; i++) {
-      if (!addHeader(headers, lines[i] as string)) {
-        this.fail(`upstream sent a malformed header line ${JSON.stringify((lines[i] as string).slice(0, 80))}`);
-        return -1;
-      }
-    }
-    if (status < 200) {
-      if (status === 101) {
-        this.fail('upstream switched protocols on a plain request');
-        return -1;
-      }
-      return 0; // 100 Continue and other interim answers: wait for the final one
-    }
-    this.headParsed = true;
-    const conn = headers.connection;
-    const tokens = typeof conn === 'string' ? conn.toLowerCase() : '';
-    this.keepAlive = m[1] === '1' ? !tokens.includes('close') : tokens.includes('keep-alive');
-    const te = headers['transfer-encoding'];
-    const cl = headers['content-length'];
-    if (ex.head || status === 204 || status === 304) this.mode = 'none';
-    else if (te !== undefined) {
-      if (!/(?:^|,)\s*chunked\s*$/i.test(te)) {
-        this.mode = 'close';
-        this.keepAlive = false;
-      } else {
-        this.mode = 'chunked';
-        this.chunk = 'size';
-      }
-    } else if (cl !== undefined) {
-      if (!/^\d{1,15}$/.test(cl)) {
-        this.fail(`upstream sent an invalid content-length ${JSON.stringify(cl.slice(0, 40))}`);
-        return -1;
-      }
-      this.remaining = Number(cl);
-      this.mode = this.remaining === 0 ? 'none' : 'length';
-    } else {
-      this.mode = 'close';
-      this.keepAlive = false;
-    }
+  private handOver(ex: Exchange): void {
     ex.responded = true;
-    // A small answer usually arrives whole with its head: hand it over as one buffer, without
-    // a body stream and its per-response bookkeeping.
-    let complete: Buffer | undefined;
-    let used = 0;
-    if (this.mode === 'none') complete = EMPTY;
-    else if (this.mode === 'length' && rest.length >= this.remaining) {
-      used = this.remaining;
-      complete = this.keep(used === rest.length ? rest : rest.subarray(0, used));
-      this.remaining = 0;
+    const headers = ex.headers as IncomingHttpHeaders;
+    if (ex.responseDone && headers['transfer-encoding'] === undefined) {
+      const whole = ex.early.length === 0 ? EMPTY : ex.early.length === 1 ? (ex.early[0] as Buffer) : Buffer.concat(ex.early);
+      ex.early = [];
+      ex.resolve(new Response(ex.status, headers, whole, undefined, ex, this));
+      this.bodyEnd(ex);
+      return;
     }
-    const body = complete === undefined ? new ResponseBody(this) : undefined;
+    const body = new ResponseBody(this);
     ex.body = body;
-    ex.resolve(new Response(status, headers, complete, body, ex, this));
-    if (complete !== undefined) this.bodyEnd(ex);
-    return used;
+    for (const b of ex.early) this.push(body, b);
+    ex.early = [];
+    ex.resolve(new Response(ex.status, headers, undefined, body, ex, this));
+    if (ex.responseDone) this.bodyEnd(ex); // chunked, whole in this read: its trailers go with the stream's end
+  }
+
+  /** A 101: the socket leaves this client and becomes the caller's, with the bytes after the head. */
+  private switchOver(ex: Exchange, head: Buffer): void {
+    this.ex = undefined;
+    this.closed = true;
+    this.pool.forget(this);
+    this.parser.close();
+    if (this.direct) this.sock.pause();
+    this.sock.off('data', this.onSockData);
+    this.sock.removeAllListeners('end');
+    this.sock.removeAllListeners('close');
+    this.sock.removeAllListeners('error');
+    this.sock.on('error', () => {});
+    ex.responded = true;
+    ex.resolve(new Response(101, ex.headers as IncomingHttpHeaders, EMPTY, undefined, ex, this, { socket: this.sock, head }));
   }
 
   /** The consumer dropped the response: the connection is closed unless the exchange was over. */
@@ -422,109 +478,20 @@ class H1Connection {
     }
   }
 
-  /** Consumes body bytes; returns what is left over (or EMPTY). */
-  private onBody(data: Buffer, ex: Exchange): Buffer {
-    const body = ex.body as ResponseBody;
-    switch (this.mode) {
-      case 'length': {
-        const n = Math.min(this.remaining, data.length);
-        this.push(body, n === data.length ? data : data.subarray(0, n));
-        this.remaining -= n;
-        if (this.remaining === 0) this.bodyEnd(ex);
-        return n === data.length ? EMPTY : data.subarray(n);
-      }
-      case 'close':
-        this.push(body, data);
-        return EMPTY;
-      case 'chunked':
-        return this.onChunked(data, ex, body);
-      case 'none':
-        // Bytes past the end of a response: never reuse a connection that does this.
-        this.keepAlive = false;
-        this.destroy();
-        return EMPTY;
-    }
-  }
-
-  private onChunked(data: Buffer, ex: Exchange, body: ResponseBody): Buffer {
-    let d = data;
-    while (d.length > 0 && this.ex === ex) {
-      if (this.chunk === 'data') {
-        const n = Math.min(this.remaining, d.length);
-        this.push(body, n === d.length ? d : d.subarray(0, n));
-        this.remaining -= n;
-        d = n === d.length ? EMPTY : d.subarray(n);
-        if (this.remaining === 0) this.chunk = 'data-crlf';
-        continue;
-      }
-      if (this.chunk === 'data-crlf') {
-        if (d.length < 2) {
-          this.buf = this.keep(d);
-          return EMPTY;
-        }
-        if (d[0] !== 13 || d[1] !== 10) {
-          this.fail('upstream sent a malformed chunked body');
-          return EMPTY;
-        }
-        d = d.subarray(2);
-        this.chunk = 'size';
-        continue;
-      }
-      const eol = d.indexOf('\r\n');
-      if (eol === -1) {
-        if (d.length > 4096) this.fail('upstream sent an over-long chunk line');
-        else this.buf = this.keep(d);
-        return EMPTY;
-      }
-      const line = d.toString('latin1', 0, eol);
-      d = d.subarray(eol + 2);
-      if (this.chunk === 'size') {
-        const m = CHUNK_SIZE.exec(line);
-        if (m === null) {
-          this.fail(`upstream sent a malformed chunk size ${JSON.stringify(line.slice(0, 40))}`);
-          return EMPTY;
-        }
-        this.remaining = parseInt(m[1] as string, 16);
-        this.chunk = this.remaining === 0 ? 'trailers' : 'data';
-        continue;
-      }
-      // trailers
-      if (line === '') {
-        this.bodyEnd(ex);
-        if (d.length > 0) {
-          this.keepAlive = false;
-          this.destroy();
-        }
-        return EMPTY;
-      }
-      const t: IncomingHttpHeaders = {};
-      if (!addHeader(t, line)) {
-        this.fail('upstream sent a malformed trailer');
-        return EMPTY;
-      }
-      ex.trailers ??= {};
-      for (const [k, v] of Object.entries(t)) if (v !== undefined) ex.trailers[k] = Array.isArray(v) ? v.join(', ') : v;
-    }
-    return EMPTY;
-  }
-
   private push(body: ResponseBody, c: Buffer): void {
-    if (!body.destroyed && !body.push(this.keep(c))) this.sock.pause();
+    if (!body.destroyed && !body.push(c)) this.sock.pause();
   }
 
   private bodyEnd(ex: Exchange): void {
-    ex.responseDone = true;
     const body = ex.body;
     if (body !== undefined && !body.destroyed) body.push(null);
-    this.headParsed = false;
-    this.mode = 'none';
     this.maybeDone();
   }
 
   /** The exchange is over when the request went out completely and the response came in. */
   private maybeDone(): void {
     const ex = this.ex;
-    if (ex === undefined || !ex.requestDone || !ex.responseDone) return;
+    if (ex === undefined || !ex.requestDone || !ex.responseDone || !ex.responded) return;
     this.ex = undefined;
     this.sink = undefined;
     this.served++;
@@ -534,10 +501,14 @@ class H1Connection {
 
   private onEnd(): void {
     const ex = this.ex;
-    if (ex !== undefined && ex.responded && this.mode === 'close' && ex.body !== undefined) {
+    if (ex !== undefined && ex.headers !== undefined && !ex.responseDone) {
+      // A close-delimited body ends here (llhttp decides whether the message was complete).
       this.keepAlive = false;
-      this.bodyEnd(ex);
-      return;
+      const f = this.parser.finish();
+      if (f === undefined && ex.responseDone) {
+        if (!ex.responded) this.handOver(ex);
+        return;
+      }
     }
     this.fail('upstream closed the connection');
   }
@@ -557,6 +528,7 @@ class H1Connection {
     if (this.closed) return;
     this.closed = true;
     this.pool.forget(this);
+    this.parser.close();
     this.sink?.destroy();
     this.sock.destroy();
     if (this.ex !== undefined) this.fail('upstream connection closed');
@@ -601,6 +573,14 @@ export class H1Pool {
       return;
     }
     conn.start(req, resolve, retryStale ? (err) => (err.staleReuse ? this.fresh(req, resolve, reject) : reject(err)) : reject);
+  }
+
+  /**
+   * Sends an Upgrade request (`req.upgrade` set) on a connection of its own, never pooled;
+   * resolves at the response head: `switched` on a 101, else an ordinary answer.
+   */
+  upgrade(req: H1Request, resolve: (r: H1Response) => void, reject: (e: H1Failure) => void): void {
+    this.fresh(req, resolve, reject);
   }
 
   private fresh(req: H1Request, resolve: (r: H1Response) => void, reject: (e: H1Failure) => void): void {

@@ -20,6 +20,8 @@
  * - `execute` consumes all bytes it is given except at an upgrade (llhttp stops after the head
  *   of a message that switches protocols; the rest is the caller's) — `consumed` says where.
  * - Body chunks handed to the sink are the parser's copies, never views of the caller's buffer.
+ * - The native parser is freed exactly once, never while llhttp is running (a sink callback that
+ *   closes the connection defers the free until llhttp returns).
  */
 import { createRequire } from 'node:module';
 
@@ -110,6 +112,10 @@ export class Http1Parser {
   /** Something other than framing happened in the current slice (a head, data, the end). */
   private progressed = false;
   private framing = 0;
+  /** Inside llhttp (a callback may ask to close: the native parser is freed when it returns). */
+  private running = false;
+  private closing = false;
+  private freed = false;
 
   constructor(kind: 'request' | 'response', private readonly limits: ParserLimits, private readonly sink: ParserSink) {
     this.maxFraming = limits.maxFramingBytes ?? limits.maxHeaderBytes + 4096;
@@ -149,10 +155,14 @@ export class Http1Parser {
     const counting = this.inBody && this.chunked;
     this.progressed = false;
     let r: ReturnType<NodeParser['execute']>;
+    this.running = true;
     try {
       r = this.p.execute(data);
     } catch {
       return this.fail(new ParseFailure(500, 'AMBIT_SINK_THREW', 'internal error while handling a message'));
+    } finally {
+      this.running = false;
+      if (this.closing) this.free();
     }
     if (this.failure !== undefined) return { ok: false, failure: this.failure };
     if (typeof r !== 'number') {
@@ -171,19 +181,31 @@ export class Http1Parser {
   finish(): ParseFailure | undefined {
     if (this.failure !== undefined) return this.failure;
     let r: ReturnType<NodeParser['finish']>;
+    this.running = true;
     try {
       r = this.p.finish();
     } catch {
       return this.fail(new ParseFailure(500, 'AMBIT_SINK_THREW', 'internal error while handling a message')).failure;
+    } finally {
+      this.running = false;
+      if (this.closing) this.free();
     }
     if (this.failure !== undefined) return this.failure;
     if (r instanceof Error) return this.fail(new ParseFailure(400, r.code ?? 'HPE_UNKNOWN', r.reason ?? 'incomplete message')).failure;
     return undefined;
   }
 
-  /** Frees the parser; no callback runs after this. */
+  /** Frees the parser (once; from inside a callback, when llhttp returns); no callback runs after this. */
   close(): void {
     if (this.failure === undefined) this.failure = new ParseFailure(400, 'AMBIT_CLOSED', 'parser closed');
+    if (this.running) this.closing = true;
+    else this.free();
+  }
+
+  private free(): void {
+    this.closing = false;
+    if (this.freed) return;
+    this.freed = true;
     this.p.close();
   }
 

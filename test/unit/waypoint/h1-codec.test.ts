@@ -180,6 +180,6 @@ test('client: a request that meets a connection the server closed while idle goe
   const pool2 = new H1Pool({ open: () => new Promise<Duplex>((resolve, reject) => { const s = connect(l.port, '127.0.0.1', () => resolve(s)); s.once('error', reject); }) });
   t.teardown(() => pool2.close());
   const err = await t.throwsAsync(pool2.request(req, true));
-  t.regex(err?.message ?? '', /invalid content-length/);
+  t.regex(err?.message ?? '', /content-length/i);
   await t.throwsAsync(pool2.request({ ...req, headers: { 'x-bad': 'a\r\nx-injected: 1' } }, true), { message: /invalid value of upstream header x-bad/ });
 });
