@@ -15,6 +15,8 @@ export const FLAG = {
   UPSTREAM_RETRY_LIMIT: 'URX',
   /** Upstream connection termination (reset mid request). */
   UPSTREAM_RESET: 'UC',
+  /** Upstream protocol error: a response llhttp (or ambit on top) refused, a bad 101. */
+  UPSTREAM_PROTOCOL_ERROR: 'UPE',
   /** No healthy upstream: every endpoint ejected, or none. */
   NO_HEALTHY_UPSTREAM: 'UH',
   /** No route matched. */
@@ -33,7 +35,7 @@ export const FLAG = {
 
 export type ResponseFlag = (typeof FLAG)[keyof typeof FLAG];
 
-const ORDER: readonly ResponseFlag[] = ['NR', 'RBAC', 'RL', 'FI', 'DI', 'UO', 'UH', 'UF', 'UT', 'UC', 'URX', 'DC'];
+const ORDER: readonly ResponseFlag[] = ['NR', 'RBAC', 'RL', 'FI', 'DI', 'UO', 'UH', 'UF', 'UT', 'UC', 'UPE', 'URX', 'DC'];
 
 /** `UF,URX` style rendering; `-` when no flag is set. */
 export function formatFlags(flags: ReadonlySet<ResponseFlag>): string {

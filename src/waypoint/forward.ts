@@ -24,12 +24,13 @@ import type { Cluster, ClusterEndpoint, ClusterManager } from './cluster.js';
 import { portProtocol, type ServiceBinding, type WaypointConfig } from './config.js';
 import { sleep } from './fault.js';
 import { FLAG, type ResponseFlag } from './flags.js';
-import type { H1ServerResponse } from './h1-server.js';
+import type { H1IncomingRequest, H1ServerResponse } from './h1-server.js';
 import type { JwtIdentity } from './jwt.js';
 import { localReply } from './local-reply.js';
 import type { WaypointMetrics } from './metrics.js';
 import { sendMirror } from './mirror.js';
-import { HOP_BY_HOP, type DownstreamRequest, type DownstreamResponse, type RequestState } from './request-state.js';
+import { spliceUpgrade } from './passthrough.js';
+import { firstHeader, HOP_BY_HOP, type DownstreamRequest, type DownstreamResponse, type RequestState } from './request-state.js';
 import { backoffMs, DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_ON, isRetriable, type AttemptOutcome } from './retry.js';
 import { applyHeaderOps, pickDestination, rewritePath, type HeaderMap } from './route-action.js';
 import type { Telemetry } from './telemetry.js';
@@ -107,7 +108,9 @@ export class Forwarder {
     const port = dest.port ?? (svc === binding.service ? st.down.destinationPort : (svc.ports.length === 1 ? svc.ports[0]?.port : undefined) ?? st.down.destinationPort);
     const sp = svc.ports.find((p) => p.port === port);
     const declared = sp === undefined ? 'detect' : portProtocol(sp);
-    const protocol: 'http1' | 'http2' = declared === 'http2' || (declared === 'detect' && st.grpc) ? 'http2' : 'http1';
+    // An upgrade (only HTTP/1.1 requests have one) goes over HTTP/1.1, on a connection of its own.
+    const upgrade = req.httpVersion === '2.0' ? undefined : (req as H1IncomingRequest).upgrade;
+    const protocol: 'http1' | 'http2' = upgrade === undefined && (declared === 'http2' || (declared === 'detect' && st.grpc)) ? 'http2' : 'http1';
     const cluster = this.clusters.get(config, svc, dest.subset, port, protocol);
     st.upstreamCluster = cluster.name;
 
@@ -131,10 +134,11 @@ export class Forwarder {
     const path = route.rewrite !== undefined ? rewritePath(st.target, route.rewrite, match) : st.target;
     const authority = route.rewrite?.authority ?? st.authority;
     const meta = { forwardedFor: { host: st.down.sourceIp, port: st.down.sourcePort }, traceparent: st.trace.traceparent };
-    const base: Omit<UpstreamRequest, 'writeBody'> = { method: st.method, path, authority, headers: headers as OutgoingHttpHeaders, protocol, meta };
+    const upgradeValue = upgrade === undefined ? undefined : firstHeader(req.headers.upgrade);
+    const base: Omit<UpstreamRequest, 'writeBody'> = { method: st.method, path, authority, headers: headers as OutgoingHttpHeaders, protocol, meta, upgrade: upgradeValue };
     const hasBody = !body.complete || body.bytes > 0;
 
-    for (const m of route.mirrors) {
+    for (const m of upgrade === undefined ? route.mirrors : []) {
       if (this.rand() * 100 >= m.percent) continue;
       const msvc = config.serviceByHost(m.destination.host);
       if (msvc === undefined) continue;
@@ -144,7 +148,7 @@ export class Forwarder {
     }
 
     const policy = route.retries ?? (this.defaultRetries ? DEFAULT_POLICY : undefined);
-    const maxAttempts = 1 + Math.max(0, policy?.attempts ?? 0);
+    const maxAttempts = upgrade !== undefined ? 1 : 1 + Math.max(0, policy?.attempts ?? 0);
     const retryOn = policy?.retryOn ?? [];
     cluster.budget.deposit();
     const hashKey = hashKeyOf(cluster.consistentHash, { header, sourceIp: st.down.sourceIp });
@@ -198,7 +202,7 @@ export class Forwarder {
         slot.release();
       };
       const sent = this.now();
-      const ureq: UpstreamRequest = { method: base.method, path, authority, headers: base.headers, protocol, meta, writeBody: hasBody ? (dst) => body.attach(dst) : undefined };
+      const ureq: UpstreamRequest = { method: base.method, path, authority, headers: base.headers, protocol, meta, upgrade: upgradeValue, writeBody: hasBody ? (dst) => body.attach(dst) : undefined };
       const result = await this.attempt(cluster, ep, ureq, policy?.perTryTimeoutMs, signal, (cancel) => {
         onRouteTimeout = cancel;
       });
@@ -237,6 +241,12 @@ export class Forwarder {
       }
       // The final answer, even a 5xx: relayed as the upstream gave it.
       st.upstreamServiceTimeMs = this.now() - sent;
+      if (result.res.switched !== undefined) {
+        // The upstream switched protocols: a spliced connection now, the route timeout no longer applies.
+        clearRouteTimer();
+        spliceUpgrade(this.telemetry, st, res as H1ServerResponse, result.res, upgrade ?? [], route, release);
+        return;
+      }
       this.streamResponse(st, res, result.res, route, release, clearRouteTimer, (cancel) => {
         onRouteTimeout = cancel;
       });
@@ -404,6 +414,8 @@ function failureOf(outcome: AttemptOutcome, ep: string): { status: number; flag:
       return { status: 503, flag: FLAG.UPSTREAM_CONNECT_FAILURE, detail: `cannot connect to ${ep}` };
     case 'per-try-timeout':
       return { status: 504, flag: FLAG.UPSTREAM_REQUEST_TIMEOUT, detail: `${ep} did not answer within the per-try timeout` };
+    case 'protocol-error':
+      return { status: 502, flag: FLAG.UPSTREAM_PROTOCOL_ERROR, detail: `${ep} sent a malformed response` };
     case 'refused-stream':
     case 'reset':
       return { status: 503, flag: FLAG.UPSTREAM_RESET, detail: `${ep} reset the request` };

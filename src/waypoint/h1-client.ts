@@ -53,8 +53,8 @@ export interface H1Request {
 /** Why a request failed. */
 export class H1Failure extends Error {
   constructor(
-    /** `connect-failure`: no connection could be opened; `reset`: anything after that. */
-    readonly kind: 'connect-failure' | 'reset',
+    /** `connect-failure`: no connection could be opened; `protocol`: a response refused; `reset`: anything else after that. */
+    readonly kind: 'connect-failure' | 'reset' | 'protocol',
     message: string,
     /** No response byte had arrived on a connection that served requests before. */
     readonly staleReuse: boolean,
@@ -357,7 +357,7 @@ class H1Connection {
       return;
     }
     if (!r.ok) {
-      this.fail(`upstream sent a malformed response (${r.failure.reason})`);
+      this.fail(`upstream sent a malformed response (${r.failure.reason})`, undefined, 'protocol');
       return;
     }
     if (this.ex !== ex) {
@@ -370,7 +370,7 @@ class H1Connection {
       return;
     }
     if (r.consumed < c.length) {
-      this.fail('upstream switched protocols without being asked');
+      this.fail('upstream switched protocols without being asked', undefined, 'protocol');
       return;
     }
     if (!ex.responded && ex.headers !== undefined) this.handOver(ex);
@@ -460,7 +460,9 @@ class H1Connection {
     this.closed = true;
     this.pool.forget(this);
     this.parser.close();
-    if (this.direct) this.sock.pause();
+    // Paused until the new owner reads (a flowing stream without a reader would drop bytes).
+    this.sock.pause();
+    if (this.direct) takeReads(this.sock, undefined);
     this.sock.off('data', this.onSockData);
     this.sock.removeAllListeners('end');
     this.sock.removeAllListeners('close');
@@ -514,12 +516,12 @@ class H1Connection {
   }
 
   /** Fails the current exchange (if any) and discards the connection. */
-  private fail(reason: string, cause?: Error): void {
+  private fail(reason: string, cause?: Error, kind: 'reset' | 'protocol' = 'reset'): void {
     const ex = this.ex;
     this.ex = undefined;
     this.destroy();
     if (ex === undefined) return;
-    const err = new H1Failure('reset', reason, !ex.gotBytes && this.served > 0, cause !== undefined ? { cause } : undefined);
+    const err = new H1Failure(kind, reason, !ex.gotBytes && this.served > 0, cause !== undefined ? { cause } : undefined);
     if (!ex.responded) ex.reject(err);
     else if (ex.body !== undefined && !ex.body.destroyed && !ex.body.readableEnded) ex.body.destroy(err);
   }

@@ -60,8 +60,8 @@ export interface H1ServerLimits {
 export type RefusalReason = 'header_overflow' | 'slow_client' | 'malformed';
 
 export interface H1ServerHandlers {
+  /** A request (an Upgrade request too: see `H1ServerResponse.switchProtocols`). */
   request(req: H1IncomingRequest, res: H1ServerResponse): void;
-  upgrade(req: H1IncomingRequest, socket: Duplex, head: Buffer): void;
   /** A client was refused before its request reached the proxy (already answered and closed). */
   refused(stream: Duplex, reason: RefusalReason, status: number, detail: string): void;
 }
@@ -280,6 +280,14 @@ export class H1ServerResponse extends EventEmitter {
     this.emit('finish');
     this.conn.responseDone(this);
     this.emit('close');
+  }
+
+  /**
+   * Answers 101 with `headers` and hands the connection over (see H1ServerConnection); undefined
+   * when it cannot switch (an answer already started, a request body still arriving).
+   */
+  switchProtocols(headers: OutgoingHttpHeaders): { socket: Duplex; head: Buffer } | undefined {
+    return this.conn.switchProtocols(this, headers);
   }
 
   /** Abandons the response and closes the connection. */
@@ -567,6 +575,9 @@ export class H1ServerConnection {
     }
     res.headersSent = true;
     res.statusCode = 101;
+    res.writableFinished = true; // its part is over: the connection's close is the splice's now
+    this.res = undefined;
+    this.active = undefined;
     this.detach();
     this.closed = true;
     this.server.upgraded(this);

@@ -1,7 +1,7 @@
 /**
  * The HTTP/1.1 front end: the waypoint's own HTTP/1.1 codec (h1-server.ts) on any byte stream
  * handed to it (an HBONE CONNECT stream, or a plain socket), with keep-alive, chunked bodies and
- * Upgrade pass-through, feeding requests to the proxy.
+ * Upgrades (spliced once the upstream switched protocols), feeding requests to the proxy.
  *
  * Invariants (one bad client never affects others):
  * - Malformed requests are answered 400 and the connection closed; headers over `maxHeaderBytes`
@@ -32,14 +32,6 @@ export class Http1Front {
           return;
         }
         void proxy.handle(req, res, down);
-      },
-      upgrade: (req, socket, head) => {
-        const down = this.info.get(socket);
-        if (down === undefined) {
-          socket.destroy();
-          return;
-        }
-        void proxy.handleUpgrade(req, socket, head, down);
       },
       refused: (stream, reason, status, detail) => {
         const down = this.info.get(stream);

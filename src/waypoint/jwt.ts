@@ -1,27 +1,37 @@
 /**
- * RequestAuthentication at the waypoint: finds a JWT in the request (Authorization: Bearer and
- * the `access_token` query parameter by default, or the rule's fromHeaders / fromParams /
- * fromCookies), verifies it (RS256/384/512, ES256/384 with node:crypto) against the issuer's
- * JWKS (inline, or fetched over http(s) and cached), and checks issuer, audiences, exp and nbf
- * with a clock skew. The outcome feeds authorization: `request.auth.principal` is `<iss>/<sub>`,
- * and the claims feed `when` conditions.
+ * RequestAuthentication at the waypoint: finds the request's JWTs (jwt-location.ts), verifies each
+ * with jose against its issuer's JWKS (inline, or fetched and cached by jwks-cache.ts), and turns
+ * the result into `request.auth.*` for authorization: the principal is `<iss>/<sub>`, the claims
+ * feed `when` conditions, and `outputPayloadToHeader` / `outputClaimToHeaders` name headers to add.
  *
- * Istio's semantics, kept exactly:
- * - A request without any token passes unauthenticated (no principal); an AuthorizationPolicy
- *   decides whether that is acceptable. A token that is present but invalid (bad signature,
- *   expired, unknown issuer, wrong audience) is refused with 401.
- * - Several rules: the token's `iss` selects the rule; no rule for that issuer is a 401.
+ * Istio's semantics, kept:
+ * - No token: `none`; an AuthorizationPolicy decides whether that is acceptable. A token that is
+ *   present but invalid (bad signature, expired, unknown issuer, wrong audience) is `invalid`: 401.
+ * - A token is verified only against the rules that named the location it was found in; its
+ *   unverified `iss` picks among them, and none matching is "Jwt issuer is not configured".
+ * - Several tokens: every one must be valid, and the identity is the first one's (Envoy's order).
+ * - Empty `audiences` accept any `aud`; `exp` and `nbf` allow `clockSkewSeconds`.
  *
- * Invariants: tokens, keys and JWKS contents are never logged (only issuer, kid and reason);
- * a fetched JWKS is cached for `jwksCacheMs` and refetched early when a token names an unknown
- * `kid`, at most once per `minRefetchMs`, so a flood of forged kids cannot hammer the issuer; a
- * failing fetch keeps the last good JWKS.
+ * Invariants:
+ * - authenticate() never throws, whatever the input, and its reasons are fixed texts (Envoy's):
+ *   nothing of a token, its issuer or its kid is echoed. Tokens, keys and claims are never logged.
+ * - Only RS256/384/512, PS256/384/512, ES256/384/512 and EdDSA verify; `none` and HS* are refused
+ *   before any key is looked up, RSA keys under 2048 bits are refused (jose), and so are unknown
+ *   `crit` parameters and `b64: false`.
+ * - Work per token is bounded: a token over `maxTokenBytes`, or with a segment that is not
+ *   canonical base64url (padding, whitespace, stray bits), is refused before it is parsed.
+ * - The proxy deletes `outputHeaderNames` from every request before verification, so the output
+ *   headers upstream only ever carry verified values; claim values that are not printable ASCII
+ *   (CR, LF, NUL, other controls, non-ASCII) are left out rather than written.
  */
-import { createPublicKey, verify as cryptoVerify, type KeyObject, type JsonWebKey } from 'node:crypto';
+import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import type { Logger } from 'pino';
 import { parseDurationMs } from '../model/duration.js';
 import type { RequestAuthenticationSpec } from '../model/kinds/security.js';
-import { WaypointError } from './errors.js';
+import { JwksCache, parseJwks, type JwksKeys } from './jwks-cache.js';
+import { TokenLocations, type FoundToken, type JwtRequest, type TokenSource } from './jwt-location.js';
+
+export type { JwtRequest, TokenSource } from './jwt-location.js';
 
 export type JwtRuleSpec = NonNullable<RequestAuthenticationSpec['jwtRules']>[number];
 
@@ -33,10 +43,14 @@ export interface JwtIdentity {
   readonly audiences: readonly string[];
   readonly presenter: string | undefined;
   readonly claims: Readonly<Record<string, unknown>>;
-  /** Headers to add upstream (outputPayloadToHeader, outputClaimToHeaders). */
+  /** Headers to set upstream, from every verified token (lower case; all in `outputHeaderNames`). */
   readonly outputHeaders: Readonly<Record<string, string>>;
-  /** Header (lower case) or query parameter the token came from, to strip unless forwarded. */
-  readonly source: { readonly header?: string; readonly param?: string; readonly forward: boolean };
+  /** Where this identity's token came from, and whether its rule sets forwardOriginalToken. */
+  readonly source: TokenSource & { readonly forward: boolean };
+  /** Headers (lower case) holding verified tokens whose rule does not forward them: delete upstream. */
+  readonly removeHeaders: readonly string[];
+  /** Query parameters holding such tokens (Envoy rewrites the path without them). */
+  readonly removeParams: readonly string[];
 }
 
 export type JwtResult =
@@ -44,253 +58,310 @@ export type JwtResult =
   | { readonly kind: 'valid'; readonly identity: JwtIdentity }
   | { readonly kind: 'invalid'; readonly reason: string };
 
-export interface JwtRequest {
-  header(name: string): string | undefined;
-  /** Query parameter by name. */
-  param(name: string): string | undefined;
-}
-
 export interface JwtAuthenticatorOptions {
-  /** Allowed clock difference for exp/nbf/iat, seconds (default 60, as Istio). */
+  /** Allowed clock difference for exp and nbf, seconds (default 60, as Istio). */
   clockSkewSeconds?: number;
   /** How long a fetched JWKS is used before refetching, ms (default 20 min, as istiod). */
   jwksCacheMs?: number;
   /** Least time between two refetches caused by unknown key ids, ms (default 60,000). */
   minRefetchMs?: number;
+  /** Delay before retrying a failed JWKS fetch, ms, doubling per failure (default 1,000). */
+  jwksBackoffMs?: number;
+  /** Longest delay between JWKS fetch attempts while the issuer fails, ms (default 300,000). */
+  maxJwksBackoffMs?: number;
+  /** Longest token accepted, characters (default 16,384). */
+  maxTokenBytes?: number;
   /** Clock in ms (default Date.now). */
   now?: () => number;
-  /** JWKS fetch (default global fetch). */
+  /** JWKS fetch (default global fetch); the rule's `timeout` (default 5 s) bounds each fetch. */
   fetch?: typeof fetch;
   logger?: Logger;
 }
 
-const ALGS: Record<string, { hash: string; kty: 'RSA' | 'EC'; crv?: string; size?: number }> = {
-  RS256: { hash: 'sha256', kty: 'RSA' },
-  RS384: { hash: 'sha384', kty: 'RSA' },
-  RS512: { hash: 'sha512', kty: 'RSA' },
-  ES256: { hash: 'sha256', kty: 'EC', crv: 'P-256', size: 32 },
-  ES384: { hash: 'sha384', kty: 'EC', crv: 'P-384', size: 48 },
-};
+/** Reasons of an `invalid` result: fixed texts, Envoy's where Envoy has one. */
+export const JWT_REASONS = {
+  tooLarge: 'Jwt is too large',
+  badFormat: 'Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections',
+  headerBase64: 'Jwt header is an invalid Base64url encoded',
+  headerJson: 'Jwt header is an invalid JSON',
+  badAlg: 'Jwt header [alg] field is required and must be a string',
+  algNotSupported: 'Jwt header [alg] is not supported',
+  badKid: 'Jwt header [kid] field is not a string',
+  payloadBase64: 'Jwt payload is an invalid Base64url encoded',
+  payloadJson: 'Jwt payload is an invalid JSON',
+  issNotString: 'Jwt payload [iss] field is not a string',
+  signatureBase64: 'Jwt signature is an invalid Base64url encoded',
+  unknownIssuer: 'Jwt issuer is not configured',
+  audience: 'Audiences in Jwt are not allowed',
+  expired: 'Jwt is expired',
+  notYetValid: 'Jwt not yet valid',
+  noKey: "Jwks doesn't have key to match kid or alg from Jwt",
+  noValidKeys: "Jwks doesn't have valid keys",
+  jwksFetch: 'Jwks remote fetch is failed',
+  signature: 'Jwt verification fails (signature does not verify)',
+  verification: 'Jwt verification fails',
+} as const;
+const R = JWT_REASONS;
 
-interface KeySet {
-  keys: { kid: string | undefined; kty: string; crv: string | undefined; alg: string | undefined; key: KeyObject }[];
-}
-
-/** Parses a JWKS document; keys that cannot be imported or are not for signing are skipped. */
-export function parseJwks(text: string, what: string): KeySet {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw new WaypointError('AMBIT_ERR_WAYPOINT_JWKS', `${what} is not valid JSON: ${(err as Error).message}`);
-  }
-  const keys = (doc as { keys?: unknown }).keys;
-  if (!Array.isArray(keys)) throw new WaypointError('AMBIT_ERR_WAYPOINT_JWKS', `${what} has no "keys" array`);
-  const out: KeySet['keys'] = [];
-  for (const k of keys as JsonWebKey[]) {
-    if (k === null || typeof k !== 'object') continue;
-    if (k['use'] !== undefined && k['use'] !== 'sig') continue;
-    if (k.kty !== 'RSA' && k.kty !== 'EC') continue;
-    try {
-      const key = createPublicKey({ key: k, format: 'jwk' });
-      out.push({ kid: typeof k['kid'] === 'string' ? k['kid'] : undefined, kty: k.kty, crv: k.crv, alg: typeof k['alg'] === 'string' ? k['alg'] : undefined, key });
-    } catch {
-      // a malformed key is skipped; the others still work
-    }
-  }
-  if (out.length === 0) throw new WaypointError('AMBIT_ERR_WAYPOINT_JWKS', `${what} holds no usable RSA or EC signing key`);
-  return { keys: out };
-}
-
-function b64urlJson(part: string): Record<string, unknown> | undefined {
-  try {
-    const v = JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown;
-    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-class JwksCache {
-  private set: KeySet | undefined;
-  private fetchedAt = 0;
-  private lastAttempt = -Infinity;
-  private inflight: Promise<void> | undefined;
-
-  constructor(
-    private readonly uri: string,
-    private readonly timeoutMs: number,
-    private readonly o: Required<Pick<JwtAuthenticatorOptions, 'jwksCacheMs' | 'minRefetchMs' | 'now' | 'fetch'>> & { logger: Logger | undefined },
-  ) {}
-
-  async keys(forceForKid: boolean): Promise<KeySet | undefined> {
-    const now = this.o.now();
-    const sinceAttempt = now - this.lastAttempt;
-    if (this.set === undefined) {
-      // Nothing usable yet: fetch, but not more than once a second while the issuer fails.
-      if (sinceAttempt >= 1000) await this.refresh();
-    } else if (now - this.fetchedAt >= this.o.jwksCacheMs) {
-      await this.refresh();
-    } else if (forceForKid && sinceAttempt >= this.o.minRefetchMs) {
-      await this.refresh();
-    }
-    return this.set;
-  }
-
-  private refresh(): Promise<void> {
-    this.inflight ??= (async () => {
-      this.lastAttempt = this.o.now();
-      try {
-        const res = await this.o.fetch(this.uri, { signal: AbortSignal.timeout(this.timeoutMs), redirect: 'follow' });
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        const text = await res.text();
-        this.set = parseJwks(text, `JWKS from ${this.uri}`);
-        this.fetchedAt = this.o.now();
-      } catch (err) {
-        this.o.logger?.warn({ jwksUri: this.uri, reason: (err as Error).message }, 'JWKS fetch failed; keeping the last good key set');
-      } finally {
-        this.inflight = undefined;
-      }
-    })();
-    return this.inflight;
-  }
-}
+const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+const ALGORITHM_SET = new Set(ALGORITHMS);
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+const PRINTABLE = /^[\t\x20-\x7e]+$/;
+const NONE: JwtResult = { kind: 'none' };
 
 interface CompiledRule {
-  spec: JwtRuleSpec;
-  inline: KeySet | undefined;
-  remote: JwksCache | undefined;
+  readonly spec: JwtRuleSpec;
+  readonly inline: JwksKeys | undefined;
+  readonly remote: JwksCache | undefined;
+}
+
+type Outcome = { readonly ok: true; readonly payload: JWTPayload } | { readonly ok: false; readonly reason: string; readonly noKey: boolean };
+
+interface Verified {
+  readonly found: FoundToken;
+  readonly rule: CompiledRule;
+  readonly payload: JWTPayload;
+  readonly payload64: string;
+}
+
+function isCanonicalBase64url(s: string): boolean {
+  return BASE64URL.test(s) && Buffer.from(s, 'base64url').toString('base64url') === s;
+}
+
+/** Shape checks before jose: the unverified `iss`, or the reason to refuse. */
+function precheck(token: string, maxChars: number): { iss: string; payload64: string } | string {
+  if (token.length > maxChars) return R.tooLarge;
+  const parts = token.split('.');
+  if (parts.length !== 3) return R.badFormat;
+  const [h, p, s] = parts as [string, string, string];
+  if (!isCanonicalBase64url(h)) return R.headerBase64;
+  if (!isCanonicalBase64url(p)) return R.payloadBase64;
+  if (!isCanonicalBase64url(s)) return R.signatureBase64;
+  let header: Record<string, unknown>;
+  let claims: JWTPayload;
+  try {
+    header = decodeProtectedHeader(token);
+  } catch {
+    return R.headerJson;
+  }
+  if (typeof header['alg'] !== 'string') return R.badAlg;
+  if (!ALGORITHM_SET.has(header['alg'])) return R.algNotSupported;
+  if (header['kid'] !== undefined && typeof header['kid'] !== 'string') return R.badKid;
+  try {
+    claims = decodeJwt(token);
+  } catch {
+    return R.payloadJson;
+  }
+  if (claims.iss === undefined) return R.unknownIssuer;
+  if (typeof claims.iss !== 'string') return R.issNotString;
+  return { iss: claims.iss, payload64: p };
+}
+
+function refused(err: unknown): Outcome {
+  let reason: string = R.verification;
+  if (err instanceof errors.JWTExpired) reason = R.expired;
+  else if (err instanceof errors.JWTClaimValidationFailed && err.reason === 'check_failed') {
+    reason = err.claim === 'nbf' ? R.notYetValid : err.claim === 'aud' ? R.audience : err.claim === 'iss' ? R.unknownIssuer : R.verification;
+  } else if (err instanceof errors.JWKSNoMatchingKey) reason = R.noKey;
+  else if (err instanceof errors.JOSEAlgNotAllowed) reason = R.algNotSupported;
+  else if (err instanceof errors.JWSSignatureVerificationFailed) reason = R.signature;
+  return { ok: false, reason, noKey: err instanceof errors.JWKSNoMatchingKey };
+}
+
+/** Failures that another key of the set might not have (a wrong key, a key jose refuses). */
+function keyDependent(err: unknown): boolean {
+  return err instanceof errors.JWSSignatureVerificationFailed || !(err instanceof errors.JOSEError);
+}
+
+async function verifyWith(token: string, getKey: JWTVerifyGetKey, opts: JWTVerifyOptions): Promise<Outcome> {
+  try {
+    return { ok: true, payload: (await jwtVerify(token, getKey, opts)).payload };
+  } catch (err) {
+    if (!(err instanceof errors.JWKSMultipleMatchingKeys)) return refused(err);
+    // No kid, or several keys share it: try each candidate, as Envoy does.
+    let last: unknown = err;
+    for await (const key of err as AsyncIterable<CryptoKey>) {
+      try {
+        return { ok: true, payload: (await jwtVerify(token, key, opts)).payload };
+      } catch (e) {
+        last = e;
+        if (!keyDependent(e)) break;
+      }
+    }
+    // `last` is still `err` when no candidate could be imported.
+    return refused(last === err ? undefined : last);
+  }
+}
+
+function claimAt(payload: JWTPayload, path: string): unknown {
+  if (Object.hasOwn(payload, path)) return payload[path];
+  let v: unknown = payload;
+  for (const part of path.split('.')) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.hasOwn(v, part)) return undefined;
+    v = (v as Record<string, unknown>)[part];
+  }
+  return v;
+}
+
+/** A claim as a header value, as Envoy writes it; undefined for other types and unsafe text. */
+function claimHeaderValue(v: unknown): string | undefined {
+  let s: string;
+  if (typeof v === 'string') s = v;
+  else if (typeof v === 'boolean') s = String(v);
+  else if (typeof v === 'number' && Number.isFinite(v)) s = Number.isInteger(v) && v >= 0 && v < 2 ** 64 ? BigInt(v).toString() : Math.abs(v) < 1e21 ? v.toFixed(6) : String(v);
+  else return undefined;
+  return PRINTABLE.test(s) ? s : undefined;
+}
+
+function outputHeadersOf(v: Verified): [string, string][] {
+  const out: [string, string][] = [];
+  const spec = v.rule.spec;
+  if (spec.outputPayloadToHeader !== undefined) out.push([spec.outputPayloadToHeader.toLowerCase(), v.payload64]);
+  for (const o of spec.outputClaimToHeaders ?? []) {
+    const value = claimHeaderValue(claimAt(v.payload, o.claim));
+    if (value !== undefined) out.push([o.header.toLowerCase(), value]);
+  }
+  return out;
 }
 
 /** Validates JWTs for one set of RequestAuthentication rules. */
 export class JwtAuthenticator {
-  private readonly rules: CompiledRule[];
-  private readonly skewMs: number;
+  private readonly rules: readonly CompiledRule[];
+  private readonly locations: TokenLocations;
+  private readonly skewSeconds: number;
+  private readonly maxTokenChars: number;
   private readonly now: () => number;
-  /** Unusable inline JWKS documents (their issuers' tokens are all refused). */
+  private readonly log: Logger | undefined;
+  /** Rules that cannot verify anything (unusable inline JWKS, no JWKS at all): their tokens are refused. */
   readonly problems: string[] = [];
+  /** Lower-case names of every header the rules output; client-sent copies are forged identity. */
+  readonly outputHeaderNames: ReadonlySet<string>;
 
   constructor(specs: readonly JwtRuleSpec[], o: JwtAuthenticatorOptions = {}, caches: Map<string, unknown> = new Map()) {
     this.now = o.now ?? Date.now;
-    this.skewMs = (o.clockSkewSeconds ?? 60) * 1000;
-    const cacheOpts = { jwksCacheMs: o.jwksCacheMs ?? 20 * 60_000, minRefetchMs: o.minRefetchMs ?? 60_000, now: this.now, fetch: o.fetch ?? fetch, logger: o.logger };
-    this.rules = specs.map((spec) => {
-      if (spec.jwks !== undefined) {
-        try {
-          return { spec, inline: parseJwks(spec.jwks, `inline jwks of issuer ${spec.issuer}`), remote: undefined };
-        } catch (err) {
-          // Fail closed: tokens of this issuer find no key and are refused with 401.
-          this.problems.push((err as Error).message);
-          return { spec, inline: { keys: [] }, remote: undefined };
-        }
+    this.log = o.logger;
+    this.skewSeconds = o.clockSkewSeconds ?? 60;
+    this.maxTokenChars = o.maxTokenBytes ?? 16 * 1024;
+    this.locations = new TokenLocations(specs);
+    this.rules = specs.map((spec) => this.compile(spec, o, caches));
+    this.outputHeaderNames = new Set(
+      specs.flatMap((s) => [...(s.outputPayloadToHeader !== undefined ? [s.outputPayloadToHeader] : []), ...(s.outputClaimToHeaders ?? []).map((c) => c.header)]).map((h) => h.toLowerCase()),
+    );
+  }
+
+  private compile(spec: JwtRuleSpec, o: JwtAuthenticatorOptions, caches: Map<string, unknown>): CompiledRule {
+    if (spec.jwks !== undefined) {
+      try {
+        const parsed = parseJwks(spec.jwks, `inline jwks of issuer ${spec.issuer}`);
+        for (const note of parsed.ignored) this.log?.warn({ issuer: spec.issuer, reason: note }, 'JWKS entry ignored');
+        return { spec, inline: parsed.keys, remote: undefined };
+      } catch (err) {
+        this.problems.push((err as Error).message);
+        return { spec, inline: undefined, remote: undefined };
       }
-      if (spec.jwksUri !== undefined) {
-        let c = caches.get(spec.jwksUri) as JwksCache | undefined;
-        if (c === undefined) {
-          c = new JwksCache(spec.jwksUri, parseDurationMs(spec.timeout ?? '5s') ?? 5000, cacheOpts);
-          caches.set(spec.jwksUri, c);
-        }
-        return { spec, inline: undefined, remote: c };
+    }
+    if (spec.jwksUri !== undefined) {
+      let cache = caches.get(spec.jwksUri) as JwksCache | undefined;
+      if (cache === undefined) {
+        cache = new JwksCache(spec.jwksUri, {
+          cacheMs: o.jwksCacheMs ?? 20 * 60_000,
+          minRefetchMs: o.minRefetchMs ?? 60_000,
+          timeoutMs: parseDurationMs(spec.timeout ?? '5s') ?? 5000,
+          backoffMs: o.jwksBackoffMs ?? 1000,
+          maxBackoffMs: o.maxJwksBackoffMs ?? 300_000,
+          now: this.now,
+          fetch: o.fetch ?? fetch,
+          logger: o.logger,
+        });
+        caches.set(spec.jwksUri, cache);
       }
-      return { spec, inline: undefined, remote: undefined };
-    });
+      return { spec, inline: undefined, remote: cache };
+    }
+    this.problems.push(`the jwtRule of issuer ${spec.issuer} has neither jwks nor jwksUri (ambit does not discover JWKS through OpenID discovery; set jwksUri)`);
+    return { spec, inline: undefined, remote: undefined };
   }
 
   get empty(): boolean {
     return this.rules.length === 0;
   }
 
-  private locate(req: JwtRequest): { token: string; header?: string; param?: string } | undefined {
-    const seen = new Set<string>();
-    for (const r of this.rules) {
-      const headers = r.spec.fromHeaders ?? (r.spec.fromParams === undefined && r.spec.fromCookies === undefined ? [{ name: 'authorization', prefix: 'Bearer ' }] : []);
-      for (const h of headers) {
-        const name = h.name.toLowerCase();
-        const v = req.header(name);
-        if (v === undefined || seen.has(`h:${name}`)) continue;
-        seen.add(`h:${name}`);
-        const prefix = h.prefix ?? '';
-        if (prefix !== '' && !v.toLowerCase().startsWith(prefix.toLowerCase())) continue;
-        return { token: v.slice(prefix.length).trim(), header: name };
+  /** Authenticates a request (no rules: always `none`). Never throws. */
+  async authenticate(req: JwtRequest): Promise<JwtResult> {
+    if (this.rules.length === 0) return NONE;
+    try {
+      const found = this.locations.find(req);
+      if (found.length === 0) return NONE;
+      const verified: Verified[] = [];
+      for (const f of found) {
+        const v = await this.verifyToken(f);
+        if (typeof v === 'string') return { kind: 'invalid', reason: v };
+        verified.push(v);
       }
-      const params = r.spec.fromParams ?? (r.spec.fromHeaders === undefined && r.spec.fromCookies === undefined ? ['access_token'] : []);
-      for (const p of params) {
-        const v = req.param(p);
-        if (v !== undefined) return { token: v, param: p };
-      }
-      for (const c of r.spec.fromCookies ?? []) {
-        for (const part of (req.header('cookie') ?? '').split(/;\s*/)) {
-          const eq = part.indexOf('=');
-          if (eq > 0 && part.slice(0, eq) === c) return { token: part.slice(eq + 1) };
-        }
-      }
+      return { kind: 'valid', identity: this.identity(verified) };
+    } catch (err) {
+      // Only the error's code or class: messages can quote token content.
+      this.log?.warn({ error: (err as { code?: unknown }).code ?? (err as Error).name }, 'JWT authentication failed unexpectedly; the token is refused');
+      return { kind: 'invalid', reason: R.verification };
     }
-    return undefined;
   }
 
-  /** Authenticates a request (no rules: always `none`). */
-  async authenticate(req: JwtRequest): Promise<JwtResult> {
-    if (this.rules.length === 0) return { kind: 'none' };
-    const found = this.locate(req);
-    if (found === undefined) return { kind: 'none' };
-    const parts = found.token.split('.');
-    if (parts.length !== 3) return { kind: 'invalid', reason: 'token is not a compact JWS (three dot-separated parts)' };
-    const [h64, p64, s64] = parts as [string, string, string];
-    const header = b64urlJson(h64);
-    const payload = b64urlJson(p64);
-    if (header === undefined || payload === undefined) return { kind: 'invalid', reason: 'token header or payload is not base64url JSON' };
-    const alg = header['alg'];
-    const algo = typeof alg === 'string' ? ALGS[alg] : undefined;
-    if (algo === undefined) return { kind: 'invalid', reason: `unsupported alg ${JSON.stringify(alg)} (RS256/384/512, ES256/384 are accepted)` };
-    const iss = payload['iss'];
-    if (typeof iss !== 'string') return { kind: 'invalid', reason: 'token has no iss claim' };
-    const rule = this.rules.find((r) => r.spec.issuer === iss);
-    if (rule === undefined) return { kind: 'invalid', reason: `issuer ${JSON.stringify(iss)} is not configured by any RequestAuthentication` };
-    const kid = typeof header['kid'] === 'string' ? header['kid'] : undefined;
-    const signature = Buffer.from(s64, 'base64url');
-    const data = Buffer.from(`${h64}.${p64}`);
-    const fits = (set: KeySet | undefined) =>
-      (set?.keys ?? []).filter((k) => k.kty === algo.kty && (algo.crv === undefined || k.crv === algo.crv) && (k.alg === undefined || k.alg === alg) && (kid === undefined || k.kid === kid));
-    let candidates = fits(rule.inline ?? (await rule.remote?.keys(false)));
-    if (candidates.length === 0 && rule.remote !== undefined) candidates = fits(await rule.remote.keys(true));
-    if (candidates.length === 0) return { kind: 'invalid', reason: `no key${kid === undefined ? '' : ` with kid ${JSON.stringify(kid)}`} for ${alg} in the JWKS of ${iss}` };
-    if (algo.kty === 'EC' && signature.length !== 2 * (algo.size ?? 0)) return { kind: 'invalid', reason: 'ECDSA signature has the wrong length' };
-    const ok = candidates.some((k) => {
-      try {
-        return cryptoVerify(algo.hash, data, algo.kty === 'EC' ? { key: k.key, dsaEncoding: 'ieee-p1363' } : k.key, signature);
-      } catch {
-        return false;
-      }
-    });
-    if (!ok) return { kind: 'invalid', reason: `signature does not verify with the JWKS of ${iss}` };
-    const now = this.now();
-    const exp = payload['exp'];
-    if (exp !== undefined && (typeof exp !== 'number' || exp * 1000 + this.skewMs < now)) return { kind: 'invalid', reason: 'token is expired' };
-    const nbf = payload['nbf'];
-    if (nbf !== undefined && (typeof nbf !== 'number' || nbf * 1000 - this.skewMs > now)) return { kind: 'invalid', reason: 'token is not valid yet (nbf)' };
-    const audClaim = payload['aud'];
-    const audiences = typeof audClaim === 'string' ? [audClaim] : Array.isArray(audClaim) ? audClaim.filter((a): a is string => typeof a === 'string') : [];
-    const wanted = rule.spec.audiences ?? [];
-    if (wanted.length > 0 && !audiences.some((a) => wanted.includes(a))) return { kind: 'invalid', reason: `audience ${JSON.stringify(audiences)} is not one of ${JSON.stringify(wanted)}` };
-    const sub = typeof payload['sub'] === 'string' ? payload['sub'] : undefined;
-    const outputHeaders: Record<string, string> = {};
-    if (rule.spec.outputPayloadToHeader !== undefined) outputHeaders[rule.spec.outputPayloadToHeader.toLowerCase()] = p64;
-    for (const o of rule.spec.outputClaimToHeaders ?? []) {
-      const v = payload[o.claim];
-      if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') outputHeaders[o.header.toLowerCase()] = String(v);
+  /** One token against the rules of its location: what was verified, or the reason to refuse. */
+  private async verifyToken(found: FoundToken): Promise<Verified | string> {
+    const pre = precheck(found.token, this.maxTokenChars);
+    if (typeof pre === 'string') return pre;
+    const rules = found.rules.map((i) => this.rules[i] as CompiledRule).filter((r) => r.spec.issuer === pre.iss);
+    let first: string | undefined;
+    for (const rule of rules) {
+      const out = await this.verifyWithRule(rule, found.token);
+      if (out.ok) return { found, rule, payload: out.payload, payload64: pre.payload64 };
+      first ??= out.reason;
     }
+    return first ?? R.unknownIssuer;
+  }
+
+  private async verifyWithRule(rule: CompiledRule, token: string): Promise<Outcome> {
+    const keys = rule.inline ?? (await rule.remote?.keys());
+    if (keys === undefined) return { ok: false, reason: rule.remote !== undefined ? R.jwksFetch : R.noValidKeys, noKey: false };
+    const audiences = rule.spec.audiences ?? [];
+    const opts: JWTVerifyOptions = {
+      algorithms: ALGORITHMS,
+      issuer: rule.spec.issuer,
+      ...(audiences.length > 0 ? { audience: audiences } : {}),
+      clockTolerance: this.skewSeconds,
+      currentDate: new Date(this.now()),
+    };
+    const out = await verifyWith(token, keys.getKey, opts);
+    if (out.ok || !out.noKey || rule.remote === undefined) return out;
+    // The issuer may have rotated keys: look again with a newer set, if one can be had.
+    const newer = await rule.remote.newerThan(keys);
+    return newer === undefined ? out : verifyWith(token, newer.getKey, opts);
+  }
+
+  private identity(verified: readonly Verified[]): JwtIdentity {
+    const first = verified[0] as Verified;
+    const p = first.payload;
+    const outputs = new Map<string, string>();
+    const removeHeaders = new Set<string>();
+    const removeParams = new Set<string>();
+    for (const v of verified) {
+      for (const [k, value] of outputHeadersOf(v)) if (!outputs.has(k)) outputs.set(k, value);
+      if (v.rule.spec.forwardOriginalToken === true) continue;
+      if (v.found.source.header !== undefined) removeHeaders.add(v.found.source.header);
+      if (v.found.source.param !== undefined) removeParams.add(v.found.source.param);
+    }
+    const aud = p.aud;
+    const sub = typeof p.sub === 'string' ? p.sub : undefined;
     return {
-      kind: 'valid',
-      identity: {
-        principal: `${iss}/${sub ?? ''}`,
-        issuer: iss,
-        subject: sub,
-        audiences,
-        presenter: typeof payload['azp'] === 'string' ? payload['azp'] : undefined,
-        claims: payload,
-        outputHeaders,
-        source: { ...(found.header !== undefined ? { header: found.header } : {}), ...(found.param !== undefined ? { param: found.param } : {}), forward: rule.spec.forwardOriginalToken === true },
-      },
+      principal: `${p.iss as string}/${sub ?? ''}`,
+      issuer: p.iss as string,
+      subject: sub,
+      audiences: typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : [],
+      presenter: typeof p['azp'] === 'string' ? p['azp'] : undefined,
+      claims: p,
+      outputHeaders: Object.fromEntries(outputs),
+      source: { ...first.found.source, forward: first.rule.spec.forwardOriginalToken === true },
+      removeHeaders: [...removeHeaders],
+      removeParams: [...removeParams],
     };
   }
 }

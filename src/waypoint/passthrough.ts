@@ -1,11 +1,13 @@
 /**
  * Connections the waypoint splices rather than proxies request by request: HTTP/1.1 upgrades
- * (WebSocket), admitted like any request before the head goes to an endpoint, and TCP services,
- * authorized at L4 and connected to an endpoint by the destination's balancer.
+ * (WebSocket) once the upstream switched protocols, and TCP services, authorized at L4 and
+ * connected to an endpoint by the destination's balancer.
  *
  * Invariants:
- * - An upgrade passes the same admission as a plain request (JWT, L7 authorization, route,
- *   rate limit); only `forward` routes can be upgraded.
+ * - An upgrade request is an ordinary request until then (forward.ts: admission, routing, one
+ *   attempt on a connection of its own); only a 101 whose `Upgrade` is one of the protocols the
+ *   client asked for is spliced. Any other answer is relayed as HTTP and the client connection
+ *   stays HTTP, every later request on it checked like the first.
  * - A spliced connection counts as active on its endpoint from the splice until either side
  *   closes, and both sides close together.
  * - Handlers never throw: refusals answer (upgrade) or close (TCP) the socket and are logged.
@@ -14,93 +16,74 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { evaluateAuthorization } from '../model/authz/evaluate.js';
-import type { Admitter } from './admission.js';
+import type { Route } from '../model/compile/types.js';
 import type { ClusterManager } from './cluster.js';
 import type { WaypointConfig } from './config.js';
-import { FLAG, type ResponseFlag } from './flags.js';
-import type { H1IncomingRequest } from './h1-server.js';
-import { LOCAL_TEXT } from './local-reply.js';
-import { firstHeader, newState, type DownstreamInfo } from './request-state.js';
-import { applyHeaderOps, pickDestination, rewritePath, type HeaderMap } from './route-action.js';
+import { FLAG } from './flags.js';
+import { headerTokens, type H1ServerResponse } from './h1-server.js';
+import { localReply } from './local-reply.js';
+import { HOP_BY_HOP, type DownstreamInfo, type RequestState } from './request-state.js';
+import { applyHeaderOps, type HeaderMap } from './route-action.js';
 import type { Telemetry } from './telemetry.js';
-import type { Connector } from './upstream.js';
+import type { Connector, UpstreamResponse } from './upstream.js';
 
-/** One per proxy: upgrades and TCP connections. */
+/**
+ * Splices an upgrade the upstream accepted: its 101 must switch to one of the protocols the
+ * client asked for (token-exact), else 502 and nothing is spliced. `release` runs once, when the
+ * spliced connection closes (or at once when it is refused).
+ */
+export function spliceUpgrade(
+  telemetry: Telemetry,
+  st: RequestState,
+  res: H1ServerResponse,
+  up: UpstreamResponse,
+  requested: readonly string[],
+  route: Route,
+  release: () => void,
+): void {
+  const upstream = up.switched as { readonly socket: Duplex; readonly head: Buffer };
+  const offered = headerTokens(up.headers.upgrade);
+  if (offered.length !== 1 || !requested.includes(offered[0] as string)) {
+    upstream.socket.destroy();
+    release();
+    localReply(telemetry, st, res, 502, FLAG.UPSTREAM_PROTOCOL_ERROR, 'upstream switched to a protocol the client did not ask for');
+    return;
+  }
+  const headers: HeaderMap = {};
+  for (const k in up.headers) {
+    const v = up.headers[k];
+    if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+  }
+  applyHeaderOps(headers, route.responseHeaders);
+  headers['connection'] = 'Upgrade';
+  headers['upgrade'] = up.headers.upgrade as string;
+  const client = res.switchProtocols(headers as OutgoingHttpHeaders);
+  if (client === undefined) {
+    upstream.socket.destroy();
+    release();
+    res.destroy();
+    telemetry.finish(st, res);
+    return;
+  }
+  st.status = 101;
+  if (upstream.head.length > 0) client.socket.write(upstream.head);
+  if (client.head.length > 0) upstream.socket.write(client.head);
+  pipeBothWays(client.socket, upstream.socket, undefined, (sent, received) => {
+    st.bytesSent += sent;
+    st.bytesReceived += received;
+    release();
+    telemetry.logUpgrade(st);
+  });
+}
+
+/** One per proxy: TCP connections. */
 export class Passthrough {
   constructor(
-    private readonly admitter: Admitter,
     private readonly clusters: ClusterManager,
     private readonly connector: Connector,
-    private readonly telemetry: Telemetry,
     private readonly log: Logger,
-    private readonly rand: () => number,
     private readonly now: () => number,
   ) {}
-
-  /**
-   * Handles an HTTP/1.1 Upgrade (WebSocket): the same admission as any request, then the
-   * request head goes to an endpoint and the two connections are spliced byte for byte.
-   */
-  async handleUpgrade(config: WaypointConfig, req: H1IncomingRequest, socket: Duplex, head: Buffer, down: DownstreamInfo): Promise<void> {
-    const st = newState(req, down, this.now);
-    const header = (n: string) => firstHeader(req.headers[n]);
-    const reject = (status: number, flag: ResponseFlag | undefined, detail: string, extra: OutgoingHttpHeaders = {}) => {
-      if (flag !== undefined) st.flags.add(flag);
-      st.status = status;
-      st.detail = detail;
-      const text = (flag !== undefined ? LOCAL_TEXT[flag] : undefined) ?? detail;
-      const lines = [`HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : status === 401 ? 'Unauthorized' : status === 404 ? 'Not Found' : status === 429 ? 'Too Many Requests' : 'Service Unavailable'}`, 'content-type: text/plain', `content-length: ${Buffer.byteLength(text)}`, 'connection: close'];
-      for (const [k, v] of Object.entries(extra)) lines.push(`${k}: ${String(v)}`);
-      socket.end(`${lines.join('\r\n')}\r\n\r\n${text}`);
-      this.telemetry.logUpgrade(st);
-    };
-    try {
-      const adm = await this.admitter.admit(config, req, st, header);
-      if (!adm.ok) return reject(adm.status, adm.flag, adm.detail, adm.headers);
-      const action = adm.choice.route.action;
-      if (action.type !== 'forward') return reject(404, FLAG.NO_ROUTE, 'upgrade requests can only be forwarded');
-      const dest = pickDestination(action.destinations, this.rand());
-      const svc = dest === undefined ? undefined : config.serviceByHost(dest.host) ?? (dest.host === adm.binding.service.hostname ? adm.binding.service : undefined);
-      if (dest === undefined || svc === undefined) return reject(503, FLAG.NO_HEALTHY_UPSTREAM, 'no destination');
-      const port = dest.port ?? st.down.destinationPort;
-      const cluster = this.clusters.get(config, svc, dest.subset, port, 'http1');
-      st.upstreamCluster = cluster.name;
-      const ep = cluster.pick(new Set(), undefined);
-      if (ep === undefined) return reject(503, FLAG.NO_HEALTHY_UPSTREAM, `no healthy endpoint in ${cluster.name}`);
-      st.upstreamHost = ep.key;
-      st.endpoint = ep;
-      let upstream: Duplex;
-      try {
-        upstream = await this.connector.connect(ep, { forwardedFor: { host: st.down.sourceIp, port: st.down.sourcePort }, traceparent: st.trace.traceparent });
-      } catch (err) {
-        return reject(503, FLAG.UPSTREAM_CONNECT_FAILURE, (err as Error).message);
-      }
-      const route = adm.choice.route;
-      const headers: HeaderMap = {};
-      for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && k !== 'host') headers[k] = v;
-      headers['traceparent'] = st.trace.traceparent;
-      headers['x-request-id'] = st.requestId;
-      applyHeaderOps(headers, route.requestHeaders);
-      headers['connection'] = 'Upgrade';
-      const path = route.rewrite !== undefined ? rewritePath(st.target, route.rewrite, adm.choice.match) : st.target;
-      const lines = [`${st.method} ${path} HTTP/1.1`, `host: ${route.rewrite?.authority ?? st.authority}`];
-      for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : [v]) if (x !== undefined) lines.push(`${k}: ${x}`);
-      upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
-      if (head.length > 0) upstream.write(head);
-      upstream.once('data', (first: Buffer) => {
-        const m = /^HTTP\/1\.[01] (\d{3})/.exec(first.subarray(0, 32).toString('latin1'));
-        st.status = m === null ? 502 : Number(m[1]);
-      });
-      pipeBothWays(socket, upstream, ep, (sent, received) => {
-        st.bytesSent += sent;
-        st.bytesReceived += received;
-        this.telemetry.logUpgrade(st);
-      });
-    } catch (err) {
-      this.log.error({ err: { message: (err as Error).message }, requestId: st.requestId }, 'unexpected error handling an upgrade');
-      socket.destroy();
-    }
-  }
 
   /**
    * A TCP service (or a connection that is not HTTP): L4 authorization with the model's
@@ -156,15 +139,15 @@ export class Passthrough {
  * the endpoint as active meanwhile. The first error or close on either side ends both, and
  * `closed` runs once with the bytes sent to the client and received from it.
  */
-function pipeBothWays(socket: Duplex, upstream: Duplex, ep: { active: number }, closed: (sent: number, received: number) => void): void {
-  ep.active++;
+function pipeBothWays(socket: Duplex, upstream: Duplex, ep: { active: number } | undefined, closed: (sent: number, received: number) => void): void {
+  if (ep !== undefined) ep.active++;
   let sent = 0;
   let received = 0;
   let done = false;
   const close = () => {
     if (done) return;
     done = true;
-    ep.active--;
+    if (ep !== undefined) ep.active--;
     socket.destroy();
     upstream.destroy();
     closed(sent, received);

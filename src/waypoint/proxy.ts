@@ -28,11 +28,11 @@ import type { WaypointConfig } from './config.js';
 import { decideFault, sleep } from './fault.js';
 import { FLAG } from './flags.js';
 import { Forwarder } from './forward.js';
-import type { H1IncomingRequest } from './h1-server.js';
 import type { JwtAuthenticatorOptions } from './jwt.js';
 import { localReply } from './local-reply.js';
 import { waypointMetrics, type WaypointMetrics } from './metrics.js';
 import { Passthrough } from './passthrough.js';
+import { normalizeRequestTarget } from './request-target.js';
 import { firstHeader, hasBody, newState, type DownstreamInfo, type DownstreamRequest, type DownstreamResponse } from './request-state.js';
 import type { RetryBudgetOptions } from './retry.js';
 import { redirectLocation } from './route-action.js';
@@ -114,7 +114,7 @@ export class WaypointProxy {
       ...(o.mirrorTimeoutMs !== undefined ? { mirrorTimeoutMs: o.mirrorTimeoutMs } : {}),
       ...(o.defaultRetries !== undefined ? { defaultRetries: o.defaultRetries } : {}),
     });
-    this.passthrough = new Passthrough(this.admitter, this.clusters, o.connector, this.telemetry, this.log, this.rand, this.now);
+    this.passthrough = new Passthrough(this.clusters, o.connector, this.log, this.now);
   }
 
   /** Replaces the configuration; requests in flight finish with the one they started with. */
@@ -149,6 +149,14 @@ export class WaypointProxy {
     const body = new BodyBuffer(req, this.bodyLimit, hasBody(req));
     st.body = body;
     try {
+      // Routing and policy see the target as the upstream will: origin-form, normalized.
+      const target = normalizeRequestTarget(st.target, firstHeader(req.headers.host), st.method, config.pathNormalization);
+      if (!target.ok || (target.authority !== undefined && req.httpVersion === '2.0')) {
+        localReply(this.telemetry, st, res, 400, undefined, target.ok ? 'absolute-form :path' : target.reason);
+        return;
+      }
+      st.target = target.path;
+      if (target.authority !== undefined) st.authority = target.authority;
       const pending = this.admitter.admit(config, req, st, header);
       const adm = pending instanceof Promise ? await pending : pending;
       if (!adm.ok) {
@@ -182,14 +190,6 @@ export class WaypointProxy {
       if (!res.headersSent) localReply(this.telemetry, st, res, 500, undefined, 'internal error');
       else res.destroy();
     }
-  }
-
-  /**
-   * Handles an HTTP/1.1 Upgrade (WebSocket): the same admission as any request, then the
-   * request head goes to an endpoint and the two connections are spliced byte for byte.
-   */
-  handleUpgrade(req: H1IncomingRequest, socket: Duplex, head: Buffer, down: DownstreamInfo): Promise<void> {
-    return this.passthrough.handleUpgrade(this.config, req, socket, head, down);
   }
 
   /**

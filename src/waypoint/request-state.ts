@@ -38,8 +38,9 @@ export interface RequestState {
   readonly start: number;
   startIso: string;
   readonly method: string;
-  readonly target: string;
-  readonly authority: string;
+  /** The request target: as received, then origin-form and normalized (request-target.ts). */
+  target: string;
+  authority: string;
   readonly protocol: string;
   readonly grpc: boolean;
   readonly trace: TraceContext;

@@ -19,6 +19,7 @@ export type AttemptOutcome =
   | { readonly kind: 'connect-failure' }
   | { readonly kind: 'refused-stream' }
   | { readonly kind: 'reset' }
+  | { readonly kind: 'protocol-error' }
   | { readonly kind: 'per-try-timeout' };
 
 const GRPC: Record<string, number> = { cancelled: 1, 'deadline-exceeded': 4, 'resource-exhausted': 8, internal: 13, unavailable: 14 };
@@ -89,6 +90,7 @@ export function isRetriable(retryOn: readonly string[], outcome: AttemptOutcome,
         if (cond === 'reset' || cond === '5xx') return true;
         break;
       case 'per-try-timeout':
+      case 'protocol-error':
         if (cond === '5xx' || cond === 'gateway-error') return true;
         break;
     }

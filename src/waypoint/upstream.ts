@@ -127,6 +127,8 @@ export interface UpstreamRequest {
   /** Writes the request body to the given stream (and ends it); absent: no body. */
   readonly writeBody: ((dst: import('node:stream').Writable) => boolean) | undefined;
   readonly meta: ConnectMeta;
+  /** An HTTP/1.1 Upgrade to ask for (the `Upgrade` value): sent on a connection of its own. */
+  readonly upgrade?: string | undefined;
 }
 
 export interface UpstreamResponse {
@@ -144,6 +146,8 @@ export interface UpstreamResponse {
   abort(): void;
   /** The response was HEADERS with END_STREAM (gRPC trailers-only), HTTP/2 only. */
   readonly endAfterHeaders: boolean;
+  /** A 101 to an upgrade: the upstream connection, now the caller's, and the bytes after the head. */
+  readonly switched?: { readonly socket: Duplex; readonly head: Buffer } | undefined;
 }
 
 /** A failed attempt: what it came to, for retries and outlier detection. */
@@ -189,10 +193,14 @@ export class UpstreamClients {
     // A request that met a connection the server had just closed goes again on a fresh one
     // when its body can be written again (none, or a method that carries none by meaning).
     const retryStale = req.writeBody === undefined || req.method === 'GET' || req.method === 'HEAD';
-    this.h1Pool(target, req.meta).send(req, retryStale, resolve, (err: H1Failure) => {
+    const failed = (err: H1Failure) => {
       if (err.kind === 'connect-failure') reject(new AttemptError({ kind: 'connect-failure' }, err.message));
+      else if (err.kind === 'protocol') reject(new AttemptError({ kind: 'protocol-error' }, `upstream ${target.key}: ${err.message}`));
       else reject(new AttemptError({ kind: 'reset' }, `upstream ${target.key} reset the request: ${err.message}`));
-    });
+    };
+    const pool = this.h1Pool(target, req.meta);
+    if (req.upgrade !== undefined) pool.upgrade(req, resolve, failed);
+    else pool.send(req, retryStale, resolve, failed);
   }
 
   private h1Pool(target: UpstreamTarget, meta: ConnectMeta): H1Pool {

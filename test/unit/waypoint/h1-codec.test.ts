@@ -59,7 +59,6 @@ async function codecServer(respond?: (req: H1IncomingRequest, res: H1ServerRespo
         res.end(text);
       });
     },
-    upgrade: (_req, socket) => socket.destroy(),
     refused: (_s, reason, status) => refusals.push(`${status} ${reason}`),
   }, { maxHeaderBytes: 1024, headersTimeoutMs: 300, checkIntervalMs: 50 });
   const l = await listen((s) => h1.serve(s));

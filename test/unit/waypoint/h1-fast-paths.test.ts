@@ -47,7 +47,6 @@ function echoServer(seen: H1IncomingRequest[] = []): H1Server {
         res.end(text);
       });
     },
-    upgrade: (_req, socket) => socket.destroy(),
     refused: () => {},
   });
 }
@@ -100,7 +99,7 @@ test('server: pipelined requests split at every byte boundary are answered the s
 
 test('server: obs-fold and conflicting content-length are refused, whichever read they arrive in', async (t) => {
   const refusals: string[] = [];
-  const server = new H1Server({ request: (_q, r) => r.end(), upgrade: (_q, s) => s.destroy(), refused: (_s, reason, status) => refusals.push(`${status} ${reason}`) });
+  const server = new H1Server({ request: (_q, r) => r.end(), refused: (_s, reason, status) => refusals.push(`${status} ${reason}`) });
   t.teardown(() => server.close());
   const bad = ['GET / HTTP/1.1\r\nhost: a\r\nx-a: b\r\n\tc\r\n\r\n', 'POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\nContent-Length: 2\r\n\r\nab'];
   for (const input of bad) {
