@@ -164,6 +164,8 @@ function responseHeaders(raw: readonly string[]): IncomingHttpHeaders | string {
 class ResponseBody extends Readable {
   constructor(private readonly conn: H1Connection) {
     super();
+    // A failure before the proxy listens (it does once the response is handed over) never throws.
+    this.on('error', () => {});
   }
 
   override _read(): void {

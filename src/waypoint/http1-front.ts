@@ -31,11 +31,16 @@ export class Http1Front {
           res.destroy();
           return;
         }
-        void proxy.handle(req, res, down);
+        proxy.handle(req, res, down).catch((err: unknown) => {
+          metrics?.internalErrors.inc({ where: 'request' });
+          this.log.error({ err: { message: (err as Error).message } }, 'request handler failed');
+          res.destroy();
+        });
       },
       refused: (stream, reason, status, detail) => {
         const down = this.info.get(stream);
         metrics?.refused.inc({ reason });
+        if (status === 500) metrics?.internalErrors.inc({ where: 'http1_codec' });
         this.log.warn({ reason, status, source: down?.peerIdentity ?? down?.sourceIp, message: detail }, 'refused HTTP/1.1 client');
       },
     }, limits);

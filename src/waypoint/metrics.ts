@@ -2,7 +2,7 @@
  * The waypoint's Prometheus metrics: Istio's standard request metrics with `reporter="waypoint"`
  * and Istio's label set (so Grafana's Istio dashboards and Kiali read them unchanged), plus
  * ambit's own `ambit_waypoint_*` counters for what Istio has no metric for (retries and the
- * retry budget, outlier ejections, refused downstream connections).
+ * retry budget, outlier ejections, refused downstream connections, internal errors caught).
  *
  * Invariants: metrics are registered once per Registry (a second call returns the same
  * objects); label values are bounded (workload and service names, status codes, flags), never
@@ -40,6 +40,8 @@ export interface WaypointMetrics {
   ejections: Counter<'destination_service'>;
   /** Downstream connections or requests refused before routing (malformed, oversized, slow). */
   refused: Counter<'reason'>;
+  /** Internal errors caught instead of ending the process or the request (`where` it was caught). */
+  internalErrors: Counter<'where'>;
 }
 
 const cache = new WeakMap<Registry, WaypointMetrics>();
@@ -55,6 +57,7 @@ export function waypointMetrics(registry: Registry): WaypointMetrics {
     budgetExhausted: new Counter({ name: 'ambit_waypoint_retry_budget_exhausted_total', help: 'Retries skipped because the retry budget was spent', labelNames: ['destination_service'], registers }),
     ejections: new Counter({ name: 'ambit_waypoint_outlier_ejections_total', help: 'Endpoints ejected by outlier detection', labelNames: ['destination_service'], registers }),
     refused: new Counter({ name: 'ambit_waypoint_refused_total', help: 'Downstream connections or requests refused before routing', labelNames: ['reason'], registers }),
+    internalErrors: new Counter({ name: 'ambit_waypoint_internal_errors_total', help: 'Internal errors caught by a last-resort handler instead of ending the waypoint', labelNames: ['where'], registers }),
   };
   cache.set(registry, m);
   return m;

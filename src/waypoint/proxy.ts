@@ -186,6 +186,7 @@ export class WaypointProxy {
       }
       await this.forwarder.forward(config, adm.binding, route, adm.choice.match, adm.jwt, req, res, st, body, header, abort);
     } catch (err) {
+      this.metrics?.internalErrors.inc({ where: 'request' });
       this.log.error({ err: { message: (err as Error).message, stack: (err as Error).stack }, requestId: st.requestId }, 'unexpected error handling a request');
       if (!res.headersSent) localReply(this.telemetry, st, res, 500, undefined, 'internal error');
       else res.destroy();

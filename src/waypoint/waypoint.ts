@@ -18,6 +18,7 @@ import type { CredentialSource } from '../identity/manager.js';
 import { HbonePool } from '../tunnel/pool.js';
 import { HboneServer, type ConnectContext } from '../tunnel/server.js';
 import { childLogger } from '../util/log.js';
+import { guardProcess } from './last-resort.js';
 import type { WaypointConfig } from './config.js';
 import { StreamDispatcher } from './dispatch.js';
 import { duplexPair, setRemote } from './duplex-pair.js';
@@ -54,10 +55,12 @@ export class Waypoint {
   private readonly log: Logger;
   private server: HboneServer | undefined;
   private pool: HbonePool | undefined;
+  private readonly unguard: () => void;
 
   private constructor(private readonly o: WaypointOptions, connector: Connector) {
     this.log = o.logger ?? childLogger('waypoint');
     const metrics = o.registry === undefined ? undefined : waypointMetrics(o.registry);
+    this.unguard = guardProcess(this.log.child({ component: 'waypoint.guard' }), metrics?.internalErrors);
     this.proxy = new WaypointProxy({ ...o, connector, name: o.name, logger: this.log.child({ component: 'waypoint.proxy' }) });
     this.dispatcher = new StreamDispatcher(this.proxy, this.log, {
       ...(o.limits !== undefined ? { limits: o.limits } : {}),
@@ -121,5 +124,6 @@ export class Waypoint {
     this.dispatcher.close();
     await this.proxy.close();
     await this.pool?.close();
+    this.unguard();
   }
 }
