@@ -131,13 +131,9 @@ export class Admitter {
       );
       if (!decision.allow) {
         st.policy = decision.policy === undefined ? undefined : `${decision.policy.namespace}/${decision.policy.name}`;
-        // Denied and no credentials although the service authenticates requests: 401 asks the
-        // client to authenticate (RFC 9110 §15.5.2); Istio answers 403 here.
-        const unauthenticated = identity === undefined && !authn.empty;
+        // Denied, with or without a token: 403 as Istio (only an invalid token is a 401, above).
         this.log.warn({ service: binding.service.key, policy: st.policy ?? '-', code: decision.code, reason: decision.reason, method: st.method, path: logPath(st.target), source: st.down.peerIdentity ?? st.down.sourceIp, requestId: st.requestId }, 'request denied by authorization policy');
-        return unauthenticated
-          ? { ok: false, status: 401, flag: FLAG.RBAC_DENIED, detail: `${decision.reason} (no valid JWT)`, headers: { 'www-authenticate': 'Bearer' } }
-          : { ok: false, status: 403, flag: FLAG.RBAC_DENIED, detail: decision.reason };
+        return { ok: false, status: 403, flag: FLAG.RBAC_DENIED, detail: decision.reason };
       }
     }
     let choice: RouteChoice | undefined;

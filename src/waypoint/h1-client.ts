@@ -316,6 +316,10 @@ class H1Connection {
         },
       });
       sink.on('error', () => {});
+      // The body's source failed (the client went away): the upstream request can never end.
+      sink.on('close', () => {
+        if (!ex.requestDone && this.ex === ex) this.fail('request body aborted');
+      });
       this.sink = sink;
       if (!req.writeBody(sink)) {
         this.ex = undefined;

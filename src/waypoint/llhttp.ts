@@ -8,8 +8,9 @@
  * On top of llhttp, this wrapper only ever refuses more, never accepts more:
  * - at most `maxHeaderCount` header lines per head and per trailer section (431 / 400);
  * - at most `maxFramingBytes` of chunked framing between two data chunks (a chunk-size line
- *   with its extensions, CRLFs, the trailer section), so a never-ending size line of zeros is
- *   refused (400) instead of read forever. llhttp itself bounds heads and trailers
+ *   with its extensions, CRLFs, the trailer section), and no chunk-size line of leading zeros
+ *   over about 1–5 KiB (a 4 KiB read slice of nothing but hex digits), so a never-ending size
+ *   line is refused (400) instead of read forever. llhttp itself bounds heads and trailers
  *   (`maxHeaderBytes`, 431) and chunk extensions (16 KiB).
  *
  * Invariants:
@@ -97,6 +98,9 @@ export interface ParserLimits {
 
 /** Chunked bodies are fed to llhttp in slices this large, so framing is counted finely enough. */
 const SLICE = 4096;
+/** A slice of only hex digits this long is an over-long chunk-size line (trailers have a colon). */
+const MAX_SIZE_RUN = 1024;
+const HEX_RUN = /^[0-9A-Fa-f]+$/;
 
 export type ExecuteResult = { readonly ok: true; readonly consumed: number } | { readonly ok: false; readonly failure: ParseFailure };
 
@@ -137,11 +141,12 @@ export class Http1Parser {
   /** Parses `data`; see the module invariants for `consumed`. */
   execute(data: Buffer): ExecuteResult {
     if (this.failure !== undefined) return { ok: false, failure: this.failure };
-    if (!(this.inBody && this.chunked) || data.length <= SLICE) return this.run(data);
+    if ((this.inBody && !this.chunked) || data.length <= SLICE) return this.run(data);
     // A chunked body: slices, so that framing between data chunks is counted.
     let off = 0;
     while (off < data.length) {
-      const end = this.inBody && this.chunked ? Math.min(data.length, off + SLICE) : data.length;
+      // Only a length-framed or close-delimited body goes in one piece.
+      const end = this.inBody && !this.chunked ? data.length : Math.min(data.length, off + SLICE);
       const piece = off === 0 && end === data.length ? data : data.subarray(off, end);
       const r = this.run(piece);
       if (!r.ok) return r;
@@ -173,6 +178,10 @@ export class Http1Parser {
       if (this.progressed) this.framing = 0;
       else this.framing += r;
       if (this.framing > this.maxFraming) return this.fail(new ParseFailure(400, 'AMBIT_FRAMING_OVERFLOW', `chunked framing over ${this.maxFraming} bytes between data chunks`));
+      // A whole slice of hex digits without data: a chunk-size line no honest peer sends.
+      if (!this.progressed && r >= MAX_SIZE_RUN && HEX_RUN.test(data.toString('latin1', 0, r))) {
+        return this.fail(new ParseFailure(400, 'AMBIT_CHUNK_SIZE_LINE', `chunk-size line over ${MAX_SIZE_RUN} bytes`));
+      }
     }
     return { ok: true, consumed: r };
   }
