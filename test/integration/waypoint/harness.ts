@@ -243,3 +243,71 @@ export async function eventually(pred: () => boolean, ms = 5000): Promise<void> 
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** makeConfig with mesh-wide WaypointConfigData fields added (such as `pathNormalization`). */
+export function makeConfigWith(services: ServiceSpec[], extra: Record<string, unknown>): WaypointConfig {
+  const base = makeConfig(services);
+  const bound = [...base.bound()];
+  const workloads = bound.flatMap((b) => b.service.endpoints.map((e) => base.workload(e.workload)).filter((w): w is WorkloadInfo => w !== undefined));
+  // `extra` is loosely typed so a test can name a mesh-wide field before WaypointConfigData has it.
+  const data = { bound, workloads, ...extra };
+  return new WaypointConfig(data);
+}
+
+export interface RawBackend extends Backend {
+  /** Request heads received on every connection, in order (latin1, without the blank line). */
+  heads: string[];
+  /** Every byte received on every connection (latin1). */
+  received(): string;
+}
+
+/**
+ * A backend on a plain TCP server, not node:http, so it can answer with exactly the bytes a test
+ * wants (malformed framing included). `answer` runs for each request head (a hit) with the bytes
+ * after it; it returns true when it takes the connection over (an upgrade: no more parsing).
+ * Request bodies are not parsed, so tests using it send none. `server` is not an http.Server.
+ */
+export async function rawBackend(answer: (head: string, sock: Socket, rest: Buffer, b: RawBackend) => boolean | void): Promise<RawBackend> {
+  const sockets = new Set<Socket>();
+  const seen: Buffer[] = [];
+  const b: RawBackend = { port: 0, hits: 0, heads: [], server: undefined as unknown as Server, received: () => Buffer.concat(seen).toString('latin1'), close: async () => {} };
+  const server = createNetServer((sock) => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => {});
+    sock.on('data', (c: Buffer) => seen.push(c)); // kept after a takeover too
+    let buf = Buffer.alloc(0);
+    const onData = (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      for (let end = buf.indexOf('\r\n\r\n'); end !== -1; end = buf.indexOf('\r\n\r\n')) {
+        const head = buf.toString('latin1', 0, end);
+        buf = buf.subarray(end + 4);
+        b.hits++;
+        b.heads.push(head);
+        if (answer(head, sock, buf, b) === true) {
+          sock.off('data', onData);
+          return;
+        }
+      }
+    };
+    sock.on('data', onData);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  b.port = (server.address() as AddressInfo).port;
+  b.close = () => new Promise<void>((r) => {
+    for (const s of sockets) s.destroy();
+    server.close(() => r());
+  });
+  return b;
+}
+
+/**
+ * Collects uncaught exceptions of this process (the proxy runs in it) instead of letting ava's
+ * handler end the worker, so a test can assert that none happened and name the error.
+ * `stop()` gives the process back its normal handling.
+ */
+export function captureUncaught(): { errors: Error[]; stop(): void } {
+  const errors: Error[] = [];
+  process.setUncaughtExceptionCaptureCallback((err) => errors.push(err instanceof Error ? err : new Error(String(err))));
+  return { errors, stop: () => process.setUncaughtExceptionCaptureCallback(null) };
+}
