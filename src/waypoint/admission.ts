@@ -101,6 +101,11 @@ export class Admitter {
     }
     st.service = binding.service;
     const authn = this.authenticator(binding);
+    // Identity headers the waypoint sets from verified tokens: a client's own copies are forged.
+    if (authn.outputHeaderNames.size > 0) {
+      const h = req.headers as Record<string, unknown>;
+      for (const n of authn.outputHeaderNames) delete h[n];
+    }
     if (authn.empty) return this.authorizeAndRoute(req, st, header, binding, authn, NO_JWT);
     const { query } = splitPath(st.target);
     return authn.authenticate({ header, param: (n) => query.get(n) }).then((jwt) => this.authorizeAndRoute(req, st, header, binding, authn, jwt));

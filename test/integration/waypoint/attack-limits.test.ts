@@ -55,13 +55,17 @@ test('limits: request trailers over the head limit are refused while they arrive
   t.is(seen.completed, 0, 'the request with over-long trailers reached the backend complete');
 });
 
-test('limits: upstream response trailers over the limit are answered 502', async (t) => {
+// The response head may already be on its way to the client when the trailers overflow (reads
+// are 64 KiB at most): then the only honest answer left is cutting the connection.
+test('limits: upstream response trailers over the limit are answered 502 or cut, never relayed', async (t) => {
   const trailers = Array.from({ length: 100 }, (_, i) => `x-t${i}: ${'a'.repeat(1000)}\r\n`).join('');
   const b = await rawBackend((_head, sock) => void sock.write(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n${trailers}\r\n`));
   const h = await startProxy(makeConfig([{ name: 'reviews', endpoints: [{ backend: b }] }]));
   t.teardown(async () => { await h.close(); await b.close(); });
   const r = await exchange(h.port, `GET /a HTTP/1.1\r\n${H}\r\n`);
-  t.is(r.responses[0]?.status, 502, `expected 502 for 100 KB of upstream trailers, got: ${describe(r)} with ${Object.keys(r.responses[0]?.trailers ?? {}).length} trailers`);
+  const first = r.responses[0];
+  const cut = r.closed && (first === undefined || !first.complete);
+  t.true(first?.status === 502 || cut, `expected 502 or a cut connection for 100 KB of upstream trailers, got: ${describe(r)} with ${Object.keys(first?.trailers ?? {}).length} trailers`);
 });
 
 test('limits: 2000 header lines of 3 bytes are refused with 431', async (t) => {
