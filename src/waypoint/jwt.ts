@@ -18,7 +18,7 @@
  * - Only RS256/384/512, PS256/384/512, ES256/384/512 and EdDSA verify; `none` and HS* are refused
  *   before any key is looked up, RSA keys under 2048 bits are refused (jose), and so are unknown
  *   `crit` parameters and `b64: false`.
- * - Work per token is bounded: a token over `maxTokenBytes`, or with a segment that is not
+ * - Work per token is bounded: a token over `maxTokenLength`, or with a segment that is not
  *   canonical base64url (padding, whitespace, stray bits), is refused before it is parsed.
  * - The proxy deletes `outputHeaderNames` from every request before verification, so the output
  *   headers upstream only ever carry verified values; claim values that are not printable ASCII
@@ -70,7 +70,7 @@ export interface JwtAuthenticatorOptions {
   /** Longest delay between JWKS fetch attempts while the issuer fails, ms (default 300,000). */
   maxJwksBackoffMs?: number;
   /** Longest token accepted, characters (default 16,384). */
-  maxTokenBytes?: number;
+  maxTokenLength?: number;
   /** Clock in ms (default Date.now). */
   now?: () => number;
   /** JWKS fetch (default global fetch); the rule's `timeout` (default 5 s) bounds each fetch. */
@@ -241,7 +241,7 @@ export class JwtAuthenticator {
     this.now = o.now ?? Date.now;
     this.log = o.logger;
     this.skewSeconds = o.clockSkewSeconds ?? 60;
-    this.maxTokenChars = o.maxTokenBytes ?? 16 * 1024;
+    this.maxTokenChars = o.maxTokenLength ?? 16 * 1024;
     this.locations = new TokenLocations(specs);
     this.rules = specs.map((spec) => this.compile(spec, o, caches));
     this.outputHeaderNames = new Set(
