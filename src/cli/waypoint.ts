@@ -15,6 +15,7 @@ import { formatSpiffeId } from '../identity/spiffe.js';
 import { childLogger } from '../util/log.js';
 import { WaypointConfig } from '../waypoint/config.js';
 import { WaypointError } from '../waypoint/errors.js';
+import { isPathNormalization, PATH_NORMALIZATIONS } from '../waypoint/request-target.js';
 import { configFromView } from '../waypoint/view-config.js';
 import { Waypoint } from '../waypoint/waypoint.js';
 
@@ -36,6 +37,8 @@ serving:
   --readiness-port N         readiness (default 15021)
   --max-header-bytes N       largest request head (default 16384)
   --headers-timeout-ms N     time to receive a request head (default 10000)
+  --path-normalization MODE  Istio's pathNormalization: NONE, BASE, MERGE_SLASHES or
+                             DECODE_AND_MERGE_SLASHES (default BASE)
   --retry-budget-ratio X     retries as a share of requests (default 0.2)
   --retry-budget-min N       retries always allowed per second (default 10)
 `;
@@ -49,7 +52,7 @@ export async function run(argv: string[]): Promise<number> {
     name: { type: 'string' }, 'service-account': { type: 'string' }, 'trust-domain': { type: 'string' },
     'control-plane': { type: 'string' }, 'trust-bundle': { type: 'string' }, 'token-file': { type: 'string' }, 'cache-file': { type: 'string' },
     host: { type: 'string' }, 'hbone-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' },
-    'max-header-bytes': { type: 'string' }, 'headers-timeout-ms': { type: 'string' },
+    'max-header-bytes': { type: 'string' }, 'headers-timeout-ms': { type: 'string' }, 'path-normalization': { type: 'string' },
     'retry-budget-ratio': { type: 'string' }, 'retry-budget-min': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -64,6 +67,11 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const [namespace, gateway] = name.split('/') as [string, string];
+  const pathNormalization = values['path-normalization'] ?? 'BASE';
+  if (!isPathNormalization(pathNormalization)) {
+    process.stderr.write(`ambit waypoint: --path-normalization must be one of ${PATH_NORMALIZATIONS.join(', ')}, not ${JSON.stringify(pathNormalization.slice(0, 40))}\n`);
+    return 2;
+  }
   const log = childLogger('waypoint');
   const trustBundlePem = values['trust-bundle'] === undefined ? undefined : await readFile(values['trust-bundle'], 'utf8');
   const token = () => readFile(tokenFile, 'utf8').then((s) => s.trim());
@@ -77,7 +85,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const waypoint = await Waypoint.start({
     name, identity, credentials: identities, registry, logger: log,
-    config: new WaypointConfig({ bound: [], workloads: [] }),
+    config: new WaypointConfig({ bound: [], workloads: [], pathNormalization }),
     listen: { host, port: num(values['hbone-port'], 'hbone-port', 15008, 0, 65535) },
     limits: { maxHeaderBytes: num(values['max-header-bytes'], 'max-header-bytes', 16_384, 1024), headersTimeoutMs: num(values['headers-timeout-ms'], 'headers-timeout-ms', 10_000, 100) },
     retryBudget: { ratio: num(values['retry-budget-ratio'], 'retry-budget-ratio', 0.2, 0, 10), minPerSecond: num(values['retry-budget-min'], 'retry-budget-min', 10) },
@@ -88,13 +96,13 @@ export async function run(argv: string[]): Promise<number> {
     ...(values['cache-file'] !== undefined ? { cacheFile: values['cache-file'] } : {}),
     // Throwing here nacks the push and keeps the last good config.
     onUpdate: (_change, view) => {
-      waypoint.setConfig(configFromView(view, { waypoint: name }));
+      waypoint.setConfig(configFromView(view, { waypoint: name, pathNormalization }));
       ready = true;
     },
   });
   discovery.on('update', (c) => {
     if (c.source === 'cache') {
-      waypoint.setConfig(configFromView(discovery.view, { waypoint: name }));
+      waypoint.setConfig(configFromView(discovery.view, { waypoint: name, pathNormalization }));
       ready = true;
     }
   });

@@ -21,6 +21,7 @@ import { logPath } from './access-log.js';
 import type { ServiceBinding, WaypointConfig, WaypointServiceInfo } from './config.js';
 import { FLAG, type ResponseFlag } from './flags.js';
 import { JwtAuthenticator, type JwtAuthenticatorOptions, type JwtIdentity, type JwtResult } from './jwt.js';
+import { parseCookies } from './jwt-location.js';
 import { LocalRateLimiter } from './rate-limit.js';
 import type { DownstreamInfo, DownstreamRequest, RequestState } from './request-state.js';
 import { selectRoute, splitPath, type RouteChoice } from './router.js';
@@ -108,13 +109,17 @@ export class Admitter {
     }
     if (authn.empty) return this.authorizeAndRoute(req, st, header, binding, authn, NO_JWT);
     const { query } = splitPath(st.target);
-    return authn.authenticate({ header, param: (n) => query.get(n) }).then((jwt) => this.authorizeAndRoute(req, st, header, binding, authn, jwt));
+    const cookie = (n: string) => {
+      const c = req.headers.cookie;
+      return parseCookies(Array.isArray(c) ? c.join('; ') : c).get(n);
+    };
+    return authn.authenticate({ header, param: (n) => query.get(n), cookie }).then((jwt) => this.authorizeAndRoute(req, st, header, binding, authn, jwt));
   }
 
   /** L7 authorization, route match and rate limit, once the JWT (if any) is known. */
   private authorizeAndRoute(req: DownstreamRequest, st: RequestState, header: (n: string) => string | undefined, binding: ServiceBinding, authn: JwtAuthenticator, jwt: JwtResult): Admission {
     if (jwt.kind === 'invalid') {
-      return { ok: false, status: 401, flag: undefined, detail: `Jwt verification fails: ${jwt.reason}`, headers: { 'www-authenticate': 'Bearer error="invalid_token"' } };
+      return { ok: false, status: 401, flag: undefined, detail: jwt.reason, headers: { 'www-authenticate': 'Bearer error="invalid_token"' } };
     }
     const identity = jwt.kind === 'valid' ? jwt.identity : undefined;
     if (binding.authorization.length > 0) {

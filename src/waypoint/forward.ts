@@ -127,11 +127,13 @@ export class Forwarder {
     headers['x-request-id'] = st.requestId;
     headers['x-forwarded-proto'] = 'http';
     if (jwt !== undefined) {
-      if (!jwt.source.forward && jwt.source.header !== undefined) delete headers[jwt.source.header];
+      for (const h of jwt.removeHeaders) delete headers[h];
       for (const [k, v] of Object.entries(jwt.outputHeaders)) headers[k] = v;
     }
     applyHeaderOps(headers, route.requestHeaders);
-    const path = route.rewrite !== undefined ? rewritePath(st.target, route.rewrite, match) : st.target;
+    // A token in a query parameter whose rule does not forward it stays here (as Envoy).
+    const target = jwt !== undefined && jwt.removeParams.length > 0 ? withoutParams(st.target, jwt.removeParams) : st.target;
+    const path = route.rewrite !== undefined ? rewritePath(target, route.rewrite, match) : target;
     const authority = route.rewrite?.authority ?? st.authority;
     const meta = { forwardedFor: { host: st.down.sourceIp, port: st.down.sourcePort }, traceparent: st.trace.traceparent };
     const upgradeValue = upgrade === undefined ? undefined : firstHeader(req.headers.upgrade);
@@ -404,6 +406,24 @@ export class Forwarder {
 }
 
 /** The `grpc-status` of an upstream head, when it carries one. */
+/** `target` without the query parameters named in `names` (the rest kept byte for byte). */
+function withoutParams(target: string, names: readonly string[]): string {
+  const q = target.indexOf('?');
+  if (q === -1) return target;
+  const kept = target.slice(q + 1).split('&').filter((p) => {
+    const eq = p.indexOf('=');
+    const raw = eq === -1 ? p : p.slice(0, eq);
+    let name = raw;
+    try {
+      name = decodeURIComponent(raw.replace(/\+/g, ' '));
+    } catch {
+      // an undecodable name is no token parameter
+    }
+    return !names.includes(name);
+  });
+  return kept.length === 0 ? target.slice(0, q) : `${target.slice(0, q)}?${kept.join('&')}`;
+}
+
 function grpcOf(h: IncomingHttpHeaders): number | undefined {
   const v = h['grpc-status'];
   if (v === undefined) return undefined;

@@ -96,7 +96,13 @@ export interface H1PoolOptions {
   maxHeadBytes?: number;
 }
 
-const BAD_VALUE = /[\r\n\0]/;
+/**
+ * What may not go into a header value: CTLs but HTAB, and anything beyond latin1 (heads are
+ * written as latin1, so U+010A would leave as a LF byte).
+ */
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+/** A request target is visible ASCII only (llhttp's strict URL rule). */
+const BAD_TARGET = /[^\x21-\x7e]|^$/;
 const EMPTY = Buffer.alloc(0);
 /** Methods whose empty body goes without `content-length: 0` (what node:http does too). */
 const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
@@ -105,7 +111,7 @@ const MAX_HEADER_COUNT = 100;
 
 /** Serialises the request head; throws H1Failure on a header that cannot be written safely. */
 function requestHead(req: H1Request, chunked: boolean, emptyBody: boolean): string {
-  if (!isToken(req.method) || BAD_VALUE.test(req.path) || req.path.includes(' ') || BAD_VALUE.test(req.authority)) {
+  if (!isToken(req.method) || BAD_TARGET.test(req.path) || BAD_VALUE.test(req.authority)) {
     throw new H1Failure('reset', `invalid upstream request line ${JSON.stringify(`${req.method} ${req.path}`.slice(0, 80))}`, false);
   }
   let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${req.authority}\r\n`;

@@ -66,7 +66,8 @@ export interface H1ServerHandlers {
   refused(stream: Duplex, reason: RefusalReason, status: number, detail: string): void;
 }
 
-const BAD_OUT = /[\r\n\0]/;
+/** What may not go into a response header value: CTLs but HTAB, and anything beyond latin1 (heads go out as latin1). */
+const BAD_OUT = /[^\t\x20-\x7e\x80-\xff]/;
 const EMPTY = Buffer.alloc(0);
 /** First body chunks up to this size go out in one buffer with the head. */
 const SMALL_BODY = 16_384;

@@ -181,4 +181,7 @@ test('client: a request that meets a connection the server closed while idle goe
   const err = await t.throwsAsync(pool2.request(req, true));
   t.regex(err?.message ?? '', /content-length/i);
   await t.throwsAsync(pool2.request({ ...req, headers: { 'x-bad': 'a\r\nx-injected: 1' } }, true), { message: /invalid value of upstream header x-bad/ });
+  // Heads go out as latin1: a character past U+00FF would be cut to its low byte (U+010A to LF).
+  await t.throwsAsync(pool2.request({ ...req, headers: { 'x-bad': 'a\u010ax-injected: 1' } }, true), { message: /invalid value of upstream header x-bad/ });
+  await t.throwsAsync(pool2.request({ ...req, path: '/a\u010d' }, true), { message: /invalid upstream request line/ });
 });
