@@ -23,6 +23,7 @@ import { selectRoute } from '../../waypoint/router.js';
 import { evaluateAuthorization } from '../../model/authz/evaluate.js';
 import type { Decision } from '../../model/authz/types.js';
 import { LABEL_DATAPLANE_MODE } from '../../model/compile/types.js';
+import { normalizeRequestTarget } from '../../waypoint/request-target.js';
 import { CliError } from './errors.js';
 
 export interface WhyQuery {
@@ -278,7 +279,15 @@ function throughWaypoint(
     }
   } else {
     const method = (q.method ?? 'GET').toUpperCase();
-    const path = q.path ?? '/';
+    // The waypoint decides on the normalized path (Istio's default BASE normalization).
+    const asked = q.path ?? '/';
+    const normalized = normalizeRequestTarget(asked, undefined, method, 'BASE');
+    if (!normalized.ok) {
+      step(`the waypoint refuses ${method} ${asked} with 400: ${normalized.reason}`);
+      return { verdict: 'deny', layer: 'L7', decidedBy: undefined, mtls: true };
+    }
+    const path = normalized.path;
+    if (path !== asked) step(`the waypoint normalizes the path ${asked} to ${path} before routing and policy`);
     const req = { method, path, authority: `${binding.service.hostname}:${dst.port}`, scheme: 'http', port: dst.port, header: (name: string) => (name === ':authority' || name === 'host' ? binding.service.hostname : undefined) };
     if (binding.authorization.length > 0) {
       const d = evaluateAuthorization(binding.authorization, {
