@@ -450,7 +450,8 @@ export class H1ServerConnection {
   private failed(f: ParseFailure): void {
     const broken = this.parsing;
     this.parsing = undefined;
-    if (broken !== undefined && !broken.dispatched) this.queue.splice(this.queue.indexOf(broken), 1);
+    const at = broken === undefined || broken.dispatched ? -1 : this.queue.indexOf(broken);
+    if (at !== -1) this.queue.splice(at, 1);
     const active = this.active;
     if (active !== undefined && active.done) {
       // A pipelined request is bad: the ones before it are answered first.
