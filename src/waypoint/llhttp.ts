@@ -116,6 +116,9 @@ export class Http1Parser {
   /** Something other than framing happened in the current slice (a head, data, the end). */
   private progressed = false;
   private framing = 0;
+  private readonly type: number;
+  /** llhttp stopped after a message that switches protocols; the next bytes need a fresh start. */
+  private afterUpgrade = false;
   /** Inside llhttp (a callback may ask to close: the native parser is freed when it returns). */
   private running = false;
   private closing = false;
@@ -124,7 +127,8 @@ export class Http1Parser {
   constructor(kind: 'request' | 'response', private readonly limits: ParserLimits, private readonly sink: ParserSink) {
     this.maxFraming = limits.maxFramingBytes ?? limits.maxHeaderBytes + 4096;
     const p = new HTTPParser();
-    p.initialize(kind === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, limits.maxHeaderBytes, HTTPParser.kLenientNone);
+    this.type = kind === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE;
+    p.initialize(this.type, {}, limits.maxHeaderBytes, HTTPParser.kLenientNone);
     p[HTTPParser.kOnHeaders] = (h: string[], url: string) => this.onHeaders(h, url);
     p[HTTPParser.kOnHeadersComplete] = (maj: number, min: number, h: string[] | undefined, method: number | undefined, url: string | undefined, status: number | undefined, _msg: string | undefined, upgrade: boolean, keepAlive: boolean) =>
       this.onHeadersComplete(maj, min, h, method, url, status, upgrade, keepAlive);
@@ -141,6 +145,12 @@ export class Http1Parser {
   /** Parses `data`; see the module invariants for `consumed`. */
   execute(data: Buffer): ExecuteResult {
     if (this.failure !== undefined) return { ok: false, failure: this.failure };
+    if (this.afterUpgrade) {
+      // node's binding stops reporting errors while llhttp's upgrade flag is set: what follows an
+      // upgrade that did not happen is parsed by a parser started afresh (at a message boundary).
+      this.afterUpgrade = false;
+      this.p.initialize(this.type, {}, this.limits.maxHeaderBytes, HTTPParser.kLenientNone);
+    }
     if ((this.inBody && !this.chunked) || data.length <= SLICE) return this.run(data);
     // A chunked body: slices, so that framing between data chunks is counted.
     let off = 0;
@@ -151,7 +161,7 @@ export class Http1Parser {
       const r = this.run(piece);
       if (!r.ok) return r;
       off += r.consumed;
-      if (r.consumed < piece.length) break; // stopped at an upgrade
+      if (r.consumed < piece.length) break; // stopped at an upgrade (see run)
     }
     return { ok: true, consumed: off };
   }
@@ -170,6 +180,11 @@ export class Http1Parser {
       if (this.closing) this.free();
     }
     if (this.failure !== undefined) return { ok: false, failure: this.failure };
+    // node's binding hides llhttp's errors while the upgrade flag is set: a short count in the
+    // middle of a message (an Upgrade request's body) is such an error, not a stop.
+    if (typeof r === 'number' && (r < 0 || r > data.length || (r < data.length && this.inBody))) {
+      return this.fail(new ParseFailure(400, 'HPE_UNKNOWN', 'malformed message'));
+    }
     if (typeof r !== 'number') {
       const code = r?.code ?? 'HPE_UNKNOWN';
       return this.fail(new ParseFailure(code === 'HPE_HEADER_OVERFLOW' ? 431 : 400, code, r?.reason ?? 'malformed message'));
@@ -250,6 +265,8 @@ export class Http1Parser {
     }
     this.chunked = chunked;
     this.inBody = true;
+    // llhttp stops after this message; whatever follows starts on a fresh parser (see execute).
+    if (upgrade) this.afterUpgrade = true;
     this.framing = 0;
     const head: MessageHead = {
       versionMajor: maj,

@@ -29,7 +29,7 @@
  *   do not depend on it. The response server closes after its last piece.
  * - Every socket has an error listener; every wait is bounded. A case that hits a bound is
  *   marked `timedOut` and still compared; a waypoint connection that stays open after its peer
- *   closed while node's closed is listed as a hang (`Tally.hangs`), not failed.
+ *   closed while node's closed is listed as a hang (`Tally.hangs`), which the test fails on.
  *
  * Both sides get the same limits and answers, so that only the parsers differ: node's
  * `maxHeaderSize` is the waypoint's (H1Server `maxHeaderBytes`, H1Pool `maxHeadBytes`), both
