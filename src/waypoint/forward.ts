@@ -345,9 +345,7 @@ export class Forwarder {
       end(false);
     });
     // The client went away: the upstream exchange is cut too (never left open behind it).
-    res.once('close', () => {
-      if (!res.writableFinished) end(false);
-    });
+    st.onClientGone = () => end(false);
     const h2res = res as Http2ServerResponse;
     // gRPC puts grpc-status in the first HEADERS only in a Trailers-Only response.
     const trailersOnly = up.endAfterHeaders || (st.grpc && up.headers['grpc-status'] !== undefined);

@@ -443,7 +443,10 @@ export class H1ServerConnection {
       this.pending = r.consumed === data.length ? EMPTY : data.subarray(r.consumed);
       if (r.consumed < data.length) this.stopped = true;
     }
-    if (!this.closed && (this.pending.length > 0 || !this.feeding)) this.stream.pause();
+    // Bytes llhttp may not read yet (a pipelined request, what follows an Upgrade): stop reading
+    // more until they can be. A request merely waiting for its answer leaves the socket alone
+    // (pausing and resuming per request costs two epoll updates).
+    if (!this.closed && (this.pending.length > 0 || this.queue.length > 0)) this.stream.pause();
   }
 
   /** llhttp (or ambit's checks on top) refused the input. */
@@ -621,7 +624,7 @@ export class H1ServerConnection {
       this.headStart = this.pending.length > 0 ? Date.now() : 0;
     }
     this.feed();
-    if (this.feeding && !this.bodyPaused) this.stream.resume();
+    if (this.feeding && !this.bodyPaused && this.stream.isPaused()) this.stream.resume();
   }
 
   private onEnd(): void {

@@ -143,6 +143,7 @@ export class WaypointProxy {
       if (!res.writableFinished) {
         st.flags.add(FLAG.DOWNSTREAM_TERMINATION);
         abort.cancel();
+        st.onClientGone?.();
         this.telemetry.finish(st, res);
       }
     });

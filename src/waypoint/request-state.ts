@@ -64,6 +64,8 @@ export interface RequestState {
   /** Set when the response is complete or abandoned; guards the single log line. */
   logged: boolean;
   body: BodyBuffer | undefined;
+  /** Cuts the upstream exchange whose answer is streaming, when the client goes away first. */
+  onClientGone: (() => void) | undefined;
 }
 
 /** Request headers that are not forwarded, nor response headers relayed (hop-by-hop, RFC 9110 §7.6.1, and `host`). */
@@ -104,6 +106,7 @@ export function newState(req: DownstreamRequest, down: DownstreamInfo, now: () =
     service: undefined,
     endpoint: undefined,
     logged: false,
+    onClientGone: undefined,
     body: undefined,
   };
 }
