@@ -233,7 +233,7 @@ interface Exchange {
   status: number;
   headers: IncomingHttpHeaders | undefined;
   /** Body bytes of the current read, before the response is handed over. */
-  early: Buffer[];
+  early: Buffer[] | undefined;
   responded: boolean;
   gotBytes: boolean;
   requestDone: boolean;
@@ -290,7 +290,7 @@ class H1Connection {
       return;
     }
     this.ex = {
-      resolve, reject, head: req.method === 'HEAD', upgrade: req.upgrade, status: 0, headers: undefined, early: [],
+      resolve, reject, head: req.method === 'HEAD', upgrade: req.upgrade, status: 0, headers: undefined, early: undefined,
       responded: false, gotBytes: false, requestDone: !hasBody, responseDone: false, switching: false, body: undefined, trailers: undefined,
     };
     this.keepAlive = true;
@@ -422,7 +422,7 @@ class H1Connection {
     const ex = this.ex;
     if (ex === undefined) return;
     if (ex.body !== undefined) this.push(ex.body, b);
-    else ex.early.push(b);
+    else (ex.early ??= []).push(b);
   }
 
   private onComplete(trailers: readonly string[]): void {
@@ -452,16 +452,17 @@ class H1Connection {
     ex.responded = true;
     const headers = ex.headers as IncomingHttpHeaders;
     if (ex.responseDone && headers['transfer-encoding'] === undefined) {
-      const whole = ex.early.length === 0 ? EMPTY : ex.early.length === 1 ? (ex.early[0] as Buffer) : Buffer.concat(ex.early);
-      ex.early = [];
+      const early = ex.early;
+      const whole = early === undefined || early.length === 0 ? EMPTY : early.length === 1 ? (early[0] as Buffer) : Buffer.concat(early);
+      ex.early = undefined;
       ex.resolve(new Response(ex.status, headers, whole, undefined, ex, this));
       this.bodyEnd(ex);
       return;
     }
     const body = new ResponseBody(this);
     ex.body = body;
-    for (const b of ex.early) this.push(body, b);
-    ex.early = [];
+    if (ex.early !== undefined) for (const b of ex.early) this.push(body, b);
+    ex.early = undefined;
     ex.resolve(new Response(ex.status, headers, undefined, body, ex, this));
     if (ex.responseDone) this.bodyEnd(ex); // chunked, whole in this read: its trailers go with the stream's end
   }

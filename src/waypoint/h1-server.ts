@@ -312,7 +312,7 @@ interface Message {
   keepAlive: boolean;
   readonly expectContinue: boolean;
   /** Body bytes that arrived before the request was handed to the proxy. */
-  readonly early: Buffer[];
+  early: Buffer[] | undefined;
   /** The request was handed to the proxy. */
   dispatched: boolean;
   /** llhttp saw the whole message. */
@@ -348,9 +348,11 @@ function requestHeaders(raw: readonly string[], http11: boolean): IncomingHttpHe
   return headers;
 }
 
+const NO_TOKENS: readonly string[] = Object.freeze([]);
+
 /** The lower-case tokens of a comma-separated header (`Connection`, `Upgrade`). */
-export function headerTokens(v: string | string[] | undefined): string[] {
-  if (v === undefined) return [];
+export function headerTokens(v: string | string[] | undefined): readonly string[] {
+  if (v === undefined) return NO_TOKENS;
   const out: string[] = [];
   for (const part of (Array.isArray(v) ? v.join(',') : v).split(',')) {
     const t = part.trim().toLowerCase();
@@ -483,14 +485,14 @@ export class H1ServerConnection {
         delete headers.upgrade;
         delete headers['http2-settings'];
       } else {
-        req.upgrade = protocols;
+        req.upgrade = [...protocols];
       }
     }
     const expect = headers.expect;
     // llhttp's rule: a request has a body when chunked or with a content-length above 0.
     const cl = headers['content-length'];
     const bodiless = headers['transfer-encoding'] === undefined && (cl === undefined || Number(cl) === 0);
-    const m: Message = { req, keepAlive: h.keepAlive, expectContinue: this.http11 && typeof expect === 'string' && expect.toLowerCase() === '100-continue', early: [], dispatched: false, done: bodiless };
+    const m: Message = { req, keepAlive: h.keepAlive, expectContinue: this.http11 && typeof expect === 'string' && expect.toLowerCase() === '100-continue', early: undefined, dispatched: false, done: bodiless };
     this.parsing = m;
     if (this.active === undefined) this.dispatch(m);
     else this.queue.push(m);
@@ -507,7 +509,7 @@ export class H1ServerConnection {
     const m = this.parsing;
     if (m === undefined) return;
     if (m.dispatched) this.pushBody(m.req, b);
-    else m.early.push(b);
+    else (m.early ??= []).push(b);
   }
 
   private onComplete(trailers: readonly string[]): void {
@@ -532,8 +534,8 @@ export class H1ServerConnection {
     const req = m.req;
     const res = new H1ServerResponse(this, this.stream, req.method === 'HEAD', m.keepAlive);
     this.res = res;
-    for (const b of m.early) this.pushBody(req, b);
-    m.early.length = 0;
+    if (m.early !== undefined) for (const b of m.early) this.pushBody(req, b);
+    m.early = undefined;
     if (m.done) {
       req.complete = true;
       if (req.readableLength === 0) req.bodiless = true;
