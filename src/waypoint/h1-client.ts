@@ -265,12 +265,13 @@ class H1Connection {
   idleSince = 0;
 
   constructor(readonly sock: Duplex, private readonly pool: ConnectionOwner) {
+    this.direct = takeReads(sock, (view) => this.onData(view));
+    // Reads of the shared buffer are copied where kept; stream chunks are ours already.
     this.parser = new Http1Parser('response', { maxHeaderBytes: pool.maxHeadBytes, maxHeaderCount: MAX_HEADER_COUNT }, {
       head: (h) => this.onHead(h),
       body: (b) => this.onBody(b),
       complete: (t) => this.onComplete(t),
-    });
-    this.direct = takeReads(sock, (view) => this.onData(view));
+    }, !this.direct);
     if (!this.direct) sock.on('data', this.onSockData);
     sock.on('end', () => this.onEnd());
     sock.on('error', (err: Error) => this.fail(`upstream connection error: ${(err as Error & { code?: string }).code ?? err.message}`, err));

@@ -396,7 +396,7 @@ export class H1ServerConnection {
       head: (h) => this.onHead(h),
       body: (b) => this.onBody(b),
       complete: (t) => this.onComplete(t),
-    });
+    }, true); // 'data' chunks are ours to keep: body bytes are handed over as views of them
     stream.on('data', this.onData);
     stream.on('drain', this.onDrain);
     stream.on('end', () => this.onEnd());

@@ -20,7 +20,12 @@
  *   sink callback runs again (callbacks still queued inside the same llhttp call are dropped).
  * - `execute` consumes all bytes it is given except at an upgrade (llhttp stops after the head
  *   of a message that switches protocols; the rest is the caller's) — `consumed` says where.
- * - Body chunks handed to the sink are the parser's copies, never views of the caller's buffer.
+ * - A length-framed body is counted out by this wrapper once llhttp framed its head (llhttp is
+ *   told to stop after the head, as for an upgrade, and restarts afresh after the body): the
+ *   bytes are the ones llhttp would have given, by llhttp's own content-length decision, without
+ *   its per-chunk native copy and call. Chunked and close-delimited bodies are llhttp's.
+ * - Body chunks handed to the sink are copies, or views of the caller's buffer only when the
+ *   caller owns it (`ownsInput`); never views of a shared read buffer.
  * - The native parser is freed exactly once, never while llhttp is running (a sink callback that
  *   closes the connection defers the free until llhttp returns).
  */
@@ -98,6 +103,7 @@ export interface ParserLimits {
 
 /** Chunked bodies are fed to llhttp in slices this large, so framing is counted finely enough. */
 const SLICE = 4096;
+const NO_TRAILERS: readonly string[] = Object.freeze([]);
 /** A slice of only hex digits this long is an over-long chunk-size line (trailers have a colon). */
 const MAX_SIZE_RUN = 1024;
 const HEX_RUN = /^[0-9A-Fa-f]+$/;
@@ -119,12 +125,20 @@ export class Http1Parser {
   private readonly type: number;
   /** llhttp stopped after a message that switches protocols; the next bytes need a fresh start. */
   private afterUpgrade = false;
+  /** Bytes still due of a length-framed body that ambit counts out (see onHeadersComplete). */
+  private lengthLeft = 0;
+  /** llhttp's message-complete for that head (it saw no body) is not the message's end. */
+  private ownBody = false;
   /** Inside llhttp (a callback may ask to close: the native parser is freed when it returns). */
   private running = false;
   private closing = false;
   private freed = false;
 
-  constructor(kind: 'request' | 'response', private readonly limits: ParserLimits, private readonly sink: ParserSink) {
+  /**
+   * `ownsInput`: buffers given to `execute` stay the caller's to keep (stream 'data' chunks), so
+   * body bytes can be handed over as views; false for reads of a shared buffer (copied).
+   */
+  constructor(kind: 'request' | 'response', private readonly limits: ParserLimits, private readonly sink: ParserSink, private readonly ownsInput = false) {
     this.maxFraming = limits.maxFramingBytes ?? limits.maxHeaderBytes + 4096;
     const p = new HTTPParser();
     this.type = kind === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE;
@@ -145,28 +159,59 @@ export class Http1Parser {
   /** Parses `data`; see the module invariants for `consumed`. */
   execute(data: Buffer): ExecuteResult {
     if (this.failure !== undefined) return { ok: false, failure: this.failure };
-    if (this.afterUpgrade) {
-      // node's binding stops reporting errors while llhttp's upgrade flag is set: what follows an
-      // upgrade that did not happen is parsed by a parser started afresh (at a message boundary).
-      this.afterUpgrade = false;
-      this.p.initialize(this.type, {}, this.limits.maxHeaderBytes, HTTPParser.kLenientNone);
+    if (this.lengthLeft === 0 && ((this.inBody && !this.chunked) || data.length <= SLICE)) {
+      const r = this.run(data);
+      if (!r.ok || this.lengthLeft === 0 || r.consumed === data.length) return r;
+      return this.execute2(data, r.consumed);
     }
-    if ((this.inBody && !this.chunked) || data.length <= SLICE) return this.run(data);
-    // A chunked body: slices, so that framing between data chunks is counted.
-    let off = 0;
+    return this.execute2(data, 0);
+  }
+
+  /** `execute` from `off` on: length-framed body bytes counted out, heads and chunked bodies in slices. */
+  private execute2(data: Buffer, from: number): ExecuteResult {
+    let off = from;
     while (off < data.length) {
-      // Only a length-framed or close-delimited body goes in one piece.
+      if (this.lengthLeft > 0) {
+        const n = Math.min(this.lengthLeft, data.length - off);
+        const chunk = data.subarray(off, off + n);
+        off += n;
+        this.lengthLeft -= n;
+        this.ownedBody(this.ownsInput ? chunk : Buffer.from(chunk));
+        if (this.failure !== undefined) return { ok: false, failure: this.failure };
+        continue;
+      }
+      // A chunked body or a head: slices, so that framing between data chunks is counted; a
+      // close-delimited body goes in one piece.
       const end = this.inBody && !this.chunked ? data.length : Math.min(data.length, off + SLICE);
       const piece = off === 0 && end === data.length ? data : data.subarray(off, end);
       const r = this.run(piece);
       if (!r.ok) return r;
       off += r.consumed;
-      if (r.consumed < piece.length) break; // stopped at an upgrade (see run)
+      if (r.consumed < piece.length && this.lengthLeft === 0) break; // stopped at an upgrade (see run)
     }
     return { ok: true, consumed: off };
   }
 
+  /** Body bytes of a length-framed body; its last ones complete the message. */
+  private ownedBody(chunk: Buffer): void {
+    try {
+      if (chunk.length > 0) this.sink.body(chunk);
+      if (this.lengthLeft > 0 || this.failure !== undefined) return;
+      this.inBody = false;
+      this.sink.complete(NO_TRAILERS);
+    } catch {
+      this.fail(new ParseFailure(500, 'AMBIT_SINK_THREW', 'internal error while handling a message'));
+    }
+  }
+
   private run(data: Buffer): ExecuteResult {
+    if (this.afterUpgrade) {
+      // node's binding stops reporting errors while llhttp's upgrade flag is set (an upgrade that
+      // did not happen, or a head ambit took the body of): what follows is parsed by a parser
+      // started afresh, at a message boundary.
+      this.afterUpgrade = false;
+      this.p.initialize(this.type, {}, this.limits.maxHeaderBytes, HTTPParser.kLenientNone);
+    }
     const counting = this.inBody && this.chunked;
     this.progressed = false;
     let r: ReturnType<NodeParser['execute']>;
@@ -182,7 +227,7 @@ export class Http1Parser {
     if (this.failure !== undefined) return { ok: false, failure: this.failure };
     // node's binding hides llhttp's errors while the upgrade flag is set: a short count in the
     // middle of a message (an Upgrade request's body) is such an error, not a stop.
-    if (typeof r === 'number' && (r < 0 || r > data.length || (r < data.length && this.inBody))) {
+    if (typeof r === 'number' && (r < 0 || r > data.length || (r < data.length && this.inBody && this.lengthLeft === 0))) {
       return this.fail(new ParseFailure(400, 'HPE_UNKNOWN', 'malformed message'));
     }
     if (typeof r !== 'number') {
@@ -204,6 +249,7 @@ export class Http1Parser {
   /** The stream ended: completes a close-delimited body; a failure when a message was cut. */
   finish(): ParseFailure | undefined {
     if (this.failure !== undefined) return this.failure;
+    if (this.lengthLeft > 0) return this.fail(new ParseFailure(400, 'HPE_INVALID_EOF_STATE', 'stream ended before the body did')).failure;
     let r: ReturnType<NodeParser['finish']>;
     this.running = true;
     try {
@@ -281,11 +327,35 @@ export class Http1Parser {
     try {
       const skip = this.sink.head(head);
       if (this.failure !== undefined) return -1;
-      return skip ? 1 : 0;
+      if (skip) return 1;
+      const n = chunked || upgrade ? 0 : this.lengthBody(raw, status ?? 0);
+      if (n === 0) return 0;
+      // A length-framed body: llhttp has framed the head and checked the content-length (one
+      // decimal value, no transfer-encoding beside it); the next n bytes are the body by that
+      // decision. Answering 2 makes llhttp stop right after the head, and ambit counts the
+      // bytes out: llhttp's own body callback costs a native copy and a call per chunk (~1 µs).
+      this.lengthLeft = n;
+      this.ownBody = true;
+      this.afterUpgrade = true;
+      return 2;
     } catch {
       this.fail(new ParseFailure(500, 'AMBIT_SINK_THREW', 'internal error while handling a message'));
       return -1;
     }
+  }
+
+  /** The length of a body llhttp would read by content-length (0: none, or not this way). */
+  private lengthBody(raw: readonly string[], status: number): number {
+    // Answers without a body whatever their content-length (RFC 9112 §6.3).
+    if (this.type === HTTPParser.RESPONSE && (status < 200 || status === 204 || status === 304)) return 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i] as string;
+      if (n.length === 14 && n.toLowerCase() === 'content-length') {
+        const v = Number(raw[i + 1]);
+        return Number.isSafeInteger(v) && v > 0 ? v : 0;
+      }
+    }
+    return 0;
   }
 
   private onBody(b: Buffer): void {
@@ -300,6 +370,10 @@ export class Http1Parser {
 
   private onComplete(): void {
     if (this.failure !== undefined) return;
+    if (this.ownBody) {
+      this.ownBody = false; // llhttp's end of a head whose body ambit counts out
+      return;
+    }
     this.progressed = true;
     this.inBody = false;
     this.chunked = false;
