@@ -39,6 +39,8 @@ import { InboundPlaintext } from './inbound-plaintext.js';
 import { Enrollment, desiredCapture, type CaptureBackend, type NetnsLookup } from './enrollment.js';
 import type { OriginalDestinationLookup, ProxyContext } from './context.js';
 import { adminServer, closeHttp, listenHttp, metricsServer, readinessServer } from './admin.js';
+import { CaptureCheck } from './capture-check.js';
+import type { CaptureKernelState } from '../ebpf/capture-inspect.js';
 
 /** Ports of the agent (DESIGN.md §1); 0 picks a free port for the node-netns ones. */
 export interface AgentPorts {
@@ -61,6 +63,8 @@ export interface AgentCapture extends CaptureBackend {
   originalDestination(socket: Socket): OriginalDestination | null;
   stats(): Record<string, number>;
   close(opts?: { cleanup?: boolean }): void;
+  /** Kernel state for the capture self-check (capture-check.ts); without it the check is off. */
+  inspect?(): CaptureKernelState;
 }
 
 export interface AgentOptions {
@@ -136,6 +140,7 @@ export class Agent {
   private draining = false;
   private started = false;
   private readonly signer: Signer;
+  private captureCheck: CaptureCheck | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(opts.node ?? '')) throw new AgentConfigError(`node name '${opts.node}' is not a Kubernetes node name`);
@@ -222,6 +227,8 @@ export class Agent {
     if (!this.started) return { ready: false, reason: 'starting' };
     if (this.discovery.view.empty) return { ready: false, reason: 'waiting for the first view from the control plane' };
     if (this.enrollment.passes === 0) return { ready: false, reason: 'enrolling local pods' };
+    const broken = this.captureCheck?.broken() ?? [];
+    if (broken.length > 0) return { ready: false, reason: `capture broken for ${broken.map((b) => `${b.pod} (${b.missing.join('; ')})`).join(', ')}` };
     return { ready: true, reason: 'ready' };
   }
 
@@ -260,9 +267,22 @@ export class Agent {
       throw new AgentConfigError(`cannot listen on the agent's ports: ${(err as Error).message}`, { cause: err });
     }
     this.started = true;
+    this.startCaptureCheck();
     await this.discovery.start();
     if (!this.discovery.view.empty) void this.enrollment.update(this.current);
     this.log.info({ node: this.opts.node, ports: this.boundPorts, nodeAddresses, control: this.opts.control }, 'agent started');
+  }
+
+  private startCaptureCheck(): void {
+    const inspect = this.capture?.inspect?.bind(this.capture);
+    if (inspect === undefined) return;
+    this.captureCheck = new CaptureCheck({
+      inspect,
+      pods: () => this.enrollment.enrolled(),
+      registry: this.registry,
+      log: childLogger('agent.capture-check', this.opts.logger),
+    });
+    this.captureCheck.start();
   }
 
   /** Resolves once a view was applied and the local pods were enrolled once. */
@@ -303,6 +323,7 @@ export class Agent {
         };
       }),
       capture: (() => { try { return this.capture?.stats(); } catch { return undefined; } })(),
+      captureCheck: this.captureCheck?.dump(),
       activeConnections: this.tracker.size,
     };
   }
@@ -326,6 +347,7 @@ export class Agent {
   async stop(opts: { cleanup?: boolean } = {}): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    this.captureCheck?.stop();
     const drainMs = this.opts.drainMs ?? 10_000;
     this.log.info({ activeConnections: this.tracker.size, drainMs }, 'draining');
     await this.discovery.close();

@@ -31,12 +31,14 @@ interface AgentDump {
   controlPlane: { address: string; connected: boolean };
   view: { epoch: string; version: number; workloads: number; services: number; problems: string[] };
   localPods: { pod: string; captured: boolean; reason?: string }[];
+  /** The agent's capture self-check (absent on agents without it). */
+  captureCheck?: { pods: { pod: string; healthy: boolean; missing: string[] }[] };
 }
 interface AgentCert { identity: string; notAfter?: string; expiresInSeconds?: number; state?: string }
 
 export interface StatusReport {
   control: { url: string; reachable: boolean; error?: string; ready?: boolean; version?: number; epoch?: string; source?: string; problems?: number; servingCertificate?: { identity?: string; notAfter: string; expiresInSeconds: number } | { error: string } };
-  agents: { node: string; admin: string; reachable: boolean; error?: string; connected?: boolean; ready?: string; viewVersion?: number; ackedVersion?: number; pods?: { enrolled: number; total: number; notCaptured: string[] }; certificates?: { identity: string; expiresInSeconds: number | undefined }[]; problems?: string[] }[];
+  agents: { node: string; admin: string; reachable: boolean; error?: string; connected?: boolean; ready?: string; viewVersion?: number; ackedVersion?: number; pods?: { enrolled: number; total: number; notCaptured: string[]; captureBroken?: string[] }; certificates?: { identity: string; expiresInSeconds: number | undefined }[]; problems?: string[] }[];
   waypoints: { name: string; peer: string; version: number; acked: number; nacked?: string }[];
   healthy: boolean;
   problems: string[];
@@ -103,7 +105,8 @@ export async function collectStatus(o: { control: string; controlGrpc?: string; 
       entry.ready = d.ready.ready ? 'ready' : d.ready.reason;
       entry.viewVersion = d.view.version;
       const notCaptured = d.localPods.filter((p) => !p.captured && p.reason !== 'not in the ambient mesh' && p.reason !== 'serves a waypoint').map((p) => `${p.pod}: ${p.reason ?? 'enrolling'}`);
-      entry.pods = { enrolled: d.localPods.filter((p) => p.captured).length, total: d.localPods.length, notCaptured };
+      const captureBroken = (d.captureCheck?.pods ?? []).filter((p) => !p.healthy).map((p) => `${p.pod}: ${p.missing.join('; ')}`);
+      entry.pods = { enrolled: d.localPods.filter((p) => p.captured).length, total: d.localPods.length, notCaptured, ...(captureBroken.length > 0 ? { captureBroken } : {}) };
       entry.certificates = certs.map((c) => ({ identity: c.identity, expiresInSeconds: c.expiresInSeconds }));
       entry.problems = d.view.problems;
       if (!d.controlPlane.connected) problems.push(`agent ${d.node} is not connected to the control plane (serving its last good view)`);
@@ -111,6 +114,7 @@ export async function collectStatus(o: { control: string; controlGrpc?: string; 
       if (t.subscriber === undefined && dump !== undefined) problems.push(`agent ${d.node} answers but is not connected to the control plane at ${url}`);
       else if (dump !== undefined && d.view.epoch === dump.epoch && d.view.version < dump.version) problems.push(`agent ${d.node} holds view version ${d.view.version}, the control plane is at ${dump.version}`);
       for (const p of notCaptured) problems.push(`agent ${d.node}: pod ${p}`);
+      for (const p of captureBroken) problems.push(`agent ${d.node}: capture of pod ${p}`);
       for (const c of certs) if (c.expiresInSeconds !== undefined && c.expiresInSeconds < 3600) problems.push(`agent ${d.node}: certificate of ${c.identity} expires in ${duration(c.expiresInSeconds)}`);
     } catch (err) {
       entry.error = (err as Error).message;
@@ -141,7 +145,7 @@ export function renderStatus(r: StatusReport, width = 80): string {
   ], r.agents.map((a) => {
     if (!a.reachable) return [a.node, 'UNREACHABLE', '', a.ackedVersion !== undefined ? `v${a.ackedVersion}` : '-', '', ''];
     const exp = (a.certificates ?? []).map((x) => x.expiresInSeconds).filter((x): x is number => x !== undefined);
-    return [a.node, `${a.ready}${a.connected ? '' : ', cp lost'}`, `v${a.viewVersion}`, a.ackedVersion !== undefined ? `v${a.ackedVersion}` : '-', `${a.pods?.enrolled}/${a.pods?.total}`, exp.length === 0 ? '-' : `${duration(Math.min(...exp))} (${exp.length})`];
+    return [a.node, `${a.ready}${a.connected ? '' : ', cp lost'}`, `v${a.viewVersion}`, a.ackedVersion !== undefined ? `v${a.ackedVersion}` : '-', `${a.pods?.enrolled}/${a.pods?.total}${a.pods?.captureBroken ? ` (${a.pods.captureBroken.length} broken)` : ''}`, exp.length === 0 ? '-' : `${duration(Math.min(...exp))} (${exp.length})`];
   }), width));
   out.push('', `waypoints (${r.waypoints.length})`);
   if (r.waypoints.length > 0) {

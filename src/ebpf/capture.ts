@@ -39,6 +39,7 @@ import {
   encodeInboundKey, encodePod, encodePortKey, parseCidr, u32Key, u64Key, type CounterName,
 } from './layout.js';
 import { registerCaptureMetrics } from './capture-metrics.js';
+import { inspectCapture, type CaptureKernelState } from './capture-inspect.js';
 
 export interface CaptureOptions {
   /** bpffs directory holding this agent's pins (required; /sys/fs/bpf/ambit/<node> on a node). */
@@ -546,6 +547,12 @@ export class Capture {
       out[name] = Number(values.reduce((sum, b) => sum + b.readBigUInt64LE(0), 0n));
     });
     return out;
+  }
+
+  /** What the kernel holds of this capture right now (links, pins, map entries), for the self-check. */
+  inspect(): CaptureKernelState {
+    this.#object();
+    return inspectCapture({ pinDir: this.pinDir, cgroupPath: this.cgroupPath, cgroupLinks: this.#cgroupLinks, maps: this.#maps, pods: this.#pods.values() });
   }
 
   /** Ids of the kernel objects this capture holds, for diagnostics and tests. */
