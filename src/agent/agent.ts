@@ -315,9 +315,11 @@ export class Agent {
         const c = captured.get(w.key);
         const d = desiredCapture(w, this.opts.netnsOf);
         const mtls = s.mtlsFor(w);
+        const health = c !== undefined ? this.captureCheck?.podHealth(w.key) : undefined;
         return {
           pod: w.key, ip: w.ip, identity: w.identity, captured: c !== undefined,
           ...(c !== undefined ? { netns: c.netnsPath, netnsCookie: c.netnsCookie, since: c.enrolledAt } : { reason: typeof d === 'string' ? d : 'enrolling' }),
+          ...(health !== undefined ? { captureHealthy: health.healthy } : {}),
           mtls: { mode: mtls.mode, source: mtls.source.level, ...(mtls.source.policy ? { policy: `${mtls.source.policy.namespace}/${mtls.source.policy.name}` } : {}) },
           authorizationPolicies: s.policiesFor(w).map((p) => `${p.key} (${p.action})`),
         };

@@ -187,6 +187,11 @@ export class CaptureCheck {
     return [...this.health.values()].filter((h) => !h.healthy);
   }
 
+  /** The last verdict on one pod (undefined before its first check). */
+  podHealth(pod: string): PodCaptureHealth | undefined {
+    return this.health.get(pod);
+  }
+
   /** For /config_dump. */
   dump(): { intervalMs: number; lastCheck: string | null; pods: PodCaptureHealth[] } {
     return { intervalMs: this.intervalMs, lastCheck: this.lastCheck?.toISOString() ?? null, pods: [...this.health.values()] };
