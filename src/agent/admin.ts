@@ -32,6 +32,8 @@ function json(res: ServerResponse, value: unknown): void {
 
 function ready(h: AdminHandlers, res: ServerResponse): void {
   const r = h.ready();
+  // During an upgrade two agents answer on the same socket; the pid tells which one did.
+  res.setHeader('x-ambit-pid', String(process.pid));
   send(res, r.ready ? 200 : 503, 'text/plain', `${r.reason}\n`);
 }
 

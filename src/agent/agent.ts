@@ -12,7 +12,10 @@
  * - Control plane down: the last good view keeps serving (in memory, and from the cache file
  *   after a restart); certificates keep serving until they expire while renewals retry.
  * - Stop (SIGTERM): readiness fails, listeners stop accepting, open connections get up to
- *   `drainMs` to finish, then the rest are closed. Capture stays pinned in the kernel so the
+ *   `drainMs` to finish, then the rest are closed.
+ * - Upgrade (handover.ts): a new agent for the same state dir takes every listener over the
+ *   hand-over socket before it opens capture; this agent then answers readiness 503, changes no
+ *   capture state, and keeps accepting until SIGTERM, so no connect finds no listener. Capture stays pinned in the kernel so the
  *   next agent adopts it (pass `cleanup` to remove it, as `ambit demo down` does).
  */
 import { networkInterfaces } from 'node:os';
@@ -39,6 +42,7 @@ import { InboundPlaintext } from './inbound-plaintext.js';
 import { Enrollment, desiredCapture, type CaptureBackend, type NetnsLookup } from './enrollment.js';
 import type { OriginalDestinationLookup, ProxyContext } from './context.js';
 import { adminServer, closeHttp, listenHttp, metricsServer, readinessServer } from './admin.js';
+import { HANDOVER_SOCKET, HandoverServer, listenOnFd, takeOver, type InheritedListeners, type NodePort } from './handover.js';
 import { CaptureCheck } from './capture-check.js';
 import type { CaptureKernelState } from '../ebpf/capture-inspect.js';
 
@@ -95,7 +99,7 @@ export interface AgentOptions {
   trustDomain?: string;
   /** Istio root namespace (default istio-system). */
   rootNamespace?: string;
-  /** How long stop() lets connections finish, ms (default 10000). */
+  /** How long stop() lets connections finish, ms (default 30000, as terminationGracePeriodSeconds). */
   drainMs?: number;
   /** Connect deadline to apps and passthrough destinations, ms (default 5000). */
   connectTimeoutMs?: number;
@@ -141,6 +145,10 @@ export class Agent {
   private started = false;
   private readonly signer: Signer;
   private captureCheck: CaptureCheck | undefined;
+  /** Upgrade (handover.ts): listeners taken from the predecessor, our own hand-over socket, and the successor's pid. */
+  private inherited: InheritedListeners | undefined;
+  private handover: HandoverServer | undefined;
+  private handedOverTo: number | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(opts.node ?? '')) throw new AgentConfigError(`node name '${opts.node}' is not a Kubernetes node name`);
@@ -191,6 +199,7 @@ export class Agent {
       metrics: this.metrics,
       log: childLogger('agent.enrollment', opts.logger),
       ...(opts.netnsOf !== undefined ? { netnsOf: opts.netnsOf } : {}),
+      inherited: (id) => this.inherited?.takePod(id),
     });
     const stateDir = opts.stateDir ?? join('/var/lib/ambit/agent', opts.node);
     this.discovery = new DiscoveryClient({
@@ -202,7 +211,7 @@ export class Agent {
       this.metrics.viewVersion.set(change.version);
       for (const p of this.current.problems) this.log.warn({ version: change.version }, p);
       this.log.info({ version: change.version, source: change.source, full: change.full, upserted: change.upserted.length, removed: change.removed.length }, 'view updated');
-      if (this.capture !== undefined && !this.draining) void this.enrollment.update(this.current);
+      if (this.capture !== undefined && !this.draining && this.handedOverTo === undefined) void this.enrollment.update(this.current).then(() => this.dropInherited());
     });
     this.discovery.on('connected', () => { this.metrics.controlPlaneConnected.set(1); this.log.info({ control: opts.control }, 'connected to the control plane'); });
     this.discovery.on('disconnected', (reason) => { this.metrics.controlPlaneConnected.set(0); this.log.warn({ control: opts.control, reason }, 'lost the control plane; serving the last good view'); });
@@ -224,6 +233,7 @@ export class Agent {
 
   readiness(): { ready: boolean; reason: string } {
     if (this.draining) return { ready: false, reason: 'draining' };
+    if (this.handedOverTo !== undefined) return { ready: false, reason: `handed over to the agent with pid ${this.handedOverTo}` };
     if (!this.started) return { ready: false, reason: 'starting' };
     if (this.discovery.view.empty) return { ready: false, reason: 'waiting for the first view from the control plane' };
     if (this.enrollment.passes === 0) return { ready: false, reason: 'enrolling local pods' };
@@ -235,6 +245,8 @@ export class Agent {
   async start(): Promise<void> {
     const ports = this.opts.ports ?? {};
     const nodeAddresses = this.opts.nodeAddresses ?? localAddresses();
+    const handoverPath = join(this.opts.stateDir ?? join('/var/lib/ambit/agent', this.opts.node), HANDOVER_SOCKET);
+    this.inherited = await takeOver(handoverPath, this.opts.node, this.log);
     this.capture = this.opts.capture ?? await Capture.open({
       pinDir: this.opts.pinDir ?? join('/sys/fs/bpf/ambit', this.opts.node),
       cgroupPath: this.opts.cgroupRoot ?? '/sys/fs/cgroup/kubepods.slice',
@@ -255,11 +267,15 @@ export class Agent {
     const readiness = readinessServer(handlers);
     this.http = [admin, metrics, readiness];
     const serveHost = this.opts.serveHost ?? '0.0.0.0';
+    const bind = (s: Server, name: NodePort, port: number, host: string) => {
+      const fd = this.inherited?.takeNode(name);
+      return fd !== undefined ? listenOnFd(s, fd) : listenHttp(s, port, host);
+    };
     try {
       this.boundPorts = {
-        admin: await listenHttp(admin, ports.admin ?? 15000, this.opts.adminHost ?? '127.0.0.1'),
-        metrics: await listenHttp(metrics, ports.metrics ?? 15020, serveHost),
-        readiness: await listenHttp(readiness, ports.readiness ?? 15021, serveHost),
+        admin: await bind(admin, 'admin', ports.admin ?? 15000, this.opts.adminHost ?? '127.0.0.1'),
+        metrics: await bind(metrics, 'metrics', ports.metrics ?? 15020, serveHost),
+        readiness: await bind(readiness, 'readiness', ports.readiness ?? 15021, serveHost),
       };
     } catch (err) {
       await Promise.all(this.http.map(closeHttp));
@@ -268,9 +284,23 @@ export class Agent {
     }
     this.started = true;
     this.startCaptureCheck();
+    this.handover = new HandoverServer({
+      path: handoverPath, node: this.opts.node, log: this.log,
+      offer: () => ({ pods: this.enrollment.enrolled().map((p) => ({ id: p.key, fds: p.listeners })), node: { admin, metrics, readiness } }),
+      onHandedOver: (pid) => { this.handedOverTo = pid; this.enrollment.freeze(); },
+    });
+    await this.handover.listen().catch((err: Error) => this.log.warn({ path: handoverPath, err: err.message }, 'no hand-over socket: an upgrade will restart capture listeners instead'));
     await this.discovery.start();
-    if (!this.discovery.view.empty) void this.enrollment.update(this.current);
+    if (!this.discovery.view.empty) void this.enrollment.update(this.current).then(() => this.dropInherited());
     this.log.info({ node: this.opts.node, ports: this.boundPorts, nodeAddresses, control: this.opts.control }, 'agent started');
+  }
+
+  /** Closes inherited listeners of pods this agent does not capture (gone from the view). */
+  private dropInherited(): void {
+    if (this.inherited === undefined) return;
+    const wanted = new Set(this.current.localWorkloads().filter((w) => typeof desiredCapture(w, this.opts.netnsOf) !== 'string').map((w) => w.key));
+    const closed = this.inherited.closeUnless((id) => wanted.has(id));
+    if (closed.length > 0) this.log.info({ pods: closed }, 'closed listeners handed over for pods no longer captured here');
   }
 
   private startCaptureCheck(): void {
@@ -350,7 +380,11 @@ export class Agent {
     if (this.draining) return;
     this.draining = true;
     this.captureCheck?.stop();
-    const drainMs = this.opts.drainMs ?? 10_000;
+    this.handover?.close();
+    this.inherited?.closeRest();
+    // A successor serves the node ports from the same sockets: stop answering on them at once.
+    if (this.handedOverTo !== undefined) for (const s of this.http) s.close();
+    const drainMs = this.opts.drainMs ?? 30_000;
     this.log.info({ activeConnections: this.tracker.size, drainMs }, 'draining');
     await this.discovery.close();
     const started = Date.now();

@@ -20,10 +20,12 @@
  *   node) is retried the same way, so pods and agent may start in any order.
  * - A restarted agent enrolls pods the previous one pinned by adopting their sk_lookup links
  *   (Capture does that inside enroll), and releases pinned pods that are no longer desired.
+ * - An upgraded agent serves the very listeners its predecessor handed over (`inherited`), so a
+ *   pod is never without a listener; a frozen enrollment (the predecessor's) changes nothing.
  */
 import type { Server } from 'node:net';
 import type { Logger } from '../util/log.js';
-import type { PodCapture, PodListeners } from '../ebpf/capture.js';
+import type { InheritedPodListeners, PodCapture, PodListeners } from '../ebpf/capture.js';
 import { ANNOTATION_NETNS } from '../model/compile/types.js';
 import type { CredentialSource } from '../identity/manager.js';
 import type { MeshState, WorkloadView } from './mesh-state.js';
@@ -34,7 +36,7 @@ import type { AgentMetrics } from './metrics.js';
 
 /** The part of src/ebpf Capture enrollment uses. */
 export interface CaptureBackend {
-  enroll(pod: PodCapture): Promise<PodListeners>;
+  enroll(pod: PodCapture, inherited?: InheritedPodListeners): Promise<PodListeners>;
   release(podId: string): boolean;
   pods(): { id: string; enrolled: boolean }[];
 }
@@ -48,6 +50,8 @@ export interface EnrolledPod {
   enrolledAt: Date;
   servers: Server[];
   hbone: PodHboneServer;
+  /** The listener fds the servers serve (handed to the next agent on upgrade). */
+  listeners: PodListeners;
 }
 
 export interface EnrollmentOptions {
@@ -65,6 +69,8 @@ export interface EnrollmentOptions {
    * PodLocator.netnsPath by pod UID). Default: none, the annotation is required (file mode).
    */
   netnsOf?: NetnsLookup;
+  /** Listeners a previous agent handed over for a pod (upgrade, src/agent/handover.ts); default none. */
+  inherited?: (podId: string) => InheritedPodListeners | undefined;
 }
 
 /** A pod's netns path, or why it cannot be found (yet: `retry` true). */
@@ -183,7 +189,7 @@ export class Enrollment {
 
   private async enrollPod(pod: PodCapture, w: WorkloadView): Promise<void> {
     await this.opts.credentials.credentials(w.identity);
-    const l = await this.opts.capture.enroll(pod);
+    const l = await this.opts.capture.enroll(pod, this.opts.inherited?.(pod.id));
     const servers: Server[] = [];
     let hbone: PodHboneServer | undefined;
     try {
@@ -197,7 +203,7 @@ export class Enrollment {
       hbone?.stopAccepting();
       throw err;
     }
-    this.pods.set(w.key, { key: w.key, address: pod.address, netnsPath: pod.netnsPath, identity: w.identity, netnsCookie: String(l.netnsCookie), enrolledAt: new Date(), servers, hbone });
+    this.pods.set(w.key, { key: w.key, address: pod.address, netnsPath: pod.netnsPath, identity: w.identity, netnsCookie: String(l.netnsCookie), enrolledAt: new Date(), servers, hbone, listeners: l });
     this.opts.log.info({ pod: w.key, address: pod.address, identity: w.identity }, 'pod captured');
   }
 
@@ -220,6 +226,15 @@ export class Enrollment {
     for (const w of state.localWorkloads()) used.add(w.identity);
     const ids = (this.opts.credentials as { identities?: () => string[] }).identities?.() ?? [];
     for (const id of ids) if (!used.has(id)) forget.call(this.opts.credentials, id);
+  }
+
+  /**
+   * No more passes (a newer agent took the listeners over): capture is left exactly as it is,
+   * and the listeners keep accepting until stop().
+   */
+  freeze(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
   }
 
   /** Stops the listeners of every pod (drain); capture stays pinned for the next agent. */

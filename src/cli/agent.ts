@@ -26,7 +26,9 @@ capture:
   --cgroup-root PATH       cgroup v2 directory holding the pods (default /sys/fs/cgroup/kubepods.slice)
   --pin-dir DIR            bpffs directory for pinned maps and links (default /sys/fs/bpf/ambit/<node>)
   --node-address IP[,IP]   this node's addresses as pods see them (default: every address of this netns)
-  --state-dir DIR          where the last good view is cached (default /var/lib/ambit/agent/<node>)
+  --state-dir DIR          where the last good view is cached and handover.sock lives: an agent started
+                           with the same state dir takes the running one's listeners over (upgrade)
+                           (default /var/lib/ambit/agent/<node>)
   --pod-discovery MODE     how a pod's netns is found: 'annotation' (ambit.dev/netns, file mode) or
                            'proc' (Kubernetes: pod UID in the node's /proc/<pid>/cgroup) (default annotation)
   --proc-root DIR          the node's /proc for --pod-discovery proc (default /host/proc if mounted, else /proc)
@@ -43,7 +45,9 @@ ports (in each pod's netns / in the node's netns):
 other:
   --trust-domain NAME      SPIFFE trust domain (default cluster.local)
   --root-namespace NAME    Istio root namespace (default istio-system)
-  --drain-ms N             how long SIGTERM lets connections finish (default 10000)
+  --drain-seconds N        how long SIGTERM lets open connections finish before they are cut
+                           (default 30, as the DaemonSet's terminationGracePeriodSeconds)
+  --drain-ms N             the same in milliseconds (overrides --drain-seconds)
 `;
 
 function port(v: string | undefined, name: string): number | undefined {
@@ -56,7 +60,7 @@ export async function run(argv: string[]): Promise<number> {
     'token-file': { type: 'string' }, 'cgroup-root': { type: 'string' }, 'pin-dir': { type: 'string' }, 'node-address': { type: 'string' },
     'state-dir': { type: 'string' }, 'outbound-port': { type: 'string' }, 'inbound-port': { type: 'string' }, 'hbone-port': { type: 'string' },
     'admin-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'admin-host': { type: 'string' },
-    'trust-domain': { type: 'string' }, 'root-namespace': { type: 'string' }, 'drain-ms': { type: 'string' },
+    'trust-domain': { type: 'string' }, 'root-namespace': { type: 'string' }, 'drain-ms': { type: 'string' }, 'drain-seconds': { type: 'string' },
     'pod-discovery': { type: 'string' }, 'proc-root': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -96,8 +100,11 @@ export async function run(argv: string[]): Promise<number> {
   setPort('admin', 'admin-port');
   setPort('metrics', 'metrics-port');
   setPort('readiness', 'readiness-port');
-  const drain = values['drain-ms'] === undefined ? undefined : Number(values['drain-ms']);
-  if (drain !== undefined && !(Number.isInteger(drain) && drain >= 0)) throw new AgentConfigError(`--drain-ms must be a non-negative integer, got '${values['drain-ms']}'`);
+  const drainSeconds = values['drain-seconds'] === undefined ? undefined : Number(values['drain-seconds']);
+  if (drainSeconds !== undefined && !(Number.isInteger(drainSeconds) && drainSeconds >= 0)) throw new AgentConfigError(`--drain-seconds must be a non-negative integer, got '${values['drain-seconds']}'`);
+  const drainMsFlag = values['drain-ms'] === undefined ? undefined : Number(values['drain-ms']);
+  if (drainMsFlag !== undefined && !(Number.isInteger(drainMsFlag) && drainMsFlag >= 0)) throw new AgentConfigError(`--drain-ms must be a non-negative integer, got '${values['drain-ms']}'`);
+  const drain = drainMsFlag ?? (drainSeconds !== undefined ? drainSeconds * 1000 : undefined);
   const discovery = values['pod-discovery'] ?? 'annotation';
   if (discovery !== 'annotation' && discovery !== 'proc') throw new AgentConfigError(`--pod-discovery must be 'annotation' or 'proc', got '${discovery}'`);
   let locator: PodLocator | undefined;

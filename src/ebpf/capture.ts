@@ -20,6 +20,8 @@
  *  - release() never touches established connections nor their records: a released pod's captured
  *    connections keep working and keep answering originalDestination().
  *  - listener fds returned by enroll() belong to the caller (net.Server.listen({ fd })).
+ *  - enroll(pod, inherited) reuses listeners a running agent handed over (upgrade) instead of
+ *    binding new ones, after checking they live in the pod's netns; the pinned link is adopted.
  */
 import { readdirSync, rmdirSync, unlinkSync, existsSync } from 'node:fs';
 import { isIP, type Socket } from 'node:net';
@@ -71,6 +73,14 @@ export interface PodCapture {
   excludedPorts?: number[];
   /** Outbound destination CIDRs never captured (default []). */
   excludedCidrs?: string[];
+}
+
+/** A pod's listeners taken over from a previous agent (src/agent/handover.ts); owned by enroll. */
+export interface InheritedPodListeners {
+  outbound: number;
+  outbound6?: number;
+  inboundPlain: number;
+  inboundHbone: number;
 }
 
 /** Listening sockets created in the pod netns, ready for net.Server.listen({ fd }). */
@@ -367,7 +377,7 @@ export class Capture {
    * A pod adopted from pins is taken over without detaching its link. Existing connections of the
    * pod are not touched.
    */
-  async enroll(pod: PodCapture): Promise<PodListeners> {
+  async enroll(pod: PodCapture, inherited?: InheritedPodListeners): Promise<PodListeners> {
     this.#object();
     validatePod(pod);
     const existing = this.#pods.get(pod.id);
@@ -376,9 +386,10 @@ export class Capture {
     }
     this.#busy.add(pod.id);
     const native = addon();
-    let made: { netnsCookie: bigint; fds: number[]; skipped: (string | null)[] };
+    let made: { netnsCookie: bigint; fds: number[]; skipped: (string | null)[] } | undefined;
+    if (inherited !== undefined) made = await this.#inheritedListeners(pod, inherited);
     try {
-      made = await native.listenInNetns(pod.netnsPath, [
+      made ??= await native.listenInNetns(pod.netnsPath, [
         { host: '127.0.0.1', port: this.ports.outbound },
         { host: '127.0.0.1', port: this.ports.inboundPlain },
         { host: '127.0.0.1', port: this.ports.inboundHbone },
@@ -397,7 +408,8 @@ export class Capture {
     }
     const [outbound = -1, inboundPlain = -1, inboundHbone = -1, outbound6 = -1] = made.fds;
     const cookie = made.netnsCookie;
-    const closeAll = () => { for (const fd of made.fds) if (fd >= 0) try { native.closeFd(fd); } catch { /* closed */ } };
+    const fds = made.fds;
+    const closeAll = () => { for (const fd of fds) if (fd >= 0) try { native.closeFd(fd); } catch { /* closed */ } };
     try {
       for (const other of this.#pods.values()) {
         if (other.id !== pod.id && other.netnsCookie === cookie) {
@@ -455,6 +467,25 @@ export class Capture {
     const listeners: PodListeners = { outbound, inboundPlain, inboundHbone, netnsCookie: cookie };
     if (outbound6 >= 0) listeners.outbound6 = outbound6;
     return listeners;
+  }
+
+  /**
+   * Listeners a previous agent handed over (upgrade): used when every one lives in the pod's
+   * netns, else closed (undefined: the caller makes fresh ones).
+   */
+  async #inheritedListeners(pod: PodCapture, l: InheritedPodListeners): Promise<{ netnsCookie: bigint; fds: number[]; skipped: (string | null)[] } | undefined> {
+    const native = addon();
+    const fds = [l.outbound, l.inboundPlain, l.inboundHbone, l.outbound6 ?? -1];
+    try {
+      const want = await native.netnsCookie(pod.netnsPath);
+      const cookies = fds.filter((fd) => fd >= 0).map((fd) => native.socketNetnsCookie(fd));
+      if (cookies.every((c) => c === want)) return { netnsCookie: want, fds, skipped: [] };
+      this.log.warn({ pod: pod.id }, 'listeners handed over for this pod live in another netns; making fresh ones');
+    } catch (err) {
+      this.log.warn({ pod: pod.id, err: (err as Error).message }, 'cannot use the listeners handed over for this pod; making fresh ones');
+    }
+    for (const fd of fds) if (fd >= 0) try { native.closeFd(fd); } catch { /* closed */ }
+    return undefined;
   }
 
   #dropPod(state: PodState): void {

@@ -102,6 +102,10 @@ export interface NativeAddon {
   cgroupId(cgroupPath: string): bigint;
   fsMagic(path: string): number;
   mountBpffs(path: string): void;
+  /** native/src/fd_passing.cc: SCM_RIGHTS over a unix stream socket (agent upgrade handover). */
+  unixConnect(path: string): number;
+  sendFds(sockFd: number, data: Buffer, fds: number[], timeoutMs?: number): Promise<void>;
+  recvFds(sockFd: number, timeoutMs?: number): Promise<{ data: Buffer; fds: number[] }>;
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
