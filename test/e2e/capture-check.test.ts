@@ -42,7 +42,7 @@ if (privilegeGap(NEEDS_BPFTOOL) === undefined) {
   });
 }
 
-interface CheckDump { captureCheck?: { pods: { pod: string; healthy: boolean; missing: string[]; linkId?: number }[] } }
+interface CheckDump { captureCheck?: { pods: { pod: string; healthy: boolean; missing: string[]; linkId?: number }[] }; localPods: { pod: string; captured: boolean; captureHealthy?: boolean }[] }
 interface Status { healthy: boolean; problems: string[]; agents: { node: string; pods?: { captureBroken?: string[] } }[] }
 
 async function dump(node: string): Promise<CheckDump> {
@@ -60,10 +60,10 @@ async function status(): Promise<Status> {
   return JSON.parse(r.stdout) as Status;
 }
 
-function brokenLogLines(node: string, pod: string): { msg: string; missing?: string[] }[] {
+function brokenLogLines(node: string, pod?: string): { msg: string; missing?: string[] }[] {
   const text = readFileSync(join(stateDir as string, 'logs', `agent-${node}.log`), 'utf8');
   return text.split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l) as { msg: string; pod?: string; missing?: string[] }; } catch { return { msg: '' }; } })
-    .filter((l) => (l as { pod?: string }).pod === pod && l.msg.startsWith(`capture of pod ${pod} is broken`));
+    .filter((l) => (pod === undefined || (l as { pod?: string }).pod === pod) && /^capture of pod .* is broken/.test(l.msg));
 }
 
 /** Polls `probe` until it returns true; the ms it took. */
@@ -87,7 +87,11 @@ privilegedTest('a detached sk_lookup link is reported within 5 s by the metric, 
   t.is(healthGauge(await mesh.agentMetrics(node), pod), '1');
   const before = (await dump(node)).captureCheck?.pods.find((p) => p.pod === pod);
   t.true(before?.healthy, JSON.stringify(before));
+  t.true((await dump(node)).localPods.find((p) => p.pod === pod)?.captureHealthy);
+  t.deepEqual(brokenLogLines('node-1'), [], 'no pod was ever reported broken on node-1');
+  t.deepEqual(brokenLogLines(node), [], 'nor on node-2');
   t.is(await ready(), 200);
+  t.is(servedBy(await curl(mesh, 'client', `http://${info.ip}:8080/`)), 'echo-2', 'meshed traffic reaches echo-2 before the break');
 
   // The pod's sk_lookup link, as an operator finds it: bpftool, by the pod's netns inode.
   const ino = statSync(info.netnsPath).ino;
@@ -111,6 +115,7 @@ privilegedTest('a detached sk_lookup link is reported within 5 s by the metric, 
   t.true(s.agents.find((a) => a.node === node)?.pods?.captureBroken?.length === 1);
   const d = (await dump(node)).captureCheck?.pods.find((p) => p.pod === pod);
   t.false(d?.healthy);
+  t.false((await dump(node)).localPods.find((p) => p.pod === pod)?.captureHealthy);
   t.true(d?.missing.some((m) => m.includes('detached')), JSON.stringify(d));
   t.log(`reported after: metric ${tMetric} ms, log +${tLog} ms, readiness +${tReady} ms`);
 
@@ -132,5 +137,27 @@ privilegedTest('a detached sk_lookup link is reported within 5 s by the metric, 
   t.true((await dump(node)).captureCheck?.pods.every((p) => p.healthy));
   const after = await status();
   t.false(after.problems.some((p) => p.includes('capture of pod')), after.problems.join(' | '));
-  t.is(servedBy(await curl(mesh, 'client', `http://${info.ip}:8080/`)), 'echo-2', 'inbound to the re-enrolled pod is captured and delivered');
+  let answer = '';
+  await within(5000, 'meshed traffic to the re-enrolled pod', async () => servedBy(answer = await curl(mesh, 'client', `http://${info.ip}:8080/`)) === 'echo-2').catch(() => undefined);
+  t.is(servedBy(answer), 'echo-2', 'inbound to the re-enrolled pod is captured and delivered');
+}, NEEDS_BPFTOOL);
+
+privilegedTest('no pod is reported broken across an agent crash and restart (adopted pins pass the check)', async (t: ExecutionContext) => {
+  const node = 'node-2';
+  const linesBefore = brokenLogLines(node).length;
+  await mesh.stop(`agent-${node}`, 'SIGKILL');
+  await mesh.startAgent(node);
+  try {
+    await mesh.waitAgentReady(node);
+  } catch (err) {
+    t.log(readFileSync(join(stateDir as string, 'logs', `agent-${node}.log`), 'utf8').split('\n').slice(-15).join('\n'));
+    throw err;
+  }
+  await mesh.waitCaptured(['echo-2', 'tcp-echo'], true);
+  await sleep(2500);
+  const d = await dump(node);
+  t.true((d.captureCheck?.pods.length ?? 0) >= 2, JSON.stringify(d.captureCheck));
+  t.true(d.captureCheck?.pods.every((p) => p.healthy), JSON.stringify(d.captureCheck));
+  t.is(brokenLogLines(node).length, linesBefore, 'no broken line from the restarted agent');
+  t.is((await mesh.httpGet(mesh.cluster.node(node).netns, 'http://127.0.0.1:15021/healthz/ready')).status, 200);
 }, NEEDS_BPFTOOL);
