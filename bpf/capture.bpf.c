@@ -11,13 +11,38 @@
  *                                    (netns cookie, 4-tuple), the key the accepting side can compute.
  *  cgroup/getsockopt                 answers SO_ORIGINAL_DST (SOL_IP/SOL_IPV6, 80) for the accepted
  *                                    socket from that record, so any proxy can ask.
- *  sk_lookup                         one link per pod netns: inbound TCP to the pod address goes to
- *                                    the agent's 15008 (HBONE) or 15006 listener, except from the
- *                                    node's addresses, loopback and the pod itself.
+ *  sk_lookup                         one link per pod netns: inbound TCP to an enrolled pod address
+ *                                    (ambit_podaddrs) goes to the agent's 15008 (HBONE) or 15006
+ *                                    listener. When that listener is missing (agent down, restarting,
+ *                                    crashed) the SYN is dropped by the lookup (SK_DROP), which the
+ *                                    kernel answers with a RST: the client sees ECONNREFUSED at once.
+ *  tc (tcx egress)                   on the node-side device that leads to enrolled pods: records
+ *                                    SYNs sent by a socket of the node itself (skb->sk set) in
+ *                                    ambit_localsyn, the only inbound bypass sk_lookup honours.
+ *
+ * Fail closed. An enrolled pod's traffic never goes around the agent:
+ *  - inbound to an enrolled pod address with no agent listener of the needed kind is refused;
+ *  - an outbound connect that would be captured while the pod's capture listener is missing from
+ *    ambit_outbound is refused with ECONNREFUSED (bpf_set_retval) instead of leaving uncaptured.
+ *    Both are counted in ambit_failclosed by (netns cookie, direction).
+ *  The agent's listeners are the liveness token: the kernel removes a socket from a SOCKHASH when
+ *  it is closed, so a killed agent leaves the maps without listeners within the exit itself.
+ *
+ * Narrow bypass. Inbound SYNs reach the app directly (not steered) only when they come over
+ * loopback or from the pod itself (local traffic of the pod netns), or when the source is one of
+ * the node's addresses (ambit_nodeaddrs) AND the tc program saw that very SYN (4-tuple, less than
+ * AMBIT_LOCAL_SYN_TTL_NS ago) leave the node carrying a socket of the node's netns. That is a
+ * process on the node (kubelet probes, the agent's own connections to local apps). A packet
+ * forwarded by the node has no socket (ip_forward refuses skbs that carry one, and crossing into
+ * the node's netns over a veth orphans the skb), so traffic masqueraded to the node's address is
+ * steered like any other plaintext and STRICT refuses it.
  *
  * Invariants:
- *  - every cgroup program returns 1 (allow): a failed lookup or update leaves the connect alone.
- *    A connect hook that fails closed breaks whole machines.
+ *  - every cgroup program allows (returns 1) connects of netns that are not enrolled, and whatever
+ *    it cannot decide: a failed record update leaves the connect alone. Only an enrolled pod whose
+ *    capture listener is provably gone is refused; a connect hook that fails closed on anything
+ *    broader breaks whole machines.
+ *  - the tc program never drops or changes a packet (it returns TCX_NEXT).
  *  - records are keyed by netns cookie as well as by tuple, since every pod has its own 127.0.0.1.
  *  - connection records live in LRU maps and are not deleted on close: a proxy may ask after the
  *    client has gone. A reused tuple overwrites its stale record, and an uncaptured loopback
@@ -44,6 +69,11 @@
 #define SOL_IPV6_ 41
 #define SO_ORIGINAL_DST_ 80
 #define LOOPBACK_IFINDEX 1
+#define ECONNREFUSED_ 111
+#define ETH_P_IP_ 0x0800
+#define ETH_P_IPV6_ 0x86DD
+#define TCP_FLAG_SYN_ 0x02
+#define TCP_FLAG_ACK_ 0x10
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -104,6 +134,40 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ambit_nodeaddrs SEC(".maps");
 
+/* Enrolled pod address -> netns cookie (written with ambit_pods, removed with it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32[4]);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ambit_podaddrs SEC(".maps");
+
+/* netns cookie -> the pod's 127.0.0.1 capture listener, the outbound liveness token. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ambit_outbound SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct ambit_fail_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ambit_failclosed SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ambit_syn_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ambit_localsyn SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, AMBIT_CNT_MAX);
@@ -118,6 +182,30 @@ static __always_inline void count(__u32 idx)
 
 	if (v)
 		*v += 1;
+}
+
+static __always_inline void fail_closed(__u64 netns, __u32 direction)
+{
+	struct ambit_fail_key key = { .netns = netns, .direction = direction };
+	__u64 one = 1, *v;
+
+	count(direction == AMBIT_DIR_INBOUND ? AMBIT_CNT_FAIL_CLOSED_IN : AMBIT_CNT_FAIL_CLOSED_OUT);
+	v = bpf_map_lookup_elem(&ambit_failclosed, &key);
+	if (v)
+		*v += 1;
+	else
+		bpf_map_update_elem(&ambit_failclosed, &key, &one, BPF_NOEXIST);
+}
+
+/* Is the pod's capture listener alive? The agent that owns it is, then. */
+static __always_inline int outbound_alive(__u64 netns)
+{
+	struct bpf_sock *sk = bpf_map_lookup_elem(&ambit_outbound, &netns);
+
+	if (!sk)
+		return 0;
+	bpf_sk_release(sk);
+	return 1;
 }
 
 static __always_inline void v4_mapped(__u32 out[4], __u32 ip4_be)
@@ -220,6 +308,11 @@ int ambit_connect4(struct bpf_sock_addr *ctx)
 		count(AMBIT_CNT_EXCLUDED);
 		return 1;
 	}
+	if (!outbound_alive(netns)) {
+		fail_closed(netns, AMBIT_DIR_OUTBOUND);
+		bpf_set_retval(-ECONNREFUSED_);
+		return 0;
+	}
 	if (park(ctx, netns, addr, port, AF_INET))
 		return 1;
 	ctx->user_ip4 = bpf_htonl(0x7f000001);
@@ -255,6 +348,11 @@ int ambit_connect6(struct bpf_sock_addr *ctx)
 		     (bpf_ntohl(addr[0]) & 0xffc00000) == 0xfe800000))) {
 		count(AMBIT_CNT_EXCLUDED);
 		return 1;
+	}
+	if (!outbound_alive(netns)) {
+		fail_closed(netns, AMBIT_DIR_OUTBOUND);
+		bpf_set_retval(-ECONNREFUSED_);
+		return 0;
 	}
 	if (park(ctx, netns, addr, port, AF_INET6))
 		return 1;
@@ -378,51 +476,118 @@ int ambit_getsockopt(struct bpf_sockopt *ctx)
 	return 1;
 }
 
+/* Was this SYN sent by a socket of the node (seen by ambit_tc_egress a moment ago)? Consumed. */
+static __always_inline int local_syn(struct ambit_syn_key *k)
+{
+	__u64 *at = bpf_map_lookup_elem(&ambit_localsyn, k);
+	int fresh;
+
+	if (!at)
+		return 0;
+	fresh = bpf_ktime_get_ns() - *at < AMBIT_LOCAL_SYN_TTL_NS;
+	bpf_map_delete_elem(&ambit_localsyn, k);
+	return fresh;
+}
+
 SEC("sk_lookup")
 int ambit_sk_lookup(struct bpf_sk_lookup *ctx)
 {
 	struct ambit_inbound_key key = {};
-	__u32 src[4];
+	struct ambit_syn_key syn = {};
 	struct bpf_sock *sk;
+	__u64 *netns;
+	int err;
 
 	if (ctx->protocol != IPPROTO_TCP)
 		return SK_PASS;
 	if (ctx->family == AF_INET) {
 		v4_mapped(key.addr, ctx->local_ip4);
-		v4_mapped(src, ctx->remote_ip4);
+		v4_mapped(syn.src, ctx->remote_ip4);
 	} else {
 		key.addr[0] = ctx->local_ip6[0];
 		key.addr[1] = ctx->local_ip6[1];
 		key.addr[2] = ctx->local_ip6[2];
 		key.addr[3] = ctx->local_ip6[3];
-		src[0] = ctx->remote_ip6[0];
-		src[1] = ctx->remote_ip6[1];
-		src[2] = ctx->remote_ip6[2];
-		src[3] = ctx->remote_ip6[3];
+		syn.src[0] = ctx->remote_ip6[0];
+		syn.src[1] = ctx->remote_ip6[1];
+		syn.src[2] = ctx->remote_ip6[2];
+		syn.src[3] = ctx->remote_ip6[3];
 	}
-	key.kind = ctx->local_port == AMBIT_HBONE_PORT ? AMBIT_INBOUND_HBONE : AMBIT_INBOUND_PLAIN;
-	/* Only connections to a pod address are ours; the program runs on every lookup of the netns. */
-	sk = bpf_map_lookup_elem(&ambit_inbound, &key);
-	if (!sk) {
-		key.kind = key.kind == AMBIT_INBOUND_HBONE ? AMBIT_INBOUND_PLAIN : AMBIT_INBOUND_HBONE;
-		sk = bpf_map_lookup_elem(&ambit_inbound, &key);
-		if (sk) {
-			/* The pod is enrolled but its listener of this kind is gone: let the app answer. */
-			bpf_sk_release(sk);
-			count(AMBIT_CNT_INBOUND_MISS);
-		}
+	/* Only connections to an enrolled pod address are ours; the program runs on every lookup. */
+	netns = bpf_map_lookup_elem(&ambit_podaddrs, key.addr);
+	if (!netns)
 		return SK_PASS;
-	}
-	if (ctx->ingress_ifindex == LOOPBACK_IFINDEX || is_local6(src) || same6(src, key.addr) ||
-	    bpf_map_lookup_elem(&ambit_nodeaddrs, src)) {
-		bpf_sk_release(sk);
+	if (ctx->ingress_ifindex == LOOPBACK_IFINDEX || is_local6(syn.src) || same6(syn.src, key.addr)) {
 		count(AMBIT_CNT_INBOUND_BYPASS);
 		return SK_PASS;
 	}
-	if (bpf_sk_assign(ctx, sk, 0) == 0)
-		count(AMBIT_CNT_INBOUND_STEERED);
-	else
-		count(AMBIT_CNT_INBOUND_MISS);
+	if (bpf_map_lookup_elem(&ambit_nodeaddrs, syn.src)) {
+		copy6(syn.dst, key.addr);
+		syn.src_port = bpf_ntohs(ctx->remote_port);
+		syn.dst_port = (__u16)ctx->local_port;
+		if (local_syn(&syn)) {
+			count(AMBIT_CNT_INBOUND_BYPASS);
+			return SK_PASS;
+		}
+	}
+	key.kind = ctx->local_port == AMBIT_HBONE_PORT ? AMBIT_INBOUND_HBONE : AMBIT_INBOUND_PLAIN;
+	sk = bpf_map_lookup_elem(&ambit_inbound, &key);
+	if (!sk) {
+		/* Enrolled, and the agent's listener is gone: refuse, never deliver around the agent. */
+		fail_closed(*netns, AMBIT_DIR_INBOUND);
+		return SK_DROP;
+	}
+	err = bpf_sk_assign(ctx, sk, 0);
 	bpf_sk_release(sk);
+	if (err) {
+		count(AMBIT_CNT_INBOUND_MISS);
+		return SK_DROP;
+	}
+	count(AMBIT_CNT_INBOUND_STEERED);
 	return SK_PASS;
+}
+
+/* Records SYNs that leave the node toward a pod carrying a socket of the node's netns. */
+SEC("tc")
+int ambit_tc_egress(struct __sk_buff *skb)
+{
+	struct ambit_syn_key syn = {};
+	__u8 flags;
+	__u32 l4;
+	__u64 now;
+
+	if (!skb->sk)
+		return TCX_NEXT;
+	if (skb->protocol == bpf_htons(ETH_P_IP_)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, 14, &ip, sizeof(ip)) || ip.protocol != IPPROTO_TCP ||
+		    (ip.frag_off & bpf_htons(0x1fff)))
+			return TCX_NEXT;
+		v4_mapped(syn.src, ip.saddr);
+		v4_mapped(syn.dst, ip.daddr);
+		l4 = 14 + ip.ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6_)) {
+		struct ipv6hdr ip6;
+
+		/* Extension headers are not followed: a SYN carrying them is simply not a bypass. */
+		if (bpf_skb_load_bytes(skb, 14, &ip6, sizeof(ip6)) || ip6.nexthdr != IPPROTO_TCP)
+			return TCX_NEXT;
+		__builtin_memcpy(syn.src, &ip6.saddr, 16);
+		__builtin_memcpy(syn.dst, &ip6.daddr, 16);
+		l4 = 14 + sizeof(ip6);
+	} else {
+		return TCX_NEXT;
+	}
+	if (bpf_skb_load_bytes(skb, l4 + 13, &flags, 1) ||
+	    (flags & (TCP_FLAG_SYN_ | TCP_FLAG_ACK_)) != TCP_FLAG_SYN_)
+		return TCX_NEXT;
+	if (bpf_skb_load_bytes(skb, l4, &syn.src_port, 2) || bpf_skb_load_bytes(skb, l4 + 2, &syn.dst_port, 2))
+		return TCX_NEXT;
+	syn.src_port = bpf_ntohs(syn.src_port);
+	syn.dst_port = bpf_ntohs(syn.dst_port);
+	now = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&ambit_localsyn, &syn, &now, BPF_ANY) == 0)
+		count(AMBIT_CNT_LOCAL_SYN);
+	return TCX_NEXT;
 }

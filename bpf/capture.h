@@ -64,6 +64,35 @@ struct ambit_inbound_key {
 	__u32 kind;		/* AMBIT_INBOUND_* */
 };
 
+/* Enrolled pod address: key of ambit_podaddrs (value: the pod's netns cookie, __u64). sk_lookup has
+ * no netns cookie of its own, so this is how it knows the address belongs to an enrolled pod even
+ * when no agent listener is left in ambit_inbound. */
+
+/* Fail-closed refusal counter: key of ambit_failclosed (per-CPU __u64 value). */
+struct ambit_fail_key {
+	__u64 netns;		/* netns cookie of the pod */
+	__u32 direction;	/* AMBIT_DIR_* */
+	__u32 reserved;
+};
+
+#define AMBIT_DIR_INBOUND 0
+#define AMBIT_DIR_OUTBOUND 1
+
+/* A SYN sent by a socket of the node itself toward a pod: key of ambit_localsyn (LRU; value: the
+ * bpf_ktime_get_ns() of the SYN, __u64). Written by the tc egress program on the device that leads
+ * to the pod, consumed by sk_lookup in the pod netns. */
+struct ambit_syn_key {
+	__u32 src[4];
+	__u32 dst[4];
+	__u16 src_port;
+	__u16 dst_port;
+	__u32 reserved;
+};
+
+/* A local SYN older than this is not a bypass any more (the SYN crosses one veth in microseconds;
+ * every retransmission is recorded again). */
+#define AMBIT_LOCAL_SYN_TTL_NS (2ULL * 1000 * 1000 * 1000)
+
 #define AMBIT_INBOUND_PLAIN 0
 #define AMBIT_INBOUND_HBONE 1
 #define AMBIT_HBONE_PORT 15008
@@ -76,9 +105,12 @@ enum ambit_counter {
 	AMBIT_CNT_ORIGDST_HIT = 3,	/* SO_ORIGINAL_DST answered by cgroup/getsockopt */
 	AMBIT_CNT_ORIGDST_MISS = 4,	/* SO_ORIGINAL_DST asked for an unknown connection */
 	AMBIT_CNT_INBOUND_STEERED = 5,	/* inbound SYNs steered to 15006/15008 by sk_lookup */
-	AMBIT_CNT_INBOUND_BYPASS = 6,	/* inbound from the node's address or loopback, not steered */
-	AMBIT_CNT_INBOUND_MISS = 7,	/* inbound to a pod address with no agent listener */
+	AMBIT_CNT_INBOUND_BYPASS = 6,	/* inbound opened by the node itself (or loopback, the pod itself), not steered */
+	AMBIT_CNT_INBOUND_MISS = 7,	/* bpf_sk_assign failed: the SYN was refused */
 	AMBIT_CNT_RECORD_FAILED = 8,	/* a map update failed; the connect went through untouched */
+	AMBIT_CNT_FAIL_CLOSED_IN = 9,	/* inbound to an enrolled pod with no agent listener: refused */
+	AMBIT_CNT_FAIL_CLOSED_OUT = 10,	/* outbound connect of an enrolled pod with no capture listener: refused */
+	AMBIT_CNT_LOCAL_SYN = 11,	/* SYNs of node-local sockets toward pods, recorded by tc egress */
 	AMBIT_CNT_MAX = 16,
 };
 

@@ -93,6 +93,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   InitObject(env, exports);
   InitBpfOps(env, exports);
   InitSysOps(env, exports);
+  InitTcxOps(env, exports);
   InitFdPassing(env, exports);
   return exports;
 }

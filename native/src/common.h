@@ -42,6 +42,7 @@ Napi::Value BigU64(Napi::Env env, uint64_t v);
 void InitObject(Napi::Env env, Napi::Object exports);
 void InitBpfOps(Napi::Env env, Napi::Object exports);
 void InitSysOps(Napi::Env env, Napi::Object exports);
+void InitTcxOps(Napi::Env env, Napi::Object exports);
 void InitFdPassing(Napi::Env env, Napi::Object exports);
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports);

@@ -42,6 +42,8 @@ import {
 } from './layout.js';
 import { registerCaptureMetrics } from './capture-metrics.js';
 import { inspectCapture, type CaptureKernelState } from './capture-inspect.js';
+import { LocalBypass, type PodBypass } from './local-bypass.js';
+import { readFailClosed, type FailClosedCount } from './fail-closed.js';
 
 export interface CaptureOptions {
   /** bpffs directory holding this agent's pins (required; /sys/fs/bpf/ambit/<node> on a node). */
@@ -118,6 +120,7 @@ interface PodState {
 
 const CGROUP_PROGRAMS = ['ambit_connect4', 'ambit_connect6', 'ambit_sockops', 'ambit_getsockopt'] as const;
 const SK_LOOKUP_PROGRAM = 'ambit_sk_lookup';
+const TC_PROGRAM = 'ambit_tc_egress';
 
 function podPinName(cookie: bigint, id: string): string {
   return `pod_${cookie}_${Buffer.from(id, 'utf8').toString('base64url')}`;
@@ -177,6 +180,7 @@ export class Capture {
   readonly #cgroupLinks = new Map<string, number>();
   readonly #pods = new Map<string, PodState>();
   readonly #busy = new Set<string>();
+  #bypass: LocalBypass | undefined;
   #closed = false;
 
   private constructor(opts: { pinDir: string; cgroupPath: string; ports: Capture['ports']; log: Logger; obj: LoadedObject; maps: Map<string, BpfMap> }) {
@@ -240,6 +244,7 @@ export class Capture {
       capture.#attachCgroupPrograms();
       capture.#adoptPods();
       capture.#syncNodeAddresses(nodeAddresses);
+      capture.#bypass = new LocalBypass(obj.programFd(TC_PROGRAM), join(pinDir, 'links'), log);
     } catch (err) {
       capture.#releaseHandles();
       throw err;
@@ -331,6 +336,8 @@ export class Capture {
         continue;
       }
       this.#pods.set(parsed.id, { id: parsed.id, netnsCookie: parsed.cookie, address: decodePod(pod).address, linkFd: fd, linkPin: pin, enrolled: false });
+      // Fail closed from the first instant, also for pins left by a build without ambit_podaddrs.
+      this.#map(MAP_NAMES.podAddresses).update(encodeAddress(decodePod(pod).address), u64Key(parsed.cookie));
     }
     // Records without a link were left by an enroll that crashed half-way.
     const known = new Set([...this.#pods.values()].map((p) => p.netnsCookie));
@@ -352,6 +359,10 @@ export class Capture {
   /** Removes every map entry of a netns cookie (pod record, exclusions, inbound listeners). */
   #forgetCookie(cookie: bigint, address: string | undefined): void {
     this.#map(MAP_NAMES.pods).delete(u64Key(cookie));
+    if (address !== undefined) this.#map(MAP_NAMES.podAddresses).delete(encodeAddress(address));
+    this.#map(MAP_NAMES.outbound).delete(u64Key(cookie));
+    const failClosed = this.#map(MAP_NAMES.failClosed);
+    for (const k of failClosed.keys()) if (k.readBigUInt64LE(0) === cookie) failClosed.delete(k);
     this.#clearExclusions(cookie);
     if (address !== undefined) {
       const inbound = this.#map(MAP_NAMES.inbound);
@@ -429,6 +440,7 @@ export class Capture {
       const inbound = this.#map(MAP_NAMES.inbound);
       inbound.insertSocket(encodeInboundKey(pod.address, INBOUND_PLAIN), inboundPlain);
       inbound.insertSocket(encodeInboundKey(pod.address, INBOUND_HBONE), inboundHbone);
+      this.#map(MAP_NAMES.outbound).insertSocket(u64Key(cookie), outbound);
       let state: PodState;
       if (adopted !== undefined) {
         state = { ...adopted, enrolled: true };
@@ -454,6 +466,8 @@ export class Capture {
         outboundPort: this.ports.outbound,
         flags: outbound6 >= 0 ? POD_FLAG_OUTBOUND6 : 0,
       }));
+      this.#map(MAP_NAMES.podAddresses).update(encodeAddress(pod.address), u64Key(cookie));
+      this.#bypass?.add(pod.id, pod.address);
     } catch (err) {
       closeAll();
       const state = this.#pods.get(pod.id);
@@ -492,6 +506,8 @@ export class Capture {
     const native = addon();
     // The record goes first: no new connect is rewritten once this returns.
     this.#map(MAP_NAMES.pods).delete(u64Key(state.netnsCookie));
+    this.#map(MAP_NAMES.podAddresses).delete(encodeAddress(state.address));
+    this.#bypass?.remove(state.id);
     try { native.linkDetach(state.linkFd); } catch { /* netns already gone */ }
     try { native.closeFd(state.linkFd); } catch { /* closed */ }
     try { unlinkSync(state.linkPin); } catch { /* not pinned */ }
@@ -586,6 +602,21 @@ export class Capture {
     return inspectCapture({ pinDir: this.pinDir, cgroupPath: this.cgroupPath, cgroupLinks: this.#cgroupLinks, maps: this.#maps, pods: this.#pods.values() });
   }
 
+  /** Connections refused because a pod's agent listener was missing, per pod and direction (kernel counts). */
+  failClosed(): FailClosedCount[] {
+    this.#object();
+    return readFailClosed(this.#map(MAP_NAMES.failClosed), this.#pods.values());
+  }
+
+  /** The inbound bypass rule and where its tc recorder is attached; with `pod`, that pod's device. */
+  localBypass(): ReturnType<LocalBypass['state']> & { pods: Record<string, PodBypass> } {
+    this.#object();
+    const state = this.#bypass?.state() ?? { rule: '', devices: [] };
+    const pods: Record<string, PodBypass> = {};
+    for (const p of this.#pods.values()) pods[p.id] = this.#bypass?.pod(p.id) ?? { device: null, reason: p.enrolled ? 'unknown' : 'adopted from pins, not re-enrolled yet' };
+    return { ...state, pods };
+  }
+
   /** Ids of the kernel objects this capture holds, for diagnostics and tests. */
   kernelObjects(): { cgroupLinkIds: number[]; podLinkIds: Record<string, number>; mapIds: Record<string, number> } {
     this.#object();
@@ -601,6 +632,8 @@ export class Capture {
     const native = addon();
     for (const fd of this.#cgroupLinks.values()) try { native.closeFd(fd); } catch { /* closed */ }
     this.#cgroupLinks.clear();
+    this.#bypass?.close();
+    this.#bypass = undefined;
     for (const p of this.#pods.values()) try { native.closeFd(p.linkFd); } catch { /* closed */ }
     this.#pods.clear();
     this.#maps.clear();
@@ -619,6 +652,7 @@ export class Capture {
     if (opts.cleanup === true) {
       const native = addon();
       for (const p of [...this.#pods.values()]) this.#dropPod(p);
+      this.#bypass?.close({ detach: true });
       for (const [name, fd] of this.#cgroupLinks) {
         try { native.linkDetach(fd); } catch { /* already detached */ }
         try { unlinkSync(join(this.pinDir, 'links', `cg_${name.replace(/^ambit_/, '')}`)); } catch { /* not pinned */ }

@@ -18,6 +18,10 @@ export const MAP_NAMES = {
   inbound: 'ambit_inbound',
   nodeAddresses: 'ambit_nodeaddrs',
   counters: 'ambit_counters',
+  podAddresses: 'ambit_podaddrs',
+  outbound: 'ambit_outbound',
+  failClosed: 'ambit_failclosed',
+  localSyns: 'ambit_localsyn',
 } as const;
 
 /** Key and value sizes of each map, as declared in capture.h. */
@@ -30,7 +34,20 @@ export const MAP_LAYOUT: Record<string, { keySize: number; valueSize: number }> 
   ambit_inbound: { keySize: 20, valueSize: 8 },
   ambit_nodeaddrs: { keySize: 16, valueSize: 4 },
   ambit_counters: { keySize: 4, valueSize: 8 },
+  ambit_podaddrs: { keySize: 16, valueSize: 8 },
+  ambit_outbound: { keySize: 8, valueSize: 8 },
+  ambit_failclosed: { keySize: 16, valueSize: 8 },
+  ambit_localsyn: { keySize: 40, valueSize: 8 },
 };
+
+/** struct ambit_fail_key direction (AMBIT_DIR_*). */
+export const FAIL_DIRECTIONS = ['inbound', 'outbound'] as const;
+export type FailDirection = (typeof FAIL_DIRECTIONS)[number];
+
+/** struct ambit_fail_key -> netns cookie and direction. */
+export function decodeFailKey(b: Buffer): { netns: bigint; direction: FailDirection } {
+  return { netns: b.readBigUInt64LE(0), direction: FAIL_DIRECTIONS[b.readUInt32LE(8)] ?? 'inbound' };
+}
 
 export const POD_FLAG_OUTBOUND6 = 0x1;
 export const INBOUND_PLAIN = 0;
@@ -47,6 +64,9 @@ export const COUNTERS = [
   'inboundBypassed',
   'inboundMisses',
   'recordFailures',
+  'failClosedInbound',
+  'failClosedOutbound',
+  'localSyns',
 ] as const;
 export const COUNTER_SLOTS = 16;
 export type CounterName = (typeof COUNTERS)[number];

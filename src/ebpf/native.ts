@@ -79,6 +79,10 @@ export interface NativeAddon {
   BpfObject: new (path: string, opts: { pinRoot?: string }) => NativeBpfObject;
   attachCgroup(progFd: number, cgroupPath: string, attachType: string): number;
   attachNetns(progFd: number, netnsPath: string): number;
+  /** tcx link of a SCHED_CLS program on a device of the calling netns (Linux 6.6+). */
+  attachTcx(progFd: number, ifname: string, direction: 'ingress' | 'egress'): { linkFd: number; ifindex: number };
+  /** Device a tcx link is attached to; 0 once the device is gone. */
+  tcxLinkIfindex(linkFd: number): number;
   linkUpdate(linkFd: number, progFd: number): void;
   linkDetach(linkFd: number): void;
   linkInfo(linkFd: number): NativeLinkInfo;

@@ -72,9 +72,11 @@ export class Agent {
   readonly ready: Promise<void>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(sb: Sandbox, cgroup: Cgroup | undefined, opts: { uid?: number } = {}) {
+  /** `netns`: where the agent runs (default: the test's own); the node netns, as on a node, for the local-SYN bypass. */
+  constructor(sb: Sandbox, cgroup: Cgroup | undefined, opts: { uid?: number; netns?: Netns } = {}) {
     this.child = sb.spawn(process.execPath, ['--import=tsx', AGENT_FIXTURE], {
       ...(cgroup === undefined ? {} : { cgroup }),
+      ...(opts.netns === undefined ? {} : { netns: opts.netns }),
       cwd: REPO,
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       serialization: 'advanced',

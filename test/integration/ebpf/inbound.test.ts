@@ -27,7 +27,7 @@ privilegedTest('inbound to the pod address lands on 15006/15008; the node addres
   await app.serve(80, 'app');
   await app.serve(15008, 'app-hbone', POD_ADDR);
 
-  const agent = new Agent(sb, topo.agentCg);
+  const agent = new Agent(sb, topo.agentCg, { netns: topo.node });
   await agent.call('open', { opts: { pinDir: topo.pinDir, cgroupPath: topo.root.path, nodeAddresses: [NODE_ADDR] } });
   t.teardown(() => agent.call('close', { cleanup: true }).catch(() => undefined));
   await agent.call('enroll', { pod: { id: 'default/server', netnsPath: topo.pod.path, address: POD_ADDR } });
