@@ -287,7 +287,8 @@ export class Agent {
     this.handover = new HandoverServer({
       path: handoverPath, node: this.opts.node, log: this.log,
       offer: () => ({ pods: this.enrollment.enrolled().map((p) => ({ id: p.key, fds: p.listeners })), node: { admin, metrics, readiness } }),
-      onHandedOver: (pid) => { this.handedOverTo = pid; this.enrollment.freeze(); },
+      // The successor owns capture from here on; it checks it (capture-check.ts), this agent stops.
+      onHandedOver: (pid) => { this.handedOverTo = pid; this.enrollment.freeze(); this.captureCheck?.stop(); },
     });
     await this.handover.listen().catch((err: Error) => this.log.warn({ path: handoverPath, err: err.message }, 'no hand-over socket: an upgrade will restart capture listeners instead'));
     await this.discovery.start();
