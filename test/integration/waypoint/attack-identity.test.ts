@@ -112,3 +112,12 @@ test('identity: a 401 does not echo attacker text from the token', async (t) => 
   t.false(all.includes('x'.repeat(64)), 'the 401 response echoes the token\'s iss');
   t.is(b.hits, 0);
 });
+
+test('identity: a token in the access_token parameter (not forwarded) does not reach the backend; the other parameters do', async (t) => {
+  const { h } = await setup(t, { requestAuthn: [outputRule] });
+  const token = jwt(keyA.privateKey, 'a1', claimsA());
+  const r = await send(h.port, { path: `/x?a=1&access_token=${token}&b=2`, agent: false });
+  t.is(r.status, 200, `expected a valid token to pass, got ${r.status} ${r.body.slice(0, 200)}`);
+  const url = (JSON.parse(r.body) as { url: string }).url;
+  t.is(url, '/x?a=1&b=2', `the backend saw ${url}`);
+});
