@@ -6,9 +6,12 @@
  *   cgroup, and their links and the maps are still pinned under the pin dir (a pod depends on them
  *   all, so their loss breaks every pod);
  * - the pod's sk_lookup link is still attached, to the pod's own netns, and still pinned;
- * - the pod's record (its netns cookie) is in `ambit_pods`;
- * - its inbound plaintext and HBONE listeners are in `ambit_inbound`, and they are the sockets that
- *   were there when the pod was enrolled (a replaced entry steers the pod's traffic elsewhere).
+ * - the pod's record (its netns cookie) is in `ambit_pods`, and its address in `ambit_podaddrs`
+ *   (without it sk_lookup lets inbound to the pod reach the app around the agent);
+ * - its inbound plaintext and HBONE listeners are in `ambit_inbound` and its outbound capture
+ *   listener in `ambit_outbound` (without them the pod's traffic is refused, fail closed), and
+ *   they are the sockets that were there when the pod was enrolled (a replaced entry steers the
+ *   pod's traffic elsewhere).
  *
  * It reports through `ambit_capture_healthy{pod}` (1 healthy, 0 broken), one log line per
  * transition (broken, with what is missing; what is missing changed; healthy again), `dump()` for
@@ -54,7 +57,7 @@ export interface PodCaptureHealth {
   linkId?: number;
 }
 
-interface Listeners { plaintext: bigint | null; hbone: bigint | null }
+type Listeners = PodKernelState['listeners'];
 
 function statInode(path: string): number | undefined {
   try {
@@ -90,12 +93,16 @@ export function podProblems(s: PodKernelState | undefined, netnsIno: number | un
   else if (l.netnsIno !== netnsIno) out.push(`sk_lookup link ${l.id} is attached to netns inode ${l.netnsIno}, not the pod's (${netnsIno})`);
   if (!l.pinned) out.push(`sk_lookup link pin ${l.pin} is missing`);
   if (!s.record) out.push(`netns cookie ${s.netnsCookie} is missing from ambit_pods (outbound connects are not captured)`);
-  const listener = (name: string, now: bigint | null, then: bigint | null | undefined) => {
-    if (now === null) out.push(`inbound ${name} listener for ${s.address} is missing from ambit_inbound`);
-    else if (then !== undefined && then !== null && now !== then) out.push(`inbound ${name} listener for ${s.address} in ambit_inbound was replaced (socket cookie ${now}, enrolled ${then})`);
+  if (s.addressCookie === null) out.push(`address ${s.address} is missing from ambit_podaddrs (inbound to the pod bypasses the agent)`);
+  else if (s.addressCookie !== undefined && s.addressCookie !== s.netnsCookie) out.push(`address ${s.address} in ambit_podaddrs belongs to netns cookie ${s.addressCookie}, not the pod's (${s.netnsCookie})`);
+  const listener = (name: string, map: string, now: bigint | null | undefined, then: bigint | null | undefined) => {
+    if (now === undefined) return;
+    if (now === null) out.push(`${name} listener of ${s.address} is missing from ${map}`);
+    else if (then !== undefined && then !== null && now !== then) out.push(`${name} listener of ${s.address} in ${map} was replaced (socket cookie ${now}, enrolled ${then})`);
   };
-  listener('plaintext', s.listeners.plaintext, enrolled?.plaintext);
-  listener('HBONE', s.listeners.hbone, enrolled?.hbone);
+  listener('inbound plaintext', 'ambit_inbound', s.listeners.plaintext, enrolled?.plaintext);
+  listener('inbound HBONE', 'ambit_inbound', s.listeners.hbone, enrolled?.hbone);
+  listener('outbound capture', 'ambit_outbound', s.listeners.outbound, enrolled?.outbound);
   return out;
 }
 
@@ -150,7 +157,7 @@ export class CaptureCheck {
       seen.add(pod.key);
       const s = byId.get(pod.key);
       const epoch = `${pod.key}@${pod.enrolledAt.getTime()}`;
-      if (s !== undefined && !this.baseline.has(epoch) && s.listeners.plaintext !== null && s.listeners.hbone !== null) {
+      if (s !== undefined && !this.baseline.has(epoch) && Object.values(s.listeners).every((c) => c !== null)) {
         this.baseline.set(epoch, { ...s.listeners });
       }
       const missing = view === undefined ? shared : [...shared, ...podProblems(s, this.netnsInode(pod.netnsPath), this.baseline.get(epoch))];

@@ -2,8 +2,10 @@
  * What the kernel holds of capture right now, read back through the addon (no cached state):
  * for each cgroup program its link (still attached to the capture cgroup? pinned?), for each map
  * its pin, and for each pod its sk_lookup link (attached to a netns? which one? pinned?), its
- * record in `ambit_pods` and its two inbound listeners in the `ambit_inbound` SOCKHASH (a lookup
- * from user space returns the socket cookie of the listener the kernel would steer to).
+ * record in `ambit_pods`, its address in `ambit_podaddrs` (what makes sk_lookup hold inbound to
+ * the agent), its two inbound listeners in the `ambit_inbound` SOCKHASH and its outbound capture
+ * listener in `ambit_outbound` (a SOCKHASH lookup from user space returns the socket cookie of
+ * the listener the kernel would use).
  *
  * This module only reports facts; src/agent/capture-check.ts decides what counts as broken.
  * Invariants: read-only (never attaches, detaches or writes a map); every fd it opens to compare
@@ -14,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { addon } from './native.js';
 import type { BpfMap } from './bpf-map.js';
-import { INBOUND_HBONE, INBOUND_PLAIN, MAP_NAMES, encodeInboundKey, u64Key } from './layout.js';
+import { INBOUND_HBONE, INBOUND_PLAIN, MAP_NAMES, encodeAddress, encodeInboundKey, u64Key } from './layout.js';
 
 export interface LinkState {
   /** Kernel link id (what `bpftool link show` lists), 0 when the link could not be read. */
@@ -40,8 +42,13 @@ export interface PodKernelState {
   link: LinkState & { netnsIno: number };
   /** The pod's record in ambit_pods (its netns cookie) is present. */
   record: boolean;
-  /** Socket cookies of the inbound listeners in ambit_inbound, null when the entry is missing. */
-  listeners: { plaintext: bigint | null; hbone: bigint | null };
+  /**
+   * The netns cookie ambit_podaddrs maps the pod's address to, null when missing (undefined: the
+   * loaded object has no such map).
+   */
+  addressCookie: bigint | null | undefined;
+  /** Socket cookies of the listeners in ambit_inbound / ambit_outbound, null when the entry is missing. */
+  listeners: { plaintext: bigint | null | undefined; hbone: bigint | null | undefined; outbound: bigint | null | undefined };
 }
 
 export interface CaptureKernelState {
@@ -97,8 +104,8 @@ function cgroupLink(program: string, fd: number, pin: string, cgroupId: bigint |
   }
 }
 
-function lookupCookie(map: BpfMap | undefined, key: Buffer): bigint | null {
-  if (map === undefined) return null;
+function lookupCookie(map: BpfMap | undefined, key: Buffer): bigint | null | undefined {
+  if (map === undefined) return undefined;
   try {
     const v = map.lookup(key);
     return v === null || v.length < 8 ? null : v.readBigUInt64LE(0);
@@ -125,6 +132,8 @@ export function inspectCapture(h: CaptureHandles): CaptureKernelState {
   }
   const podsMap = h.maps.get(MAP_NAMES.pods);
   const inbound = h.maps.get(MAP_NAMES.inbound);
+  const outbound = h.maps.get(MAP_NAMES.outbound);
+  const podAddresses = h.maps.get(MAP_NAMES.podAddresses);
   const pods: PodKernelState[] = [];
   for (const p of h.pods) {
     let link: PodKernelState['link'];
@@ -139,9 +148,11 @@ export function inspectCapture(h: CaptureHandles): CaptureKernelState {
     try { record = podsMap?.lookup(u64Key(p.netnsCookie)) != null; } catch { record = false; }
     pods.push({
       id: p.id, netnsCookie: p.netnsCookie, address: p.address, link, record,
+      addressCookie: lookupCookie(podAddresses, encodeAddress(p.address)),
       listeners: {
         plaintext: lookupCookie(inbound, encodeInboundKey(p.address, INBOUND_PLAIN)),
         hbone: lookupCookie(inbound, encodeInboundKey(p.address, INBOUND_HBONE)),
+        outbound: lookupCookie(outbound, u64Key(p.netnsCookie)),
       },
     });
   }

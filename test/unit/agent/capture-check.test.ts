@@ -14,9 +14,9 @@ const PIN = '/sys/fs/bpf/ambit/node-1';
 
 function podState(id: string, address: string, over: Partial<PodKernelState> = {}): PodKernelState {
   return {
-    id, address, netnsCookie: 4096n, record: true,
+    id, address, netnsCookie: 4096n, record: true, addressCookie: 4096n,
     link: { id: 40, attached: true, netnsIno: 111, pinned: true, pin: `${PIN}/links/pod_4096_x` },
-    listeners: { plaintext: 7n, hbone: 8n },
+    listeners: { plaintext: 7n, hbone: 8n, outbound: 6n },
     ...over,
   };
 }
@@ -98,11 +98,14 @@ test('each per-pod fact has its own operator-facing problem', (t) => {
   t.deepEqual(podProblems(undefined, 1), ['capture holds no sk_lookup link or record for the pod (released underneath the agent?)']);
   t.deepEqual(podProblems(podState('x', '198.19.1.10'), 999), ["sk_lookup link 40 is attached to netns inode 111, not the pod's (999)"]);
   t.deepEqual(podProblems(podState('x', '198.19.1.10'), undefined), ["the pod's netns is gone (sk_lookup link 40 points at netns inode 111)"]);
-  t.deepEqual(podProblems(podState('x', '198.19.1.10', { record: false, listeners: { plaintext: null, hbone: 9n } }), 111, { plaintext: 7n, hbone: 8n }), [
+  t.deepEqual(podProblems(podState('x', '198.19.1.10', { record: false, addressCookie: null, listeners: { plaintext: null, hbone: 9n, outbound: null } }), 111, { plaintext: 7n, hbone: 8n, outbound: 6n }), [
     'netns cookie 4096 is missing from ambit_pods (outbound connects are not captured)',
-    'inbound plaintext listener for 198.19.1.10 is missing from ambit_inbound',
-    'inbound HBONE listener for 198.19.1.10 in ambit_inbound was replaced (socket cookie 9, enrolled 8)',
+    'address 198.19.1.10 is missing from ambit_podaddrs (inbound to the pod bypasses the agent)',
+    'inbound plaintext listener of 198.19.1.10 is missing from ambit_inbound',
+    'inbound HBONE listener of 198.19.1.10 in ambit_inbound was replaced (socket cookie 9, enrolled 8)',
+    'outbound capture listener of 198.19.1.10 is missing from ambit_outbound',
   ]);
+  t.deepEqual(podProblems(podState('x', '198.19.1.10', { addressCookie: 5n }), 111), ["address 198.19.1.10 in ambit_podaddrs belongs to netns cookie 5, not the pod's (4096)"]);
   t.deepEqual(podProblems(podState('x', '198.19.1.10', { link: { id: 0, attached: false, netnsIno: 0, pinned: true, pin: 'p', error: 'EBADF: bad fd' } }), 111), ['sk_lookup link unreadable (EBADF: bad fd)']);
   t.deepEqual(nodeProblems(kernel([])), []);
 });
@@ -110,7 +113,7 @@ test('each per-pod fact has its own operator-facing problem', (t) => {
 test('a listener replaced after enrollment is caught; a re-enrollment takes a new baseline', (t) => {
   const { check, state } = setup(kernel([podState('demo/a', '198.19.1.10')]), [A]);
   check.check();
-  state.view = kernel([podState('demo/a', '198.19.1.10', { listeners: { plaintext: 70n, hbone: 8n } })]);
+  state.view = kernel([podState('demo/a', '198.19.1.10', { listeners: { plaintext: 70n, hbone: 8n, outbound: 6n } })]);
   t.regex(check.check()[0]?.missing[0] ?? '', /plaintext listener .* was replaced \(socket cookie 70, enrolled 7\)/);
   state.pods = [{ ...A, enrolledAt: new Date(2000) }];
   t.true(check.check()[0]?.healthy, 're-enrolled with new listeners');
