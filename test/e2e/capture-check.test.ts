@@ -161,3 +161,26 @@ privilegedTest('no pod is reported broken across an agent crash and restart (ado
   t.is(brokenLogLines(node).length, linesBefore, 'no broken line from the restarted agent');
   t.is((await mesh.httpGet(mesh.cluster.node(node).netns, 'http://127.0.0.1:15021/healthz/ready')).status, 200);
 }, NEEDS_BPFTOOL);
+
+privilegedTest('no pod is reported broken across a hand-over to a second agent (same sockets, same pins)', async (t: ExecutionContext) => {
+  const node = 'node-2';
+  const linesBefore = brokenLogLines(node).length;
+  const pids = JSON.parse(readFileSync(join(stateDir as string, 'pids.json'), 'utf8')) as Record<string, number>;
+  const old = pids[`agent-${node}`];
+  t.truthy(old, 'the running agent');
+  await mesh.startAgent(node);
+  const netns = mesh.cluster.node(node).netns;
+  // Both agents accept on the node ports until the old one drains: wait for the new one's dump.
+  await within(30_000, 'the new agent serves', async () => {
+    const r = await mesh.httpGet(netns, 'http://127.0.0.1:15000/config_dump');
+    return r.status === 200 && (JSON.parse(r.body) as { ready: { ready: boolean } }).ready.ready;
+  });
+  process.kill(old as number, 'SIGTERM');
+  await within(15_000, 'the old agent exits', () => { try { process.kill(old as number, 0); return false; } catch { return true; } });
+  await sleep(2500);
+  const d = await dump(node);
+  t.true((d.captureCheck?.pods.length ?? 0) >= 2, JSON.stringify(d.captureCheck));
+  t.true(d.captureCheck?.pods.every((p) => p.healthy), JSON.stringify(d.captureCheck));
+  t.is(brokenLogLines(node).length, linesBefore, 'neither agent logged a broken pod');
+  t.is((await mesh.httpGet(netns, 'http://127.0.0.1:15021/healthz/ready')).status, 200);
+}, NEEDS_BPFTOOL);
