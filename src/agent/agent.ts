@@ -45,6 +45,7 @@ import { adminServer, closeHttp, listenHttp, metricsServer, readinessServer } fr
 import { HANDOVER_SOCKET, HandoverServer, listenOnFd, takeOver, type InheritedListeners, type NodePort } from './handover.js';
 import { CaptureCheck } from './capture-check.js';
 import type { CaptureKernelState } from '../ebpf/capture-inspect.js';
+import { captureGuardDump, type GuardSource } from './fail-closed.js';
 
 /** Ports of the agent (DESIGN.md §1); 0 picks a free port for the node-netns ones. */
 export interface AgentPorts {
@@ -300,6 +301,7 @@ export class Agent {
   private dropInherited(): void {
     if (this.inherited === undefined) return;
     const wanted = new Set(this.current.localWorkloads().filter((w) => typeof desiredCapture(w, this.opts.netnsOf) !== 'string').map((w) => w.key));
+    this.log.info({ wanted: [...wanted], has: this.inherited.podCount }, 'DEBUG dropInherited');
     const closed = this.inherited.closeUnless((id) => wanted.has(id));
     if (closed.length > 0) this.log.info({ pods: closed }, 'closed listeners handed over for pods no longer captured here');
   }
@@ -357,6 +359,7 @@ export class Agent {
       }),
       capture: (() => { try { return this.capture?.stats(); } catch { return undefined; } })(),
       captureCheck: this.captureCheck?.dump(),
+      ...captureGuardDump(this.capture as GuardSource | undefined),
       activeConnections: this.tracker.size,
     };
   }

@@ -93,6 +93,18 @@ function enrollmentReason(state: MeshState, w: WorkloadView): string {
   return `namespace ${w.namespace} is labelled ${LABEL_DATAPLANE_MODE}=${nsLabel}`;
 }
 
+/**
+ * The capture rule for plaintext into an enrolled pod (bpf/capture.bpf.c "Narrow bypass", "Fail
+ * closed"; src/ebpf/local-bypass.ts): `why` cannot know whether a connection was opened on the
+ * node, so it states the rule; the verdict that follows is the one for captured plaintext.
+ */
+function inboundBypassStep(w: WorkloadView): string {
+  const node = w.node ?? 'its node';
+  return `capture of ${w.key}: only a connection opened by a process on ${node} itself from one of its addresses (the kubelet's probes) ` +
+    `reaches the app without the agent; plaintext from anywhere else, including traffic that ${node} forwards or masquerades to its own address, ` +
+    `goes to the agent, and while the agent on ${node} is down it is refused (fail closed)`;
+}
+
 function policyName(d: Decision): string | undefined {
   return d.policy === undefined ? undefined : `${d.policy.namespace}/${d.policy.name}`;
 }
@@ -226,6 +238,7 @@ export function explain(view: LocalView, q: WhyQuery, opts: WhyOptions = {}): Wh
       : c.kind === 'local' ? `${w.key} is on the same node: delivered in-process by the agent on ${w.node}, as mutual TLS identity ${principal}`
         : `HBONE (HTTP/2 CONNECT over mutual TLS) from the agent on ${(src as WorkloadView).node} to ${w.ip}:15008, the agent on ${w.node}; client identity ${principal}`;
     step(how);
+    if (c === undefined) step(inboundBypassStep(w));
     const m = mtlsModeFor(dstState, w, p);
     step(`PeerAuthentication for ${w.key} port ${p}: ${m.mode} (${m.policy})${principal === undefined ? (m.mode === 'STRICT' ? ' — plaintext is refused' : ' — plaintext is admitted') : ''}`);
     const verdict = decideInbound(dstState, w, w.ip ?? '', p, { principal, ip: srcIp });
