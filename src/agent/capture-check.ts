@@ -189,8 +189,12 @@ export class CaptureCheck {
     }
   }
 
-  /** Pods whose capture is broken, with what is missing (readiness fails while any is). */
+  /**
+   * Pods whose capture is broken, with what is missing (readiness fails while any is). A pod
+   * enrolled since the last tick is checked now, so readiness never vouches for an unchecked pod.
+   */
   broken(): PodCaptureHealth[] {
+    if (this.opts.pods().some((p) => !this.health.has(p.key))) this.check();
     return [...this.health.values()].filter((h) => !h.healthy);
   }
 

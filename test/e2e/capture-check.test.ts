@@ -184,3 +184,28 @@ privilegedTest('no pod is reported broken across a hand-over to a second agent (
   t.is(brokenLogLines(node).length, linesBefore, 'neither agent logged a broken pod');
   t.is((await mesh.httpGet(netns, 'http://127.0.0.1:15021/healthz/ready')).status, 200);
 }, NEEDS_BPFTOOL);
+
+privilegedTest('a detached cgroup program breaks every pod of its node; an agent restart re-attaches it and clears the report', async (t: ExecutionContext) => {
+  const node = 'node-1';
+  const n = mesh.cluster.node(node);
+  const pods = MESH_PODS.filter((p) => mesh.cluster.pod(p).node === node).map((p) => `${mesh.cluster.pod(p).namespace}/${p}`);
+  const progs = JSON.parse(execFileSync('bpftool', ['-j', 'cgroup', 'show', n.cgroup], { encoding: 'utf8' }).trim() || '[]') as { id: number; attach_type: string; name: string }[];
+  const connect4 = progs.find((p) => p.attach_type === 'cgroup_inet4_connect' || p.attach_type === 'connect4');
+  t.truthy(connect4, JSON.stringify(progs));
+  const links = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { id: number; type: string; prog_id: number }[];
+  const link = links.find((l) => l.type === 'cgroup' && l.prog_id === connect4?.id);
+  t.truthy(link);
+  execFileSync('bpftool', ['link', 'detach', 'id', String(link?.id)]);
+  await within(5000, 'every pod of the node broken', async () => {
+    const m = await mesh.agentMetrics(node);
+    return pods.every((p) => healthGauge(m, p) === '0');
+  });
+  const d = (await dump(node)).captureCheck?.pods ?? [];
+  t.true(d.every((p) => p.missing.some((x) => x.includes(`cgroup program ambit_connect4 (link ${link?.id}) is not attached`))), JSON.stringify(d));
+  t.is((await mesh.httpGet(n.netns, 'http://127.0.0.1:15021/healthz/ready')).status, 503);
+  await mesh.stop(`agent-${node}`, 'SIGTERM');
+  await mesh.startAgent(node);
+  await mesh.waitAgentReady(node);
+  const m = await mesh.agentMetrics(node);
+  t.true(pods.every((p) => healthGauge(m, p) === '1'), m.split('\n').filter((l) => l.startsWith('ambit_capture_healthy')).join('\n'));
+}, NEEDS_BPFTOOL);

@@ -130,3 +130,9 @@ test('unreadable capture state breaks every pod; a released pod leaves the gauge
   t.deepEqual(check.dump().pods, []);
   t.is(typeof check.dump().lastCheck, 'string');
 });
+
+test('readiness never vouches for a pod enrolled since the last tick', (t) => {
+  const v = kernel([podState('demo/a', '198.19.1.10', { link: { id: 40, attached: false, netnsIno: 0, pinned: true, pin: 'p' } })]);
+  const { check } = setup(v, [A]);
+  t.deepEqual(check.broken().map((b) => b.pod), ['demo/a'], 'checked on demand, no tick needed');
+});
