@@ -189,7 +189,7 @@ export class Agent {
     };
     this.enrollment = new Enrollment({
       capture: {
-        enroll: (p) => this.requireCapture().enroll(p),
+        enroll: (p, inherited) => this.requireCapture().enroll(p, inherited),
         release: (id) => this.requireCapture().release(id),
         pods: () => this.requireCapture().pods(),
       },
@@ -301,7 +301,6 @@ export class Agent {
   private dropInherited(): void {
     if (this.inherited === undefined) return;
     const wanted = new Set(this.current.localWorkloads().filter((w) => typeof desiredCapture(w, this.opts.netnsOf) !== 'string').map((w) => w.key));
-    this.log.info({ wanted: [...wanted], has: this.inherited.podCount }, 'DEBUG dropInherited');
     const closed = this.inherited.closeUnless((id) => wanted.has(id));
     if (closed.length > 0) this.log.info({ pods: closed }, 'closed listeners handed over for pods no longer captured here');
   }

@@ -189,7 +189,9 @@ export class Enrollment {
 
   private async enrollPod(pod: PodCapture, w: WorkloadView): Promise<void> {
     await this.opts.credentials.credentials(w.identity);
-    const l = await this.opts.capture.enroll(pod, this.opts.inherited?.(pod.id));
+    const inherited = this.opts.inherited?.(pod.id);
+    if (inherited !== undefined) this.opts.log.info({ pod: w.key }, 'serving the listeners the previous agent handed over');
+    const l = await this.opts.capture.enroll(pod, inherited);
     const servers: Server[] = [];
     let hbone: PodHboneServer | undefined;
     try {

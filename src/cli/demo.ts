@@ -8,6 +8,7 @@
  *                                             (then removes everything), or with --detach leaves
  *                                             it running and exits
  *   ambit demo down [--state-dir DIR]          remove everything a demo made
+ *   ambit demo upgrade-agent NODE              zero-downtime agent upgrade on a node (src/demo/upgrade.ts)
  *   ambit demo exec POD -- CMD [ARGS...]       run a command inside a demo pod (netns + cgroup, so
  *                                             it is captured like the pod's own processes)
  *   ambit demo app http-echo|tcp-echo|client   the sample apps (run inside the pods)
@@ -20,6 +21,7 @@ import { Cluster, spawnIn } from '../demo/cluster.js';
 import { startHttpEcho } from '../demo/apps/http-echo.js';
 import { startTcpEcho } from '../demo/apps/tcp-echo.js';
 import { runHttpClient, runTcpClient } from '../demo/apps/client.js';
+import { upgradeAgent } from '../demo/upgrade.js';
 
 const DEFAULT_STATE = '/run/ambit-demo';
 const PREFIX = 'ambitd';
@@ -31,6 +33,10 @@ const HELP = `usage:
                                             until Ctrl-C (then removes everything); --detach
                                             leaves it running; --no-waypoint stops at L4
   ambit demo down [--state-dir DIR]          remove everything the demo made
+  ambit demo upgrade-agent NODE [--state-dir DIR]
+                                            replace NODE's agent without a gap: start a new one,
+                                            wait until it is ready, SIGTERM the old one, wait for
+                                            it to drain and exit
   ambit demo exec POD -- CMD [ARGS...]       run a command in a demo pod (captured like the pod)
   ambit demo app http-echo|tcp-echo|client   the sample apps the pods run
 
@@ -61,6 +67,7 @@ export async function run(argv: string[]): Promise<number> {
   if (sub === 'app') return runApp(rest);
   if (sub === 'exec') return runExec(rest);
   if (sub === 'down') return runDown(rest);
+  if (sub === 'upgrade-agent') return runUpgradeAgent(rest);
   if (sub === '--help' || sub === '-h' || sub === 'help') { process.stdout.write(HELP); return 0; }
   return runUp(argv);
 }
@@ -90,6 +97,31 @@ async function runDown(args: string[]): Promise<number> {
   for (const p of problems) process.stderr.write(`ambit demo down: ${p}\n`);
   process.stdout.write(problems.length === 0 ? 'demo removed: processes, namespaces, cgroups, BPF pins and state\n' : 'demo removed with problems (see above)\n');
   return problems.length === 0 ? 0 : 1;
+}
+
+async function runUpgradeAgent(args: string[]): Promise<number> {
+  const root = needRoot();
+  if (root !== undefined) return root;
+  const o = stateDirOf(args);
+  if (o === undefined) return 2;
+  const [node, extra] = o.rest;
+  if (node === undefined || extra !== undefined) {
+    process.stderr.write('usage: ambit demo upgrade-agent NODE [--state-dir DIR]   (nodes: node-1, node-2)\n');
+    return 2;
+  }
+  if (!existsSync(join(o.stateDir, 'cluster.json'))) {
+    process.stderr.write(`ambit demo upgrade-agent: no demo recorded in ${o.stateDir}; start one with: ${self()} demo --detach\n`);
+    return 1;
+  }
+  const mesh = DemoMesh.attach({ prefix: PREFIX, stateDir: o.stateDir });
+  try {
+    const { newPid } = await upgradeAgent(mesh, node, { progress: (l) => process.stdout.write(`• ${l}\n`) });
+    process.stdout.write(`upgraded the agent of ${node} without a gap (now pid ${newPid})\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`ambit demo upgrade-agent: ${(err as Error).message}\n`);
+    return 1;
+  }
 }
 
 async function runExec(args: string[]): Promise<number> {

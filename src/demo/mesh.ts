@@ -104,6 +104,11 @@ export class DemoMesh {
 
   private constructor(cluster: Cluster, opts: DemoMeshOptions) {
     this.cluster = cluster;
+    // The agent flags are kept in the state dir so that `ambit demo upgrade-agent` (attached from
+    // another process) starts the new agent exactly as the first one was started.
+    const argsFile = join(opts.stateDir, 'agent-args.json');
+    if (opts.agentArgs !== undefined) writeFileSync(argsFile, JSON.stringify(opts.agentArgs) + '\n');
+    else if (existsSync(argsFile)) opts = { ...opts, agentArgs: JSON.parse(readFileSync(argsFile, 'utf8')) as string[] };
     this.opts = opts;
     this.stateDir = opts.stateDir;
     this.meshDir = join(opts.stateDir, 'mesh');
@@ -284,13 +289,29 @@ export class DemoMesh {
     await this.waitHttp(this.cluster.controlNetns, `http://${CONTROL_ADDRESS}:15021/healthz/ready`, 30_000, 'the control plane');
   }
 
-  async startAgent(node: string): Promise<void> {
+  /** Starts the agent of a node (another one may run: the new one takes over, src/demo/upgrade.ts). */
+  async startAgent(node: string): Promise<ChildProcess> {
     const n = this.cluster.node(node);
-    this.spawnAmbit(`agent-${node}`, { netns: n.netns, cgroup: this.cluster.systemCgroup() }, [
+    return this.spawnAmbit(`agent-${node}`, { netns: n.netns, cgroup: this.cluster.systemCgroup() }, [
       'agent', '--node', node, '--control', `${CONTROL_ADDRESS}:15012`, '--control-ca', join(this.stateDir, 'ca', 'root-cert.pem'),
       '--token-file', join(this.stateDir, `${node}.token`), '--cgroup-root', n.cgroup, '--pin-dir', n.pinDir,
       '--state-dir', join(this.stateDir, `agent-${node}`), ...(this.opts.agentArgs ?? []),
     ]);
+  }
+
+  /** The pid of the agent of a node this mesh knows about (undefined when none runs). */
+  agentPid(node: string): number | undefined {
+    return this.pidOf(`agent-${node}`);
+  }
+
+  /** Records which process is the agent of a node (after a failed upgrade: the old one again). */
+  setAgentPid(node: string, pid: number | undefined): void {
+    this.recordPid(`agent-${node}`, pid);
+  }
+
+  /** The agent flags this mesh starts agents with. */
+  get agentArgs(): readonly string[] {
+    return this.opts.agentArgs ?? [];
   }
 
   async waitAgentReady(node: string, timeoutMs = 30_000): Promise<void> {

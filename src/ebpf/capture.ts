@@ -491,7 +491,9 @@ export class Capture {
     const native = addon();
     const fds = [l.outbound, l.inboundPlain, l.inboundHbone, l.outbound6 ?? -1];
     try {
-      const want = await native.netnsCookie(pod.netnsPath);
+      // The addon resolves netnsCookie() with { netnsCookie } (the listenInNetns result shape).
+      const r = await native.netnsCookie(pod.netnsPath) as bigint | { netnsCookie: bigint };
+      const want = typeof r === 'bigint' ? r : r.netnsCookie;
       const cookies = fds.filter((fd) => fd >= 0).map((fd) => native.socketNetnsCookie(fd));
       if (cookies.every((c) => c === want)) return { netnsCookie: want, fds, skipped: [] };
       this.log.warn({ pod: pod.id }, 'listeners handed over for this pod live in another netns; making fresh ones');

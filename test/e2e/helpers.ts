@@ -14,7 +14,7 @@ import { spawnIn, execIn } from '../../src/demo/cluster.js';
 export const NEEDS = { root: true, paths: [join(REPO_ROOT, 'native/build/Release/ambit_native.node'), join(REPO_ROOT, 'bpf/.output/capture.bpf.o'), '/sys/kernel/btf/vmlinux', '/usr/bin/tcpdump'] };
 export const AMBIT = [process.execPath, '--import=tsx', join(REPO_ROOT, 'src/cli/main.ts')];
 
-export async function startMesh(opts: { ambient?: boolean } = {}): Promise<{ mesh: DemoMesh; stateDir: string; cleanup: () => Promise<void> }> {
+export async function startMesh(opts: { ambient?: boolean; agentArgs?: string[] } = {}): Promise<{ mesh: DemoMesh; stateDir: string; cleanup: () => Promise<void> }> {
   const stateDir = mkdtempSync(join(tmpdir(), 'ambit-e2e-'));
   const prefix = `e${(process.pid % 46656).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
   let mesh: DemoMesh | undefined;
@@ -24,7 +24,7 @@ export async function startMesh(opts: { ambient?: boolean } = {}): Promise<{ mes
     rmSync(stateDir, { recursive: true, force: true });
   };
   try {
-    mesh = await DemoMesh.up({ prefix, stateDir, command: AMBIT, ambient: opts.ambient ?? false, agentArgs: ['--drain-ms', '1000'] });
+    mesh = await DemoMesh.up({ prefix, stateDir, command: AMBIT, ambient: opts.ambient ?? false, agentArgs: opts.agentArgs ?? ['--drain-ms', '1000'] });
   } catch (err) {
     await cleanup();
     throw err;
