@@ -27,6 +27,7 @@ declare -A PROBES=(
   [iperf3]=/usr/bin/iperf3
   [openssl]=/usr/bin/openssl
   [curl]=/usr/bin/curl
+  [nftables]=/usr/sbin/nft
   [prometheus]=/usr/bin/prometheus
   [vagrant]=/usr/bin/vagrant
 )
