@@ -10,6 +10,8 @@
  *   synchronously, so concurrent callers never overshoot the cap while a session is connecting.
  * - A session that received GOAWAY, errored, or whose certificate was superseded by a renewal is
  *   never picked again; it is closed once its last stream ends (open streams are not broken).
+ *   A CONNECT the server refused unprocessed (REFUSED_STREAM, racing its GOAWAY) is sent once
+ *   more on a fresh session: nothing of it reached the destination.
  * - A session without streams for `idleTimeoutMs` is closed.
  * - Concurrent callers for a key share one connecting session.
  */
@@ -138,7 +140,15 @@ export class HbonePool {
   async connect(req: HboneConnectRequest): Promise<ClientHttp2Stream> {
     const started = process.hrtime.bigint();
     try {
-      const stream = await this.open(req);
+      let stream: ClientHttp2Stream;
+      try {
+        stream = await this.open(req);
+      } catch (err) {
+        // A stream the server refused unprocessed (it sent GOAWAY: draining, or an agent upgrade)
+        // reached nobody: one more try goes out on a fresh session.
+        if ((err as { refused?: boolean }).refused !== true) throw err;
+        stream = await this.open(req);
+      }
       this.metrics?.clientStreams.inc({ result: 'ok' });
       this.metrics?.clientSetupSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
       return stream;
@@ -374,6 +384,8 @@ export class HbonePool {
         answered = true;
         clearTimeout(timer);
         stream.off('response', onResponse);
+        // REFUSED_STREAM: the server never processed it (it is going away: GOAWAY on drain or upgrade).
+        if (err !== undefined && stream.rstCode === h2.NGHTTP2_REFUSED_STREAM) (err as TunnelError & { refused?: boolean }).refused = true;
         if (err === undefined) resolve(stream);
         else reject(err);
       };
