@@ -50,7 +50,7 @@ export interface CaptureOptions {
   pinDir: string;
   /** cgroup v2 directory the cgroup programs attach to (required; the kubepods cgroup on a node). */
   cgroupPath: string;
-  /** This node's addresses as pods see them; inbound from them reaches apps directly (default []). */
+  /** This node's addresses as pods see them (default []); inbound from them reaches apps directly only on SYNs the node itself sent (local-bypass.ts). */
   nodeAddresses?: string[];
   /** Listener ports inside each pod netns (default outbound 15001, inboundPlain 15006, inboundHbone 15008). */
   ports?: { outbound?: number; inboundPlain?: number; inboundHbone?: number };
