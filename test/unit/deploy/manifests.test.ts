@@ -85,8 +85,8 @@ test('every manifest validates against the Kubernetes schemas', (t) => {
 });
 
 test('schema validation is real: a broken object fails', (t) => {
-  const ds = structuredClone(find('DaemonSet', 'ambit-agent')) as { spec: { template: { spec: { containers: { ports: { containerPort: unknown }[] }[] } } } };
-  (ds.spec.template.spec.containers[0] as { ports: { containerPort: unknown }[] }).ports[0] = { containerPort: 'fifteen-thousand' };
+  const ds = structuredClone(find('DaemonSet', 'ambit-agent')) as { spec: { template: { spec: { containers: { ports?: { containerPort: unknown }[] }[] } } } };
+  (ds.spec.template.spec.containers[0] as { ports?: { containerPort: unknown }[] }).ports = [{ containerPort: 'fifteen-thousand' }];
   t.throws(() => new DaemonSet(ds as never).validate());
 });
 
@@ -141,16 +141,18 @@ interface Container {
   readinessProbe?: unknown; livenessProbe?: unknown; startupProbe?: unknown;
   resources: { requests: Record<string, string>; limits: Record<string, string> };
   volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[];
-  ports: { containerPort: number; name: string }[];
+  ports?: { containerPort: number; name: string }[];
 }
 interface PodSpec { containers: Container[]; volumes: { name: string; hostPath?: { path: string }; secret?: { secretName: string }; configMap?: { name: string }; projected?: unknown }[]; tolerations?: { operator: string }[]; hostNetwork?: boolean; serviceAccountName: string; automountServiceAccountToken?: boolean }
 
 test('agent DaemonSet: named capabilities instead of privileged, each justified; host mounts; tolerations; rolling update; probes; resources', (t) => {
-  const ds = find<{ spec: { updateStrategy: { type: string; rollingUpdate: { maxUnavailable: number } }; template: { spec: PodSpec } } }>('DaemonSet', 'ambit-agent');
+  const ds = find<{ spec: { updateStrategy: { type: string; rollingUpdate: { maxUnavailable: number; maxSurge: number } }; template: { spec: PodSpec & { terminationGracePeriodSeconds: number } } } }>('DaemonSet', 'ambit-agent');
   const pod = ds.spec.template.spec;
   const c = pod.containers[0] as Container;
   t.is(ds.spec.updateStrategy.type, 'RollingUpdate');
-  t.is(ds.spec.updateStrategy.rollingUpdate.maxUnavailable, 1);
+  // Zero-downtime upgrade: the new agent starts next to the old one and takes its listeners over.
+  t.is(ds.spec.updateStrategy.rollingUpdate.maxSurge, 1);
+  t.is(ds.spec.updateStrategy.rollingUpdate.maxUnavailable, 0);
   t.not(c.securityContext.privileged, true, 'not privileged');
   t.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
   t.deepEqual([...(c.securityContext.capabilities.add ?? [])].sort(), ['BPF', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE', 'SYS_RESOURCE']);
@@ -175,7 +177,14 @@ test('agent DaemonSet: named capabilities instead of privileged, each justified;
   t.true(c.args.includes('--pod-discovery=proc') && c.args.includes('--proc-root=/host/proc'), 'Kubernetes-mode pod discovery');
   t.is(pod.automountServiceAccountToken, false, 'the agent never calls the API; only a projected token to prove who it is');
   t.truthy(pod.volumes.find((v) => v.projected !== undefined));
-  t.deepEqual(c.ports.map((p) => p.containerPort).sort(), [15000, 15020, 15021]);
+  // On hostNetwork declared ports are hostPorts, which would keep the surge pod from scheduling.
+  t.is(c.ports, undefined, 'no containerPorts: the surge pod must fit next to the old one');
+  const drain = c.args.find((a) => a.startsWith('--drain-seconds='));
+  t.truthy(drain, 'the drain deadline is explicit');
+  t.true(pod.terminationGracePeriodSeconds > Number(drain?.split('=')[1]), 'the grace period outlasts the drain');
+  const state = mount(host('/var/lib/ambit')?.name);
+  t.is(state?.mountPath, '/var/lib/ambit', 'the state dir (view cache, handover.sock) is a hostPath both pods of an upgrade share');
+  t.true(c.args.includes('--state-dir=/var/lib/ambit/agent'));
 });
 
 test('control plane: 2 replicas, PDB, Service 15012/15014, CA root from a Secret, probes, non-root', (t) => {
