@@ -59,13 +59,16 @@ interface DeviceLink { fd: number; ifindex: number; pin: string; pods: Set<strin
 
 const PIN_PREFIX = 'tcx_';
 
-/** Longest-prefix, gateway-less route to `address` in this process's netns: the device name. */
-export function directRouteDevice(address: string): string | null {
+/**
+ * Longest-prefix, gateway-less route to `address` in this process's netns: the device name.
+ * `tables` replaces /proc/net/route and /proc/net/ipv6_route (tests).
+ */
+export function directRouteDevice(address: string, tables: { v4?: string; v6?: string } = {}): string | null {
   const want = encodeAddress(address);
   let best: { dev: string; len: number } | null = null;
   if (isIPv4(address)) {
     let text = '';
-    try { text = readFileSync('/proc/net/route', 'utf8'); } catch { return null; }
+    try { text = tables.v4 ?? readFileSync('/proc/net/route', 'utf8'); } catch { return null; }
     const ip = want.readUInt32BE(12);
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
@@ -82,7 +85,7 @@ export function directRouteDevice(address: string): string | null {
     return best?.dev ?? null;
   }
   let text = '';
-  try { text = readFileSync('/proc/net/ipv6_route', 'utf8'); } catch { return null; }
+  try { text = tables.v6 ?? readFileSync('/proc/net/ipv6_route', 'utf8'); } catch { return null; }
   const bits = (b: Buffer) => [...b].map((x) => x.toString(2).padStart(8, '0')).join('');
   const wantBits = bits(want);
   for (const line of text.split('\n')) {
