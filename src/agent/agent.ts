@@ -102,6 +102,11 @@ export interface AgentOptions {
   rootNamespace?: string;
   /** How long stop() lets connections finish, ms (default 30000, as terminationGracePeriodSeconds). */
   drainMs?: number;
+  /**
+   * On stop without a hand-over yet, how long to keep serving for a successor to take the
+   * listeners (a surge pod whose readiness probe the old agent answered), ms (default 0).
+   */
+  handoverWaitMs?: number;
   /** Connect deadline to apps and passthrough destinations, ms (default 5000). */
   connectTimeoutMs?: number;
   /** Workload certificate lifetime requested, s (default 24 h). */
@@ -383,6 +388,12 @@ export class Agent {
     if (this.draining) return;
     this.draining = true;
     this.captureCheck?.stop();
+    const waitMs = this.opts.handoverWaitMs ?? 0;
+    if (waitMs > 0 && this.handedOverTo === undefined && this.handover !== undefined) {
+      this.log.info({ waitMs }, 'stopping: serving a little longer in case a new agent comes to take the listeners');
+      const until = Date.now() + waitMs;
+      while (this.handedOverTo === undefined && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    }
     this.handover?.close();
     this.inherited?.closeRest();
     // A successor serves the node ports from the same sockets: stop answering on them at once.

@@ -48,6 +48,8 @@ other:
   --drain-seconds N        how long SIGTERM lets open connections finish before they are cut
                            (default 30, as the DaemonSet's terminationGracePeriodSeconds)
   --drain-ms N             the same in milliseconds (overrides --drain-seconds)
+  --handover-wait-seconds N  on SIGTERM before any hand-over, keep serving up to N s for a new agent
+                           to take the listeners (a DaemonSet surge pod) before draining (default 0)
 `;
 
 function port(v: string | undefined, name: string): number | undefined {
@@ -60,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
     'token-file': { type: 'string' }, 'cgroup-root': { type: 'string' }, 'pin-dir': { type: 'string' }, 'node-address': { type: 'string' },
     'state-dir': { type: 'string' }, 'outbound-port': { type: 'string' }, 'inbound-port': { type: 'string' }, 'hbone-port': { type: 'string' },
     'admin-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'admin-host': { type: 'string' },
-    'trust-domain': { type: 'string' }, 'root-namespace': { type: 'string' }, 'drain-ms': { type: 'string' }, 'drain-seconds': { type: 'string' },
+    'trust-domain': { type: 'string' }, 'root-namespace': { type: 'string' }, 'drain-ms': { type: 'string' }, 'drain-seconds': { type: 'string' }, 'handover-wait-seconds': { type: 'string' },
     'pod-discovery': { type: 'string' }, 'proc-root': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -105,6 +107,8 @@ export async function run(argv: string[]): Promise<number> {
   const drainMsFlag = values['drain-ms'] === undefined ? undefined : Number(values['drain-ms']);
   if (drainMsFlag !== undefined && !(Number.isInteger(drainMsFlag) && drainMsFlag >= 0)) throw new AgentConfigError(`--drain-ms must be a non-negative integer, got '${values['drain-ms']}'`);
   const drain = drainMsFlag ?? (drainSeconds !== undefined ? drainSeconds * 1000 : undefined);
+  const handoverWait = values['handover-wait-seconds'] === undefined ? undefined : Number(values['handover-wait-seconds']);
+  if (handoverWait !== undefined && !(Number.isFinite(handoverWait) && handoverWait >= 0)) throw new AgentConfigError(`--handover-wait-seconds must be a non-negative number, got '${values['handover-wait-seconds']}'`);
   const discovery = values['pod-discovery'] ?? 'annotation';
   if (discovery !== 'annotation' && discovery !== 'proc') throw new AgentConfigError(`--pod-discovery must be 'annotation' or 'proc', got '${discovery}'`);
   let locator: PodLocator | undefined;
@@ -128,6 +132,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(values['trust-domain'] !== undefined ? { trustDomain: values['trust-domain'] } : {}),
     ...(values['root-namespace'] !== undefined ? { rootNamespace: values['root-namespace'] } : {}),
     ...(drain !== undefined ? { drainMs: drain } : {}),
+    ...(handoverWait !== undefined ? { handoverWaitMs: handoverWait * 1000 } : {}),
     ...(locator !== undefined ? {
       netnsOf: (w) => {
         const r = locator.locate(w.uid);
