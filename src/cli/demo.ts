@@ -282,6 +282,9 @@ The demo mesh is running (state, logs and the mesh folder in ${stateDir}). Try:
   cp ${join(REPO_ROOT, 'examples/demo/try/strict-mtls.yaml')} ${mesh.meshDir}/
   tail -f ${join(stateDir, 'logs', 'agent-node-2.log')} | grep denied
 
+  # replace node-2's agent without a gap: open connections keep flowing, new ones never fail
+  ${me} demo upgrade-agent node-2${sd}
+
   # take the namespace out of the mesh again: set ambit.dev/dataplane-mode: none in
   ${join(mesh.meshDir, '10-namespaces.yaml')}
 
