@@ -32,7 +32,11 @@
  * loopback or from the pod itself (local traffic of the pod netns), or when the source is one of
  * the node's addresses (ambit_nodeaddrs) AND the tc program saw that very SYN (4-tuple, less than
  * AMBIT_LOCAL_SYN_TTL_NS ago) leave the node carrying a socket of the node's netns. That is a
- * process on the node (kubelet probes, the agent's own connections to local apps). A packet
+ * process on the node (kubelet probes, the agent's own connections to local apps). The agent may
+ * also announce one connect of its own inside the pod netns (origin AMBIT_SYN_AGENT, any source
+ * address: the client's, for source-address preservation), since such a SYN crosses no device the
+ * tc program watches and, going to the pod's own eth0 address, is not seen as loopback by
+ * sk_lookup (ingress_ifindex is the device of the local address). A packet
  * forwarded by the node has no socket (ip_forward refuses skbs that carry one, and crossing into
  * the node's netns over a veth orphans the skb), so traffic masqueraded to the node's address is
  * steered like any other plaintext and STRICT refuses it.
@@ -521,14 +525,18 @@ int ambit_sk_lookup(struct bpf_sk_lookup *ctx)
 		count(AMBIT_CNT_INBOUND_BYPASS);
 		return SK_PASS;
 	}
-	if (bpf_map_lookup_elem(&ambit_nodeaddrs, syn.src)) {
-		copy6(syn.dst, key.addr);
-		syn.src_port = bpf_ntohs(ctx->remote_port);
-		syn.dst_port = (__u16)ctx->local_port;
-		if (local_syn(&syn)) {
-			count(AMBIT_CNT_INBOUND_BYPASS);
-			return SK_PASS;
-		}
+	copy6(syn.dst, key.addr);
+	syn.src_port = bpf_ntohs(ctx->remote_port);
+	syn.dst_port = (__u16)ctx->local_port;
+	syn.origin = AMBIT_SYN_AGENT;
+	if (local_syn(&syn)) {
+		count(AMBIT_CNT_INBOUND_BYPASS);
+		return SK_PASS;
+	}
+	syn.origin = AMBIT_SYN_NODE;
+	if (bpf_map_lookup_elem(&ambit_nodeaddrs, syn.src) && local_syn(&syn)) {
+		count(AMBIT_CNT_INBOUND_BYPASS);
+		return SK_PASS;
 	}
 	key.kind = ctx->local_port == AMBIT_HBONE_PORT ? AMBIT_INBOUND_HBONE : AMBIT_INBOUND_PLAIN;
 	sk = bpf_map_lookup_elem(&ambit_inbound, &key);

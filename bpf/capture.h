@@ -80,14 +80,19 @@ struct ambit_fail_key {
 
 /* A SYN sent by a socket of the node itself toward a pod: key of ambit_localsyn (LRU; value: the
  * bpf_ktime_get_ns() of the SYN, __u64). Written by the tc egress program on the device that leads
- * to the pod, consumed by sk_lookup in the pod netns. */
+ * to the pod (origin NODE) or by the agent (origin AGENT, CLOCK_MONOTONIC), consumed by sk_lookup
+ * in the pod netns. */
 struct ambit_syn_key {
 	__u32 src[4];
 	__u32 dst[4];
 	__u16 src_port;
 	__u16 dst_port;
-	__u32 reserved;
+	__u32 origin;		/* AMBIT_SYN_* */
 };
+
+#define AMBIT_SYN_NODE 0	/* seen by the tc egress program: a socket of the node's netns */
+#define AMBIT_SYN_AGENT 1	/* announced by the agent before its own connect to an app inside
+				 * the pod netns (e.g. from the client's address, IP_TRANSPARENT) */
 
 /* A local SYN older than this is not a bypass any more (the SYN crosses one veth in microseconds;
  * every retransmission is recorded again). */

@@ -37,7 +37,7 @@ import { ObjectSpec, type LoadedObject } from './object.js';
 import { BpfMap } from './bpf-map.js';
 import {
   COUNTERS, COUNTER_SLOTS, INBOUND_HBONE, INBOUND_PLAIN, MAP_LAYOUT, MAP_NAMES, POD_FLAG_OUTBOUND6,
-  cidrKeyNetns, decodeDst, decodePod, decodePortKey, encodeAddress, encodeCidrKey, encodeConnKey,
+  cidrKeyNetns, decodeDst, decodePod, decodePortKey, encodeAddress, encodeAgentSynKey, encodeCidrKey, encodeConnKey,
   encodeInboundKey, encodePod, encodePortKey, parseCidr, u32Key, u64Key, type CounterName,
 } from './layout.js';
 import { registerCaptureMetrics } from './capture-metrics.js';
@@ -602,6 +602,19 @@ export class Capture {
   inspect(): CaptureKernelState {
     this.#object();
     return inspectCapture({ pinDir: this.pinDir, cgroupPath: this.cgroupPath, cgroupLinks: this.#cgroupLinks, maps: this.#maps, pods: this.#pods.values() });
+  }
+
+  /**
+   * Announces one connect the agent is about to make inside a pod netns toward that pod's app
+   * (e.g. from the client's address with IP_TRANSPARENT): its SYN reaches the app instead of being
+   * steered back to the agent. Call after bind() (the source port is known) and right before
+   * connect(); the announcement serves one SYN within 2 s (AMBIT_LOCAL_SYN_TTL_NS).
+   */
+  announceAppConnect(src: { address: string; port: number }, dst: { address: string; port: number }): void {
+    this.#object();
+    const at = Buffer.alloc(8);
+    at.writeBigUInt64LE(process.hrtime.bigint()); // CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns()
+    this.#map(MAP_NAMES.localSyns).update(encodeAgentSynKey(src.address, src.port, dst.address, dst.port), at);
   }
 
   /** Connections refused because a pod's agent listener was missing, per pod and direction (kernel counts). */

@@ -44,6 +44,17 @@ export const MAP_LAYOUT: Record<string, { keySize: number; valueSize: number }> 
 export const FAIL_DIRECTIONS = ['inbound', 'outbound'] as const;
 export type FailDirection = (typeof FAIL_DIRECTIONS)[number];
 
+/** struct ambit_syn_key of a connect the agent announces (origin AMBIT_SYN_AGENT). */
+export function encodeAgentSynKey(src: string, srcPort: number, dst: string, dstPort: number): Buffer {
+  const b = Buffer.alloc(40);
+  encodeAddress(src).copy(b, 0);
+  encodeAddress(dst).copy(b, 16);
+  b.writeUInt16LE(srcPort, 32);
+  b.writeUInt16LE(dstPort, 34);
+  b.writeUInt32LE(1, 36);
+  return b;
+}
+
 /** struct ambit_fail_key -> netns cookie and direction. */
 export function decodeFailKey(b: Buffer): { netns: bigint; direction: FailDirection } {
   return { netns: b.readBigUInt64LE(0), direction: FAIL_DIRECTIONS[b.readUInt32LE(8)] ?? 'inbound' };

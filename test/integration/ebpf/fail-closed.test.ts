@@ -119,3 +119,26 @@ privilegedTest('traffic masqueraded through the node to its own address is steer
   await next.call('close', { cleanup: true });
   t.deepEqual((await sb.exec('bpftool', ['-j', 'net', 'show'], { netns: topo.node })).includes('ambit_tc_egress'), false, 'cleanup detaches the tc recorder');
 }, needsNat);
+
+privilegedTest('a connect the agent announces inside the pod netns reaches the app from any source address; unannounced it is steered', async (t: ExecutionContext) => {
+  const sb = new Sandbox();
+  t.teardown(() => sb.cleanup());
+  const topo = await topology(sb);
+  const app = new Peer(sb, topo.pod, topo.podsCg);
+  await app.serve(80, 'app');
+  const agent = await startAgent(sb, topo);
+  t.teardown(() => agent.call('close', { cleanup: true }).catch(() => undefined));
+  await agent.call('enroll', { pod: { ...POD, netnsPath: topo.pod.path } });
+  // A foreign (client-like) source that is local to the pod netns, so the handshake completes.
+  await sb.ip(topo.pod, ['addr', 'add', '198.19.9.10/32', 'dev', 'lo']);
+  const dial = (port: number) => sb.exec('python3', ['-c', [
+    'import socket',
+    's = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+    `s.bind(("198.19.9.10", ${port})); s.settimeout(3); s.connect(("${POD_ADDR}", 80))`,
+    's.sendall(b"x\\n"); print(s.recv(100).decode().strip())',
+  ].join('\n')], { netns: topo.pod });
+  t.is((await dial(41000)).trim(), 'agent:x', 'unannounced: a foreign source to the pod address is steered to the agent');
+  await agent.call('announce', { src: { address: '198.19.9.10', port: 41001 }, dst: { address: POD_ADDR, port: 80 } });
+  t.is((await dial(41001)).trim(), 'app:x', 'announced: the agent\'s own connect reaches the app');
+  t.is((await dial(41001)).trim(), 'agent:x', 'an announcement serves one connection');
+}, needs);
