@@ -95,6 +95,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   InitSysOps(env, exports);
   InitTcxOps(env, exports);
   InitFdPassing(env, exports);
+  InitSourceAddress(env, exports);
   return exports;
 }
 

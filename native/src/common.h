@@ -44,6 +44,7 @@ void InitBpfOps(Napi::Env env, Napi::Object exports);
 void InitSysOps(Napi::Env env, Napi::Object exports);
 void InitTcxOps(Napi::Env env, Napi::Object exports);
 void InitFdPassing(Napi::Env env, Napi::Object exports);
+void InitSourceAddress(Napi::Env env, Napi::Object exports);
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports);
 

@@ -44,6 +44,7 @@ import type { OriginalDestinationLookup, ProxyContext } from './context.js';
 import { adminServer, closeHttp, listenHttp, metricsServer, readinessServer } from './admin.js';
 import { HANDOVER_SOCKET, HandoverServer, listenOnFd, takeOver, type InheritedListeners, type NodePort } from './handover.js';
 import { CaptureCheck } from './capture-check.js';
+import { SourceAddress } from './source-address.js';
 import type { CaptureKernelState } from '../ebpf/capture-inspect.js';
 import { captureGuardDump, type GuardSource } from './fail-closed.js';
 
@@ -109,6 +110,11 @@ export interface AgentOptions {
   handoverWaitMs?: number;
   /** Connect deadline to apps and passthrough destinations, ms (default 5000). */
   connectTimeoutMs?: number;
+  /**
+   * Deliver inbound connections to apps with the client's own address as the source (default
+   * true; where the kernel or privileges do not allow it the agent says so and connects from the node).
+   */
+  preserveSourceAddress?: boolean;
   /** Workload certificate lifetime requested, s (default 24 h). */
   certificateLifetimeSeconds?: number;
   /**
@@ -151,6 +157,7 @@ export class Agent {
   private started = false;
   private readonly signer: Signer;
   private captureCheck: CaptureCheck | undefined;
+  private readonly sourceAddress: SourceAddress;
   /** Upgrade (handover.ts): listeners taken from the predecessor, our own hand-over socket, and the successor's pid. */
   private inherited: InheritedListeners | undefined;
   private handover: HandoverServer | undefined;
@@ -178,7 +185,9 @@ export class Agent {
     this.tracker = new ConnectionTracker(this.metrics, new AccessLog(childLogger('agent.access', opts.logger)));
     this.pool = new HbonePool({ credentials: this.identities, registry: this.registry, logger: childLogger('agent.pool', opts.logger) });
     const ports = opts.ports ?? {};
+    this.sourceAddress = new SourceAddress({ log: childLogger('agent.source-address', opts.logger), registry: this.registry, ...(opts.preserveSourceAddress !== undefined ? { enabled: opts.preserveSourceAddress } : {}) });
     const ctx: ProxyContext = {
+      apps: this.sourceAddress,
       state: () => this.current,
       tracker: this.tracker,
       metrics: this.metrics,
@@ -261,6 +270,7 @@ export class Agent {
       registry: this.registry,
       ...(this.opts.logger !== undefined ? { logger: this.opts.logger } : {}),
     });
+    this.sourceAddress.start();
     const handlers = {
       registry: this.registry,
       configDump: () => this.configDump(),

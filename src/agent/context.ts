@@ -10,6 +10,7 @@ import type { ConnectionTracker } from './connections.js';
 import type { MeshState } from './mesh-state.js';
 import type { AgentMetrics } from './metrics.js';
 import type { Resolver } from './resolve.js';
+import type { SourceAddress } from './source-address.js';
 import type { Destination } from './resolve.js';
 import type { ListenOptions, Socket } from 'node:net';
 
@@ -24,6 +25,11 @@ export interface ProxyContext {
   credentials: CredentialSource;
   pool: HbonePool;
   resolver: Resolver;
+  /**
+   * Connects to local apps with the client's address as the source (source-address.ts); absent,
+   * apps are reached from the node's netns.
+   */
+  apps?: SourceAddress;
   /** Deadline for TCP connects to apps and passthrough destinations, ms. */
   connectTimeoutMs: number;
   log: Logger;

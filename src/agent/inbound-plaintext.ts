@@ -2,7 +2,8 @@
  * Inbound plaintext (15006): connections to an enrolled pod from outside the mesh, steered by
  * sk_lookup to the pod's plaintext listener. PeerAuthentication decides first (STRICT refuses,
  * PERMISSIVE and DISABLE accept), then L4 AuthorizationPolicy without a principal (a rule that
- * needs one cannot match); allowed connections are delivered from the node's netns.
+ * needs one cannot match); allowed connections are delivered to the app with the client's own
+ * address as the source (source-address.ts), or from the node's netns where that is unsupported.
  *
  * Invariants: a refused connection is reset without reading a byte, logged with the deciding
  * PeerAuthentication or AuthorizationPolicy, counted in `ambit_agent_denials_total`, and recorded
@@ -26,10 +27,18 @@ export class InboundPlaintext {
       });
     });
     server.on('error', (err) => this.ctx.log.error({ pod: pod.key, err: err.message }, 'inbound plaintext listener error'));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options as ListenOptions, () => { server.off('error', reject); resolve(); });
-    });
+    const use = await this.ctx.apps?.attach(pod.key, options);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(options as ListenOptions, () => { server.off('error', reject); resolve(); });
+      });
+    } catch (err) {
+      use?.release();
+      throw err;
+    }
+    // 'close' comes once the server is closed and its last connection ended.
+    if (use !== undefined) server.once('close', () => use.release());
     return server;
   }
 
@@ -59,7 +68,9 @@ export class InboundPlaintext {
     }
     let upstream: Socket;
     try {
-      upstream = await connectTcp({ host: dst.address, port: dst.port, family: dst.address.includes(':') ? 6 : 4 }, this.ctx.connectTimeoutMs);
+      upstream = this.ctx.apps !== undefined
+        ? await this.ctx.apps.connect(pod.key, source, dst, this.ctx.connectTimeoutMs)
+        : await connectTcp({ host: dst.address, port: dst.port, family: dst.address.includes(':') ? 6 : 4 }, this.ctx.connectTimeoutMs);
     } catch (err) {
       const rec = this.ctx.tracker.start(init);
       rec.close({ bytesSent: 0, bytesReceived: 0, flags: 'UF', reason: (err as Error).message });

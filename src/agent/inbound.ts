@@ -2,7 +2,7 @@
  * Inbound HBONE (15008): one HBONE server per enrolled pod, presenting that pod's identity, on
  * the listener Capture.enroll made in the pod's netns (sk_lookup steers the pod address:15008 to
  * it). The tunnel server verifies the peer's certificate and SPIFFE ID; this module decides each
- * CONNECT and delivers it to the app from the node's netns.
+ * CONNECT and delivers it to the app with the client's own address as the source.
  *
  * Invariants:
  * - A CONNECT is only served for the pod the server stands for: an authority naming another
@@ -11,8 +11,10 @@
  *   address (`forwarded: for=`, else the tunnel peer); a denial answers 401, is logged with the
  *   deciding policy, counted in `ambit_agent_denials_total{policy}`, and recorded as a DENY
  *   connection.
- * - The app is reached by a TCP connect from the node's netns to pod address:port; sk_lookup
- *   lets the node's address through, so there is no loop back into the agent.
+ * - The app is reached by a TCP connect made inside the pod's netns from the original client
+ *   address (source-address.ts; it arrives over the pod's loopback, which sk_lookup lets
+ *   through, so there is no loop back into the agent), or, where that is unsupported, from the
+ *   node's netns (counted and logged as a fallback).
  * - Closing a pod's server (release) stops new handshakes only; open streams are left to finish.
  */
 import type { ListenOptions } from 'node:net';
@@ -20,6 +22,7 @@ import type { Socket } from 'node:net';
 import type { Registry } from 'prom-client';
 import { HboneServer, connectTcp, type ConnectContext, type AuthorizeDecision } from '../tunnel/server.js';
 import type { ListenTarget, ProxyContext } from './context.js';
+import type { PodSourceUse } from './source-address.js';
 import type { WorkloadView } from './mesh-state.js';
 import { decideInbound, serviceOf, tcpLabels } from './inbound-policy.js';
 
@@ -46,8 +49,14 @@ export class InboundHbone {
       logger: this.ctx.log,
       ...(this.registry !== undefined ? { registry: this.registry } : {}),
     });
-    await server.listen(options as ListenOptions);
-    return new PodHboneServer(server);
+    const use = await this.ctx.apps?.attach(pod.key, options);
+    try {
+      await server.listen(options as ListenOptions);
+    } catch (err) {
+      use?.release();
+      throw err;
+    }
+    return new PodHboneServer(server, use);
   }
 
   private authorize(pod: WorkloadView, c: ConnectContext, accepted: WeakMap<ConnectContext, Accepted>): AuthorizeDecision {
@@ -83,7 +92,9 @@ export class InboundHbone {
     const dst = { address: c.authority.host, port: c.authority.port };
     let sock: Socket;
     try {
-      sock = await connectTcp(c.authority, this.ctx.connectTimeoutMs);
+      sock = this.ctx.apps !== undefined
+        ? await this.ctx.apps.connect(a.target.key, a.source, dst, this.ctx.connectTimeoutMs)
+        : await connectTcp(c.authority, this.ctx.connectTimeoutMs);
     } catch (err) {
       const rec = this.ctx.tracker.start({ direction: 'inbound', pod: a.target.key, source: a.source, destination: dst, protocol: 'hbone', upstream: `${dst.address}:${dst.port}`, labels: a.labels });
       rec.close({ bytesSent: 0, bytesReceived: 0, flags: 'UF', reason: (err as Error).message });
@@ -98,7 +109,7 @@ export class InboundHbone {
 
 /** A pod's HBONE server, as enrollment holds it. */
 export class PodHboneServer {
-  constructor(readonly server: HboneServer) {}
+  constructor(readonly server: HboneServer, private readonly source?: PodSourceUse) {}
 
   /**
    * Stops accepting new handshakes; open streams continue (release keeps old connections), and
@@ -107,10 +118,11 @@ export class PodHboneServer {
    */
   stopAccepting(): void {
     this.server.stopAccepting().catch(() => {});
+    this.source?.requestTeardown(); // a release: the pod's reply routing goes with its last listener
     const timer = setInterval(() => {
       if (this.server.sessionCount() > 0) return;
       clearInterval(timer);
-      this.server.close(0).catch(() => {});
+      this.server.close(0).catch(() => {}).finally(() => this.source?.release());
     }, RELEASE_POLL_MS);
     timer.unref();
   }
@@ -121,6 +133,10 @@ export class PodHboneServer {
     this.server.drain();
     const deadline = Date.now() + graceMs;
     while (this.server.sessionCount() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await this.server.close(0);
+    try {
+      await this.server.close(0);
+    } finally {
+      this.source?.release();
+    }
   }
 }

@@ -11,7 +11,8 @@
  *   in-process for a pod of this node (authorized exactly as a remote agent would); plaintext
  *   passthrough is only for destinations outside the mesh.
  * - The agent's own upstream sockets are created in the node's netns, which is never enrolled,
- *   so they are never captured again.
+ *   so they are never captured again; the one exception, in-process delivery to a pod of this
+ *   node, connects inside that pod's netns to its own address, which connect4 never captures.
  * - Every accepted connection produces exactly one outbound record (connections.ts), whatever
  *   its fate.
  */
@@ -183,7 +184,9 @@ export class OutboundProxy {
         return { ok: false, final: true, flags: 'DENY', reason: verdict.reason, policy: verdict.policy };
       }
       try {
-        const sock = await connectTcp({ host: c.target.address, port: c.target.port, family: c.target.address.includes(':') ? 6 : 4 }, this.ctx.connectTimeoutMs);
+        const sock = this.ctx.apps !== undefined
+          ? await this.ctx.apps.connect(target.key, srcAddr, c.target, this.ctx.connectTimeoutMs)
+          : await connectTcp({ host: c.target.address, port: c.target.port, family: c.target.address.includes(':') ? 6 : 4 }, this.ctx.connectTimeoutMs);
         const inbound = this.ctx.tracker.start(init);
         return { ok: true, upstream: sock, kind: 'tcp', candidate: c, inbound };
       } catch (err) {

@@ -110,6 +110,11 @@ export interface NativeAddon {
   unixConnect(path: string): number;
   sendFds(sockFd: number, data: Buffer, fds: number[], timeoutMs?: number): Promise<void>;
   recvFds(sockFd: number, timeoutMs?: number): Promise<{ data: Buffer; fds: number[] }>;
+  /** native/src/source_address.cc: delivering to an app with the client's address as the source. */
+  transparentProbe(): string | null;
+  socketNetns(fd: number): { fd: number; ino: number };
+  sourceRouting(netnsFd: number, opts: { mark: number; mask?: number; table: number; priority: number; enable: boolean }): Promise<{ ipv6: boolean }>;
+  transparentConnect(netnsFd: number, source: string, destination: string, port: number, mark: number, timeoutMs?: number): Promise<number>;
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
