@@ -50,6 +50,10 @@ other:
   --drain-ms N             the same in milliseconds (overrides --drain-seconds)
   --handover-wait-seconds N  on SIGTERM before any hand-over, keep serving up to N s for a new agent
                            to take the listeners (a DaemonSet surge pod) before draining (default 0)
+  --source-address MODE    what apps see as the peer of an inbound connection: 'client' (the client
+                           pod's own address, as ztunnel does; needs CAP_NET_ADMIN) or 'node' (the
+                           node's address) (default client; falls back to node, logged and counted
+                           in ambit_source_address_fallbacks_total, where unsupported)
 `;
 
 function port(v: string | undefined, name: string): number | undefined {
@@ -63,7 +67,7 @@ export async function run(argv: string[]): Promise<number> {
     'state-dir': { type: 'string' }, 'outbound-port': { type: 'string' }, 'inbound-port': { type: 'string' }, 'hbone-port': { type: 'string' },
     'admin-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'admin-host': { type: 'string' },
     'trust-domain': { type: 'string' }, 'root-namespace': { type: 'string' }, 'drain-ms': { type: 'string' }, 'drain-seconds': { type: 'string' }, 'handover-wait-seconds': { type: 'string' },
-    'pod-discovery': { type: 'string' }, 'proc-root': { type: 'string' },
+    'pod-discovery': { type: 'string' }, 'proc-root': { type: 'string' }, 'source-address': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (parsed === undefined) return 2;
@@ -109,6 +113,8 @@ export async function run(argv: string[]): Promise<number> {
   const drain = drainMsFlag ?? (drainSeconds !== undefined ? drainSeconds * 1000 : undefined);
   const handoverWait = values['handover-wait-seconds'] === undefined ? undefined : Number(values['handover-wait-seconds']);
   if (handoverWait !== undefined && !(Number.isFinite(handoverWait) && handoverWait >= 0)) throw new AgentConfigError(`--handover-wait-seconds must be a non-negative number, got '${values['handover-wait-seconds']}'`);
+  const sourceAddress = values['source-address'] ?? 'client';
+  if (sourceAddress !== 'client' && sourceAddress !== 'node') throw new AgentConfigError(`--source-address must be 'client' or 'node', got '${sourceAddress}'`);
   const discovery = values['pod-discovery'] ?? 'annotation';
   if (discovery !== 'annotation' && discovery !== 'proc') throw new AgentConfigError(`--pod-discovery must be 'annotation' or 'proc', got '${discovery}'`);
   let locator: PodLocator | undefined;
@@ -133,6 +139,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(values['root-namespace'] !== undefined ? { rootNamespace: values['root-namespace'] } : {}),
     ...(drain !== undefined ? { drainMs: drain } : {}),
     ...(handoverWait !== undefined ? { handoverWaitMs: handoverWait * 1000 } : {}),
+    ...(sourceAddress === 'node' ? { preserveSourceAddress: false } : {}),
     ...(locator !== undefined ? {
       netnsOf: (w) => {
         const r = locator.locate(w.uid);

@@ -4,10 +4,14 @@
  * `client` (HBONE, node-1 to node-2), for a permitted plaintext one from `outside` (PERMISSIVE, on
  * 15006) and for in-process delivery on one node (`client` to `echo-1`), the peer is the client
  * pod's address, and the agent says so in ambit_source_address_preserved. Unlabelling removes the
- * reply routing from the pod netns once its connections ended.
+ * reply routing from the pod netns once its connections ended. An agent that cannot (here: told
+ * not to, `--source-address node`, the same path as a kernel or privilege that refuses) says so at
+ * start-up and counts every connection it delivers from the node.
  */
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
 import type { DemoMesh } from '../../src/demo/mesh.js';
@@ -82,4 +86,26 @@ privilegedTest('unlabelling removes the reply routing from the released pod netn
   await mesh.waitCaptured(MESH_PODS, true);
   const body = await curl(mesh, 'client', `http://${echo2}:8080/`);
   t.is(peerOf(body), mesh.cluster.pod('client').ip, 're-enrolled: preserved again');
+}, NEEDS);
+
+privilegedTest('an agent that does not preserve source addresses says so and counts each fallback', async (t: ExecutionContext) => {
+  await cleanup?.();
+  cleanup = undefined;
+  const m = await startMesh({ ambient: true, agentArgs: ['--drain-ms', '1000', '--source-address', 'node'] });
+  try {
+    await m.mesh.waitCaptured(MESH_PODS, true);
+    const echo2 = m.mesh.cluster.pod('echo-2').ip;
+    const body = await curl(m.mesh, 'client', `http://${echo2}:8080/`);
+    t.is(servedBy(body), 'echo-2', body);
+    t.is(peerOf(body), '198.19.2.1', 'the app sees node-2\'s pod gateway');
+    const metrics = await m.mesh.agentMetrics('node-2');
+    t.true(metrics.includes('ambit_source_address_preserved{pod="demo/echo-2"} 0'), 'preserved is 0 for echo-2');
+    t.regex(metrics, /ambit_source_address_fallbacks_total\{pod="demo\/echo-2",reason="unsupported"\} [1-9]/);
+    const log = readFileSync(join(m.stateDir, 'logs', 'agent-node-2.log'), 'utf8');
+    t.regex(log, /source addresses NOT preserved/);
+    t.true(log.includes('disabled by configuration'), 'the start-up line names the reason');
+    t.false((await run('ip', ['-n', m.mesh.cluster.pod('echo-2').netns, 'rule', 'show'])).stdout.includes('0xab17'), 'no routing added');
+  } finally {
+    await m.cleanup();
+  }
 }, NEEDS);
