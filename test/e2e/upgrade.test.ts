@@ -26,7 +26,7 @@ const spawned: ChildProcess[] = [];
 
 if (privilegeGap(NEEDS) === undefined) {
   test.before(async () => {
-    const m = await startMesh({ ambient: true, agentArgs: ['--drain-seconds', '30'] });
+    const m = await startMesh({ ambient: true, agentArgs: ['--drain-seconds', '30', '--handover-wait-seconds', '10'] });
     mesh = m.mesh;
     stateDir = m.stateDir;
     cleanup = m.cleanup;
@@ -164,4 +164,48 @@ privilegedTest('upgrade-agent node-2 then node-1: a held TCP connection echoes e
   t.deepEqual(after.cgroups, before.cgroups, 'same cgroup attachments, none duplicated');
   t.deepEqual(after.links, before.links, 'same pinned links (same ids): adopted, not re-attached');
   for (const n of ['node-1', 'node-2']) await mesh.waitAgentReady(n, 5000);
+}, NEEDS);
+
+privilegedTest('SIGTERM before the new agent took over (a surge pod found ready by the old agent): the old one waits for the hand-over, nothing fails', async (t: ExecutionContext) => {
+  t.timeout(120_000);
+  const before = attachments();
+  const oldPid = mesh.agentPid('node-2');
+  t.truthy(oldPid);
+  const lines = mesh.spawnInPod('client', process.execPath, ['-e', LINES, TCP_ECHO_VIP]);
+  spawned.push(lines);
+  const linesOut = collect(lines);
+  const requests = mesh.spawnInPod('client', process.execPath, ['-e', REQUESTS, mesh.cluster.pod('echo-2').ip]);
+  spawned.push(requests);
+  const requestsOut = collect(requests);
+  await until('the held connection echoes', () => lastProgress(linesOut.out()).echoed >= 10, 20_000);
+  // The kubelet's order when readiness came from the old agent: the old pod is stopped first.
+  process.kill(oldPid as number, 'SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  const child = await mesh.startAgent('node-2');
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const r = await mesh.httpGet(mesh.cluster.node('node-2').netns, 'http://127.0.0.1:15021/healthz/ready', 2000);
+    if (r.status === 200) break;
+    if (Date.now() > deadline) throw new Error(`new agent not ready: ${r.status} ${r.body}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  const mark = lastProgress(linesOut.out()).echoed;
+  await until('lines echoed after the late hand-over', () => lastProgress(linesOut.out()).echoed >= mark + 20, 10_000);
+  lines.kill('SIGTERM');
+  await until('the held connection summary', () => summary(linesOut.out()) !== undefined, 15_000);
+  const held = summary<{ sent: number; echoed: number; errors: string[]; closedEarly: boolean }>(linesOut.out())!;
+  t.false(held.closedEarly, 'the held connection stayed open');
+  t.deepEqual(held.errors, []);
+  t.is(held.echoed, held.sent, 'every line was echoed');
+  await until('the old agent exits', () => { try { process.kill(oldPid as number, 0); return false; } catch { return true; } }, 40_000);
+  t.truthy(child.pid);
+  t.notThrows(() => process.kill(child.pid as number, 0), 'the new agent runs');
+  requests.kill('SIGTERM');
+  await until('the request loop summary', () => summary(requestsOut.out()) !== undefined, 10_000);
+  const loop = summary<{ ok: number; failed: number; errors: string[] }>(requestsOut.out())!;
+  t.is(loop.failed, 0, `request failures: ${loop.errors.join(', ')}`);
+  t.true(loop.ok >= 20, `requests served: ${loop.ok}`);
+  const after = attachments();
+  t.deepEqual(after.cgroups, before.cgroups);
+  t.deepEqual(after.links, before.links);
 }, NEEDS);
