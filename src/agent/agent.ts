@@ -375,6 +375,7 @@ export class Agent {
       captureCheck: this.captureCheck?.dump(),
       ...captureGuardDump(this.capture as GuardSource | undefined),
       activeConnections: this.tracker.size,
+      handover: { ...(this.inherited !== undefined ? { takenFromPid: this.inherited.fromPid } : {}), ...(this.handedOverTo !== undefined ? { handedOverToPid: this.handedOverTo } : {}) },
     };
   }
 

@@ -163,7 +163,11 @@ privilegedTest('upgrade-agent node-2 then node-1: a held TCP connection echoes e
   const after = attachments();
   t.deepEqual(after.cgroups, before.cgroups, 'same cgroup attachments, none duplicated');
   t.deepEqual(after.links, before.links, 'same pinned links (same ids): adopted, not re-attached');
-  for (const n of ['node-1', 'node-2']) await mesh.waitAgentReady(n, 5000);
+  for (const n of ['node-1', 'node-2'] as const) {
+    await mesh.waitAgentReady(n, 5000);
+    const dump = await mesh.agentDump(n) as unknown as { handover?: { takenFromPid?: number } };
+    t.is(dump.handover?.takenFromPid, agents[n], `${n}: /config_dump names the agent it took over from`);
+  }
 }, NEEDS);
 
 privilegedTest('SIGTERM before the new agent took over (a surge pod found ready by the old agent): the old one waits for the hand-over, nothing fails', async (t: ExecutionContext) => {
