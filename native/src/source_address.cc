@@ -39,6 +39,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -179,6 +180,17 @@ int LocalRouteOp(int sock, int family, const RoutingOpts &o) {
 
 bool WriteSysctl(const char *path, const char *value, SysError *e) {
   int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0 && errno == EROFS) {
+    // A container's /proc/sys is read-only (Kubernetes mounts it so). This thread is ours alone
+    // and exits afterwards: give it a private mount namespace with a fresh procfs, whose net
+    // sysctls are those of the netns it joined. Needs CAP_SYS_ADMIN, as setns already does.
+    if (unshare(CLONE_NEWNS) == 0 && mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0) {
+      fd = open(path, O_WRONLY | O_CLOEXEC);
+    } else {
+      return Fail(e, EROFS, "open", std::string(path) + " (read-only, and no private procfs could be mounted: " + strerror(errno) + ")");
+    }
+  }
   if (fd < 0) return Fail(e, errno, "open", path);
   ssize_t n = write(fd, value, strlen(value));
   int saved = errno;
@@ -203,9 +215,13 @@ bool Routing(const RoutingOpts &o, bool *ipv6, SysError *e) {
     if (family == AF_INET6) {
       // A netns without IPv6 (disabled, or no ::1): v4 alone is the whole job.
       if (r1 == EAFNOSUPPORT || r2 == EAFNOSUPPORT || r1 == EOPNOTSUPP) break;
+      // IPv6 is best effort (lo down, v6 disabled): without it, only IPv6 connections fall back.
       if (fine(r1) && fine(r2)) *ipv6 = true;
       else if (o.enable) {
-        ok = Fail(e, fine(r1) ? r2 : r1, fine(r1) ? "rtnetlink(local route, IPv6)" : "rtnetlink(fwmark rule, IPv6)");
+        RoutingOpts undo = o;
+        undo.enable = false;
+        RuleOp(sock, family, undo);
+        LocalRouteOp(sock, family, undo);
       }
       break;
     }

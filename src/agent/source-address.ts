@@ -194,6 +194,8 @@ export class SourceAddress {
     const src = source.address.replace(/^::ffff:/, '');
     if (src === '' || family(src) !== family(dst.address)) {
       this.fellBack(podKey, 'family', `client address ${src || '(none)'} and app address ${dst.address} are of different families`);
+    } else if (family(dst.address) === 6 && !entry.ipv6) {
+      this.fellBack(podKey, 'no_ipv6_routing', 'the pod netns took the IPv4 reply routing only (IPv6 disabled, or its loopback down)');
     } else {
       try {
         entry.active++; // held from before the connect, so a teardown cannot slip in meanwhile
