@@ -367,6 +367,7 @@ export class Agent {
           pod: w.key, ip: w.ip, identity: w.identity, captured: c !== undefined,
           ...(c !== undefined ? { netns: c.netnsPath, netnsCookie: c.netnsCookie, since: c.enrolledAt } : { reason: typeof d === 'string' ? d : 'enrolling' }),
           ...(health !== undefined ? { captureHealthy: health.healthy } : {}),
+          ...(c !== undefined ? { sourceAddressPreserved: this.sourceAddress.status()[w.key] ?? false } : {}),
           mtls: { mode: mtls.mode, source: mtls.source.level, ...(mtls.source.policy ? { policy: `${mtls.source.policy.namespace}/${mtls.source.policy.name}` } : {}) },
           authorizationPolicies: s.policiesFor(w).map((p) => `${p.key} (${p.action})`),
         };

@@ -53,6 +53,8 @@ privilegedTest('echo-2 sees the client pod\'s address as the peer of a meshed re
   t.true(metrics.includes('ambit_source_address_preserved{pod="demo/echo-2"} 1'), 'node-2 reports echo-2 as preserved');
   t.false(/ambit_source_address_fallbacks_total\{pod="demo\/echo-2"/.test(metrics), 'no fallback for echo-2');
   t.regex(await rules('echo-2'), /fwmark 0xab17\/0xffff lookup 43799/, 'the reply path stays in the pod netns');
+  const dump = await mesh.agentDump('node-2') as unknown as { localPods: { pod: string; sourceAddressPreserved?: boolean }[] };
+  t.is(dump.localPods.find((p) => p.pod === 'demo/echo-2')?.sourceAddressPreserved, true, '/config_dump shows it');
 }, NEEDS);
 
 privilegedTest('echo-2 sees the client pod\'s address as the peer of a permitted plaintext request', async (t: ExecutionContext) => {
@@ -100,6 +102,8 @@ privilegedTest('an agent that does not preserve source addresses says so and cou
     t.is(peerOf(body), '198.19.2.1', 'the app sees node-2\'s pod gateway');
     const metrics = await m.mesh.agentMetrics('node-2');
     t.true(metrics.includes('ambit_source_address_preserved{pod="demo/echo-2"} 0'), 'preserved is 0 for echo-2');
+    const dump = await m.mesh.agentDump('node-2') as unknown as { localPods: { pod: string; sourceAddressPreserved?: boolean }[] };
+    t.is(dump.localPods.find((p) => p.pod === 'demo/echo-2')?.sourceAddressPreserved, false, '/config_dump shows it');
     t.regex(metrics, /ambit_source_address_fallbacks_total\{pod="demo\/echo-2",reason="unsupported"\} [1-9]/);
     const log = readFileSync(join(m.stateDir, 'logs', 'agent-node-2.log'), 'utf8');
     t.regex(log, /source addresses NOT preserved/);
