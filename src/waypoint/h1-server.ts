@@ -434,17 +434,33 @@ export class H1ServerConnection {
   }
 
   private feed(): void {
-    while (this.feeding && this.pending.length > 0 && !this.bodyPaused) {
-      const data = this.pending;
-      const r = this.parser.execute(data);
-      if (!r.ok) {
-        this.pending = EMPTY;
-        this.failed(r.failure);
-        return;
+    for (;;) {
+      while (this.feeding && this.pending.length > 0 && !this.bodyPaused) {
+        const data = this.pending;
+        const r = this.parser.execute(data);
+        if (!r.ok) {
+          this.pending = EMPTY;
+          this.failed(r.failure);
+          break;
+        }
+        this.pending = r.consumed === data.length ? EMPTY : data.subarray(r.consumed);
+        if (r.consumed < data.length) this.stopped = true;
       }
-      this.pending = r.consumed === data.length ? EMPTY : data.subarray(r.consumed);
-      if (r.consumed < data.length) this.stopped = true;
+      // Requests go to the proxy once llhttp has returned, never from inside its callbacks.
+      if (this.closed || this.active !== undefined) break;
+      const q = this.queue.shift();
+      if (q !== undefined) {
+        this.dispatch(q);
+        continue;
+      }
+      if (this.deferred !== undefined) {
+        const f = this.deferred;
+        this.deferred = undefined;
+        this.failed(f);
+      }
+      break;
     }
+    if (this.closed) return;
     // Bytes llhttp may not read yet (a pipelined request, what follows an Upgrade): stop reading
     // more until they can be. A request merely waiting for its answer leaves the socket alone
     // (pausing and resuming per request costs two epoll updates).
@@ -458,7 +474,7 @@ export class H1ServerConnection {
     const at = broken === undefined || broken.dispatched ? -1 : this.queue.indexOf(broken);
     if (at !== -1) this.queue.splice(at, 1);
     const active = this.active;
-    if (active !== undefined && active.done) {
+    if ((active !== undefined && active.done) || this.queue.length > 0) {
       // A pipelined request is bad: the ones before it are answered first.
       this.deferred = f;
       return;
@@ -494,8 +510,7 @@ export class H1ServerConnection {
     const bodiless = headers['transfer-encoding'] === undefined && (cl === undefined || Number(cl) === 0);
     const m: Message = { req, keepAlive: h.keepAlive, expectContinue: this.http11 && typeof expect === 'string' && expect.toLowerCase() === '100-continue', early: undefined, dispatched: false, done: bodiless };
     this.parsing = m;
-    if (this.active === undefined) this.dispatch(m);
-    else this.queue.push(m);
+    this.queue.push(m); // handed to the proxy when llhttp returns (feed)
     return false;
   }
 
