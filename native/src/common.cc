@@ -1,6 +1,9 @@
 // ambit native addon: errors, argument checks, libbpf log capture, and module registration.
 #include "common.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <bpf/libbpf.h>
 
 #include <cstdarg>
@@ -85,6 +88,24 @@ std::string LibbpfCaptureEnd() {
     g_capture = nullptr;
   }
   return out;
+}
+
+bool ParseSockaddr(const std::string &host, int port, struct sockaddr_storage *ss, socklen_t *len) {
+  memset(ss, 0, sizeof(*ss));
+  if (host.find(':') != std::string::npos) {
+    auto *a = reinterpret_cast<struct sockaddr_in6 *>(ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET6, host.c_str(), &a->sin6_addr) != 1) return false;
+    *len = sizeof(*a);
+  } else {
+    auto *a = reinterpret_cast<struct sockaddr_in *>(ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) return false;
+    *len = sizeof(*a);
+  }
+  return true;
 }
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <string>
 
+#include <sys/socket.h>
+
 namespace ambit {
 
 // A failure with its errno, raised on a worker thread and turned into a JS error on the main one.
@@ -37,6 +39,9 @@ std::string ArgString(const Napi::CallbackInfo &info, size_t i, const char *name
 Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo &info, size_t i, const char *name);
 
 Napi::Value BigU64(Napi::Env env, uint64_t v);
+
+// Fills `ss`/`len` with `host` (IPv4 or IPv6 literal) and `port`; false when `host` is no address.
+bool ParseSockaddr(const std::string &host, int port, struct sockaddr_storage *ss, socklen_t *len);
 
 // Registration of each file's functions into the module exports.
 void InitObject(Napi::Env env, Napi::Object exports);

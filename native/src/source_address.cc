@@ -61,24 +61,6 @@ namespace {
 
 constexpr int kLoopbackIfindex = 1; // lo is ifindex 1 in every netns
 
-bool ParseSockaddr(const std::string &host, int port, struct sockaddr_storage *ss, socklen_t *len) {
-  memset(ss, 0, sizeof(*ss));
-  if (host.find(':') != std::string::npos) {
-    auto *a = reinterpret_cast<struct sockaddr_in6 *>(ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET6, host.c_str(), &a->sin6_addr) != 1) return false;
-    *len = sizeof(*a);
-  } else {
-    auto *a = reinterpret_cast<struct sockaddr_in *>(ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) return false;
-    *len = sizeof(*a);
-  }
-  return true;
-}
-
 bool Fail(SysError *e, int err, const char *syscall, const std::string &message = "") {
   e->err = err;
   e->syscall = syscall;

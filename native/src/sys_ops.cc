@@ -51,29 +51,11 @@ struct ListenResult {
   std::string skipped; // why an optional listener was not created
 };
 
-bool ParseAddr(const std::string &host, int port, struct sockaddr_storage *ss, socklen_t *len) {
-  memset(ss, 0, sizeof(*ss));
-  if (host.find(':') != std::string::npos) {
-    auto *a = reinterpret_cast<struct sockaddr_in6 *>(ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET6, host.c_str(), &a->sin6_addr) != 1) return false;
-    *len = sizeof(*a);
-  } else {
-    auto *a = reinterpret_cast<struct sockaddr_in *>(ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) return false;
-    *len = sizeof(*a);
-  }
-  return true;
-}
-
 // Runs inside the target namespace: one listener, or an error.
 int MakeListener(const ListenSpec &spec, SysError *err) {
   struct sockaddr_storage ss;
   socklen_t len;
-  if (!ParseAddr(spec.host, spec.port, &ss, &len)) {
+  if (!ParseSockaddr(spec.host, spec.port, &ss, &len)) {
     err->err = EINVAL;
     err->syscall = "inet_pton";
     err->message = "not an IP address: " + spec.host;
