@@ -161,6 +161,9 @@ export async function collect(child: ChildProcess, opts: { timeoutMs?: number; i
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  // A child that exits before reading its input (a refused connect, a quick failure) closes the
+  // pipe: the EPIPE is its exit code's business, not an uncaught error.
+  child.stdin?.on('error', () => {});
   child.stdin?.end(opts.input ?? '');
   const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
   const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
