@@ -24,6 +24,18 @@ let stateDir: string;
 let cleanup: (() => Promise<void>) | undefined;
 const spawned: ChildProcess[] = [];
 
+/** Starts the held TCP line connection and the HTTP request loop from `client`; resolves once lines echo. */
+async function startTraffic(): Promise<{ lines: ChildProcess; linesOut: ReturnType<typeof collect>; requests: ChildProcess; requestsOut: ReturnType<typeof collect> }> {
+  const lines = mesh.spawnInPod('client', process.execPath, ['-e', LINES, TCP_ECHO_VIP]);
+  spawned.push(lines);
+  const linesOut = collect(lines);
+  const requests = mesh.spawnInPod('client', process.execPath, ['-e', REQUESTS, mesh.cluster.pod('echo-2').ip]);
+  spawned.push(requests);
+  const requestsOut = collect(requests);
+  await until('the held connection echoes', () => lastProgress(linesOut.out()).echoed >= 10, 20_000);
+  return { lines, linesOut, requests, requestsOut };
+}
+
 if (privilegeGap(NEEDS) === undefined) {
   test.before(async () => {
     const m = await startMesh({ ambient: true, agentArgs: ['--drain-seconds', '30', '--handover-wait-seconds', '10'] });
@@ -117,13 +129,7 @@ privilegedTest('upgrade-agent node-2 then node-1: a held TCP connection echoes e
   t.true(before.links.some((l) => l.includes(' pod_')), 'pod sk_lookup links pinned');
   const agents = { 'node-1': mesh.agentPid('node-1'), 'node-2': mesh.agentPid('node-2') };
 
-  const lines = mesh.spawnInPod('client', process.execPath, ['-e', LINES, TCP_ECHO_VIP]);
-  spawned.push(lines);
-  const linesOut = collect(lines);
-  const requests = mesh.spawnInPod('client', process.execPath, ['-e', REQUESTS, mesh.cluster.pod('echo-2').ip]);
-  spawned.push(requests);
-  const requestsOut = collect(requests);
-  await until('the held connection echoes', () => lastProgress(linesOut.out()).echoed >= 10, 20_000);
+  const { lines, linesOut, requests, requestsOut } = await startTraffic();
 
   // node-2 first; its old agent keeps the held connection while draining.
   const u2 = upgrade('node-2');
@@ -175,13 +181,7 @@ privilegedTest('SIGTERM before the new agent took over (a surge pod found ready 
   const before = attachments();
   const oldPid = mesh.agentPid('node-2');
   t.truthy(oldPid);
-  const lines = mesh.spawnInPod('client', process.execPath, ['-e', LINES, TCP_ECHO_VIP]);
-  spawned.push(lines);
-  const linesOut = collect(lines);
-  const requests = mesh.spawnInPod('client', process.execPath, ['-e', REQUESTS, mesh.cluster.pod('echo-2').ip]);
-  spawned.push(requests);
-  const requestsOut = collect(requests);
-  await until('the held connection echoes', () => lastProgress(linesOut.out()).echoed >= 10, 20_000);
+  const { lines, linesOut, requests, requestsOut } = await startTraffic();
   // The kubelet's order when readiness came from the old agent: the old pod is stopped first.
   process.kill(oldPid as number, 'SIGTERM');
   await new Promise((r) => setTimeout(r, 300));
