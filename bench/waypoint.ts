@@ -175,7 +175,7 @@ async function bundleAmbitRole(): Promise<string | undefined> {
   const outDir = join(ROOT, 'node_modules', '.cache', 'ambit-bench');
   await mkdir(outDir, { recursive: true });
   const outfile = join(outDir, 'waypoint-role.mjs');
-  await esbuild.build({ entryPoints: [HERE], bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', outfile, logLevel: 'error' });
+  await esbuild.build({ entryPoints: [HERE], bundle: true, platform: 'node', format: 'esm', target: 'node24', packages: 'external', outfile, logLevel: 'error' });
   return outfile;
 }
 

