@@ -7,17 +7,20 @@
  * sends them only after it accepted our certificate, so a refused client certificate (which
  * TLS 1.3 reports only after the client's handshake has completed) is an error here rather than
  * a mysterious reset of the first stream.
+ * The key-exchange groups offered are those of the secure context (tls-config.ts); the group the
+ * handshake negotiated is reported with the session.
  */
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { formatAuthority } from './authority.js';
 import { TunnelError, type TunnelErrorCode } from './errors.js';
 import { ALPN_H2, spiffeServerIdentityCheck, TLS_VERSION } from './tls-config.js';
+import { negotiatedGroup, UNKNOWN_GROUP } from './tls-groups.js';
 
 export interface OpenSessionOptions {
   host: string;
   port: number;
-  /** Secure context with our key, chain and trust bundle. */
+  /** Secure context with our key, chain, trust bundle and the groups to offer. */
   secureContext: SecureContext;
   /** SPIFFE ID the server must present. */
   expectedIdentity: string;
@@ -72,6 +75,8 @@ export interface OpenedSession {
   session: ClientHttp2Session;
   /** Serial of the server's leaf certificate (upper-case hex). */
   peerSerial: string;
+  /** Key-exchange group the TLS handshake negotiated (e.g. X25519MLKEM768, or `unknown`). */
+  tlsGroup: string;
 }
 
 /** Opens a verified, ready HTTP/2 session. */
@@ -123,7 +128,7 @@ export function openSession(opts: OpenSessionOptions): Promise<OpenedSession> {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ session, peerSerial: socket?.getPeerX509Certificate()?.serialNumber.toUpperCase() ?? '' });
+      resolve({ session, peerSerial: socket?.getPeerX509Certificate()?.serialNumber.toUpperCase() ?? '', tlsGroup: socket === undefined ? UNKNOWN_GROUP : negotiatedGroup(socket) });
     });
   });
 }

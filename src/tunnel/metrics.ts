@@ -2,6 +2,10 @@
  * `ambit_tunnel_*` metrics, registered once per injected prom-client Registry (several pools
  * and servers in one process share them). No per-connection labels: peers and authorities would
  * make the series unbounded; Istio-standard per-workload metrics are the agent's job.
+ * `ambit_tls_handshakes_total{group,role}` is the one metric here without the `tunnel` infix: it
+ * counts every completed HBONE handshake (agent and waypoint alike, as both build their pools
+ * and servers with their registry) by the key-exchange group negotiated, so an operator can see
+ * how much of the mesh runs post-quantum.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
@@ -15,6 +19,7 @@ export interface TunnelMetrics {
   serverStreams: Counter<'code'>;
   serverActiveStreams: Gauge;
   serverBytes: Counter<'direction'>;
+  tlsHandshakes: Counter<'group' | 'role'>;
 }
 
 const byRegistry = new WeakMap<Registry, TunnelMetrics>();
@@ -34,6 +39,7 @@ export function tunnelMetrics(registry: Registry): TunnelMetrics {
     serverStreams: new Counter({ name: 'ambit_tunnel_server_streams_total', help: 'HBONE CONNECT requests answered by the server, by status code', labelNames: ['code'], registers }),
     serverActiveStreams: new Gauge({ name: 'ambit_tunnel_server_active_streams', help: 'HBONE server streams currently spliced to an upstream', registers }),
     serverBytes: new Counter({ name: 'ambit_tunnel_server_bytes_total', help: 'Bytes spliced by the HBONE server (to_upstream, from_upstream), counted on upstream sockets', labelNames: ['direction'], registers }),
+    tlsHandshakes: new Counter({ name: 'ambit_tls_handshakes_total', help: 'Completed HBONE TLS handshakes by negotiated key-exchange group (e.g. X25519MLKEM768, X25519, unknown) and role (client: sessions we opened; server: peers we accepted)', labelNames: ['group', 'role'], registers }),
   };
   byRegistry.set(registry, m);
   return m;

@@ -14,6 +14,9 @@
  *   more on a fresh session: nothing of it reached the destination.
  * - A session without streams for `idleTimeoutMs` is closed.
  * - Concurrent callers for a key share one connecting session.
+ * - Every session offers the configured key-exchange groups (`tlsGroups`); the group it
+ *   negotiated is counted once in `ambit_tls_handshakes_total{role="client"}` and kept with the
+ *   session (stats(), tlsGroupOf()).
  */
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { constants as h2 } from 'node:http2';
@@ -28,6 +31,7 @@ import { TunnelError } from './errors.js';
 import { formatForwarded, isTraceparent, newTraceparent } from './headers.js';
 import { openSession } from './client-session.js';
 import { workloadSecureContext } from './tls-config.js';
+import { DEFAULT_TLS_GROUPS } from './tls-groups.js';
 import { tunnelMetrics, type TunnelMetrics } from './metrics.js';
 import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_SESSION_WINDOW_BYTES, DEFAULT_STREAM_WINDOW_BYTES } from './windows.js';
 
@@ -65,6 +69,8 @@ export interface HbonePoolOptions {
   maxFrameSize?: number;
   /** nghttp2 memory cap per session in MiB (default 64). */
   maxSessionMemoryMiB?: number;
+  /** Key-exchange groups offered, in order, validated by parseTlsGroups (default X25519MLKEM768, X25519). */
+  tlsGroups?: readonly string[];
   /** Logger (default child `tunnel.pool`). */
   logger?: Logger;
   /** Registry for `ambit_tunnel_client_*` metrics (default: none). */
@@ -85,6 +91,8 @@ interface PooledSession {
   session: ClientHttp2Session | undefined;
   /** Serial of the server certificate this session verified. */
   peerSerial: string;
+  /** Key-exchange group negotiated ('' while connecting). */
+  tlsGroup: string;
   idleTimer: NodeJS.Timeout | undefined;
 }
 
@@ -98,6 +106,8 @@ export interface PoolSessionStats {
   serial: string;
   /** The server certificate's serial on this session ('' while connecting). */
   peerSerial: string;
+  /** Key-exchange group the session's handshake negotiated ('' while connecting). */
+  tlsGroup: string;
   state: State;
   streams: number;
 }
@@ -111,6 +121,7 @@ export class HbonePool {
   /** By group (source|destination identity|address): every live session, oldest first. */
   private readonly groups = new Map<string, PooledSession[]>();
   private readonly contexts = new Map<string, { serial: string; ctx: SecureContext }>();
+  private readonly bySession = new WeakMap<ClientHttp2Session, PooledSession>();
   private closed = false;
 
   constructor(options: HbonePoolOptions) {
@@ -124,6 +135,7 @@ export class HbonePool {
       sessionWindowBytes: options.sessionWindowBytes ?? DEFAULT_SESSION_WINDOW_BYTES,
       maxFrameSize: options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
       maxSessionMemoryMiB: options.maxSessionMemoryMiB ?? 64,
+      tlsGroups: options.tlsGroups ?? DEFAULT_TLS_GROUPS,
     };
     if (!(this.opts.maxStreamsPerSession >= 1)) {
       throw new TunnelError('AMBIT_ERR_TUNNEL_INVALID_ARGUMENT', `maxStreamsPerSession must be at least 1, got ${this.opts.maxStreamsPerSession}`);
@@ -158,13 +170,24 @@ export class HbonePool {
     }
   }
 
+  /**
+   * The key-exchange group of the session carrying `stream` (a stream this pool opened), or
+   * undefined when the stream is not (or no longer) attached to one of its sessions.
+   */
+  tlsGroupOf(stream: ClientHttp2Stream): string | undefined {
+    const session = stream.session;
+    if (session === undefined) return undefined;
+    const pooled = this.bySession.get(session as ClientHttp2Session);
+    return pooled === undefined || pooled.tlsGroup === '' ? undefined : pooled.tlsGroup;
+  }
+
   /** The pool's sessions, for admin endpoints and tests. */
   stats(): PoolSessionStats[] {
     const out: PoolSessionStats[] = [];
     for (const list of this.groups.values()) {
       for (const s of list) {
         const [source = '', destinationIdentity = '', address = ''] = s.group.split('|');
-        out.push({ id: s.id, address, source, destinationIdentity, serial: s.serial, peerSerial: s.peerSerial, state: s.state, streams: s.streams });
+        out.push({ id: s.id, address, source, destinationIdentity, serial: s.serial, peerSerial: s.peerSerial, tlsGroup: s.tlsGroup, state: s.state, streams: s.streams });
       }
     }
     return out;
@@ -260,7 +283,7 @@ export class HbonePool {
   private secureContext(cert: WorkloadCertificate): SecureContext {
     const cached = this.contexts.get(cert.identity);
     if (cached !== undefined && cached.serial === cert.serial) return cached.ctx;
-    const ctx = workloadSecureContext(cert);
+    const ctx = workloadSecureContext(cert, this.opts.tlsGroups);
     this.contexts.set(cert.identity, { serial: cert.serial, ctx });
     return ctx;
   }
@@ -275,6 +298,7 @@ export class HbonePool {
       streams: 0,
       session: undefined,
       peerSerial: '',
+      tlsGroup: '',
       idleTimer: undefined,
       ready: openSession({
         host: address.host,
@@ -289,6 +313,7 @@ export class HbonePool {
         maxSessionMemoryMiB: this.opts.maxSessionMemoryMiB,
       }).then((opened) => {
         pooled.peerSerial = opened.peerSerial;
+        pooled.tlsGroup = opened.tlsGroup;
         return opened.session;
       }),
     };
@@ -296,9 +321,11 @@ export class HbonePool {
     pooled.ready.then(
       (session) => {
         pooled.session = session;
+        this.bySession.set(session, pooled);
         this.metrics?.clientSessionsOpened.inc({ result: 'ok' });
+        this.metrics?.tlsHandshakes.inc({ group: pooled.tlsGroup, role: 'client' });
         this.metrics?.clientSessions.inc();
-        this.log.debug({ session: pooled.id, address: where, source: cert.identity, destination: destinationIdentity, serial: cert.serial }, 'opened HBONE session');
+        this.log.debug({ session: pooled.id, address: where, source: cert.identity, destination: destinationIdentity, serial: cert.serial, tlsGroup: pooled.tlsGroup }, 'opened HBONE session');
         if (pooled.state === 'connecting') pooled.state = 'ready';
         session.on('goaway', (code: number) => {
           this.log.debug({ session: pooled.id, address: where, code }, 'HBONE session received GOAWAY');

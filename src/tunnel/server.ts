@@ -12,6 +12,10 @@
  * - The server's own certificate follows the CredentialSource: on rotation the secure context is
  *   replaced, so new handshakes use the new certificate and trust bundle while established
  *   sessions keep theirs.
+ * - Every accepted TLS connection offers the configured key-exchange groups (`tlsGroups`, also
+ *   after a certificate rotation); the group it negotiated is read from OpenSSL's session
+ *   (tls-groups.ts), counted in `ambit_tls_handshakes_total{role="server"}` and handed to the
+ *   hooks with each CONNECT.
  * - Garbage, slowloris (handshake timeout) and abrupt resets cost one socket each and never
  *   the process.
  */
@@ -28,6 +32,7 @@ import { parseAuthority, type Authority } from './authority.js';
 import { TunnelError } from './errors.js';
 import { isTraceparent, parseForwardedFor } from './headers.js';
 import { ALPN_H2, verifiedPeer, workloadContextOptions, type PeerIdentity } from './tls-config.js';
+import { DEFAULT_TLS_GROUPS, negotiatedGroup } from './tls-groups.js';
 import { splice } from './splice.js';
 import { tunnelMetrics, type TunnelMetrics } from './metrics.js';
 import { DEFAULT_SESSION_WINDOW_BYTES, DEFAULT_STREAM_WINDOW_BYTES, DEFAULT_MAX_FRAME_SIZE } from './windows.js';
@@ -49,6 +54,8 @@ export interface ConnectContext {
   forwardedFor: Authority | undefined;
   /** W3C traceparent of the CONNECT, when present and valid. */
   traceparent: string | undefined;
+  /** Key-exchange group of the tunnel's TLS connection (e.g. X25519MLKEM768, or `unknown`). */
+  tlsGroup: string;
 }
 
 export type AuthorizeDecision = { allow: true } | { allow: false; reason: string };
@@ -65,6 +72,8 @@ export interface HboneServerOptions {
    * with `allowHalfOpen: true` so half-close propagates. Default: TCP connect to the authority.
    */
   connectUpstream?: (ctx: ConnectContext) => Promise<Duplex>;
+  /** Key-exchange groups offered, in order, validated by parseTlsGroups (default X25519MLKEM768, X25519). */
+  tlsGroups?: readonly string[];
   /** Only clients of this trust domain are accepted (default: the server identity's). */
   trustDomain?: string;
   /** TLS handshake deadline in ms; slow or silent clients are dropped (default 10,000). */
@@ -109,9 +118,9 @@ export class HboneServer {
   private readonly metrics: TunnelMetrics | undefined;
   private readonly tls: TlsServer;
   private readonly h2: Http2Server;
-  private readonly peers = new WeakMap<ServerHttp2Session, PeerIdentity>();
+  private readonly peers = new WeakMap<ServerHttp2Session, PeerIdentity & { tlsGroup: string }>();
   /** Peer of the socket being handed to HTTP/2 (its 'session' event fires synchronously). */
-  private handingOver: PeerIdentity | undefined;
+  private handingOver: (PeerIdentity & { tlsGroup: string }) | undefined;
   private readonly sessions = new Set<ServerHttp2Session>();
   private readonly sockets = new Set<TLSSocket>();
   private readonly trustDomain: string;
@@ -120,18 +129,20 @@ export class HboneServer {
   private closing = false;
   private stopped: Promise<void> | undefined;
   private current: WorkloadCertificate;
+  private readonly groups: readonly string[];
 
   private constructor(opts: HboneServerOptions, cert: WorkloadCertificate) {
     this.opts = opts;
     this.identity = opts.identity;
     this.current = cert;
+    this.groups = opts.tlsGroups ?? DEFAULT_TLS_GROUPS;
     this.trustDomain = opts.trustDomain ?? parseSpiffeId(opts.identity).trustDomain;
     this.log = opts.logger ?? childLogger('tunnel.server');
     this.metrics = opts.registry === undefined ? undefined : tunnelMetrics(opts.registry);
     this.sessionWindow = opts.sessionWindowBytes ?? DEFAULT_SESSION_WINDOW_BYTES;
 
     this.tls = createTlsServer({
-      ...workloadContextOptions(cert),
+      ...workloadContextOptions(cert, this.groups),
       requestCert: true,
       // Verification result is checked in onSecureConnection so the refusal can be logged with
       // its reason; Node would otherwise drop the socket silently.
@@ -251,7 +262,7 @@ export class HboneServer {
 
   private useCertificate(cert: WorkloadCertificate): void {
     this.current = cert;
-    this.tls.setSecureContext(workloadContextOptions(cert));
+    this.tls.setSecureContext(workloadContextOptions(cert, this.groups));
     this.log.info({ identity: this.identity, serial: cert.serial }, 'HBONE server switched to a renewed certificate for new connections');
   }
 
@@ -273,13 +284,15 @@ export class HboneServer {
       return;
     }
     this.metrics?.serverHandshakes.inc({ result: 'accepted' });
+    const tlsGroup = negotiatedGroup(socket);
+    this.metrics?.tlsHandshakes.inc({ group: tlsGroup, role: 'server' });
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', (err: Error & { code?: string }) => {
       this.log.debug({ remoteAddress: socket.remoteAddress, peer: v.peer.identity, reason: err.code ?? err.message }, 'HBONE connection error');
     });
-    this.log.debug({ remoteAddress: socket.remoteAddress, peer: v.peer.identity, serial: v.peer.serial }, 'accepted HBONE connection');
-    this.handingOver = v.peer;
+    this.log.debug({ remoteAddress: socket.remoteAddress, peer: v.peer.identity, serial: v.peer.serial, tlsGroup }, 'accepted HBONE connection');
+    this.handingOver = { ...v.peer, tlsGroup };
     try {
       this.h2.emit('connection', socket);
     } finally {
@@ -352,6 +365,7 @@ export class HboneServer {
       remotePort: socket?.remotePort ?? 0,
       forwardedFor: parseForwardedFor(headers['forwarded']),
       traceparent: isTraceparent(tp) ? tp : undefined,
+      tlsGroup: peer.tlsGroup,
     };
     let decision: AuthorizeDecision;
     try {

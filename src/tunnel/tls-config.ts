@@ -2,28 +2,37 @@
  * TLS settings both ends of HBONE share, and peer identity checks. The tunnel speaks TLS 1.3
  * only with ALPN `h2`; a peer is identified by the SPIFFE ID in its leaf certificate's URI SAN,
  * never by SNI or host name (the server is dialled by IP, and the identity is what policy names).
+ * Both ends offer the same key-exchange groups (tls-groups.ts: X25519MLKEM768 first, then X25519,
+ * unless `--tls-groups` says otherwise); every context built here carries them, including the
+ * ones a certificate renewal swaps in (tls.Server#setSecureContext resets `ecdhCurve` to
+ * OpenSSL's default when the options omit it).
  */
 import { createSecureContext, type SecureContext, type TLSSocket, type PeerCertificate } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { spiffeIdOfCertificate } from '../identity/cert-info.js';
 import type { WorkloadCertificate } from '../identity/manager.js';
+import { DEFAULT_TLS_GROUPS, ecdhCurve } from './tls-groups.js';
 
 export const TLS_VERSION = 'TLSv1.3' as const;
 export const ALPN_H2 = 'h2';
 
-/** A secure context holding a workload's key, chain and trust bundle, TLS 1.3 only. */
-export function workloadSecureContext(cert: WorkloadCertificate): SecureContext {
-  return createSecureContext(workloadContextOptions(cert));
+/**
+ * A secure context holding a workload's key, chain and trust bundle, TLS 1.3 only, offering
+ * `groups` (default DEFAULT_TLS_GROUPS, already validated by parseTlsGroups).
+ */
+export function workloadSecureContext(cert: WorkloadCertificate, groups: readonly string[] = DEFAULT_TLS_GROUPS): SecureContext {
+  return createSecureContext(workloadContextOptions(cert, groups));
 }
 
 /** The options behind workloadSecureContext (also what tls.Server#setSecureContext takes). */
-export function workloadContextOptions(cert: WorkloadCertificate) {
+export function workloadContextOptions(cert: WorkloadCertificate, groups: readonly string[] = DEFAULT_TLS_GROUPS) {
   return {
     key: cert.keyPem,
     cert: cert.chainPem.join(''),
     ca: [...cert.trustBundlePem],
     minVersion: TLS_VERSION,
     maxVersion: TLS_VERSION,
+    ecdhCurve: ecdhCurve(groups),
   };
 }
 
