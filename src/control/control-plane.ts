@@ -26,6 +26,7 @@ import { createControlMetrics, type ControlMetrics } from './metrics.js';
 import { protos } from './proto.js';
 import { ResourceTable, type ChangeSet } from './resource-table.js';
 import { ServingCertificate } from './serving-cert.js';
+import { ecdhCurve } from '../tunnel/tls-groups.js';
 import type { ConfigProblem, ConfigSource, SourceSink } from './source.js';
 import { RESOURCE_KINDS, type MeshResource } from './mesh-resource.js';
 import { closeHttp, listenHttp, metricsServer, readinessServer, type AdminHandlers } from './admin-server.js';
@@ -51,6 +52,8 @@ export interface ControlPlaneOptions {
   metricsPort?: number;
   /** Readiness (default 15021). */
   readinessPort?: number;
+  /** TLS key-exchange groups the TLS port offers, in order, as parseTlsGroups returns them (default X25519MLKEM768, X25519). */
+  tlsGroups?: readonly string[];
   /** How long stop() lets in-flight calls finish, ms (default 5000). */
   drainMs?: number;
   /** History kept for resuming subscribers, in resource changes (default 200000). */
@@ -93,7 +96,7 @@ export class ControlPlane {
     this.table = new ResourceTable({ ...(opts.maxHistory !== undefined ? { maxHistory: opts.maxHistory } : {}) });
     this.discovery = new DiscoveryService({ table: this.table, authenticator: opts.authenticator, metrics: this.metrics, logger: this.log });
     this.ca = new CaService({ signer: opts.signer, table: this.table, authenticator: opts.authenticator, metrics: this.metrics, trustDomain: this.trustDomain, logger: this.log });
-    this.serving = new ServingCertificate({ signer: opts.signer, identity: this.identity, logger: this.log });
+    this.serving = new ServingCertificate({ signer: opts.signer, identity: this.identity, logger: this.log, ...(opts.tlsGroups !== undefined ? { tlsGroups: opts.tlsGroups } : {}) });
   }
 
   /** Ports actually bound (after start). */
@@ -134,7 +137,7 @@ export class ControlPlane {
     const metrics = await listenHttp(ms, this.opts.metricsPort ?? 15014, host);
     const readiness = await listenHttp(rs, this.opts.readinessPort ?? 15021, host);
     this.boundPorts = { tls, plaintext, metrics, readiness };
-    this.log.info({ ports: this.boundPorts, identity: this.identity }, 'control plane listening');
+    this.log.info({ ports: this.boundPorts, identity: this.identity, tlsGroups: ecdhCurve(this.opts.tlsGroups) }, 'control plane listening');
     await this.opts.source.start(this.sink());
   }
 

@@ -5,13 +5,22 @@
  * The certificate names the control plane by SPIFFE ID (URI SAN), like every mesh certificate;
  * subscribers verify the chain against the mesh root and that URI, not a DNS name, so the control
  * plane can be reached by any address. The key is generated here and never leaves the process.
+ *
+ * The port offers the mesh's TLS key-exchange groups (X25519MLKEM768 first, then X25519, unless
+ * configured otherwise). grpc-js's certificate-provider credentials rebuild the secure context
+ * from CA, certificate and key alone on every renewal, so they cannot carry `ecdhCurve`; the
+ * credentials here are a grpc-js ServerCredentials whose every context (the first and each
+ * renewal's) names the groups.
  */
 import * as grpc from '@grpc/grpc-js';
+import type { SecureContextOptions } from 'node:tls';
+import type { SecureServerOptions } from 'node:http2';
 import type { Logger } from '../util/log.js';
 import { childLogger } from '../util/log.js';
 import { generateRsaKeyPair } from '../identity/keys.js';
 import { createCsr } from '../identity/csr.js';
 import type { Signer } from '../identity/signer.js';
+import { ecdhCurve } from '../tunnel/tls-groups.js';
 
 type CaListener = grpc.experimental.CaCertificateUpdateListener;
 type IdListener = grpc.experimental.IdentityCertificateUpdateListener;
@@ -24,6 +33,8 @@ export interface ServingCertificateOptions {
   lifetimeSeconds?: number;
   /** Retry delay after a failed renewal, ms (default 10000). */
   retryMs?: number;
+  /** TLS key-exchange groups offered, in order, as parseTlsGroups returns them (default X25519MLKEM768, X25519). */
+  tlsGroups?: readonly string[];
   logger?: Logger;
 }
 
@@ -32,6 +43,7 @@ export class ServingCertificate implements grpc.experimental.CertificateProvider
   private id: grpc.experimental.IdentityCertificateUpdate | null = null;
   private readonly caListeners = new Set<CaListener>();
   private readonly idListeners = new Set<IdListener>();
+  private readonly credentials = new Set<GroupsServerCredentials>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly log: Logger;
@@ -61,6 +73,7 @@ export class ServingCertificate implements grpc.experimental.CertificateProvider
     this.id = { certificate: Buffer.from(signed.chainPem.join('')), privateKey: Buffer.from(keys.privateKeyPem) };
     for (const l of this.caListeners) l(this.ca);
     for (const l of this.idListeners) l(this.id);
+    for (const c of this.credentials) c.use(this.contextOptions());
     this.log.info({ identity: this.opts.identity, lifetimeSeconds: lifetime }, 'issued control-plane serving certificate');
     this.schedule(lifetime * 500);
   }
@@ -77,9 +90,20 @@ export class ServingCertificate implements grpc.experimental.CertificateProvider
     this.timer.unref();
   }
 
-  /** grpc-js server credentials that follow every renewal. */
+  /** grpc-js server credentials that follow every renewal and offer the configured groups. */
   serverCredentials(): grpc.ServerCredentials {
-    return grpc.experimental.createCertificateProviderServerCredentials(this, this, false);
+    const curve = ecdhCurve(this.opts.tlsGroups);
+    // As createCertificateProviderServerCredentials(ca, id, false) does: ask for a client
+    // certificate (subscribers authenticate by token and send none), never require one.
+    const creds = new GroupsServerCredentials({ requestCert: true, rejectUnauthorized: false, ecdhCurve: curve }, this.contextOptions());
+    this.credentials.add(creds);
+    return creds;
+  }
+
+  /** The secure-context options of the current certificate (null before the first issuance). */
+  private contextOptions(): SecureContextOptions | null {
+    if (this.ca === null || this.id === null) return null;
+    return { ca: this.ca.caCertificate, cert: [this.id.certificate], key: [this.id.privateKey], ecdhCurve: ecdhCurve(this.opts.tlsGroups) };
   }
 
   close(): void {
@@ -99,4 +123,20 @@ export class ServingCertificate implements grpc.experimental.CertificateProvider
     setImmediate(() => { if (this.id && this.idListeners.has(l)) l(this.id); });
   }
   removeIdentityCertificateListener(l: IdListener): void { this.idListeners.delete(l); }
+}
+
+/** Server credentials whose secure-context options are replaced by ServingCertificate on renewal. */
+class GroupsServerCredentials extends grpc.ServerCredentials {
+  constructor(server: SecureServerOptions, context: SecureContextOptions | null) {
+    super(server, context ?? undefined);
+  }
+
+  /** Hands new context options to every grpc-js server bound with these credentials. */
+  use(context: SecureContextOptions | null): void {
+    this.updateSecureContextOptions(context);
+  }
+
+  override _equals(other: grpc.ServerCredentials): boolean {
+    return this === other;
+  }
 }

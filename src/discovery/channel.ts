@@ -3,10 +3,14 @@
  * the control plane's SPIFFE ID, or plaintext (port 15010) for local development on loopback.
  * With TLS the server is identified by the URI SAN of its certificate, not by host name, like
  * every other mesh peer; a certificate from the right root naming another identity is refused.
+ * The TLS link offers the same key-exchange groups as HBONE (X25519MLKEM768 first, then X25519,
+ * unless configured otherwise): grpc-js's createSsl takes no TLS options, so the secure context
+ * is built here and handed over with createFromSecureContext.
  */
 import * as grpc from '@grpc/grpc-js';
-import type { PeerCertificate } from 'node:tls';
+import { createSecureContext, type PeerCertificate } from 'node:tls';
 import { DiscoveryConfigError } from './errors.js';
+import { ecdhCurve } from '../tunnel/tls-groups.js';
 
 export interface ControlPlaneTarget {
   /** `host:port` of the control plane (required). */
@@ -15,6 +19,8 @@ export interface ControlPlaneTarget {
   trustBundlePem?: string | string[];
   /** SPIFFE ID the control plane must present (default spiffe://cluster.local/ns/ambit-system/sa/ambit-control). */
   expectedIdentity?: string;
+  /** TLS key-exchange groups offered, in order, as parseTlsGroups returns them (default X25519MLKEM768, X25519). */
+  tlsGroups?: readonly string[];
 }
 
 export const DEFAULT_CONTROL_IDENTITY = 'spiffe://cluster.local/ns/ambit-system/sa/ambit-control';
@@ -29,7 +35,8 @@ export function channelCredentials(t: ControlPlaneTarget): grpc.ChannelCredentia
   }
   const roots = Array.isArray(t.trustBundlePem) ? t.trustBundlePem.join('') : t.trustBundlePem;
   const expected = t.expectedIdentity ?? DEFAULT_CONTROL_IDENTITY;
-  return grpc.credentials.createSsl(Buffer.from(roots), null, null, {
+  const context = createSecureContext({ ca: roots, ecdhCurve: ecdhCurve(t.tlsGroups), ...(process.env['GRPC_SSL_CIPHER_SUITES'] ? { ciphers: process.env['GRPC_SSL_CIPHER_SUITES'] } : {}) });
+  return grpc.credentials.createFromSecureContext(context, {
     checkServerIdentity: (_host: string, cert: PeerCertificate): Error | undefined => {
       const uris = (cert.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
       if (uris.includes(expected)) return undefined;
