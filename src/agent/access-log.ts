@@ -2,7 +2,8 @@
  * One JSON access-log line per proxied connection, written when it closes (pino, component
  * `agent.access`, message `access`). Fields follow Envoy/ztunnel access logs closely enough for
  * the usual log pipelines: who, to whom, how (mutual_tls or none), bytes each way, duration, and
- * why it ended (response flags, the deciding policy for a denial). Never keys or tokens.
+ * why it ended (response flags, the deciding policy for a denial), and the TLS key-exchange group
+ * of the HBONE connection (`tls_group`, see ConnectionRecord.tlsGroup). Never keys or tokens.
  */
 import type { Logger } from '../util/log.js';
 import type { ConnectionRecord } from './connections.js';
@@ -25,6 +26,8 @@ export interface AccessLogEntry {
   dst_service: string;
   protocol: ConnectionRecord['protocol'];
   connection_security_policy: 'mutual_tls' | 'none';
+  /** Key-exchange group of the HBONE TLS connection; absent without TLS. */
+  tls_group: string | undefined;
   bytes_sent: number;
   bytes_received: number;
   response_flags: string;
@@ -53,6 +56,7 @@ export class AccessLog {
       dst_service: r.labels.destination_service,
       protocol: r.protocol,
       connection_security_policy: r.labels.connection_security_policy as 'mutual_tls' | 'none',
+      tls_group: r.tlsGroup,
       bytes_sent: r.bytesSent,
       bytes_received: r.bytesReceived,
       response_flags: r.labels.response_flags,

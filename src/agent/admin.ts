@@ -2,7 +2,8 @@
  * The agent's HTTP endpoints, in the node's netns:
  * - admin (15000): `/config_dump` (view version, local pods and why each is or is not captured,
  *   problems with the view), `/certs` (identity, serial, validity; never keys),
- *   `/connections` (what is being proxied now), `/healthz/ready`;
+ *   `/connections` (what is being proxied now, each with the TLS key-exchange group of its HBONE
+ *   connection, `tlsGroup`), `/healthz/ready`;
  * - metrics (15020): `/metrics` (also `/stats/prometheus`, Istio's path);
  * - readiness (15021): `/healthz/ready`, 200 once the agent serves, 503 otherwise or while draining.
  *

@@ -118,6 +118,11 @@ export interface AgentOptions {
   /** Workload certificate lifetime requested, s (default 24 h). */
   certificateLifetimeSeconds?: number;
   /**
+   * TLS key-exchange groups offered, in order, on HBONE (both ways) and on the control-plane link,
+   * as parseTlsGroups returns them (default X25519MLKEM768, X25519).
+   */
+  tlsGroups?: readonly string[];
+  /**
    * Finds the netns of a local pod without an `ambit.dev/netns` annotation (Kubernetes mode:
    * src/agent/kube PodLocator, by pod UID from the node's /proc). Default: the annotation only.
    */
@@ -173,6 +178,7 @@ export class Agent {
       address: opts.control,
       ...(opts.controlTrustBundlePem !== undefined ? { trustBundlePem: opts.controlTrustBundlePem } : {}),
       ...(opts.controlIdentity !== undefined ? { expectedIdentity: opts.controlIdentity } : {}),
+      ...(opts.tlsGroups !== undefined ? { tlsGroups: opts.tlsGroups } : {}),
     };
     this.signer = opts.signer ?? new GrpcSigner({ ...target, kind: 'agent', name: opts.node, token: opts.token });
     this.identities = new IdentityManager({
@@ -183,7 +189,7 @@ export class Agent {
       certificates: () => this.identities.identities().map((id) => this.identities.current(id)).filter((c) => c !== undefined).map((c) => ({ identity: c.identity, notAfter: c.notAfter })),
     });
     this.tracker = new ConnectionTracker(this.metrics, new AccessLog(childLogger('agent.access', opts.logger)));
-    this.pool = new HbonePool({ credentials: this.identities, registry: this.registry, logger: childLogger('agent.pool', opts.logger) });
+    this.pool = new HbonePool({ credentials: this.identities, registry: this.registry, logger: childLogger('agent.pool', opts.logger), ...(opts.tlsGroups !== undefined ? { tlsGroups: opts.tlsGroups } : {}) });
     const ports = opts.ports ?? {};
     this.sourceAddress = new SourceAddress({ log: childLogger('agent.source-address', opts.logger), registry: this.registry, ...(opts.preserveSourceAddress !== undefined ? { enabled: opts.preserveSourceAddress } : {}) });
     const ctx: ProxyContext = {
@@ -209,7 +215,7 @@ export class Agent {
       },
       credentials: this.identities,
       outbound: new OutboundProxy(ctx, lookup),
-      inbound: new InboundHbone(ctx, this.registry),
+      inbound: new InboundHbone(ctx, this.registry, opts.tlsGroups),
       plaintext: new InboundPlaintext(ctx, lookup),
       metrics: this.metrics,
       log: childLogger('agent.enrollment', opts.logger),

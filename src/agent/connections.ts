@@ -34,6 +34,13 @@ export interface ConnectionRecord {
   /** How the agent reached the destination: `hbone`, `waypoint`, `local`, `passthrough`. */
   protocol: 'hbone' | 'waypoint' | 'local' | 'passthrough' | 'plaintext';
   upstream: string | undefined;
+  /**
+   * Key-exchange group of the HBONE TLS connection carrying it (e.g. X25519MLKEM768, X25519):
+   * outbound, as the client read it from its session; inbound, as the server read it from its
+   * own; `unknown` if OpenSSL recorded none; undefined for connections without TLS (plaintext,
+   * passthrough, in-process delivery) and for refusals before any tunnel.
+   */
+  tlsGroup: string | undefined;
   labels: TcpLabels;
   bytesSent: number;
   bytesReceived: number;
@@ -57,8 +64,8 @@ export class ConnectionTracker {
 
   constructor(private readonly metrics: AgentMetrics, private readonly accessLog: AccessLog) {}
 
-  start(init: Omit<ConnectionRecord, 'id' | 'startedAt' | 'endedAt' | 'bytesSent' | 'bytesReceived' | 'reason' | 'policy'>): OpenConnection {
-    const record: ConnectionRecord = { ...init, id: ++nextId, startedAt: new Date(), endedAt: undefined, bytesSent: 0, bytesReceived: 0, reason: undefined, policy: undefined };
+  start(init: Omit<ConnectionRecord, 'id' | 'startedAt' | 'endedAt' | 'bytesSent' | 'bytesReceived' | 'reason' | 'policy' | 'tlsGroup'> & { tlsGroup?: string | undefined }): OpenConnection {
+    const record: ConnectionRecord = { ...init, tlsGroup: init.tlsGroup, id: ++nextId, startedAt: new Date(), endedAt: undefined, bytesSent: 0, bytesReceived: 0, reason: undefined, policy: undefined };
     this.metrics.activeConnections.inc({ direction: record.direction });
     this.metrics.opened.inc(record.labels);
     let closed = false;

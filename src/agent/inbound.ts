@@ -36,7 +36,8 @@ interface Accepted {
 }
 
 export class InboundHbone {
-  constructor(private readonly ctx: ProxyContext, private readonly registry?: Registry) {}
+  /** `tlsGroups`: key-exchange groups the pods' HBONE servers offer (default X25519MLKEM768, X25519). */
+  constructor(private readonly ctx: ProxyContext, private readonly registry?: Registry, private readonly tlsGroups?: readonly string[]) {}
 
   /** An HBONE server for one pod, listening on `options` (`{ fd }` from Capture.enroll). */
   async listen(pod: WorkloadView, options: ListenTarget): Promise<PodHboneServer> {
@@ -48,6 +49,7 @@ export class InboundHbone {
       connectUpstream: (c) => this.connectUpstream(c, accepted),
       logger: this.ctx.log,
       ...(this.registry !== undefined ? { registry: this.registry } : {}),
+      ...(this.tlsGroups !== undefined ? { tlsGroups: this.tlsGroups } : {}),
     });
     const use = await this.ctx.apps?.attach(pod.key, options);
     try {
@@ -71,7 +73,7 @@ export class InboundHbone {
     });
     const dst = { address: c.authority.host, port: c.authority.port };
     const deny = (reason: string, policy: string, kind: string): AuthorizeDecision => {
-      const rec = this.ctx.tracker.start({ direction: 'inbound', pod: target.key, source, destination: dst, protocol: 'hbone', upstream: undefined, labels: { ...labels, response_flags: 'DENY' } });
+      const rec = this.ctx.tracker.start({ direction: 'inbound', pod: target.key, source, destination: dst, protocol: 'hbone', upstream: undefined, tlsGroup: c.tlsGroup, labels: { ...labels, response_flags: 'DENY' } });
       rec.close({ bytesSent: 0, bytesReceived: 0, flags: 'DENY', reason, policy });
       this.ctx.metrics.denials.inc({ reason: kind, policy, direction: 'inbound' });
       this.ctx.log.warn({ pod: target.key, peer: c.peerIdentity, source: sourceIp, authority: `${dst.address}:${dst.port}`, policy, reason }, 'inbound HBONE connection denied');
@@ -96,11 +98,11 @@ export class InboundHbone {
         ? await this.ctx.apps.connect(a.target.key, a.source, dst, this.ctx.connectTimeoutMs)
         : await connectTcp(c.authority, this.ctx.connectTimeoutMs);
     } catch (err) {
-      const rec = this.ctx.tracker.start({ direction: 'inbound', pod: a.target.key, source: a.source, destination: dst, protocol: 'hbone', upstream: `${dst.address}:${dst.port}`, labels: a.labels });
+      const rec = this.ctx.tracker.start({ direction: 'inbound', pod: a.target.key, source: a.source, destination: dst, protocol: 'hbone', upstream: `${dst.address}:${dst.port}`, tlsGroup: c.tlsGroup, labels: a.labels });
       rec.close({ bytesSent: 0, bytesReceived: 0, flags: 'UF', reason: (err as Error).message });
       throw err;
     }
-    const rec = this.ctx.tracker.start({ direction: 'inbound', pod: a.target.key, source: a.source, destination: dst, protocol: 'hbone', upstream: `${dst.address}:${dst.port}`, labels: a.labels });
+    const rec = this.ctx.tracker.start({ direction: 'inbound', pod: a.target.key, source: a.source, destination: dst, protocol: 'hbone', upstream: `${dst.address}:${dst.port}`, tlsGroup: c.tlsGroup, labels: a.labels });
     rec.kill = () => sock.destroy();
     sock.once('close', () => rec.close({ bytesSent: sock.bytesWritten, bytesReceived: sock.bytesRead }));
     return sock;

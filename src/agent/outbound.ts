@@ -18,7 +18,7 @@
  */
 import { createServer, type ListenOptions, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Http2Stream } from 'node:http2';
+import type { ClientHttp2Stream, Http2Stream } from 'node:http2';
 import { splice } from '../tunnel/splice.js';
 import { spliceSockets } from './tcp-splice.js';
 import { connectTcp } from '../tunnel/server.js';
@@ -112,6 +112,7 @@ export class OutboundProxy {
       direction: 'outbound', pod: source.key, source: srcAddr, destination: dst,
       protocol: candidate.kind === 'hbone' ? (candidate.waypoint !== undefined ? 'waypoint' : 'hbone') : candidate.kind,
       upstream: upstreamOf(candidate),
+      tlsGroup: last.kind === 'h2' ? this.ctx.pool.tlsGroupOf(upstream as ClientHttp2Stream) : undefined,
       labels: this.labels(source, candidate, resolution),
     });
     conn.kill = () => socket.destroy();

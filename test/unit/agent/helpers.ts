@@ -79,19 +79,27 @@ export interface TestNode {
   close(): Promise<void>;
 }
 
-/** One agent's shared proxy context (without capture): its own metrics, tracker, pool. */
-export function testNode(identities: IdentityManager, hbonePort: number, state: MeshState): TestNode {
+/**
+ * One agent's shared proxy context (without capture): its own metrics, tracker, pool. `pool`:
+ * the pool's key-exchange groups, and whether its metrics go to the node's registry as the
+ * agent's do (default: ambit's groups, no pool metrics).
+ */
+export function testNode(identities: IdentityManager, hbonePort: number, state: MeshState, pool: { tlsGroups?: readonly string[]; metrics?: boolean } = {}): TestNode {
   const registry = new Registry();
   const metrics = createAgentMetrics(registry, { processMetrics: false });
   const { logger, lines } = memoryLogger();
   const tracker = new ConnectionTracker(metrics, new AccessLog(logger));
-  const pool = new HbonePool({ credentials: identities, logger });
+  const hbonePool = new HbonePool({
+    credentials: identities, logger,
+    ...(pool.tlsGroups !== undefined ? { tlsGroups: pool.tlsGroups } : {}),
+    ...(pool.metrics === true ? { registry } : {}),
+  });
   let current = state;
   const ctx: ProxyContext = {
-    state: () => current, tracker, metrics, credentials: identities, pool,
+    state: () => current, tracker, metrics, credentials: identities, pool: hbonePool,
     resolver: new Resolver({ hbonePort }), connectTimeoutMs: 2000, log: logger,
   };
-  return { ctx, registry, tracker, lines, setState: (s) => { current = s; }, close: async () => { pool.destroy(); } };
+  return { ctx, registry, tracker, lines, setState: (s) => { current = s; }, close: async () => { hbonePool.destroy(); } };
 }
 
 export async function makeIdentities(): Promise<{ identities: IdentityManager; close: () => Promise<void> }> {
