@@ -1,7 +1,7 @@
 /**
  * Test topology on one machine (DESIGN.md §9): network namespaces, veth pairs with addresses from
- * 198.18.0.0/15, private cgroups under the cgroup v2 mount, and processes run inside a netns and a
- * cgroup. Needs root and iproute2.
+ * 198.18.0.0/15, private cgroups under the cgroup v2 mount (and in a cgroup v1 hierarchy of its
+ * own), and processes run inside a netns and a cgroup. Needs root and iproute2.
  *
  * Everything is created through a `Sandbox`, which remembers what it made and removes it in
  * reverse order in `cleanup()` (processes, cgroups, namespaces; veths go with their netns), even
@@ -16,7 +16,8 @@
  *   const child = sb.spawn('python3', ['-c', '...'], { netns: pod, cgroup: cg });
  */
 import { execFile, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cgroup2Root, collect, destroyCgroup, spawnAt } from '../../src/demo/cluster.js';
@@ -146,6 +147,31 @@ export class Sandbox {
     const path = join(parent?.path ?? cgroup2Root(), this.#name(label));
     mkdirSync(path);
     if (parent === undefined) this.#cgroups.push(path);
+    return makeCgroup(path);
+  }
+
+  /**
+   * A private cgroup in a cgroup v1 hierarchy, on any host: the named, controller-less hierarchy
+   * `name=ambit-test`, mounted at a private mount point under the temp dir. Every sandbox shares
+   * that one hierarchy (the kernel keeps a named v1 hierarchy after its last unmount, so a fixed
+   * name leaves at most one behind, empty); the cgroup, what runs in it and the mount point are
+   * removed with the sandbox.
+   */
+  async cgroupV1(label = 'cg'): Promise<Cgroup> {
+    const mnt = mkdtempSync(join(tmpdir(), `${this.id}-v1-`));
+    try {
+      await sh('mount', ['-t', 'cgroup', '-o', 'none,name=ambit-test', 'cgroup', mnt]);
+    } catch (err) {
+      rmdirSync(mnt);
+      throw err;
+    }
+    const path = join(mnt, this.#name(label));
+    this.defer(async () => {
+      await destroyCgroup(path);
+      await sh('umount', [mnt]);
+      rmdirSync(mnt);
+    });
+    mkdirSync(path);
     return makeCgroup(path);
   }
 

@@ -22,6 +22,10 @@ export const PEER_FIXTURE = join(here, 'fixtures', 'peer.py');
 export const ADDON = join(REPO, 'native', 'build', 'Release', 'ambit_native.node');
 export const OBJECT = join(REPO, 'bpf', '.output', 'capture.bpf.o');
 
+/** util-linux setpriv, which runs a command with capabilities dropped. */
+export const SETPRIV = '/usr/bin/setpriv';
+const DROP_ALL_CAPABILITIES = ['--inh-caps=-all', '--ambient-caps=-all', '--bounding-set=-all', '--no-new-privs'];
+
 export const NODE_ADDR = '198.19.1.1';
 export const REMOTE_ADDR = '198.19.1.3';
 export const POD_ADDR = '198.19.1.2';
@@ -72,15 +76,22 @@ export class Agent {
   readonly ready: Promise<void>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  /** `netns`: where the agent runs (default: the test's own); the node netns, as on a node, for the local-SYN bypass. */
-  constructor(sb: Sandbox, cgroup: Cgroup | undefined, opts: { uid?: number; netns?: Netns } = {}) {
-    this.child = sb.spawn(process.execPath, ['--import=tsx', AGENT_FIXTURE], {
+  /**
+   * `netns`: where the agent runs (default: the test's own); the node netns, as on a node, for the
+   * local-SYN bypass. `noCapabilities`: the agent runs as root with every capability dropped
+   * (bounding, inheritable and ambient sets cleared, no_new_privs), the way a container runs as
+   * uid 0 without CAP_BPF; it stays uid 0 so it can still read a checkout others cannot (a clone
+   * in a 0700 home directory), which a switch to another uid could not (default false).
+   */
+  constructor(sb: Sandbox, cgroup: Cgroup | undefined, opts: { noCapabilities?: boolean; netns?: Netns } = {}) {
+    const node = [process.execPath, '--import=tsx', AGENT_FIXTURE];
+    const [cmd, ...args] = opts.noCapabilities === true ? [SETPRIV, ...DROP_ALL_CAPABILITIES, '--', ...node] : node;
+    this.child = sb.spawn(cmd as string, args, {
       ...(cgroup === undefined ? {} : { cgroup }),
       ...(opts.netns === undefined ? {} : { netns: opts.netns }),
       cwd: REPO,
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       serialization: 'advanced',
-      ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }),
     });
     let ready!: () => void;
     this.ready = new Promise((r) => { ready = r; });

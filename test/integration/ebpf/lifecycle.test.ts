@@ -5,11 +5,19 @@
  * attachments, and close({ cleanup: true }) leaves no program, link, pin or map behind.
  */
 import type { ExecutionContext } from 'ava';
+import { statSync } from 'node:fs';
 import { privilegedTest } from '../../helpers/privileged.js';
 import { Sandbox } from '../../helpers/netns.js';
 import { Agent, Peer, topology, bpftool, cgroupAttachments, pinsLeft, ADDON, OBJECT, POD_ADDR, NODE_ADDR, OTHER_NODE_SIDE } from './harness.js';
 
 const needs = { root: true, paths: [ADDON, OBJECT, '/sys/kernel/btf/vmlinux'] };
+
+/** Ids of every sk_lookup link attached to a netns, whoever made them (by the netns inode). */
+function skLookupLinks(netnsPath: string): number[] {
+  const ino = statSync(netnsPath).ino;
+  return bpftool<{ id: number; type: string; attach_type?: string; netns_ino?: number }[]>(['link', 'list'])
+    .filter((l) => l.type === 'netns' && l.attach_type === 'sk_lookup' && l.netns_ino === ino).map((l) => l.id).sort((a, b) => a - b);
+}
 
 interface Rec { listener: string; remotePort: number; orig: { address: string; port: number } | null }
 interface Objects { cgroupLinkIds: number[]; podLinkIds: Record<string, number>; mapIds: Record<string, number>; pods: { id: string; enrolled: boolean }[] }
@@ -62,6 +70,7 @@ privilegedTest('a restarted agent adopts the pins without duplicate attachments;
   await first.call('enroll', { pod });
   const before = await first.call<Objects>('objects');
   t.is(cgroupAttachments(topo.root.path).length, 4);
+  t.deepEqual(skLookupLinks(topo.pod.path), Object.values(before.podLinkIds), 'one sk_lookup link in the pod netns, the one the agent reports');
   await first.kill();
 
   // While no agent runs, the programs stay attached (pinned links).
@@ -79,8 +88,7 @@ privilegedTest('a restarted agent adopts the pins without duplicate attachments;
   const attached = cgroupAttachments(topo.root.path);
   t.is(attached.length, 4, 'no duplicate attachments');
   t.deepEqual(attached.map((a) => a.attach_type).sort(), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'].sort());
-  const skLookupLinks = bpftool<{ type: string; netns_ino?: number }[]>(['link', 'list']).filter((l) => l.type === 'netns');
-  t.is(skLookupLinks.filter((l) => Object.values(before.podLinkIds).includes((l as unknown as { id: number }).id)).length, 1);
+  t.deepEqual(skLookupLinks(topo.pod.path), Object.values(before.podLinkIds), 'no second sk_lookup link in the pod netns after adoption');
 
   const r = await second.call<{ enrolled: string[]; released: string[] }>('reconcile', { pods: [pod] });
   t.deepEqual(r.enrolled, ['default/app']);
@@ -93,6 +101,7 @@ privilegedTest('a restarted agent adopts the pins without duplicate attachments;
   }
   t.like(recs[0]?.orig, { address: '198.18.7.7', port: 7777 });
   t.deepEqual((await second.call<Objects>('objects')).podLinkIds, before.podLinkIds, 're-enrolling an adopted pod keeps its link');
+  t.deepEqual(skLookupLinks(topo.pod.path), Object.values(before.podLinkIds), 'and attaches no second one');
 
   const ids = await second.call<Objects>('objects');
   // The programs behind this capture's own links: other tests may run other captures meanwhile,

@@ -1,17 +1,17 @@
 /**
  * Kubernetes-mode pod discovery against real /proc layouts made by the test: processes in network
  * namespaces and in cgroups named the way the kubelet names them (cgroup v2 with the systemd and
- * the cgroupfs driver, and a cgroup v1 hierarchy when the host has one), a hostNetwork pod, a pod
+ * the cgroupfs driver, and cgroup v1 in a hierarchy the test mounts), a hostNetwork pod, a pod
  * that appears after the first scan, and a pod that goes away. Checks that the netns path found
  * really is the pod's netns (its veth address is visible through it). Everything is created in a
  * Sandbox and removed after, even on failure.
  */
 import test, { type ExecutionContext } from 'ava';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { privilegedTest } from '../../helpers/privileged.js';
-import { Sandbox, cgroup2Root, sh, type Cgroup, type Netns } from '../../helpers/netns.js';
+import { Sandbox, sh, type Cgroup, type Netns } from '../../helpers/netns.js';
 import { PodLocator } from '../../../src/agent/kube/pod-locator.js';
 import { scanPods } from '../../../src/agent/kube/proc-scan.js';
 
@@ -61,26 +61,10 @@ privilegedTest('finds each pod\'s netns and cgroup from /proc for systemd and cg
   const fsPid = await started(sb, pods['cgroupfs'], cgroupAt(join(base.path, 'kubepods', 'besteffort', `pod${uids.cgroupfs}`, '3'.repeat(64))));
   // hostNetwork pod: a kubepods cgroup, but the node's own netns.
   const hostPid = await started(sb, undefined, cgroupAt(join(base.path, 'kubepods', `pod${uids.host}`, '4'.repeat(64))));
-  // cgroup v1 (hybrid hosts keep v1 controllers, e.g. pids), when the host has a v1 hierarchy.
-  const v1Root = '/sys/fs/cgroup/pids';
-  let v1Pid: number | undefined;
-  if (existsSync(join(v1Root, 'cgroup.procs')) && v1Root !== cgroup2Root()) {
-    const top = join(v1Root, `${sb.id}-v1`);
-    const leaf = join(top, 'kubepods', 'burstable', `pod${uids.v1}`, '5'.repeat(64));
-    sb.defer(async () => {
-      // Kill what is in it, then remove deepest first.
-      for (const dir of [leaf, join(top, 'kubepods', 'burstable', `pod${uids.v1}`), join(top, 'kubepods', 'burstable'), join(top, 'kubepods'), top]) {
-        if (!existsSync(dir)) continue;
-        for (let i = 0; i < 50; i++) {
-          try { rmdirSync(dir); break; } catch {
-            try { for (const p of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) process.kill(Number(p), 'SIGKILL'); } catch { /* gone */ }
-            await sleep(20);
-          }
-        }
-      }
-    });
-    v1Pid = await started(sb, pods['v1'], cgroupAt(leaf));
-  }
+  // cgroup v1 (hybrid hosts keep v1 hierarchies): a v1 hierarchy of the sandbox's own, so the layout
+  // is tested whatever the host mounts.
+  const v1Top = await sb.cgroupV1('kube-v1');
+  const v1Pid = await started(sb, pods['v1'], cgroupAt(join(v1Top.path, 'kubepods', 'burstable', `pod${uids.v1}`, '5'.repeat(64))));
 
   const scan = scanPods({ procRoot: '/proc', hostNetns });
   const sd = scan.get(uids.systemd);
@@ -93,13 +77,12 @@ privilegedTest('finds each pod\'s netns and cgroup from /proc for systemd and cg
   t.false(sd?.hostNetwork);
   t.like(scan.get(uids.cgroupfs), { pid: fsPid, hostNetwork: false, cgroup: { driver: 'cgroupfs', hierarchy: 'v2' } });
   t.like(scan.get(uids.host), { pid: hostPid, hostNetwork: true });
-  if (v1Pid !== undefined) t.like(scan.get(uids.v1), { pid: v1Pid, cgroup: { driver: 'cgroupfs', hierarchy: 'v1' } });
-  else t.log('no cgroup v1 hierarchy on this host: the v1 layout is covered by the parser tests only');
+  t.like(scan.get(uids.v1), { pid: v1Pid, cgroup: { driver: 'cgroupfs', hierarchy: 'v1' } });
 
   // The path found is the pod's netns: its veth address is visible through it.
   let clock = 0;
   const locator = new PodLocator({ procRoot: '/proc', hostNetns, minRescanMs: 1000, now: () => clock });
-  for (const [name, ip] of [['systemd', '198.19.8.10'], ['cgroupfs', '198.19.8.11'], ...(v1Pid !== undefined ? [['v1', '198.19.8.12']] : [])] as const) {
+  for (const [name, ip] of [['systemd', '198.19.8.10'], ['cgroupfs', '198.19.8.11'], ['v1', '198.19.8.12']] as const) {
     const path = locator.netnsPath(uids[name as keyof typeof uids]);
     t.truthy(path, `${name}: located`);
     const addrs = await sh('nsenter', [`--net=${path}`, '--', 'ip', '-o', '-4', 'addr', 'show']);
