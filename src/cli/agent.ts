@@ -12,6 +12,7 @@ import { AgentConfigError } from '../agent/errors.js';
 import { existsSync } from 'node:fs';
 import { PodLocator, defaultProcRoot } from '../agent/kube/pod-locator.js';
 import { childLogger } from '../util/log.js';
+import { tlsGroupsHelp, tlsGroupsOption } from './lib/tls-groups.js';
 
 const HELP = `usage: ambit agent --node NAME --control ADDR [options]
 
@@ -54,7 +55,7 @@ other:
                            pod's own address, as ztunnel does; needs CAP_NET_ADMIN) or 'node' (the
                            node's address) (default client; falls back to node, logged and counted
                            in ambit_source_address_fallbacks_total, where unsupported)
-`;
+${tlsGroupsHelp(27, 'HBONE and the control-plane link')}`;
 
 function port(v: string | undefined, name: string): number | undefined {
   return numberOption(v, name, undefined, PORT, (m) => new AgentConfigError(m));
@@ -67,7 +68,7 @@ export async function run(argv: string[]): Promise<number> {
     'state-dir': { type: 'string' }, 'outbound-port': { type: 'string' }, 'inbound-port': { type: 'string' }, 'hbone-port': { type: 'string' },
     'admin-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'admin-host': { type: 'string' },
     'trust-domain': { type: 'string' }, 'root-namespace': { type: 'string' }, 'drain-ms': { type: 'string' }, 'drain-seconds': { type: 'string' }, 'handover-wait-seconds': { type: 'string' },
-    'pod-discovery': { type: 'string' }, 'proc-root': { type: 'string' }, 'source-address': { type: 'string' },
+    'pod-discovery': { type: 'string' }, 'proc-root': { type: 'string' }, 'source-address': { type: 'string' }, 'tls-groups': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (parsed === undefined) return 2;
@@ -79,6 +80,7 @@ export async function run(argv: string[]): Promise<number> {
       return 2;
     }
   }
+  const tlsGroups = tlsGroupsOption(values['tls-groups']);
   const tokenFile = values['token-file'] as string;
   const readToken = async () => {
     const t = (await readFile(tokenFile, 'utf8')).split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
@@ -140,6 +142,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(drain !== undefined ? { drainMs: drain } : {}),
     ...(handoverWait !== undefined ? { handoverWaitMs: handoverWait * 1000 } : {}),
     ...(sourceAddress === 'node' ? { preserveSourceAddress: false } : {}),
+    tlsGroups,
     ...(locator !== undefined ? {
       netnsOf: (w) => {
         const r = locator.locate(w.uid);

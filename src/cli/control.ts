@@ -17,6 +17,7 @@ import { inClusterConnection, kubeconfigConnection } from '../control/kube/kube-
 import { KubeTokenReviewer } from '../control/kube/token-review.js';
 import { ControlConfigError } from '../control/errors.js';
 import type { ConfigSource } from '../control/source.js';
+import { tlsGroupsHelp, tlsGroupsOption } from './lib/tls-groups.js';
 
 const HELP = `usage: ambit control (--config DIR | --kubernetes) [options]
 
@@ -41,7 +42,7 @@ serving:
   --metrics-port N           metrics and /config_dump (default 15014)
   --readiness-port N         readiness (default 15021)
   --root-namespace NAME      Istio root namespace (default istio-system)
-`;
+${tlsGroupsHelp(29, 'the gRPC TLS port')}`;
 
 /** A whole number of milliseconds 0-3600000 (undefined when not given); throws naming the option. */
 function milliseconds(v: string | undefined, name: string): number | undefined {
@@ -60,6 +61,7 @@ export async function run(argv: string[]): Promise<number> {
     'agent-service-accounts': { type: 'string' }, host: { type: 'string' },
     'grpc-tls-port': { type: 'string' }, 'grpc-plaintext-port': { type: 'string' },
     'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'root-namespace': { type: 'string' },
+    'tls-groups': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (parsed === undefined) return 2;
@@ -70,8 +72,10 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   let debounceMs: number | undefined;
+  let tlsGroups: string[];
   try {
     debounceMs = milliseconds(values['debounce-ms'], 'debounce-ms');
+    tlsGroups = tlsGroupsOption(values['tls-groups']);
   } catch (err) {
     process.stderr.write(`ambit control: ${(err as Error).message}\n`);
     return 2;
@@ -104,6 +108,7 @@ export async function run(argv: string[]): Promise<number> {
     plaintextPort: plain === 'off' ? null : port(plain, 'grpc-plaintext-port', 15010),
     metricsPort: port(values['metrics-port'], 'metrics-port', 15014),
     readinessPort: port(values['readiness-port'], 'readiness-port', 15021),
+    tlsGroups,
   });
   await cp.start();
   if (!cp.ready) {

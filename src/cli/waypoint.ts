@@ -18,6 +18,7 @@ import { WaypointError } from '../waypoint/errors.js';
 import { isPathNormalization, PATH_NORMALIZATIONS } from '../waypoint/request-target.js';
 import { configFromView } from '../waypoint/view-config.js';
 import { Waypoint } from '../waypoint/waypoint.js';
+import { tlsGroupsHelp, tlsGroupsOption } from './lib/tls-groups.js';
 
 const HELP = `usage: ambit waypoint --name NAMESPACE/NAME --control-plane HOST:PORT --token-file FILE [options]
 
@@ -41,7 +42,7 @@ serving:
                              DECODE_AND_MERGE_SLASHES (default BASE)
   --retry-budget-ratio X     retries as a share of requests (default 0.2)
   --retry-budget-min N       retries always allowed per second (default 10)
-`;
+${tlsGroupsHelp(29, 'HBONE and the control-plane link')}`;
 
 function num(v: string | undefined, name: string, dflt: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   return numberOption(v, name, dflt, { min, max }, (m) => new WaypointError('AMBIT_ERR_WAYPOINT_CONFIG', m));
@@ -53,7 +54,7 @@ export async function run(argv: string[]): Promise<number> {
     'control-plane': { type: 'string' }, 'trust-bundle': { type: 'string' }, 'token-file': { type: 'string' }, 'cache-file': { type: 'string' },
     host: { type: 'string' }, 'hbone-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' },
     'max-header-bytes': { type: 'string' }, 'headers-timeout-ms': { type: 'string' }, 'path-normalization': { type: 'string' },
-    'retry-budget-ratio': { type: 'string' }, 'retry-budget-min': { type: 'string' },
+    'retry-budget-ratio': { type: 'string' }, 'retry-budget-min': { type: 'string' }, 'tls-groups': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (parsed === undefined) return 2;
@@ -72,10 +73,17 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`ambit waypoint: --path-normalization must be one of ${PATH_NORMALIZATIONS.join(', ')}, not ${JSON.stringify(pathNormalization.slice(0, 40))}\n`);
     return 2;
   }
+  let tlsGroups: string[];
+  try {
+    tlsGroups = tlsGroupsOption(values['tls-groups']);
+  } catch (err) {
+    process.stderr.write(`ambit waypoint: ${(err as Error).message}\n`);
+    return 2;
+  }
   const log = childLogger('waypoint');
   const trustBundlePem = values['trust-bundle'] === undefined ? undefined : await readFile(values['trust-bundle'], 'utf8');
   const token = () => readFile(tokenFile, 'utf8').then((s) => s.trim());
-  const target = { address, ...(trustBundlePem !== undefined ? { trustBundlePem } : {}) };
+  const target = { address, tlsGroups, ...(trustBundlePem !== undefined ? { trustBundlePem } : {}) };
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'ambit_waypoint_process_' });
   const signer = new GrpcSigner({ ...target, kind: 'waypoint', name, token });
@@ -84,7 +92,7 @@ export async function run(argv: string[]): Promise<number> {
   const host = values.host ?? '0.0.0.0';
 
   const waypoint = await Waypoint.start({
-    name, identity, credentials: identities, registry, logger: log,
+    name, identity, credentials: identities, registry, logger: log, tlsGroups,
     config: new WaypointConfig({ bound: [], workloads: [], pathNormalization }),
     listen: { host, port: num(values['hbone-port'], 'hbone-port', 15008, 0, 65535) },
     limits: { maxHeaderBytes: num(values['max-header-bytes'], 'max-header-bytes', 16_384, 1024), headersTimeoutMs: num(values['headers-timeout-ms'], 'headers-timeout-ms', 10_000, 100) },

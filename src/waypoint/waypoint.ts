@@ -45,6 +45,8 @@ export interface WaypointOptions extends Omit<WaypointProxyOptions, 'connector' 
   sniffTimeoutMs?: number;
   /** Grace period for open streams on close, ms (default 5,000). */
   drainMs?: number;
+  /** TLS key-exchange groups offered on HBONE, both ways, as parseTlsGroups returns them (default X25519MLKEM768, X25519). */
+  tlsGroups?: readonly string[];
   logger?: Logger;
   registry?: Registry;
 }
@@ -71,7 +73,8 @@ export class Waypoint {
 
   /** Builds the waypoint and starts its HBONE listener. */
   static async start(o: WaypointOptions): Promise<Waypoint> {
-    const pool = o.connector === undefined ? new HbonePool({ credentials: o.credentials, ...(o.registry !== undefined ? { registry: o.registry } : {}) }) : undefined;
+    const groups = o.tlsGroups !== undefined ? { tlsGroups: o.tlsGroups } : {};
+    const pool = o.connector === undefined ? new HbonePool({ credentials: o.credentials, ...groups, ...(o.registry !== undefined ? { registry: o.registry } : {}) }) : undefined;
     const connector = o.connector ?? new HboneConnector({ pool: pool as HbonePool, identity: o.identity, ...(o.endpointHbonePort !== undefined ? { hbonePort: o.endpointHbonePort } : {}) });
     const w = new Waypoint(o, connector);
     w.pool = pool;
@@ -81,6 +84,7 @@ export class Waypoint {
       authorize: (ctx) => w.authorizeConnect(ctx),
       connectUpstream: async (ctx) => w.acceptStream(ctx),
       logger: w.log.child({ component: 'waypoint.hbone' }),
+      ...groups,
       ...(o.registry !== undefined ? { registry: o.registry } : {}),
     });
     await w.server.listen(o.listen ?? { port: 15008, host: '0.0.0.0' });
