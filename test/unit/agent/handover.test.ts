@@ -4,7 +4,7 @@
  * "new agent" takes them with SCM_RIGHTS and serves the very same sockets; the old one closing
  * its copies refuses no connect. Needs the native addon (no root).
  */
-import test from 'ava';
+import type { ExecutionContext } from 'ava';
 import { connect, createServer, type Server } from 'node:net';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,11 +13,11 @@ import { createServer as createUnixServer } from 'node:net';
 import { ADDON_PATH } from '../../../src/ebpf/native.js';
 import { HandoverServer, listenOnFd, takeOver, HANDOVER_SOCKET } from '../../../src/agent/handover.js';
 import { childLogger } from '../../../src/util/log.js';
+import { privilegedTest } from '../../helpers/privileged.js';
 
 const log = childLogger('test.handover');
-const haveAddon = existsSync(ADDON_PATH);
-const t2 = haveAddon ? test.serial : test.skip;
-const title = (s: string) => (haveAddon ? s : `${s} [needs the native addon: npm run build]`);
+/** Needs the addon built (npm run build); gated so that CI fails instead of skipping without it. */
+const t2 = (title: string, fn: (t: ExecutionContext) => Promise<void>) => privilegedTest(title, fn, { root: false, paths: [ADDON_PATH] });
 
 function listen(name: string): Promise<Server> {
   const s = createServer((sock) => { sock.end(`${name}\n`); });
@@ -37,7 +37,7 @@ function ask(port: number): Promise<string> {
 const port = (s: Server) => (s.address() as { port: number }).port;
 const fdOf = (s: Server) => (s as unknown as { _handle: { fd: number } })._handle.fd;
 
-t2(title('listeners cross to the new agent and keep their port and accept queue'), async (t) => {
+t2('listeners cross to the new agent and keep their port and accept queue', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ambit-handover-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, HANDOVER_SOCKET);
@@ -72,7 +72,7 @@ t2(title('listeners cross to the new agent and keep their port and accept queue'
   for (const fd of [l!.outbound, l!.inboundHbone]) { try { (await import('../../../src/ebpf/fd-passing.js')).closeFd(fd); } catch { /* closed */ } }
 });
 
-t2(title('a stale socket (crashed agent) is removed and start-up goes on'), async (t) => {
+t2('a stale socket (crashed agent) is removed and start-up goes on', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ambit-handover-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, HANDOVER_SOCKET);
@@ -85,7 +85,7 @@ t2(title('a stale socket (crashed agent) is removed and start-up goes on'), asyn
   t.false(existsSync(path), 'stale socket removed');
 });
 
-t2(title('a request for another node is refused'), async (t) => {
+t2('a request for another node is refused', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ambit-handover-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, HANDOVER_SOCKET);

@@ -4,15 +4,15 @@
  * connection, from its own netns, and says so (a log line, ambit_source_address_preserved 0,
  * ambit_source_address_fallbacks_total); a listener in the agent's own netns never gets routing.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { createServer, type AddressInfo, type Server } from 'node:net';
-import { existsSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { SourceAddress } from '../../../src/agent/source-address.js';
 import { ADDON_PATH } from '../../../src/ebpf/native.js';
 import { handleFd } from '../../../src/ebpf/fd-passing.js';
+import { privilegedTest } from '../../helpers/privileged.js';
 
 function logged(): { log: pino.Logger; lines: () => Array<Record<string, unknown>> } {
   const lines: string[] = [];
@@ -78,8 +78,7 @@ test('a connect the app refuses is an error, never retried from the node', async
   await t.throwsAsync(sa.connect('demo/echo', { address: '127.0.0.1', port: 1 }, { address: '127.0.0.1', port }, 2000));
 });
 
-const addonBuilt = existsSync(ADDON_PATH);
-(addonBuilt ? test : test.skip)(`a listener in the agent's own netns never gets routing${addonBuilt ? '' : ' [needs the native addon]'}`, async (t) => {
+privilegedTest('a listener in the agent\'s own netns never gets routing', async (t: ExecutionContext) => {
   const { log } = logged();
   const registry = new Registry();
   const sa = new SourceAddress({ log, registry });
@@ -89,4 +88,4 @@ const addonBuilt = existsSync(ADDON_PATH);
   await sa.attach('demo/echo', { fd: handleFd(listener) });
   t.deepEqual(sa.status(), { 'demo/echo': false }, 'same netns as the agent: not a pod, nothing changed');
   listener.close();
-});
+}, { root: false, paths: [ADDON_PATH] });

@@ -1,11 +1,16 @@
 import test from 'ava';
+import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, openSync, closeSync, ftruncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { InputUnreadableError } from '../../../src/model/errors.js';
 import { loadPaths, parseObjects } from '../../../src/model/load/load-paths.js';
 import { KINDS } from '../../../src/model/kinds/all-kinds.js';
 import { codes, parseYaml, tempDir } from './helpers.js';
+
+const execFileP = promisify(execFile);
+const LOAD_PATHS = fileURLToPath(new URL('../../../src/model/load/load-paths.ts', import.meta.url));
 
 const FIXTURES = fileURLToPath(new URL('../../fixtures/model/', import.meta.url));
 
@@ -68,15 +73,21 @@ test('a missing path throws InputUnreadableError naming it', async (t) => {
 });
 
 test('an unreadable file throws InputUnreadableError (permission denied)', async (t) => {
-  if (process.getuid?.() === 0) {
-    t.pass('root reads any file; permission cannot be tested as root');
-    return;
-  }
   const dir = tempDir(t);
   const f = join(dir, 'secret.yaml');
   writeFileSync(f, 'a: 1\n');
   chmodSync(f, 0);
-  await t.throwsAsync(loadPaths([f]), { instanceOf: InputUnreadableError, message: /permission denied/ });
+  if (process.getuid?.() !== 0) {
+    await t.throwsAsync(loadPaths([f]), { instanceOf: InputUnreadableError, message: /permission denied/ });
+    return;
+  }
+  // Root reads a mode-0 file through CAP_DAC_OVERRIDE: load it from a root child without capabilities.
+  const script = `import { loadPaths } from ${JSON.stringify(LOAD_PATHS)};
+loadPaths([${JSON.stringify(f)}]).then(() => console.log('{}'), (e) => console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })));`;
+  const { stdout } = await execFileP('setpriv', ['--inh-caps=-all', '--ambient-caps=-all', '--bounding-set=-all', '--no-new-privs', '--', process.execPath, '--import=tsx', '--input-type=module', '-e', script]);
+  const err = JSON.parse(stdout.trim()) as { name?: string; code?: string; message?: string };
+  t.like(err, { name: 'InputUnreadableError', code: 'AMBIT_ERR_MODEL_INPUT_UNREADABLE' });
+  t.regex(err.message ?? '', /permission denied/);
 });
 
 test('malformed: invalid YAML gives AMBIT_YAML_SYNTAX with a position', (t) => {
