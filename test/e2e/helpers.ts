@@ -107,8 +107,29 @@ export async function captureFabric(mesh: DemoMesh): Promise<{ stop: () => Promi
   };
 }
 
-/** Sends random bytes (then some HTTP and TLS-looking junk) to host:port from inside a netns. */
-export async function garbage(where: { netns: string; cgroup?: string }, host: string, port: number): Promise<void> {
-  const script = `const s=require('net').connect(${port},'${host}');s.on('error',()=>{});s.on('connect',()=>{s.write(require('crypto').randomBytes(4096));s.write('\\x16\\x03\\x01\\x02\\x00GET / HTTP/1.1\\r\\nHost: \\x00\\r\\n\\r\\n');setTimeout(()=>s.destroy(),200)});setTimeout(()=>process.exit(0),1500)`;
-  await execIn(where, process.execPath, ['-e', script], { timeoutMs: 10_000 });
+/**
+ * Sends random bytes, then some TLS- and HTTP-looking junk, to host:port from inside a netns, and
+ * resolves with the byte count once the connect succeeded and the kernel took every byte; throws
+ * when the connect failed or the write did not complete, so a caller cannot pass on nothing sent.
+ */
+export async function garbage(where: { netns: string; cgroup?: string }, host: string, port: number): Promise<number> {
+  const script = [
+    "const junk=Buffer.concat([require('crypto').randomBytes(4096),Buffer.from('\\x16\\x03\\x01\\x02\\x00GET / HTTP/1.1\\r\\nHost: \\x00\\r\\n\\r\\n','latin1')]);",
+    'let r={connected:false,written:0};const out=(x)=>{console.log(JSON.stringify({...r,...x}));process.exit(0)};',
+    `const s=require('net').connect(${port},${JSON.stringify(host)});`,
+    // Whatever the port answers is read (so closing sends a FIN, not a RST that could drop the
+    // junk before the server read it); the report waits for the close or one second.
+    "s.resume();s.on('error',(e)=>{if(r.written===0)out({error:e.code||e.message})});",
+    "s.on('connect',()=>{r.connected=true;s.write(junk,(e)=>{if(e)return out({error:e.code||e.message});r.written=junk.length;s.end();s.on('close',()=>out({}));setTimeout(()=>out({}),1000)})});",
+    "setTimeout(()=>out({error:'timed out'}),5000);",
+  ].join('');
+  const r = await execIn(where, process.execPath, ['-e', script], { timeoutMs: 10_000 });
+  let result: { connected: boolean; written: number; error?: string };
+  try {
+    result = JSON.parse(r.stdout.trim()) as typeof result;
+  } catch {
+    throw new Error(`garbage to ${host}:${port}: the sender said nothing (exit ${r.code}): ${r.stderr.trim()}`);
+  }
+  if (!result.connected || result.written === 0) throw new Error(`garbage to ${host}:${port} was not sent: ${result.error ?? 'no bytes written'}`);
+  return result.written;
 }
