@@ -22,7 +22,7 @@ import { childLogger } from '../util/log.js';
 import { AccessLog } from './access-log.js';
 import { Admitter } from './admission.js';
 import { BodyBuffer } from './body-buffer.js';
-import { RequestCancel } from './cancel.js';
+import { RequestCancel, type CancelSignal } from './cancel.js';
 import { ClusterManager } from './cluster.js';
 import type { WaypointConfig } from './config.js';
 import { decideFault, sleep } from './fault.js';
@@ -68,6 +68,11 @@ export interface WaypointProxyOptions {
   rand?: () => number;
   /** Clock in ms (default Date.now). */
   now?: () => number;
+  /**
+   * Waits out a fault delay of `ms`, resolving early when `signal` aborts (default a timer,
+   * fault.ts `sleep`); a test passes its own to hold a delayed request as long as it likes.
+   */
+  faultDelay?: (ms: number, signal: CancelSignal) => Promise<void>;
 }
 
 export class WaypointProxy {
@@ -82,6 +87,7 @@ export class WaypointProxy {
   private readonly telemetry: Telemetry;
   private readonly rand: () => number;
   private readonly now: () => number;
+  private readonly faultDelay: (ms: number, signal: CancelSignal) => Promise<void>;
   private readonly bodyLimit: number;
 
   constructor(o: WaypointProxyOptions) {
@@ -90,6 +96,7 @@ export class WaypointProxy {
     this.metrics = o.registry === undefined ? undefined : waypointMetrics(o.registry);
     this.rand = o.rand ?? Math.random;
     this.now = o.now ?? Date.now;
+    this.faultDelay = o.faultDelay ?? sleep;
     this.bodyLimit = o.bodyBufferBytes ?? 256 * 1024;
     this.clusters = new ClusterManager({
       ...(o.retryBudget !== undefined ? { retryBudget: o.retryBudget } : {}),
@@ -168,7 +175,7 @@ export class WaypointProxy {
       const fault = decideFault(route.fault, this.rand);
       if (fault.delayMs > 0) {
         st.flags.add(FLAG.FAULT_DELAY);
-        await sleep(fault.delayMs, abort);
+        await this.faultDelay(fault.delayMs, abort);
         if (abort.aborted) return;
       }
       if (fault.abortStatus !== undefined) {
