@@ -1,5 +1,5 @@
 /**
- * Test topology on one machine (DESIGN.md §9): network namespaces, veth pairs with addresses from
+ * Test topology on one machine (docs/architecture.md#the-test-topology): network namespaces, veth pairs with addresses from
  * 198.18.0.0/15, private cgroups under the cgroup v2 mount (and in a cgroup v1 hierarchy of its
  * own), and processes run inside a netns and a cgroup. Needs root and iproute2.
  *
@@ -246,6 +246,15 @@ export async function sweepStale(): Promise<string[]> {
       await destroyCgroup(join(root, entry)).catch(() => undefined);
       removed.push(`cgroup ${entry}`);
     }
+  }
+  // cgroupV1(): a mount point `<tmp>/<sandbox id>-v1-*` holding the sandbox's v1 cgroups.
+  for (const entry of readdirSync(tmpdir())) {
+    const pid = owner(entry);
+    if (pid === undefined || pidAlive(pid) || !entry.includes('-v1-')) continue;
+    const mnt = join(tmpdir(), entry);
+    for (const cg of readdirSync(mnt, { withFileTypes: true })) if (cg.isDirectory()) await destroyCgroup(join(mnt, cg.name)).catch(() => undefined);
+    await sh('umount', [mnt]).catch(() => undefined);
+    try { rmdirSync(mnt); removed.push(`cgroup v1 mount ${entry}`); } catch { /* still mounted or not empty */ }
   }
   return removed;
 }
