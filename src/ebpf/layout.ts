@@ -4,6 +4,7 @@
  * architecture ambit runs on, checked below); padding is zero. `MAP_LAYOUT` lists the sizes so the
  * loader can refuse an object whose maps do not match this file.
  */
+import { cidrProblem, parseCidr as parseCidrRange, prefixLength } from '../util/cidr.js';
 import { isIPv4, isIPv6 } from 'node:net';
 import { endianness } from 'node:os';
 
@@ -201,23 +202,22 @@ export function decodePortKey(b: Buffer): { netns: bigint; port: number } {
   return { netns: b.readBigUInt64LE(0), port: b.readUInt16LE(8) };
 }
 
-/** A CIDR parsed into its 16-byte network and prefix length over the 128-bit (v4-mapped) space. */
+/**
+ * A CIDR (parsed by src/util/cidr.ts, as the resource model parses it) as its 16-byte network and
+ * prefix length over the 128-bit space, IPv4 as v4-mapped (`::ffff:a.b.c.d`, 96 + n bits).
+ * Throws a TypeError naming the text when it is not a CIDR.
+ */
 export function parseCidr(cidr: string): { network: Buffer; bits: number } {
-  const [addr = '', lenText] = cidr.split('/');
-  const v4 = isIPv4(addr);
-  if (!v4 && !isIPv6(addr)) throw new TypeError(`not a CIDR: ${cidr}`);
-  const max = v4 ? 32 : 128;
-  const len = lenText === undefined ? max : Number(lenText);
-  if (!Number.isInteger(len) || len < 0 || len > max || (lenText !== undefined && !/^\d+$/.test(lenText))) {
-    throw new TypeError(`not a CIDR: ${cidr} (prefix length must be 0..${max})`);
+  const c = parseCidrRange(cidr);
+  if (c === undefined) throw new TypeError(`not a CIDR: ${cidr} (${cidrProblem(cidr) ?? 'unparseable'})`);
+  const network = Buffer.alloc(16);
+  if (c.family === 4) {
+    network.writeUInt16BE(0xffff, 10);
+    network.writeUInt32BE(c.lo, 12);
+    return { network, bits: 96 + prefixLength(c) };
   }
-  const network = encodeAddress(addr);
-  const bits = (v4 ? 96 : 0) + len;
-  for (let i = 0; i < 16; i++) {
-    const keep = Math.max(0, Math.min(8, bits - i * 8));
-    network[i] = (network[i] ?? 0) & ((0xff << (8 - keep)) & 0xff);
-  }
-  return { network, bits };
+  for (let i = 0; i < 4; i++) network.writeUInt32BE(c.lo[i] as number, 4 * i);
+  return { network, bits: prefixLength(c) };
 }
 
 /** struct ambit_cidr_key: prefix covers the 64 netns bits plus the address bits. */

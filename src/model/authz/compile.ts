@@ -24,7 +24,8 @@
  */
 import { AuthzPolicyError } from './errors.js';
 import { parseConditionKey } from './condition-keys.js';
-import { CidrSet, parseCidr, type ParsedCidr, type ParsedIp } from './ip-ranges.js';
+import { CidrSet } from './ip-ranges.js';
+import { parseCidr, type ParsedCidr, type ParsedIp } from '../../util/cidr.js';
 import { StringMatcher } from './string-match.js';
 import type { EvalInput } from './eval-input.js';
 import type {
@@ -240,7 +241,15 @@ interface CompiledSource {
   namespaces: readonly string[] | undefined;
 }
 
-function compileSource(r: Reader, value: unknown, path: Path): CompiledSource {
+/**
+ * `serviceAccounts` entries as `<ns>/<sa>`: a bare `<sa>` is in the policy's namespace, as
+ * Istio reads it.
+ */
+function qualifyServiceAccounts(values: readonly string[], policyNamespace: string): Set<string> {
+  return new Set(values.map((v) => (v.includes('/') ? v : `${policyNamespace}/${v}`)));
+}
+
+function compileSource(r: Reader, value: unknown, path: Path, policyNamespace: string): CompiledSource {
   const src = r.object(value, path) ?? {};
   const c = newChecks();
   const principals = stringChecks(r, src, path, 'principals', 'notPrincipals', (i) => i.principal, c, false, { spiffe: true });
@@ -249,19 +258,21 @@ function compileSource(r: Reader, value: unknown, path: Path): CompiledSource {
   const sas = r.strings(src['serviceAccounts'], [...path, 'serviceAccounts']);
   const notSas = r.strings(src['notServiceAccounts'], [...path, 'notServiceAccounts']);
   if (sas.length > 0) {
-    const set = new Set(sas);
+    const set = qualifyServiceAccounts(sas, policyNamespace);
     c.l4.push((i) => {
       const sa = i.serviceAccount();
       return sa !== undefined && set.has(sa);
     });
   }
   if (notSas.length > 0) {
-    const set = new Set(notSas);
+    const set = qualifyServiceAccounts(notSas, policyNamespace);
     c.l4.push((i) => {
       const sa = i.serviceAccount();
       return sa === undefined || !set.has(sa);
     });
   }
+  // Trust domains: exact, `*` (any peer with an identity), or one leading/trailing `*` (Istio's forms).
+  stringChecks(r, src, path, 'trustDomains', 'notTrustDomains', (i) => i.trustDomain(), c, false);
   cidrChecks(r, src, path, 'ipBlocks', 'notIpBlocks', (i) => i.srcIp(), c);
   cidrChecks(r, src, path, 'remoteIpBlocks', 'notRemoteIpBlocks', (i) => i.remoteIp(), c);
   return { entry: finishEntry(c), principals: principals?.exactValues(), namespaces: namespaces?.exactValues() };
@@ -407,7 +418,7 @@ function unionIfAll<T>(entries: readonly (readonly T[] | undefined)[]): readonly
   return [...out];
 }
 
-function compileRule(r: Reader, value: unknown, index: number, action: AuthzAction, key: string): CompiledRule {
+function compileRule(r: Reader, value: unknown, index: number, action: AuthzAction, key: string, policyNamespace: string): CompiledRule {
   const path: Path = ['rules', index];
   const rule = r.object(value, path) ?? {};
   const l7Names: string[] = [];
@@ -417,7 +428,7 @@ function compileRule(r: Reader, value: unknown, index: number, action: AuthzActi
   const sources = from.map((f, j) => {
     const fp = [...path, 'from', j];
     const fo = r.object(f, fp) ?? {};
-    const compiled = compileSource(r, fo['source'], [...fp, 'source']);
+    const compiled = compileSource(r, fo['source'], [...fp, 'source'], policyNamespace);
     if (compiled.entry.full === TRUE) r.fail([...fp, 'source'], 'a source must set at least one field (principals, namespaces, ipBlocks...)');
     return compiled;
   });
@@ -493,7 +504,7 @@ export function compileAuthorizationPolicy(ref: PolicyRef, spec: AuthorizationPo
   const targetRefs = r.list(s['targetRefs'], ['targetRefs']);
   const hasTargetRefs = r.object(s['targetRef'], ['targetRef']) !== undefined || targetRefs.length > 0;
 
-  const rules = r.list(s['rules'], ['rules']).map((rule, i) => compileRule(r, rule, i, action, key));
+  const rules = r.list(s['rules'], ['rules']).map((rule, i) => compileRule(r, rule, i, action, key, ref.namespace));
   const unsupported: UnsupportedUse[] = [];
   if (action === 'CUSTOM') unsupported.push({ policy: ref, feature: 'action CUSTOM' });
   else {

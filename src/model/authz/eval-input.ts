@@ -7,7 +7,7 @@
  * context it wraps. A value that cannot be derived (an unparsable IP, a principal that is not
  * `<td>/ns/<ns>/sa/<sa>`) is absent, and absent values match no pattern.
  */
-import { parseIp, type ParsedIp } from './ip-ranges.js';
+import { parseIp, type ParsedIp } from '../../util/cidr.js';
 import type { AuthzContext, AuthzLayer } from './types.js';
 
 const UNSET = Symbol('unset');
@@ -78,6 +78,17 @@ export class EvalInput {
       this.namespaceCache = given ?? (this.principal === undefined ? undefined : splitPrincipal(this.principal)?.ns);
     }
     return this.namespaceCache;
+  }
+
+  /**
+   * Trust domain of the principal: the SPIFFE ID's authority, before the first `/`
+   * (`cluster.local` of `cluster.local/ns/x/sa/y`); absent without a principal.
+   */
+  trustDomain(): string | undefined {
+    const p = this.principal;
+    if (p === undefined || p === '') return undefined;
+    const slash = p.indexOf('/');
+    return slash === -1 ? p : slash === 0 ? undefined : p.slice(0, slash);
   }
 
   /** `<ns>/<sa>` of the principal. */

@@ -11,7 +11,7 @@
  * - Linting never throws, whatever the input.
  */
 import { parseConditionKey } from './condition-keys.js';
-import { parseCidr } from './ip-ranges.js';
+import { parseCidr } from '../../util/cidr.js';
 import { hasInnerWildcard, isPathTemplate, pathTemplateProblem } from './string-match.js';
 import type { AuthzLintIssue, LintSeverity } from './types.js';
 
@@ -37,7 +37,8 @@ const TO_FIELDS = ['operation'];
 const CONDITION_FIELDS = ['key', 'values', 'notValues'];
 const SOURCE_FIELDS = [
   'principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces',
-  'serviceAccounts', 'notServiceAccounts', 'ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks',
+  'serviceAccounts', 'notServiceAccounts', 'trustDomains', 'notTrustDomains', 'ipBlocks', 'notIpBlocks', 'remoteIpBlocks',
+  'notRemoteIpBlocks',
 ];
 const OPERATION_FIELDS = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'];
 const CIDR_FIELDS = new Set(['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks']);
@@ -176,6 +177,13 @@ function lintSource(l: Linter, v: unknown, path: Path, l7: Set<string>): void {
       l.cidrs(items);
       continue;
     }
+    if (field === 'trustDomains' || field === 'notTrustDomains') {
+      for (const it of items) {
+        const problem = trustDomainProblem(it.value);
+        if (problem !== undefined) l.add('error', 'AMBIT_AUTHZ_INVALID_TRUST_DOMAIN', it.path, `${field}: ${problem}`);
+      }
+      continue;
+    }
     l.wildcards(items, field);
     if (field === 'principals' || field === 'notPrincipals') {
       for (const it of items) {
@@ -185,14 +193,29 @@ function lintSource(l: Linter, v: unknown, path: Path, l7: Set<string>): void {
       }
     }
     if (field === 'serviceAccounts' || field === 'notServiceAccounts') {
+      if (items.length > 16) l.add('error', 'AMBIT_AUTHZ_INVALID_SERVICE_ACCOUNT', [...path, field], `${field} may have at most 16 entries (has ${items.length}), as in Istio`);
       for (const it of items) {
-        if (!/^[^/*]+\/[^/*]+$/.test(it.value)) {
-          l.add('error', 'AMBIT_AUTHZ_INVALID_SERVICE_ACCOUNT', it.path, `"${it.value}" must be "<namespace>/<serviceaccount>" without wildcards`);
+        if (!/^([^/*]+\/)?[^/*]+$/.test(it.value) || it.value.length > 320) {
+          l.add('error', 'AMBIT_AUTHZ_INVALID_SERVICE_ACCOUNT', it.path, `"${it.value}" must be "<serviceaccount>" (in the policy's namespace) or "<namespace>/<serviceaccount>", without wildcards`);
         }
       }
     }
   }
+  const has = (f: string): boolean => Array.isArray(src[f]) && (src[f] as unknown[]).length > 0;
+  if ((has('serviceAccounts') || has('notServiceAccounts')) && ['principals', 'notPrincipals', 'namespaces', 'notNamespaces'].some(has)) {
+    l.add('error', 'AMBIT_AUTHZ_SERVICE_ACCOUNTS_WITH_PRINCIPALS', path, 'a source cannot set serviceAccounts together with principals or namespaces (Istio refuses it); use separate from entries');
+  }
   if (set === 0) l.add('error', 'AMBIT_AUTHZ_EMPTY_SOURCE', path, 'source sets no field: it would match everyone; remove the from entry or set principals, namespaces or ipBlocks');
+}
+
+/** Why a trustDomains value is invalid (Istio's rule), or undefined. */
+function trustDomainProblem(v: string): string | undefined {
+  if (v === '') return 'an empty trust domain matches nothing';
+  if (v.includes('/')) return `"${v}" is a trust domain, not a principal: it must not contain "/"`;
+  const stars = v.split('*').length - 1;
+  if (stars > 1) return `"${v}" may have at most one "*"`;
+  if (stars === 1 && v !== '*' && !v.startsWith('*') && !v.endsWith('*')) return `"${v}": "*" is allowed only at the start or the end`;
+  return undefined;
 }
 
 function lintOperation(l: Linter, v: unknown, path: Path, l7: Set<string>): void {

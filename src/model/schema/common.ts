@@ -6,7 +6,7 @@
  * (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, <= 63), DNS-1123 subdomains (<= 253), DNS-1035 labels for
  * Service names, qualified label keys (`prefix/name`) and label values (<= 63).
  */
-import { isIP } from 'node:net';
+import { cidrProblem, parseIp } from '../../util/cidr.js';
 import { enumOf, ignored, int, obj, opt, record, req, str, type Infer, type Schema } from './dsl.js';
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -88,20 +88,7 @@ export const objectMeta = obj({
 export type ObjectMeta = Infer<typeof objectMeta>;
 
 export function ipProblem(s: string): string | undefined {
-  return isIP(s) === 0 ? `${JSON.stringify(s)} is not an IP address` : undefined;
-}
-
-export function cidrProblem(s: string): string | undefined {
-  const slash = s.indexOf('/');
-  const ip = slash >= 0 ? s.slice(0, slash) : s;
-  const fam = isIP(ip);
-  if (fam === 0) return `${JSON.stringify(s)} is not an IP address or CIDR`;
-  if (slash >= 0) {
-    const bits = s.slice(slash + 1);
-    const n = Number(bits);
-    if (!/^\d{1,3}$/.test(bits) || n > (fam === 4 ? 32 : 128)) return `${JSON.stringify(s)} has an invalid prefix length`;
-  }
-  return undefined;
+  return parseIp(s) === undefined ? `${JSON.stringify(s)} is not an IP address` : undefined;
 }
 
 export const ipAddress = str({ check: ipProblem });

@@ -2,7 +2,8 @@ import test from 'ava';
 import { arr, duration, enumOf, ignored, int, obj, opt, record, req, str, unimplemented, deprecated, INVALID, SchemaContext } from '../../../src/model/schema/dsl.js';
 import { formatPath } from '../../../src/model/diagnostics.js';
 import { formatDurationMs, parseDurationMs } from '../../../src/model/duration.js';
-import { labelKeyProblem, labelValueProblem, nameProblem, hostProblem, cidrProblem } from '../../../src/model/schema/common.js';
+import { labelKeyProblem, labelValueProblem, nameProblem, hostProblem } from '../../../src/model/schema/common.js';
+import { cidrProblem } from '../../../src/util/cidr.js';
 import { hostMatches, resolveHost } from '../../../src/model/compile/hosts.js';
 import { PersistentMap } from '../../../src/model/compile/persistent-map.js';
 

@@ -3,7 +3,8 @@
  * brute-force check over random blocks and addresses (IPv4 and IPv6).
  */
 import test from 'ava';
-import { CidrSet, parseCidr, parseIp, parseIpv4, type ParsedCidr, type ParsedIp } from '../../../../src/model/authz/ip-ranges.js';
+import { CidrSet } from '../../../../src/model/authz/ip-ranges.js';
+import { parseCidr, parseIp, parseIpv4, type ParsedCidr, type ParsedIp } from '../../../../src/util/cidr.js';
 
 test('parseIpv4 accepts dotted quads and rejects everything else', (t) => {
   t.is(parseIpv4('0.0.0.0'), 0);
