@@ -52,6 +52,21 @@ async function refusedWith(re: RegExp): Promise<Record<string, unknown>> {
   return hit ?? {};
 }
 
+/** The refusal the server logged for the client socket bound to `localPort` (whatever its reason). */
+async function refusalOf(localPort: number): Promise<Record<string, unknown>> {
+  let hit: Record<string, unknown> | undefined;
+  await eventually(() => (hit = refusals().find((l) => l['remotePort'] === localPort)) !== undefined, 5000, `the refusal of the connection from port ${localPort}`);
+  return hit ?? {};
+}
+
+/** Resolves with the local port once `s` connected, and again (the same port) once it closed. */
+function portAndClose(s: Socket): { port: Promise<number>; closed: Promise<void> } {
+  return {
+    port: new Promise((r) => s.once('connect', () => r(s.localPort ?? 0))),
+    closed: new Promise((r) => s.once('close', () => r())),
+  };
+}
+
 function connectVia(credentials: CredentialSource, destinationIdentity = SERVER_ID, logger = captureLogger().logger): Promise<Duplex> {
   const pool = new HbonePool({ credentials, logger, connectTimeoutMs: 3000 });
   pools.push(pool);
@@ -106,23 +121,28 @@ test.serial('a server that is not the expected identity, or not trusted, is refu
 test.serial('plain TCP (an HTTP/1 request) is refused with a logged reason', async (t) => {
   const s = netConnect(port, '127.0.0.1');
   s.on('error', () => {});
+  const { port: local, closed } = portAndClose(s);
   s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-  await new Promise((r) => s.once('close', r));
-  const line = await refusedWith(/ERR_SSL|wrong version|http request/i);
-  t.truthy(line['reason']);
+  await closed;
+  const line = await refusalOf(await local);
+  t.regex(String(line['reason']), /http request|wrong version/i, 'refused as not TLS');
+  t.is(line['remoteAddress'], '127.0.0.1');
   await stillServes(t);
 });
 
 test.serial('TLS without a client certificate, and without ALPN h2, are refused', async (t) => {
   const cert = await fx.identities.credentials(CLIENT_ID);
-  for (const opts of [{ ALPNProtocols: ['h2'] }, { ALPNProtocols: ['http/1.1'], key: cert.keyPem, cert: cert.chainPem.join('') }]) {
-    const s = tlsConnect({ host: '127.0.0.1', port, ca: [...cert.trustBundlePem], checkServerIdentity: spiffeServerIdentityCheck(SERVER_ID), minVersion: 'TLSv1.3', ...opts });
+  const cases = [
+    { opts: { ALPNProtocols: ['h2'] }, reason: /no certificate|certificate required/i, what: 'no client certificate' },
+    { opts: { ALPNProtocols: ['http/1.1'], key: cert.keyPem, cert: cert.chainPem.join('') }, reason: /ALPN|application protocol/i, what: 'no ALPN h2' },
+  ];
+  for (const c of cases) {
+    const s = tlsConnect({ host: '127.0.0.1', port, ca: [...cert.trustBundlePem], checkServerIdentity: spiffeServerIdentityCheck(SERVER_ID), minVersion: 'TLSv1.3', ...c.opts });
     s.on('error', () => {});
-    await new Promise((r) => s.once('close', r));
+    const { port: local, closed } = portAndClose(s);
+    await closed;
+    t.regex(String((await refusalOf(await local))['reason']), c.reason, c.what);
   }
-  await refusedWith(/no certificate|certificate required/i);
-  await refusedWith(/ALPN|application protocol/i);
-  t.pass();
   await stillServes(t);
 });
 
@@ -133,17 +153,17 @@ test.serial('garbage, slowloris and abrupt resets do not hurt the server', async
   g.write(randomBytes(64 * 1024));
   await new Promise((r) => g.once('close', r));
   // Slowloris: connects and says nothing (or one byte), dropped at the handshake deadline.
-  const slow: Socket[] = [];
+  // The client never closes them: each closes because the server dropped it, and the server says
+  // the handshake deadline was the reason (a timing bound belongs in bench/, not here).
+  const slow: Array<ReturnType<typeof portAndClose>> = [];
   for (let i = 0; i < 5; i++) {
     const s = netConnect(port, '127.0.0.1');
     s.on('error', () => {});
     if (i % 2 === 0) s.write(Buffer.from([0x16]));
-    slow.push(s);
+    slow.push(portAndClose(s));
   }
-  const started = Date.now();
-  await Promise.all(slow.map((s) => new Promise((r) => s.once('close', r))));
-  t.true(Date.now() - started < 3000, 'dropped at the 500 ms handshake deadline');
-  await refusedWith(/TLS handshake not completed within 500 ms/);
+  await Promise.all(slow.map((s) => s.closed));
+  for (const s of slow) t.regex(String((await refusalOf(await s.port))['reason']), /TLS handshake not completed within 500 ms/, 'dropped at the handshake deadline');
   // Resets: mid-handshake, and an authenticated session torn down while streams are open.
   for (let i = 0; i < 5; i++) {
     const s = netConnect(port, '127.0.0.1');
@@ -162,8 +182,7 @@ test.serial('garbage, slowloris and abrupt resets do not hurt the server', async
     req.on('error', () => {});
     req.write(randomBytes(1000));
   }
-  await new Promise((r) => setTimeout(r, 50));
-  t.true(target.sockets.size >= 10, 'streams reached the upstream');
+  await eventually(() => target.sockets.size >= 10, 5000, 'the 10 streams to reach the upstream');
   raw?.resetAndDestroy();
   await eventually(() => target.sockets.size === 0, 5000, 'upstream sockets of reset streams to close');
   await stillServes(t);
