@@ -7,7 +7,7 @@
  * supplied by the test, as Capture.originalDestination would.
  */
 import test from 'ava';
-import type { Server } from 'node:net';
+import { connect, type Server } from 'node:net';
 import { OutboundProxy } from '../../../src/agent/outbound.js';
 import { InboundHbone, type PodHboneServer } from '../../../src/agent/inbound.js';
 import { InboundPlaintext } from '../../../src/agent/inbound-plaintext.js';
@@ -129,16 +129,28 @@ test.after.always(async () => {
   for (const f of (c?.closers ?? []).reverse()) await f();
 });
 
+/** One request/reply from CLIENT, with the port the client's socket was bound to (the peer port Istio's src_addr names). */
+function roundTripFromClient(port: number, data: string): Promise<{ reply: string; clientPort: number }> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: CLIENT, port, localAddress: CLIENT });
+    let clientPort = 0;
+    sock.on('connect', () => { clientPort = sock.localPort ?? 0; sock.write(data); });
+    sock.once('data', (d) => { sock.end(); resolve({ reply: d.toString(), clientPort }); });
+    sock.on('error', reject);
+  });
+}
+
 test.serial('a pod address in the mesh is reached by HBONE under both identities; metrics say mutual_tls', async (t) => {
   c.box.set({ address: A, port: c.app });
-  t.is(await roundTrip(CLIENT, c.out, 'hi'), 'echo-a:hi');
+  const { reply, clientPort } = await roundTripFromClient(c.out, 'hi');
+  t.is(reply, 'echo-a:hi');
   await waitIdle(c.n1, c.n2);
   const dst = await metricText(c.n2.registry, 'istio_tcp_connections_opened_total');
   t.true(dst.some((l) => l.includes('reporter="destination"') && l.includes('connection_security_policy="mutual_tls"') && l.includes('source_principal="spiffe://cluster.local/ns/shop/sa/client"') && l.includes('destination_workload="echo"') && l.includes('destination_service="echo.shop.svc.cluster.local"')), dst.join('\n'));
   const src = await metricText(c.n1.registry, 'istio_tcp_sent_bytes_total');
   t.true(src.some((l) => l.includes('reporter="source"') && l.includes('source_workload="client"') && /\} 2$/.test(l)), src.join('\n'));
   const access = c.n2.lines().filter((l) => l['msg'] === 'access');
-  t.like(access.at(-1), { direction: 'inbound', src_addr: `${CLIENT}:${access.at(-1)?.['src_addr']?.toString().split(':')[1]}`, connection_security_policy: 'mutual_tls', response_flags: '-', bytes_sent: 2, bytes_received: 9 });
+  t.like(access.at(-1), { direction: 'inbound', src_addr: `${CLIENT}:${clientPort}`, connection_security_policy: 'mutual_tls', response_flags: '-', bytes_sent: 2, bytes_received: 9 });
 });
 
 test.serial('a service VIP is spread round robin, and a dead endpoint is skipped by retrying another', async (t) => {
