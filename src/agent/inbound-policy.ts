@@ -11,7 +11,7 @@ import { evaluateAuthorization } from '../model/authz/evaluate.js';
 import type { Decision } from '../model/authz/types.js';
 import type { EffectiveMtlsMode } from '../model/compile/types.js';
 import { type MeshState, type ServiceView, type WorkloadView } from './mesh-state.js';
-import { workloadName } from '../metrics/workload-name.js';
+import { canonicalRevision, canonicalService, workloadApp, workloadCluster, workloadName, workloadVersion } from '../metrics/workload-name.js';
 import type { TcpLabels } from './metrics.js';
 
 export interface InboundPeer {
@@ -73,15 +73,29 @@ export function tcpLabels(init: {
   mtls: boolean;
   flags?: string;
 }): TcpLabels {
+  const { source: src, destination: dst, service: svc } = init;
   return {
     reporter: init.reporter,
-    source_workload: workloadName(init.source),
-    source_workload_namespace: init.source?.namespace ?? 'unknown',
+    source_workload: workloadName(src),
+    source_workload_namespace: src?.namespace ?? 'unknown',
     source_principal: init.sourcePrincipal ?? 'unknown',
-    destination_workload: workloadName(init.destination),
-    destination_workload_namespace: init.destination?.namespace ?? 'unknown',
+    source_app: workloadApp(src),
+    source_version: workloadVersion(src),
+    source_canonical_service: canonicalService(src),
+    source_canonical_revision: canonicalRevision(src),
+    source_cluster: workloadCluster(src),
+    destination_workload: workloadName(dst),
+    destination_workload_namespace: dst?.namespace ?? 'unknown',
     destination_principal: init.destinationPrincipal ?? 'unknown',
-    destination_service: init.service?.hostname ?? 'unknown',
+    destination_app: workloadApp(dst),
+    destination_version: workloadVersion(dst),
+    destination_canonical_service: canonicalService(dst),
+    destination_canonical_revision: canonicalRevision(dst),
+    destination_cluster: workloadCluster(dst),
+    destination_service: svc?.hostname ?? 'unknown',
+    destination_service_name: svc?.name ?? 'unknown',
+    destination_service_namespace: svc?.namespace ?? 'unknown',
+    request_protocol: 'tcp',
     connection_security_policy: init.mtls ? 'mutual_tls' : 'none',
     response_flags: init.flags ?? '-',
   };

@@ -5,7 +5,9 @@
  *   dashboards work: `istio_tcp_connections_opened_total`, `istio_tcp_connections_closed_total`,
  *   `istio_tcp_sent_bytes_total`, `istio_tcp_received_bytes_total`. `reporter` is `source` for
  *   the outbound side and `destination` for the inbound side; bytes are counted as Istio does
- *   (sent = client to server, received = server to client) whichever side reports.
+ *   (sent = client to server, received = server to client) whichever side reports. The labels
+ *   are Istio's (ztunnel's) TCP label set: workload, app, version, canonical service and cluster
+ *   of each peer, the destination service by host, name and namespace, `request_protocol="tcp"`.
  * - ambit's own process metrics with the `ambit_` prefix: enrolled pods, active connections,
  *   certificate expiry, control-plane connection state, denials by policy, plus Node's process
  *   metrics (`ambit_process_*`, `ambit_nodejs_*`). BPF counters are registered by src/ebpf.
@@ -16,15 +18,12 @@ import { Counter, Gauge, collectDefaultMetrics, type Registry } from 'prom-clien
 
 export const TCP_LABELS = [
   'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_service',
-  'connection_security_policy',
-  'response_flags',
+  'source_workload', 'source_workload_namespace', 'source_principal', 'source_app', 'source_version',
+  'source_canonical_service', 'source_canonical_revision', 'source_cluster',
+  'destination_workload', 'destination_workload_namespace', 'destination_principal', 'destination_app', 'destination_version',
+  'destination_canonical_service', 'destination_canonical_revision', 'destination_cluster',
+  'destination_service', 'destination_service_name', 'destination_service_namespace',
+  'request_protocol', 'connection_security_policy', 'response_flags',
 ] as const;
 
 export type TcpLabelName = (typeof TCP_LABELS)[number];

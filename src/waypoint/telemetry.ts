@@ -10,7 +10,7 @@
  * - The series cache holds at most 10,000 label combinations; past that, series are looked
  *   up without being kept.
  */
-import { workloadName } from '../metrics/workload-name.js';
+import { canonicalRevision, canonicalService, workloadApp, workloadCluster, workloadName, workloadVersion } from '../metrics/workload-name.js';
 import { logPath, type AccessLog, type AccessLogEntry } from './access-log.js';
 import type { ClusterEndpoint } from './cluster.js';
 import type { WaypointConfig, WaypointServiceInfo } from './config.js';
@@ -133,30 +133,27 @@ export class Telemetry {
     const w = st.endpoint === undefined ? undefined : config.workload(st.endpoint.workload);
     const from = config.sourceWorkload(st.down.sourceIp, src);
     const svc = st.service;
-    const app = w?.labels['app.kubernetes.io/name'] ?? w?.labels['app'] ?? 'unknown';
-    const version = w?.labels['app.kubernetes.io/version'] ?? w?.labels['version'] ?? 'unknown';
-    const fromApp = from?.labels['app.kubernetes.io/name'] ?? from?.labels['app'] ?? 'unknown';
     return {
       reporter: 'waypoint',
       source_workload: workloadName(from),
       source_workload_namespace: from?.namespace ?? m?.[1] ?? 'unknown',
       source_principal: src ?? 'unknown',
-      source_app: fromApp,
-      source_version: from?.labels['app.kubernetes.io/version'] ?? from?.labels['version'] ?? 'unknown',
-      source_canonical_service: from?.labels['service.istio.io/canonical-name'] ?? fromApp,
-      source_canonical_revision: 'latest',
-      source_cluster: 'Kubernetes',
+      source_app: workloadApp(from),
+      source_version: workloadVersion(from),
+      source_canonical_service: canonicalService(from),
+      source_canonical_revision: canonicalRevision(from),
+      source_cluster: workloadCluster(from),
       destination_workload: workloadName(w),
       destination_workload_namespace: w?.namespace ?? svc?.namespace ?? 'unknown',
       destination_principal: st.endpoint?.identity ?? 'unknown',
-      destination_app: app,
-      destination_version: version,
+      destination_app: workloadApp(w),
+      destination_version: workloadVersion(w),
       destination_service: svc?.hostname ?? 'unknown',
       destination_service_name: svc?.name ?? 'unknown',
       destination_service_namespace: svc?.namespace ?? 'unknown',
-      destination_canonical_service: w?.labels['service.istio.io/canonical-name'] ?? app,
-      destination_canonical_revision: w?.labels['service.istio.io/canonical-revision'] ?? (version === 'unknown' ? 'latest' : version),
-      destination_cluster: 'Kubernetes',
+      destination_canonical_service: canonicalService(w),
+      destination_canonical_revision: canonicalRevision(w),
+      destination_cluster: workloadCluster(w),
       request_protocol: st.grpc ? 'grpc' : 'http',
       response_code: String(st.status),
       grpc_response_status: st.grpcStatus,

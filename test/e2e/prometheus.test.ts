@@ -7,22 +7,20 @@
  * cluster. Everything is removed after, even on failure.
  */
 import test, { type ExecutionContext } from 'ava';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
 import { DemoMesh, REPO_ROOT } from '../../src/demo/mesh.js';
-import { CONTROL_ADDRESS, execIn, spawnIn } from '../../src/demo/cluster.js';
+import { CONTROL_ADDRESS, execIn } from '../../src/demo/cluster.js';
 import { AMBIT, NEEDS as MESH_NEEDS, curl, servedBy } from './helpers.js';
+import { PROMETHEUS_BIN, Prometheus, agentJob, byNode } from './prometheus-server.js';
 
-const NEEDS = { ...MESH_NEEDS, paths: [...MESH_NEEDS.paths, '/usr/bin/prometheus'] };
-const PROM = 'http://127.0.0.1:9090';
+const NEEDS = { ...MESH_NEEDS, paths: [...MESH_NEEDS.paths, PROMETHEUS_BIN] };
 
 let mesh: DemoMesh;
 let stateDir: string | undefined;
-let promDir: string | undefined;
-let prom: ChildProcess | undefined;
+let prom: Prometheus | undefined;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -38,51 +36,22 @@ if (privilegeGap(NEEDS) === undefined) {
       throw err;
     }
     await mesh.waitCaptured(['client', 'echo-1', 'echo-2', 'tcp-echo'], true);
-    promDir = mkdtempSync(join(tmpdir(), 'ambit-prometheus-'));
-    const targets = mesh.cluster.nodes.map((n) => `      - targets: ['${n.address}:15020']\n        labels: { node: ${n.name} }`).join('\n');
-    writeFileSync(join(promDir, 'prometheus.yml'), `global:\n  scrape_interval: 1s\n  scrape_timeout: 800ms\nscrape_configs:\n  - job_name: ambit-agent\n    static_configs:\n${targets}\n`);
-    // In the control netns (reaches both nodes' metrics ports), in the cluster's cgroup so the
-    // cluster teardown kills it even if this process dies.
-    prom = spawnIn({ netns: mesh.cluster.controlNetns, cgroup: mesh.cluster.systemCgroup() }, '/usr/bin/prometheus', [
-      `--config.file=${join(promDir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(promDir, 'data')}`,
-      '--web.listen-address=127.0.0.1:9090', '--storage.tsdb.retention.time=1h', '--log.level=warn',
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    prom = Prometheus.start(mesh, [agentJob(mesh)]);
   });
   test.after.always(async () => {
-    if (prom !== undefined && prom.exitCode === null) {
-      prom.kill('SIGKILL');
-      await new Promise((r) => { prom?.once('exit', r); setTimeout(r, 3000); });
-    }
+    await prom?.stop();
     if (stateDir !== undefined) {
       await DemoMesh.attach({ prefix: 'x', stateDir }).down().catch(() => undefined);
       rmSync(stateDir, { recursive: true, force: true });
     }
-    if (promDir !== undefined) rmSync(promDir, { recursive: true, force: true });
   });
 }
 
-interface PromVector { metric: Record<string, string>; value: [number, string] }
-
-/** An instant PromQL query over Prometheus's HTTP API, from inside the control netns. */
-async function query(q: string): Promise<PromVector[]> {
-  const r = await mesh.httpGet(mesh.cluster.controlNetns, `${PROM}/api/v1/query?query=${encodeURIComponent(q)}`);
-  if (r.status !== 200) throw new Error(`PromQL ${q}: HTTP ${r.status} ${r.body.slice(0, 200)}`);
-  const body = JSON.parse(r.body) as { status: string; data: { result: PromVector[] } };
-  return body.data.result;
-}
-
-const byNode = (v: PromVector[]) => Object.fromEntries(v.map((x) => [x.metric['node'] ?? '?', Number(x.value[1])]));
+const query = (q: string) => (prom as Prometheus).query(q);
 
 /** Waits until `q` returns a value per node satisfying `ok`. */
 async function until(q: string, ok: (v: Record<string, number>) => boolean, timeoutMs = 20_000): Promise<Record<string, number>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: Record<string, number> = {};
-  while (Date.now() < deadline) {
-    last = byNode(await query(q).catch(() => []));
-    if (ok(last)) return last;
-    await sleep(500);
-  }
-  throw new Error(`${q}: condition not met in ${timeoutMs} ms; last ${JSON.stringify(last)}`);
+  return byNode(await (prom as Prometheus).until(q, (v) => ok(byNode(v)), timeoutMs));
 }
 
 privilegedTest('Prometheus scrapes every agent: per-node TCP byte counters exist and increase with traffic', async (t: ExecutionContext) => {

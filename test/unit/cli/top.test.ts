@@ -18,8 +18,11 @@ const execFileP = promisify(execFile);
 
 const labels = (src: string, dst: string): TcpLabels => ({
   reporter: 'source', source_workload: src, source_workload_namespace: 'demo', source_principal: `spiffe://cluster.local/ns/demo/sa/${src}`,
+  source_app: src, source_version: 'unknown', source_canonical_service: src, source_canonical_revision: 'latest', source_cluster: 'Kubernetes',
   destination_workload: dst, destination_workload_namespace: 'demo', destination_principal: `spiffe://cluster.local/ns/demo/sa/${dst}`,
-  destination_service: `${dst}.demo.svc.cluster.local`, connection_security_policy: 'mutual_tls', response_flags: '-',
+  destination_app: dst, destination_version: 'unknown', destination_canonical_service: dst, destination_canonical_revision: 'latest', destination_cluster: 'Kubernetes',
+  destination_service: `${dst}.demo.svc.cluster.local`, destination_service_name: dst, destination_service_namespace: 'demo',
+  request_protocol: 'tcp', connection_security_policy: 'mutual_tls', response_flags: '-',
 });
 
 test('rates, talkers and denials from two scrapes; counter resets are not negative', async (t) => {
