@@ -9,6 +9,7 @@ import { analyzePaths } from '../model/analyze.js';
 import { DIAGNOSTIC_CODES, type Diagnostic } from '../model/diagnostics.js';
 import { AmbitError } from '../util/errors.js';
 import { DEFAULT_MAX_FILE_BYTES } from '../model/load/load-paths.js';
+import { compatibilityMarkdown } from '../model/compat-table.js';
 
 const HELP = `usage: ambit analyze PATH... [options]
 
@@ -21,7 +22,11 @@ options:
   --cluster-domain D     cluster DNS domain of Service hostnames (default cluster.local)
   --root-namespace NS    namespace whose policies apply mesh-wide (default istio-system)
   --max-file-bytes N     refuse files larger than N bytes (default ${DEFAULT_MAX_FILE_BYTES})
+  --allow-unknown-fields report fields the API does not define as warnings and ignore them
+                         (default: an error that refuses the resource, as Istio does)
   --codes                list every diagnostic code with its severity and meaning
+  --compat-table         print the compatibility table (docs/compatibility.md) generated
+                         from the schema: every kind and field, and what ambit does with it
   -h, --help             show this help
 
 exit status: 0 no errors (warnings allowed), 1 errors found, 2 unreadable input or bad usage
@@ -34,7 +39,9 @@ interface Args {
   clusterDomain?: string;
   rootNamespace?: string;
   maxFileBytes?: number;
+  allowUnknownFields: boolean;
   codes: boolean;
+  compatTable: boolean;
   help: boolean;
 }
 
@@ -45,7 +52,7 @@ class UsageError extends AmbitError {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { paths: [], output: 'text', codes: false, help: false };
+  const args: Args = { paths: [], output: 'text', allowUnknownFields: false, codes: false, compatTable: false, help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const eq = a.indexOf('=');
@@ -62,6 +69,12 @@ function parseArgs(argv: string[]): Args {
         break;
       case '--codes':
         args.codes = true;
+        break;
+      case '--compat-table':
+        args.compatTable = true;
+        break;
+      case '--allow-unknown-fields':
+        args.allowUnknownFields = true;
         break;
       case '--output':
       case '-o': {
@@ -119,6 +132,10 @@ export async function run(argv: string[]): Promise<number> {
     for (const [code, info] of Object.entries(DIAGNOSTIC_CODES)) process.stdout.write(`${code.padEnd(42)} ${info.severity.padEnd(8)} ${info.summary}\n`);
     return 0;
   }
+  if (args.compatTable) {
+    process.stdout.write(compatibilityMarkdown());
+    return 0;
+  }
   if (args.paths.length === 0) {
     process.stderr.write(`ambit analyze: no PATH given\n\n${HELP}`);
     return 2;
@@ -130,6 +147,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(args.clusterDomain !== undefined ? { clusterDomain: args.clusterDomain } : {}),
       ...(args.rootNamespace !== undefined ? { rootNamespace: args.rootNamespace } : {}),
       ...(args.maxFileBytes !== undefined ? { maxFileBytes: args.maxFileBytes } : {}),
+      allowUnknownFields: args.allowUnknownFields,
     });
   } catch (err) {
     if (err instanceof AmbitError && err.code === 'AMBIT_ERR_MODEL_INPUT_UNREADABLE') {

@@ -28,6 +28,9 @@ sources:
   --context NAME             kubeconfig context (default: current-context)
   --debounce-ms N            quiet time after a change before recompiling, ms; changes within it
                              are applied together (default 5 with --config, 50 with --kubernetes)
+  --allow-unknown-fields     with --config: fields the API does not define are warnings and
+                             ignored (default: errors that reject the configuration, as Istio
+                             does; objects from the Kubernetes API are always warned, not refused)
 
 security:
   --token-file FILE          bootstrap tokens for folder mode (required with --config)
@@ -56,7 +59,7 @@ function port(v: string | undefined, name: string, dflt: number): number {
 export async function run(argv: string[]): Promise<number> {
   const parsed = parseOptions('control', HELP, argv, {
     config: { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, context: { type: 'string' },
-    'debounce-ms': { type: 'string' },
+    'debounce-ms': { type: 'string' }, 'allow-unknown-fields': { type: 'boolean' },
     'token-file': { type: 'string' }, 'ca-dir': { type: 'string' }, 'trust-domain': { type: 'string' },
     'agent-service-accounts': { type: 'string' }, host: { type: 'string' },
     'grpc-tls-port': { type: 'string' }, 'grpc-plaintext-port': { type: 'string' },
@@ -90,7 +93,10 @@ export async function run(argv: string[]): Promise<number> {
     const tokenFile = values['token-file'];
     if (tokenFile === undefined) throw new ControlConfigError('--token-file is required with --config (subscribers authenticate with a bootstrap token)');
     authenticator = new TokenFileAuthenticator(tokenFile);
-    source = new FolderSource({ dir: values.config, compiler, rootNamespace, ...(debounceMs !== undefined ? { debounceMs } : {}) });
+    source = new FolderSource({
+      dir: values.config, compiler, rootNamespace, allowUnknownFields: values['allow-unknown-fields'] === true,
+      ...(debounceMs !== undefined ? { debounceMs } : {}),
+    });
   } else {
     const conn = values.kubeconfig !== undefined || values.context !== undefined
       ? kubeconfigConnection(values.kubeconfig, values.context) : inClusterConnection();

@@ -47,6 +47,13 @@ export interface Diagnostic {
   path?: string;
   /** The resource the problem is about, when there is one. */
   resource?: ResourceRef;
+  /**
+   * AMBIT_OBJECT_UNKNOWN_KIND: the kind ignored, `group/Kind` (`Kind` for core), by which the
+   * loader reports each such kind once, at its first object, with the number of objects.
+   */
+  ignoredKind?: string;
+  /** AMBIT_OBJECT_UNKNOWN_KIND: how many objects of `ignoredKind` were ignored (default 1). */
+  count?: number;
 }
 
 interface CodeInfo {
@@ -69,23 +76,24 @@ export const DIAGNOSTIC_CODES = {
   AMBIT_YAML_ALIAS_LIMIT: { severity: 'error', summary: 'too many YAML alias expansions (an alias bomb); limit default 100' },
   // object identity
   AMBIT_OBJECT_NO_KIND: { severity: 'error', summary: 'apiVersion or kind missing or not a string' },
-  AMBIT_OBJECT_UNKNOWN_KIND: { severity: 'warning', summary: 'kind that ambit does not model; the object is ignored' },
+  AMBIT_OBJECT_UNKNOWN_KIND: { severity: 'warning', summary: 'a kind that ambit does not model (ServiceEntry, EnvoyFilter, ...): its objects are ignored; reported once per kind, saying what to use instead' },
   AMBIT_OBJECT_UNSUPPORTED_VERSION: { severity: 'error', summary: 'known kind with an apiVersion ambit does not accept' },
   AMBIT_OBJECT_DUPLICATE: { severity: 'error', summary: 'same kind, namespace and name defined twice' },
   // schema
   AMBIT_SCHEMA_TYPE: { severity: 'error', summary: 'a field has the wrong type' },
   AMBIT_SCHEMA_REQUIRED: { severity: 'error', summary: 'a required field is missing' },
   AMBIT_SCHEMA_ENUM: { severity: 'error', summary: 'a value is not one of the allowed values' },
-  AMBIT_SCHEMA_UNKNOWN_FIELD: { severity: 'warning', summary: 'a field that the API does not define (typo?); it is ignored' },
+  AMBIT_SCHEMA_UNKNOWN_FIELD: { severity: 'error', summary: 'a field that the API does not define (typo?): the resource is refused, as Istio refuses it; a warning (the field is ignored) with --allow-unknown-fields and for objects from the Kubernetes API' },
   AMBIT_SCHEMA_UNIMPLEMENTED: { severity: 'warning', summary: 'a field or value the API defines but ambit does not implement' },
   AMBIT_SCHEMA_DEPRECATED: { severity: 'info', summary: 'a deprecated field; it still works' },
+  AMBIT_SCHEMA_NOT_APPLIED: { severity: 'info', summary: 'a field ambit accepts and does not act on, with why (warning where that weakens a policy)' },
   AMBIT_SCHEMA_RANGE: { severity: 'error', summary: 'a number or length outside its allowed range' },
   AMBIT_SCHEMA_FORMAT: { severity: 'error', summary: 'a string with the wrong format (IP, CIDR, host, regex, ...)' },
   AMBIT_SCHEMA_DURATION: { severity: 'error', summary: 'not a valid duration (`1.5s`, `100ms`, `2m`) or below its minimum' },
   AMBIT_SCHEMA_NAME: { severity: 'error', summary: 'a name that is not a valid DNS-1123 / DNS-1035 name' },
   AMBIT_SCHEMA_LABEL: { severity: 'error', summary: 'a label key or value that Kubernetes would reject' },
   AMBIT_SCHEMA_ONE_OF: { severity: 'error', summary: 'more than one (or none) of mutually exclusive fields is set' },
-  AMBIT_SCHEMA_WEIGHT_SUM: { severity: 'error', summary: 'VirtualService route weights do not sum to 100' },
+  AMBIT_SCHEMA_WEIGHT_SUM: { severity: 'error', summary: 'the route weights of several destinations are all 0 (weights are relative: 1 and 3 mean 25% and 75%)' },
   AMBIT_SCHEMA_DUPLICATE_ITEM: { severity: 'error', summary: 'two list items with the same name or port' },
   AMBIT_SCHEMA_INVALID: { severity: 'error', summary: 'a value that is invalid for a reason given in the message' },
   // cross references
@@ -103,6 +111,7 @@ export const DIAGNOSTIC_CODES = {
   AMBIT_REF_UNKNOWN_SERVICE_ACCOUNT: { severity: 'info', summary: 'a pod uses a ServiceAccount that is not defined' },
   AMBIT_REF_DUPLICATE_IP: { severity: 'error', summary: 'two pods (or two Services) have the same IP address' },
   AMBIT_REF_UNKNOWN_TARGET_PORT: { severity: 'warning', summary: 'a Service targetPort name that a selected pod does not declare' },
+  AMBIT_REF_DELEGATE_UNUSED: { severity: 'warning', summary: 'a VirtualService without hosts (a delegate) that no VirtualService delegates to: it routes nothing' },
   AMBIT_REF_CONFLICT: { severity: 'warning', summary: 'several objects configure the same thing; the oldest (then alphabetical) wins' },
   AMBIT_POLICY_MULTIPLE_MESH_PEER_AUTHN: { severity: 'error', summary: 'more than one mesh-wide PeerAuthentication in the root namespace' },
   AMBIT_POLICY_L7_WITHOUT_WAYPOINT: { severity: 'warning', summary: 'a selector policy has L7 rules but the workload has no waypoint: ambit denies matching traffic at L4' },

@@ -54,6 +54,11 @@ export interface FolderSourceOptions {
   rescanMs?: number;
   /** Istio root namespace (default `istio-system`). */
   rootNamespace?: string;
+  /**
+   * Unknown fields are warnings and dropped, instead of errors that reject the reload (default
+   * false: Istio's validation rejects them; `ambit control --allow-unknown-fields`).
+   */
+  allowUnknownFields?: boolean;
   logger?: Logger;
 }
 
@@ -160,7 +165,7 @@ export class FolderSource implements ConfigSource {
       if (id === undefined) { drop(p); continue; }
       const before = this.files.get(p);
       if (before?.id === id) continue;
-      const r = await loadFile(p, p, { documentCache: this.documents });
+      const r = await loadFile(p, p, { documentCache: this.documents, allowUnknownFields: this.opts.allowUnknownFields === true });
       if (!changedFiles.has(p)) changedFiles.set(p, before?.resources ?? []);
       this.files.set(p, { id, resources: r.resources, diagnostics: r.diagnostics });
     }

@@ -46,9 +46,18 @@ export interface SourceSpec {
   notRequestPrincipals?: string[];
   namespaces?: string[];
   notNamespaces?: string[];
-  /** Istio 1.24+: `<namespace>/<serviceaccount>` shorthand for principals. */
+  /**
+   * Istio 1.24+: `<namespace>/<serviceaccount>`, or a bare `<serviceaccount>` of the policy's
+   * namespace, matched against the peer's SPIFFE identity (any trust domain).
+   */
   serviceAccounts?: string[];
   notServiceAccounts?: string[];
+  /**
+   * Trust domains of the peer's SPIFFE identity (the part before the first `/` of the
+   * principal): exact, `*` (any authenticated peer), or one leading or trailing `*`.
+   */
+  trustDomains?: string[];
+  notTrustDomains?: string[];
   ipBlocks?: string[];
   notIpBlocks?: string[];
   remoteIpBlocks?: string[];

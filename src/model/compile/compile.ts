@@ -315,7 +315,7 @@ function markDirty(c: Changed, prev: SnapshotState, dirty: Dirty): void {
     case KIND_VIRTUAL_SERVICE:
     case KIND_DESTINATION_RULE: {
       for (const r of both) {
-        const hosts = kind === KIND_VIRTUAL_SERVICE ? (r as VirtualServiceResource).spec.hosts : [(r as DestinationRuleResource).spec.host];
+        const hosts = kind === KIND_VIRTUAL_SERVICE ? (r as VirtualServiceResource).spec.hosts ?? [] : [(r as DestinationRuleResource).spec.host];
         for (const h of hosts) {
           const full = resolveHost(h, r.ref.namespace, domain);
           if (isWildcard(full)) dirty.allServices = true;

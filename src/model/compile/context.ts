@@ -152,7 +152,7 @@ export class BuildContext {
 
   /** VirtualServices naming `hostname`, in precedence order (see routes.ts). */
   virtualServicesFor(hostname: string): readonly VirtualServiceResource[] {
-    this.vsIndex ??= new HostIndex(this.virtualServices(), (vs) => vs.spec.hosts, this.options.clusterDomain, virtualServicesFor);
+    this.vsIndex ??= new HostIndex(this.virtualServices(), (vs) => vs.spec.hosts ?? [], this.options.clusterDomain, virtualServicesFor);
     return this.vsIndex.lookup(hostname);
   }
 

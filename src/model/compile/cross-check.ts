@@ -228,7 +228,12 @@ class Checker {
         rep.add(vs, [...path, 'port', 'number'], 'AMBIT_REF_UNKNOWN_PORT', `port ${d.port.number} is not a port of Service ${svc.key} (ports: ${svc.ports.map((p) => p.port).join(', ')})`);
       }
     };
-    vs.spec.hosts.forEach((h, i) => {
+    if ((vs.spec.hosts ?? []).length === 0) {
+      // A delegate: it only means something when a root VirtualService names it.
+      const named = this.vss().some((root) => (root.spec.http ?? []).some((r) => r.delegate !== undefined && r.delegate.name === vs.ref.name && (r.delegate.namespace ?? root.ref.namespace) === vs.ref.namespace));
+      if (!named) rep.add(vs, ['spec'], 'AMBIT_REF_DELEGATE_UNUSED', 'a VirtualService without hosts is a delegate, and no VirtualService delegates to it (http[].delegate), so it routes nothing; set hosts if it is not a delegate');
+    }
+    (vs.spec.hosts ?? []).forEach((h, i) => {
       const full = resolveHost(h, vs.ref.namespace, domain);
       if (isWildcard(full)) {
         let any = false;

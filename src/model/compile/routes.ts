@@ -3,6 +3,8 @@
  * per-Service route tables built from them.
  *
  * Semantics kept from the sources:
+ * - VirtualService: route weights are relative, as Istio treats them: they are normalised to
+ *   percentages (1 and 3 become 25 and 75); one destination takes all the traffic.
  * - VirtualService: routes apply in the order written; the first match wins. When several
  *   VirtualServices name the same host, the oldest wins (Istio does not merge them); exact
  *   hosts beat wildcards.
@@ -66,6 +68,17 @@ function destination(d: VsDestinationSpec, namespace: string, weight: number, ct
   return { host, subset: d.subset, port: d.port?.number, weight };
 }
 
+/**
+ * VirtualService weights as percentages of their sum (Istio's relative weights); a single
+ * destination gets 100, an absent weight counts as 0. All-zero weights of several destinations
+ * are refused by the schema; here they stay 0 (the waypoint then uses the first).
+ */
+export function normalizeWeights(weights: readonly (number | undefined)[]): number[] {
+  if (weights.length === 1) return [100];
+  const sum = weights.reduce<number>((a, w) => a + (w ?? 0), 0);
+  return weights.map((w) => (sum === 0 ? 0 : ((w ?? 0) * 100) / sum));
+}
+
 function headerOps(h: { set?: Record<string, string>; add?: Record<string, string>; remove?: string[] } | undefined): HeaderOperations | undefined {
   if (h === undefined) return undefined;
   return { set: h.set ?? EMPTY_RECORD, add: h.add ?? EMPTY_RECORD, remove: h.remove ?? [] };
@@ -97,7 +110,8 @@ function vsRoute(vs: VirtualServiceResource, index: number, r: VsHttpRouteSpec, 
     action = { type: 'direct-response', status: r.directResponse.status, body: b?.string ?? (b?.bytes !== undefined ? Buffer.from(b.bytes, 'base64').toString('utf8') : undefined) };
   } else {
     const dests = r.route ?? [];
-    action = { type: 'forward', destinations: dests.map((d) => destination(d.destination, ns, dests.length === 1 ? d.weight ?? 100 : d.weight ?? 0, ctx)) };
+    const weights = normalizeWeights(dests.map((d) => d.weight));
+    action = { type: 'forward', destinations: dests.map((d, i) => destination(d.destination, ns, weights[i] ?? 0, ctx)) };
   }
   const mirrors: MirrorPolicy[] = [];
   if (r.mirror !== undefined) mirrors.push({ destination: destination(r.mirror, ns, 100, ctx), percent: r.mirrorPercentage?.value ?? r.mirrorPercent ?? r.mirror_percent ?? 100 });
@@ -291,7 +305,7 @@ export function virtualServicesFor(all: readonly VirtualServiceResource[], hostn
   const wild: VirtualServiceResource[] = [];
   for (const vs of all) {
     let hit: 'exact' | 'wild' | undefined;
-    for (const h of vs.spec.hosts) {
+    for (const h of vs.spec.hosts ?? []) {
       const full = resolveHost(h, vs.ref.namespace, clusterDomain);
       if (full === hostname) hit = 'exact';
       else if (hit === undefined && isWildcard(full) && hostMatches(full, hostname)) hit = 'wild';

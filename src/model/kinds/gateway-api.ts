@@ -78,8 +78,8 @@ const pathModifier = obj(
 );
 
 const filter = obj({
-  type: req(enumOf(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'RequestRedirect', 'URLRewrite', 'ExtensionRef', 'CORS'], {
-    unimplemented: ['ExtensionRef', 'CORS'],
+  type: req(enumOf(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'RequestRedirect', 'URLRewrite', 'ExtensionRef', 'CORS', 'ExternalAuth'], {
+    unimplemented: ['ExtensionRef', 'CORS', 'ExternalAuth'],
     note: 'the filter is skipped',
   })),
   requestHeaderModifier: opt(headerModifier),
@@ -103,6 +103,7 @@ const filter = obj({
   urlRewrite: opt(obj({ hostname: opt(gwHostname), path: opt(pathModifier) })),
   extensionRef: opt(anyValue()),
   cors: opt(anyValue()),
+  externalAuth: opt(anyValue()),
 });
 
 const backendRef = obj({
@@ -129,6 +130,7 @@ const httpRouteSpec = obj({
   parentRefs: opt(arr(parentRef, { maxItems: 32 })),
   hostnames: opt(arr(gwHostname, { maxItems: 16 })),
   rules: opt(arr(routeRule, { maxItems: 16 })),
+  useDefaultGateways: unimplemented(anyValue(), 'routes attach through parentRefs only'),
 });
 
 export const httpRouteKind = defineKind({
@@ -164,6 +166,9 @@ const gatewaySpec = obj(
     listeners: req(arr(listener, { minItems: 1, uniqueBy: { key: (l) => l.name, what: 'listener name' } })),
     addresses: opt(arr(obj({ type: opt(str()), value: req(str()) }))),
     infrastructure: opt(obj({ labels: opt(labels), annotations: opt(annotations), parametersRef: unimplemented(anyValue(), 'no parameters') })),
+    allowedListeners: unimplemented(anyValue(), 'ListenerSets are for ingress gateways, which are not implemented'),
+    defaultScope: unimplemented(anyValue(), 'default Gateways are for ingress, which is not implemented'),
+    tls: unimplemented(anyValue(), 'waypoints terminate HBONE only'),
   },
   {
     check(spec, path, ctx) {

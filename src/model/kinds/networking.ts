@@ -3,8 +3,12 @@
  * DestinationRule, with Istio's field names. ambit's waypoint implements HTTP routing; `tls` and
  * `tcp` routes, CORS, delegation and Sidecar/ingress-only fields are recognised and reported as
  * unimplemented.
+ *
+ * Istio's semantics kept here: route weights are relative (normalised when compiled; only all
+ * zero is refused); a VirtualService without `hosts` is a delegate, valid without gateways,
+ * tls and tcp routes, and meant to be named by another VirtualService's `delegate`.
  */
-import { arr, bool, deprecated, duration, enumOf, ignored, int, num, obj, opt, record, req, str, unimplemented, anyValue, type Infer } from '../schema/dsl.js';
+import { arr, bool, deprecated, duration, enumOf, ignored, int, notApplied, num, obj, opt, record, req, str, unimplemented, anyValue, type Infer } from '../schema/dsl.js';
 import { dnsName, host, labels, portNumber, regex, stringMatch } from '../schema/common.js';
 import type { Resource } from '../resource.js';
 import { defineKind } from './kind.js';
@@ -48,7 +52,7 @@ const destination = obj({
 
 const httpRouteDestination = obj({
   destination: req(destination),
-  weight: opt(int({ min: 0, max: 100 })),
+  weight: opt(int({ min: 0 }), 'relative to the other destinations, as in Istio: 1 and 3 mean 25% and 75%; all 0 is an error'),
   headers: unimplemented(headers, 'set headers on the route instead of one destination'),
 });
 
@@ -108,6 +112,7 @@ const redirect = obj({
   derivePort: opt(enumOf(['FROM_PROTOCOL_DEFAULT', 'FROM_REQUEST_PORT'])),
   scheme: opt(enumOf(['http', 'https'])),
   redirectCode: opt(int({ min: 300, max: 399 })),
+  prefixRewrite: unimplemented(str(), 'use redirect.uri'),
 });
 
 const rewrite = obj({
@@ -128,7 +133,7 @@ const httpRoute = obj(
     route: opt(arr(httpRouteDestination, { minItems: 1 })),
     redirect: opt(redirect),
     directResponse: opt(directResponse),
-    delegate: unimplemented(anyValue(), 'write the delegated routes into this VirtualService'),
+    delegate: unimplemented(obj({ name: req(str({ minLength: 1 })), namespace: opt(str()) }), 'delegation is not implemented: write the delegated routes into this VirtualService'),
     rewrite: opt(rewrite),
     timeout: opt(duration({ minMs: 1 })),
     retries: opt(retries),
@@ -140,6 +145,7 @@ const httpRoute = obj(
     mirrorPercent: deprecated(int({ min: 0, max: 100 }), 'use mirrorPercentage'),
     corsPolicy: unimplemented(anyValue(), 'CORS is not implemented at the waypoint'),
     headers: opt(headers),
+    websocketUpgrade: opt(bool(), 'true is what the waypoint does: it forwards every HTTP/1.1 upgrade (WebSocket) the upstream accepts; false is accepted, not applied'),
   },
   {
     exactlyOne: [['route', 'redirect', 'directResponse', 'delegate']],
@@ -150,16 +156,19 @@ const httpRoute = obj(
       const invalidWeight = ctx.issues.some((i) => routePath.every((seg, k) => i.path[k] === seg));
       if (dests.length > 1 && !invalidWeight) {
         const sum = dests.reduce((a, d) => a + (d.weight ?? 0), 0);
-        if (sum !== 100) {
-          ctx.report('AMBIT_SCHEMA_WEIGHT_SUM', `route weights sum to ${sum}, they must sum to 100 (${dests.map((d) => d.weight ?? 0).join(' + ')})`, [...path, 'route']);
+        if (sum === 0) {
+          ctx.report('AMBIT_SCHEMA_WEIGHT_SUM', `the ${dests.length} destinations all have weight 0, so none would get traffic; give them relative weights (e.g. 1 and 3 for 25% and 75%)`, [...path, 'route']);
         }
+      }
+      if (r.websocketUpgrade === false) {
+        ctx.report('AMBIT_SCHEMA_NOT_APPLIED', 'websocketUpgrade: false is accepted, not applied: the waypoint forwards every HTTP/1.1 upgrade (WebSocket) the upstream accepts; refuse upgrades with an AuthorizationPolicy on the "upgrade" header instead', [...path, 'websocketUpgrade'], { atKey: true });
       }
     },
   },
 );
 
 const virtualServiceSpec = obj({
-  hosts: req(arr(host, { minItems: 1 })),
+  hosts: opt(arr(host), 'absent or empty: a delegate VirtualService, valid without gateways, tls and tcp; warned when no http[].delegate names it'),
   gateways: opt(
     arr(
       str({
@@ -172,6 +181,20 @@ const virtualServiceSpec = obj({
   tls: unimplemented(anyValue(), 'TLS-passthrough routes are not implemented; traffic is forwarded at L4'),
   tcp: unimplemented(anyValue(), 'TCP routes are not implemented; traffic is forwarded at L4'),
   exportTo: unimplemented(arr(str()), 'every object is visible mesh-wide'),
+}, {
+  check(spec, path, ctx) {
+    if ((spec.hosts ?? []).length > 0) return;
+    // A delegate: Istio refuses what only a root VirtualService may carry.
+    for (const field of ['gateways', 'tls', 'tcp'] as const) {
+      const v = spec[field];
+      if (v !== undefined && (!Array.isArray(v) || v.length > 0)) {
+        ctx.report('AMBIT_SCHEMA_INVALID', `a VirtualService without hosts is a delegate, and a delegate must not set ${field} (set hosts if this is not a delegate)`, [...path, field], { atKey: true });
+      }
+    }
+    (spec.http ?? []).forEach((r, i) => {
+      if (r.delegate !== undefined) ctx.report('AMBIT_SCHEMA_INVALID', 'a delegate VirtualService (no hosts) must not delegate again', [...path, 'http', i, 'delegate'], { atKey: true });
+    });
+  },
 });
 
 export const virtualServiceKind = defineKind({
@@ -255,6 +278,8 @@ const loadBalancer = obj(
     localityLbSetting: unimplemented(anyValue(), 'ambit has no locality'),
     warmupDurationSecs: unimplemented(anyValue(), 'no slow start'),
     warmup: unimplemented(anyValue(), 'no slow start'),
+    zoneAwareLbSetting: unimplemented(anyValue(), 'ambit has no locality'),
+    backendUtilization: unimplemented(anyValue(), 'backends send no load reports; the waypoint balances by the policy above'),
   },
   { atMostOne: [['simple', 'consistentHash']] },
 );
@@ -279,6 +304,10 @@ const connectionPool = obj({
       h2UpgradePolicy: unimplemented(enumOf(['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE']), 'the waypoint speaks the client protocol'),
       useClientProtocol: unimplemented(bool(), 'the waypoint always uses the client protocol'),
       maxConcurrentStreams: opt(int({ min: 0 })),
+      http2KeepAlive: notApplied(
+        obj({ interval: opt(duration({ minMs: 1 })), timeout: opt(duration({ minMs: 1 })) }),
+        'the waypoint sends no HTTP/2 PINGs upstream; an idle upstream connection closes after idleTimeout',
+      ),
     }),
   ),
 });
@@ -293,6 +322,7 @@ const outlierDetection = obj({
   minHealthPercent: opt(int({ min: 0, max: 100 })),
   splitExternalLocalOriginErrors: unimplemented(bool(), 'all errors count'),
   consecutiveLocalOriginFailures: unimplemented(int({ min: 0 }), 'all errors count'),
+  outlierDetectionHttpErrorCodes: unimplemented(anyValue(), 'the error counters count 5xx and gateway errors as configured above'),
 });
 
 const tlsNote = 'mTLS between workloads is automatic (HBONE); originating TLS to external hosts is not implemented';
@@ -313,6 +343,7 @@ const trafficPolicy = obj({
   portLevelSettings: opt(arr(portTrafficPolicy, { uniqueBy: { key: (p) => (p.port ? String(p.port.number) : undefined), what: 'port' } })),
   tunnel: unimplemented(anyValue(), 'ambit tunnels with HBONE'),
   proxyProtocol: unimplemented(anyValue(), 'PROXY protocol is not implemented'),
+  retryBudget: unimplemented(anyValue(), 'retries are bounded by connectionPool.http.maxRetries and each route\'s attempts'),
 });
 
 const subset = obj({

@@ -4,7 +4,7 @@
  * spec type is the one the evaluator consumes (src/model/authz/types.ts); a compile-time check
  * below keeps the schema's output assignable to it.
  */
-import { arr, bool, duration, enumOf, obj, opt, record, req, str, unimplemented, type Infer } from '../schema/dsl.js';
+import { arr, bool, duration, enumOf, notApplied, obj, opt, record, req, str, unimplemented, type Infer } from '../schema/dsl.js';
 import { cidr, policyTargetRef, workloadSelector } from '../schema/common.js';
 import type { AuthorizationPolicySpec } from '../authz/types.js';
 import { lintAuthorizationPolicy } from '../authz/lint.js';
@@ -67,8 +67,10 @@ const source = obj({
   notRequestPrincipals: opt(strings),
   namespaces: opt(strings),
   notNamespaces: opt(strings),
-  serviceAccounts: opt(strings),
-  notServiceAccounts: opt(strings),
+  serviceAccounts: opt(strings, '"<namespace>/<name>", or a bare "<name>" in the policy\'s namespace; enforced by the agent (L4)'),
+  notServiceAccounts: opt(strings, 'as serviceAccounts'),
+  trustDomains: opt(strings, 'the trust domain of the peer\'s SPIFFE identity; exact, "*", or one leading or trailing "*"; enforced by the agent (L4)'),
+  notTrustDomains: opt(strings, 'as trustDomains'),
   ipBlocks: opt(cidrs),
   notIpBlocks: opt(cidrs),
   remoteIpBlocks: opt(cidrs),
@@ -146,6 +148,7 @@ const jwtRule = obj(
     issuer: req(str({ minLength: 1 })),
     audiences: opt(strings),
     jwksUri: opt(str({ pattern: /^https?:\/\/\S+$/, format: 'an http(s) URL' })),
+    jwks_uri: unimplemented(str(), 'the old spelling is not read: write jwksUri'),
     jwks: opt(str()),
     fromHeaders: opt(arr(jwtHeader)),
     fromParams: opt(strings),
@@ -154,8 +157,25 @@ const jwtRule = obj(
     forwardOriginalToken: opt(bool()),
     outputClaimToHeaders: opt(arr(obj({ header: req(str({ minLength: 1 })), claim: req(str({ minLength: 1 })) }))),
     timeout: opt(duration({ minMs: 1 })),
+    presence: opt(enumOf(['OPTIONAL', 'REQUIRED']), 'OPTIONAL is what the waypoint does; REQUIRED is accepted, not applied (a warning): require a token with an AuthorizationPolicy'),
+    spaceDelimitedClaims: notApplied(
+      arr(str({ minLength: 1 }), { maxItems: 64 }),
+      'claims are matched as the token carries them; a space-delimited string claim matches only as a whole (request.auth.claims[NAME] values are compared to the full string)',
+    ),
   },
-  { atMostOne: [['jwks', 'jwksUri']] },
+  {
+    atMostOne: [['jwks', 'jwksUri']],
+    check(rule, path, ctx) {
+      if (rule.presence === 'REQUIRED') {
+        ctx.report(
+          'AMBIT_SCHEMA_NOT_APPLIED',
+          'presence: REQUIRED is accepted, not applied: the waypoint lets a request without a token through (only an invalid token is refused); require a token with an AuthorizationPolicy (from: [{source: {requestPrincipals: ["*"]}}])',
+          [...path, 'presence'],
+          { severity: 'warning', atKey: true },
+        );
+      }
+    },
+  },
 );
 
 const requestAuthenticationSpec = obj(

@@ -8,6 +8,8 @@
  * - Files are read in sorted order, so results and diagnostics are deterministic.
  * - A file larger than `maxFileBytes` is refused before it is read.
  * - The same kind/namespace/name twice is an error on the later one; the first wins.
+ * - A kind ambit does not model is reported once (at its first object, with the count), not
+ *   once per object.
  */
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { extname, join, relative, isAbsolute } from 'node:path';
@@ -34,6 +36,12 @@ export interface LoadOptions extends YamlLimits {
    * none, every document is parsed). Used by the control plane's folder source.
    */
   documentCache?: DocumentCache;
+  /**
+   * Report unknown fields as warnings and keep the resource, instead of refusing it (default
+   * false: Istio's validation rejects unknown fields). A `documentCache` must always be used
+   * with the same value.
+   */
+  allowUnknownFields?: boolean;
 }
 
 export interface LoadResult {
@@ -131,7 +139,7 @@ export async function loadFile(path: string, shown: string, opts: LoadOptions = 
   diagnostics.push(...parsed.diagnostics);
   const resources: Resource[] = [];
   for (const o of parsed.objects) {
-    const r = parseObject(o.value, { origin: o.origin });
+    const r = parseObject(o.value, { origin: o.origin, ...(opts.allowUnknownFields !== undefined ? { allowUnknownFields: opts.allowUnknownFields } : {}) });
     diagnostics.push(...r.diagnostics);
     if (r.resource !== undefined) resources.push(r.resource);
   }
@@ -162,7 +170,7 @@ function loadChunks(text: string, shown: string, opts: LoadOptions, cache: Docum
         lineOffset: chunk.lineOffset,
         yaml: parsed.diagnostics,
         objects: parsed.objects.map((o) => {
-          const r = parseObject(o.value, { origin: o.origin });
+          const r = parseObject(o.value, { origin: o.origin, ...(opts.allowUnknownFields !== undefined ? { allowUnknownFields: opts.allowUnknownFields } : {}) });
           return { resource: r.resource, diagnostics: r.diagnostics };
         }),
       };
@@ -213,6 +221,34 @@ export function dropDuplicates(resources: readonly Resource[], diagnostics: Diag
   return out;
 }
 
+/**
+ * Reports each ignored kind once: the first AMBIT_OBJECT_UNKNOWN_KIND of a kind stays (its file
+ * and line), carrying the number of objects; the others are dropped. Other diagnostics keep
+ * their order.
+ */
+export function collapseIgnoredKinds(diagnostics: readonly Diagnostic[]): Diagnostic[] {
+  const first = new Map<string, Diagnostic>();
+  const out: Diagnostic[] = [];
+  for (const d of diagnostics) {
+    if (d.code !== 'AMBIT_OBJECT_UNKNOWN_KIND' || d.ignoredKind === undefined) {
+      out.push(d);
+      continue;
+    }
+    const seen = first.get(d.ignoredKind);
+    if (seen === undefined) {
+      const copy = { ...d, count: 1 };
+      first.set(d.ignoredKind, copy);
+      out.push(copy);
+    } else {
+      seen.count = (seen.count ?? 1) + 1;
+    }
+  }
+  for (const d of first.values()) {
+    if ((d.count ?? 1) > 1) d.message = `${d.message} (${d.count} objects; this is the first)`;
+  }
+  return out;
+}
+
 /** Loads files and folders (recursively: *.yaml, *.yml, *.json; dot-files skipped). */
 export async function loadPaths(paths: readonly string[], opts: LoadOptions = {}): Promise<LoadResult> {
   const files: string[] = [];
@@ -226,17 +262,22 @@ export async function loadPaths(paths: readonly string[], opts: LoadOptions = {}
     all.push(...r.resources);
     diagnostics.push(...r.diagnostics);
   }
-  return { resources: dropDuplicates(all, diagnostics), diagnostics, files };
+  const resources = dropDuplicates(all, diagnostics);
+  return { resources, diagnostics: collapseIgnoredKinds(diagnostics), files };
 }
 
-/** Validates objects from the Kubernetes API (no positions). */
-export function parseObjects(objects: readonly unknown[]): { resources: Resource[]; diagnostics: Diagnostic[] } {
+/**
+ * Validates objects from the Kubernetes API (no positions). Unknown fields are warnings unless
+ * `allowUnknownFields` is false (the API server validated the objects already).
+ */
+export function parseObjects(objects: readonly unknown[], opts: { allowUnknownFields?: boolean } = {}): { resources: Resource[]; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const all: Resource[] = [];
   for (const o of objects) {
-    const r = parseObject(o);
+    const r = parseObject(o, opts.allowUnknownFields !== undefined ? { allowUnknownFields: opts.allowUnknownFields } : {});
     diagnostics.push(...r.diagnostics);
     if (r.resource !== undefined) all.push(r.resource);
   }
-  return { resources: dropDuplicates(all, diagnostics), diagnostics };
+  const resources = dropDuplicates(all, diagnostics);
+  return { resources, diagnostics: collapseIgnoredKinds(diagnostics) };
 }

@@ -5,13 +5,18 @@
  * Invariants:
  * - An object with any error-severity problem yields no resource: ambit never runs half a
  *   policy (dropping one bad `ipBlocks` entry would widen a rule), as the API server rejects it.
- * - Warnings and infos (unknown fields, unimplemented features) keep the resource.
+ * - Unknown fields are errors in objects from files (Istio's validation rejects them; a typo
+ *   must not leave a setting silently missing), warnings under `allowUnknownFields`. Objects
+ *   from the Kubernetes API default to warnings: the API server validated them already, so an
+ *   unknown field there is a field newer than ambit's schema, not a typo.
+ * - Warnings and infos (unimplemented features, kinds ambit does not model) keep the resource.
  * - Every diagnostic names the resource and, when the object came from a file, its position.
  */
 import { describeRef, formatPath, severityOf, type Diagnostic, type ResourceRef } from '../diagnostics.js';
 import { findKind, kindsNamed } from '../kinds/all-kinds.js';
 import { nameProblem, objectMeta } from '../schema/common.js';
-import { INVALID, isPlainObject, SchemaContext, type Issue } from '../schema/dsl.js';
+import { INVALID, isPlainObject, reportUnknownField, SchemaContext, type Issue } from '../schema/dsl.js';
+import { findUnmodelledKind } from '../kinds/unmodelled.js';
 import { deepFreeze, kindKey, refKey, type Origin, type Resource } from '../resource.js';
 
 export interface ParseResult {
@@ -23,6 +28,12 @@ export interface ParseResult {
 export interface ParseObjectOptions {
   /** Where the object came from (default: no file positions). */
   origin?: Origin;
+  /**
+   * Report unknown fields as warnings and drop them, instead of refusing the object (default:
+   * false for objects from files, i.e. with an `origin`; true for objects without one, from
+   * the Kubernetes API, which validated them).
+   */
+  allowUnknownFields?: boolean;
 }
 
 /** `networking.istio.io/v1` → group and version (`v1` → core group). */
@@ -50,9 +61,11 @@ function toDiagnostic(issue: Issue, origin: Origin | undefined, ref: ResourceRef
 /** Validates one object. */
 export function parseObject(raw: unknown, opts: ParseObjectOptions = {}): ParseResult {
   const origin = opts.origin;
-  const ctx = new SchemaContext();
+  const ctx = new SchemaContext({ unknownFields: (opts.allowUnknownFields ?? origin === undefined) ? 'warn' : 'error' });
+  let ignoredKind: string | undefined;
   const finish = (resource: Resource | undefined, ref: ResourceRef | undefined): ParseResult => {
     const diagnostics = ctx.issues.map((i) => toDiagnostic(i, origin, ref));
+    if (ignoredKind !== undefined) for (const d of diagnostics) if (d.code === 'AMBIT_OBJECT_UNKNOWN_KIND') d.ignoredKind = ignoredKind;
     if (ref !== undefined) for (const d of diagnostics) d.message = `${describeRef(ref)}: ${d.message}`;
     const failed = diagnostics.some((d) => d.severity === 'error');
     return failed || resource === undefined ? { diagnostics } : { resource, diagnostics };
@@ -71,13 +84,20 @@ export function parseObject(raw: unknown, opts: ParseObjectOptions = {}): ParseR
   }
   const { group, version } = splitApiVersion(apiVersion);
   const def = findKind(group, kind);
+  const unmodelled = def === undefined ? findUnmodelledKind(group, kind) : undefined;
+  if (unmodelled !== undefined) {
+    ignoredKind = `${group === '' ? '' : `${group}/`}${kind}`;
+    ctx.report('AMBIT_OBJECT_UNKNOWN_KIND', `${kind} (${group === '' ? 'core' : group}) is not modelled by ambit, so these objects are ignored: ${unmodelled.note}`, ['kind']);
+    return finish(undefined, undefined);
+  }
   if (def === undefined) {
     const named = kindsNamed(kind);
     if (named.length > 0) {
       const accepted = named.flatMap((k) => k.versions.map((v) => (k.group === '' ? v : `${k.group}/${v}`)));
       ctx.report('AMBIT_OBJECT_UNSUPPORTED_VERSION', `${kind} with apiVersion ${apiVersion} is not supported (accepted: ${accepted.join(', ')})`, ['apiVersion']);
     } else {
-      ctx.report('AMBIT_OBJECT_UNKNOWN_KIND', `ambit does not model ${kind} (${apiVersion}); the object is ignored`, ['kind']);
+      ignoredKind = `${group === '' ? '' : `${group}/`}${kind}`;
+      ctx.report('AMBIT_OBJECT_UNKNOWN_KIND', `ambit does not model ${kind} (${group === '' ? 'core' : group}), so these objects are ignored`, ['kind']);
     }
     return finish(undefined, undefined);
   }
@@ -116,7 +136,7 @@ export function parseObject(raw: unknown, opts: ParseObjectOptions = {}): ParseR
       const r = def.status.parse(value, ['status'], ctx);
       if (r !== INVALID) status = r;
     } else if (!def.otherFields?.includes(key)) {
-      ctx.report('AMBIT_SCHEMA_UNKNOWN_FIELD', `unknown top-level field "${key}"; it is ignored`, [key], { atKey: true });
+      reportUnknownField(ctx, key, ['apiVersion', 'kind', 'metadata', 'spec', ...(def.status !== undefined ? ['status'] : []), ...(def.otherFields ?? [])], [key]);
     }
   }
   if (def.validate !== undefined && raw['spec'] !== undefined && raw['spec'] !== null) {

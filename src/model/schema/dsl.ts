@@ -5,9 +5,15 @@
  *
  * Invariants:
  * - Parsing never throws; every problem becomes an `Issue` with a field path.
- * - Unknown fields are reported (warning) and dropped; recognised-but-unimplemented fields and
- *   values are reported and kept (consumers decide how to fail closed); `ignored` fields are
- *   known, irrelevant to the mesh, accepted silently and dropped.
+ * - Unknown fields are errors, as Istio's validation rejects them (a typo such as
+ *   `circuitBreaker` must not leave a resilience or security setting silently missing); a
+ *   context built with `unknownFields: 'warn'` reports them as warnings and drops them.
+ * - Recognised-but-unimplemented fields and values are reported (warning) and kept (consumers
+ *   decide how to fail closed); `notApplied` fields are accepted and reported (info) with why
+ *   ambit does not act on them; `ignored` fields are known, irrelevant to the mesh, accepted
+ *   silently and dropped.
+ * - Every schema describes its shape (`shape`), so tools (the compatibility table) can walk the
+ *   fields of a kind without parsing anything.
  * - `null` counts as absent (as the Kubernetes API server treats it).
  * - An invalid optional field is dropped; an invalid required field makes its object invalid.
  */
@@ -27,9 +33,19 @@ export interface Issue {
   atKey?: boolean;
 }
 
+export interface SchemaContextOptions {
+  /** How unknown fields are reported: `error` (default, the object is refused) or `warn` (dropped). */
+  unknownFields?: 'error' | 'warn';
+}
+
 /** Collects issues while a value is parsed. */
 export class SchemaContext {
   readonly issues: Issue[] = [];
+  readonly unknownFields: 'error' | 'warn';
+
+  constructor(o: SchemaContextOptions = {}) {
+    this.unknownFields = o.unknownFields ?? 'error';
+  }
 
   report(code: DiagnosticCode, message: string, path: readonly PathSegment[], opts: { severity?: Severity; atKey?: boolean } = {}): void {
     const issue: Issue = { code, message, path: path.slice() };
@@ -39,9 +55,18 @@ export class SchemaContext {
   }
 }
 
+/** The structure of a schema, for tools that walk a kind's fields (docs/compatibility.md). */
+export type SchemaShape =
+  | { readonly type: 'object'; readonly fields: Fields; readonly freeForm: boolean }
+  | { readonly type: 'array'; readonly item: Schema<unknown> }
+  | { readonly type: 'record'; readonly value: Schema<unknown> }
+  | { readonly type: 'enum'; readonly values: readonly string[]; readonly unimplemented: readonly string[]; readonly deprecated: readonly string[]; readonly note: string | undefined };
+
 export interface Schema<T> {
   /** Human description used in messages (`integer 1..65535`). */
   readonly description: string;
+  /** Structure of containers and enums (default: a scalar, nothing to walk). */
+  readonly shape?: SchemaShape;
   /** Validates `value` found at `path` (a scratch stack: restore it before returning). */
   parse(value: unknown, path: PathSegment[], ctx: SchemaContext): T | Invalid;
 }
@@ -130,6 +155,7 @@ export function enumOf<const V extends string>(values: readonly V[], o: EnumOpti
   const set = new Set<string>(values);
   return {
     description: `one of ${values.join(', ')}`,
+    shape: { type: 'enum', values, unimplemented: o.unimplemented ?? [], deprecated: o.deprecated ?? [], note: o.note },
     parse(v, path, ctx) {
       if (typeof v !== 'string') return wrongType(ctx, path, `a string (one of ${values.join(', ')})`, v);
       if (!set.has(v)) {
@@ -265,6 +291,7 @@ export interface ArrayOptions<T> {
 export function arr<T>(item: Schema<T>, o: ArrayOptions<T> = {}): Schema<T[]> {
   return {
     description: `a list of ${item.description}`,
+    shape: { type: 'array', item: item as Schema<unknown> },
     parse(v, path, ctx) {
       if (!Array.isArray(v)) return wrongType(ctx, path, `a list`, v);
       if (o.minItems !== undefined && v.length < o.minItems) {
@@ -307,6 +334,7 @@ export interface RecordOptions {
 export function record<T>(value: Schema<T>, o: RecordOptions = {}): Schema<Record<string, T>> {
   return {
     description: `a mapping of ${value.description}`,
+    shape: { type: 'record', value: value as Schema<unknown> },
     parse(v, path, ctx) {
       if (!isPlainObject(v)) return wrongType(ctx, path, 'a mapping', v);
       const out: Record<string, T> = {};
@@ -328,13 +356,19 @@ export function record<T>(value: Schema<T>, o: RecordOptions = {}): Schema<Recor
 
 // ---------------------------------------------------------------------------------- objects
 
-export type FieldMode = 'normal' | 'unimplemented' | 'ignored' | 'deprecated';
+/**
+ * What ambit does with a field: `normal` applies it; `deprecated` applies it and says what
+ * replaces it (info); `notApplied` accepts it and says why ambit does not act on it (info);
+ * `unimplemented` keeps it and warns that ambit does not implement it; `ignored` drops it
+ * silently (irrelevant to the mesh: container images, resources).
+ */
+export type FieldMode = 'normal' | 'unimplemented' | 'notApplied' | 'ignored' | 'deprecated';
 
 export interface Field<T, R extends boolean> {
   readonly schema: Schema<T>;
   readonly required: R;
   readonly mode: FieldMode;
-  /** Why unimplemented / what replaces a deprecated field. */
+  /** Why unimplemented or not applied / what replaces a deprecated field / how a normal field is applied. */
   readonly note: string | undefined;
 }
 
@@ -342,13 +376,23 @@ export function req<T>(schema: Schema<T>): Field<T, true> {
   return { schema, required: true, mode: 'normal', note: undefined };
 }
 
-export function opt<T>(schema: Schema<T>): Field<T, false> {
-  return { schema, required: false, mode: 'normal', note: undefined };
+/** An optional field; `note` documents how ambit applies it (shown in docs/compatibility.md) (default none). */
+export function opt<T>(schema: Schema<T>, note?: string): Field<T, false> {
+  return { schema, required: false, mode: 'normal', note };
 }
 
 /** A field the API defines and ambit does not implement: validated, kept, reported as a warning. */
 export function unimplemented<T>(schema: Schema<T>, note: string): Field<T, false> {
   return { schema, required: false, mode: 'unimplemented', note };
+}
+
+/**
+ * A field ambit accepts and does not act on, where that is harmless or the behaviour is ambit's
+ * anyway (an HTTP/2 keepalive setting): validated, kept, reported as info
+ * ("accepted, not applied: <note>").
+ */
+export function notApplied<T>(schema: Schema<T>, note: string): Field<T, false> {
+  return { schema, required: false, mode: 'notApplied', note };
 }
 
 /** A deprecated field: validated, kept, reported as info with what to use instead. */
@@ -379,8 +423,11 @@ export type ObjOf<F extends Fields> = Simplify<
 >;
 
 export interface ObjectOptions<T> {
-  /** Unknown fields: `warn` (default) reports AMBIT_SCHEMA_UNKNOWN_FIELD, `allow` accepts silently (free-form objects). */
-  unknown?: 'warn' | 'allow';
+  /**
+   * Unknown fields: `report` (default) reports AMBIT_SCHEMA_UNKNOWN_FIELD (an error, or a warning
+   * under `unknownFields: 'warn'`), `allow` accepts them silently (free-form objects).
+   */
+  unknown?: 'report' | 'allow';
   /** Groups of fields of which at most one may be set (Istio `oneof`) (default none). */
   atMostOne?: readonly (readonly string[])[];
   /** Groups of fields of which exactly one must be set (default none). */
@@ -402,6 +449,7 @@ export function obj<const F extends Fields>(fields: F, o: ObjectOptions<ObjOf<F>
   return {
     description,
     fields,
+    shape: { type: 'object', fields, freeForm: o.unknown === 'allow' },
     parse(v, path, ctx) {
       if (!isPlainObject(v)) return wrongType(ctx, path, description, v);
       const out: Record<string, unknown> = {};
@@ -411,13 +459,12 @@ export function obj<const F extends Fields>(fields: F, o: ObjectOptions<ObjOf<F>
         const value = v[key];
         path.push(key);
         if (field === undefined) {
-          if (o.unknown !== 'allow') {
-            const near = closest(key, names);
-            ctx.report('AMBIT_SCHEMA_UNKNOWN_FIELD', `unknown field "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; it is ignored`, path, { atKey: true });
-          }
+          if (o.unknown !== 'allow') reportUnknownField(ctx, key, names, path);
         } else if (field.mode !== 'ignored' && value !== null && value !== undefined) {
           if (field.mode === 'unimplemented') {
             ctx.report('AMBIT_SCHEMA_UNIMPLEMENTED', `"${key}" is not implemented by ambit${field.note !== undefined ? `: ${field.note}` : ''}`, path, { atKey: true });
+          } else if (field.mode === 'notApplied') {
+            ctx.report('AMBIT_SCHEMA_NOT_APPLIED', `"${key}" is accepted, not applied: ${field.note ?? 'ambit does not act on it'}`, path, { atKey: true });
           } else if (field.mode === 'deprecated') {
             ctx.report('AMBIT_SCHEMA_DEPRECATED', `"${key}" is deprecated${field.note !== undefined ? `: ${field.note}` : ''}`, path, { atKey: true });
           }
@@ -453,6 +500,17 @@ export function obj<const F extends Fields>(fields: F, o: ObjectOptions<ObjOf<F>
       return typed;
     },
   };
+}
+
+/** Reports an unknown field as the context says: an error (the object is refused) or a warning. */
+export function reportUnknownField(ctx: SchemaContext, key: string, known: readonly string[], path: readonly PathSegment[]): void {
+  const near = closest(key, known);
+  const hint = near !== undefined ? ` (did you mean "${near}"?)` : '';
+  if (ctx.unknownFields === 'warn') {
+    ctx.report('AMBIT_SCHEMA_UNKNOWN_FIELD', `unknown field "${key}"${hint}; it is ignored`, path, { atKey: true, severity: 'warning' });
+  } else {
+    ctx.report('AMBIT_SCHEMA_UNKNOWN_FIELD', `unknown field "${key}"${hint}: the API does not define it, so the resource is refused (as Istio's validation does); fix the name, or pass --allow-unknown-fields to ignore unknown fields with a warning`, path, { atKey: true });
+  }
 }
 
 /** The known name closest to a misspelt one (edit distance <= 2), for "did you mean". */

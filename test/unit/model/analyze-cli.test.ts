@@ -3,7 +3,7 @@
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from './helpers.js';
@@ -39,10 +39,10 @@ test('errors: exit 1, file:line:col severity code message, sorted by file and li
   t.is(r.code, 1);
   const lines = r.stdout.trim().split('\n');
   t.is(lines.length, 4);
-  t.regex(lines[0] ?? '', new RegExp(`^${dir}/a\\.yaml:5:3 warning AMBIT_SCHEMA_UNKNOWN_FIELD Namespace n: unknown field "lables" \\(did you mean "labels"\\?\\); it is ignored \\(at metadata\\.lables\\)$`));
+  t.regex(lines[0] ?? '', new RegExp(`^${dir}/a\\.yaml:5:3 error AMBIT_SCHEMA_UNKNOWN_FIELD Namespace n: unknown field "lables" \\(did you mean "labels"\\?\\): the API does not define it, so the resource is refused .*--allow-unknown-fields.* \\(at metadata\\.lables\\)$`));
   t.regex(lines[1] ?? '', /a\.yaml:11:17 error AMBIT_SCHEMA_FORMAT Pod default\/p: "nope" is not an IP address/);
   t.regex(lines[2] ?? '', /b\.yaml:6:13 error AMBIT_SCHEMA_RANGE Service default\/s: 99999 is out of range \(allowed 1\.\.65535\)/);
-  t.is(lines[3], '2 errors, 1 warning, 0 infos in 2 files (1 resource)');
+  t.is(lines[3], '3 errors, 0 warnings, 0 infos in 2 files (0 resources)');
   t.notRegex(r.stdout + r.stderr, /\n\s+at .*\.ts:\d+/, 'no stack trace');
 });
 
@@ -96,4 +96,99 @@ test('--codes lists every diagnostic code', async (t) => {
 test('--trust-domain and --root-namespace are accepted', async (t) => {
   const r = await ambit('--trust-domain', 'example.org', '--root-namespace=istio-system', 'examples/');
   t.is(r.code, 0, r.stderr);
+});
+
+const CIRCUIT_BREAKER_TYPO = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  host: reviews
+  trafficPolicy:
+    circuitBreaker: {maxConnections: 10}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: bookinfo}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: bookinfo}
+spec: {clusterIP: 198.18.128.12, ports: [{name: http, port: 9080}]}
+`;
+
+test('an unknown field is an error (exit 1) naming file, line and field; --allow-unknown-fields makes it a warning (exit 0)', async (t) => {
+  const dir = tempDir(t);
+  const f = join(dir, 'dr.yaml');
+  writeFileSync(f, CIRCUIT_BREAKER_TYPO);
+  const strict = await ambit(f);
+  t.is(strict.code, 1);
+  t.regex(strict.stdout, new RegExp(`^${f}:7:5 error AMBIT_SCHEMA_UNKNOWN_FIELD DestinationRule bookinfo/reviews: unknown field "circuitBreaker".* \\(at spec\\.trafficPolicy\\.circuitBreaker\\)\\n1 error, 0 warnings, 0 infos in 1 file \\(2 resources\\)\\n$`));
+  const lax = await ambit('--allow-unknown-fields', f);
+  t.is(lax.code, 0, lax.stdout);
+  t.regex(lax.stdout, new RegExp(`^${f}:7:5 warning AMBIT_SCHEMA_UNKNOWN_FIELD .*unknown field "circuitBreaker"; it is ignored \\(at spec\\.trafficPolicy\\.circuitBreaker\\)\\n`));
+  t.regex(lax.stdout, /0 errors, 1 warning, 0 infos in 1 file \(3 resources\)\n$/);
+});
+
+test('Istio YAML with kinds ambit does not model: one warning per kind, exit 0', async (t) => {
+  const dir = tempDir(t);
+  const se = (n: string): string => `apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {name: ${n}}\nspec: {hosts: [${n}.example.com]}\n---\n`;
+  writeFileSync(join(dir, 'external.yaml'), se('a') + se('b') + se('c') + 'apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: ingress}\nspec: {selector: {istio: ingressgateway}}\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default}\nspec: {}\n');
+  const r = await ambit(dir);
+  t.is(r.code, 0, r.stdout);
+  const lines = r.stdout.trim().split('\n');
+  t.is(lines.length, 4);
+  t.regex(lines[0] ?? '', /external\.yaml:2:7 warning AMBIT_OBJECT_UNKNOWN_KIND ServiceEntry \(networking\.istio\.io\) is not modelled by ambit, so these objects are ignored: .* \(3 objects; this is the first\) \(at kind\)$/);
+  t.regex(lines[1] ?? '', /external\.yaml:17:7 warning AMBIT_OBJECT_UNKNOWN_KIND Gateway \(networking\.istio\.io\) .*ingress/);
+  t.regex(lines[2] ?? '', /external\.yaml:22:7 warning AMBIT_OBJECT_UNKNOWN_KIND Telemetry/);
+  t.is(lines[3], '0 errors, 3 warnings, 0 infos in 1 file (0 resources)');
+});
+
+test('accepted Istio fields analyze clean: relative weights, bare serviceAccounts, trustDomains, a delegate VirtualService', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'istio.yaml'), `apiVersion: v1
+kind: Namespace
+metadata: {name: bookinfo}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: bookinfo}
+spec: {clusterIP: 198.18.128.12, selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /v2}}]
+    delegate: {name: reviews-v2}
+  - route:
+    - {destination: {host: reviews}, weight: 1}
+    - {destination: {host: reviews}, weight: 3}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-v2, namespace: bookinfo}
+spec:
+  http:
+  - route: [{destination: {host: reviews}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  rules:
+  - from: [{source: {serviceAccounts: [productpage]}}]
+  - from: [{source: {trustDomains: [partner.example]}}]
+`);
+  const r = await ambit(dir);
+  t.is(r.code, 0, r.stdout);
+  t.notRegex(r.stdout, /UNKNOWN_FIELD|WEIGHT_SUM|REQUIRED|EMPTY_SOURCE|INVALID_SERVICE_ACCOUNT/);
+  t.regex(r.stdout, /warning AMBIT_SCHEMA_UNIMPLEMENTED VirtualService bookinfo\/reviews: "delegate" is not implemented/);
+});
+
+test('--compat-table prints docs/compatibility.md', async (t) => {
+  const r = await ambit('--compat-table');
+  t.is(r.code, 0);
+  t.is(r.stdout, readFileSync(join(ROOT, 'docs/compatibility.md'), 'utf8'));
 });

@@ -175,12 +175,24 @@ const cases: LintCase[] = [
     ],
   },
   {
-    name: 'spiffe:// prefix in principals; bad serviceAccounts',
-    yaml: 'rules:\n- from:\n  - source:\n      principals: ["spiffe://cluster.local/ns/a/sa/b"]\n      serviceAccounts: ["justname", "ns/sa"]',
-    expect: [
-      ['warning', 'AMBIT_AUTHZ_SPIFFE_PREFIX', ['rules', 0, 'from', 0, 'source', 'principals', 0]],
-      ['error', 'AMBIT_AUTHZ_INVALID_SERVICE_ACCOUNT', ['rules', 0, 'from', 0, 'source', 'serviceAccounts', 0]],
-    ],
+    name: 'spiffe:// prefix in principals',
+    yaml: 'rules:\n- from:\n  - source:\n      principals: ["spiffe://cluster.local/ns/a/sa/b"]',
+    expect: [['warning', 'AMBIT_AUTHZ_SPIFFE_PREFIX', ['rules', 0, 'from', 0, 'source', 'principals', 0]]],
+  },
+  {
+    name: 'serviceAccounts: a bare name (the policy namespace) and ns/name are valid; wildcards, empty parts and extra slashes are not',
+    yaml: 'rules:\n- from:\n  - source:\n      serviceAccounts: ["justname", "ns/sa", "ns/*", "ns/", "/sa", "a/b/c"]',
+    expect: [2, 3, 4, 5].map((i) => ['error', 'AMBIT_AUTHZ_INVALID_SERVICE_ACCOUNT', ['rules', 0, 'from', 0, 'source', 'serviceAccounts', i]] as [string, string, (string | number)[]]),
+  },
+  {
+    name: 'serviceAccounts with principals or namespaces in one source (Istio refuses it)',
+    yaml: 'rules:\n- from:\n  - source:\n      namespaces: [a]\n      notServiceAccounts: [b]',
+    expect: [['error', 'AMBIT_AUTHZ_SERVICE_ACCOUNTS_WITH_PRINCIPALS', ['rules', 0, 'from', 0, 'source']]],
+  },
+  {
+    name: 'a source with only trustDomains is a source; values follow Istio\'s wildcard rules',
+    yaml: 'rules:\n- from:\n  - source:\n      trustDomains: ["partner.example", "*", "*.corp", "td-*", "a*b", "*x*", "cluster.local/ns/a", ""]\n- from:\n  - source:\n      notTrustDomains: ["cluster.local"]',
+    expect: [4, 5, 6, 7].map((i) => ['error', 'AMBIT_AUTHZ_INVALID_TRUST_DOMAIN', ['rules', 0, 'from', 0, 'source', 'trustDomains', i]] as [string, string, (string | number)[]]),
   },
   {
     name: 'DENY and AUDIT without rules never match',
