@@ -1,5 +1,5 @@
 /**
- * Capture: the agent's handle on eBPF traffic capture (DESIGN.md §2, §3).
+ * Capture: the agent's handle on eBPF traffic capture (docs/architecture.md#the-data-path).
  *
  * `Capture.open()` loads bpf/.output/capture.bpf.o, attaches its cgroup programs (connect4,
  * connect6, sockops, getsockopt) to a cgroup v2 directory with bpf_links, and pins maps and links
@@ -28,9 +28,8 @@ import { isIP, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import { childLogger, type Logger } from '../util/log.js';
-import { AmbitError } from '../util/errors.js';
 import { addon, BPF_OUTPUT_DIR } from './native.js';
-import { CaptureConfigError, fromNative, EbpfSyscallError } from './errors.js';
+import { CaptureConfigError, CaptureError, fromNative, EbpfSyscallError } from './errors.js';
 import { checkFeatures, probeFeatures } from './features.js';
 import { checkCgroupPath, ensurePinDir } from './host.js';
 import { ObjectSpec, type LoadedObject } from './object.js';
@@ -161,7 +160,7 @@ function validatePod(pod: PodCapture): void {
 function socketFd(socket: Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) {
-    throw new AmbitError('AMBIT_ERR_EBPF_NOT_A_SOCKET', 'originalDestination needs a connected TCP socket with an fd (not a closed or TLS-wrapped socket)');
+    throw new CaptureError('AMBIT_ERR_EBPF_NOT_A_SOCKET', 'originalDestination needs a connected TCP socket with an fd (not a closed or TLS-wrapped socket)');
   }
   return fd;
 }
@@ -217,7 +216,7 @@ export class Capture {
       const want = MAP_LAYOUT[m.name];
       if (want === undefined || want.keySize !== m.keySize || want.valueSize !== m.valueSize) {
         spec.close();
-        throw new AmbitError('AMBIT_ERR_EBPF_LAYOUT', `map ${m.name} of ${spec.path} does not match src/ebpf/layout.ts (rebuild with npm run build)`);
+        throw new CaptureError('AMBIT_ERR_EBPF_LAYOUT', `map ${m.name} of ${spec.path} does not match src/ebpf/layout.ts (rebuild with npm run build)`);
       }
     }
     const maxConnections = opts.maxConnections ?? 65536;
@@ -233,7 +232,7 @@ export class Capture {
       obj = await spec.load();
     } catch (err) {
       if (err instanceof EbpfSyscallError && err.errnoName === 'EINVAL' && /pinned/i.test(err.libbpfLog ?? '')) {
-        throw new AmbitError('AMBIT_ERR_EBPF_PIN_INCOMPATIBLE', `maps pinned under ${pinDir}/maps were made by an incompatible build; close the old capture with cleanup or remove the pins`, { cause: err });
+        throw new CaptureError('AMBIT_ERR_EBPF_PIN_INCOMPATIBLE', `maps pinned under ${pinDir}/maps were made by an incompatible build; close the old capture with cleanup or remove the pins`, { cause: err });
       }
       throw err;
     }
@@ -261,7 +260,7 @@ export class Capture {
   }
 
   #object(): LoadedObject {
-    if (this.#closed || this.#obj === undefined) throw new AmbitError('AMBIT_ERR_EBPF_CLOSED', 'capture is closed');
+    if (this.#closed || this.#obj === undefined) throw new CaptureError('AMBIT_ERR_EBPF_CLOSED', 'capture is closed');
     return this.#obj;
   }
 
@@ -393,7 +392,7 @@ export class Capture {
     validatePod(pod);
     const existing = this.#pods.get(pod.id);
     if (existing?.enrolled === true || this.#busy.has(pod.id)) {
-      throw new AmbitError('AMBIT_ERR_EBPF_ALREADY_ENROLLED', `pod ${pod.id} is already enrolled; release it first`);
+      throw new CaptureError('AMBIT_ERR_EBPF_ALREADY_ENROLLED', `pod ${pod.id} is already enrolled; release it first`);
     }
     this.#busy.add(pod.id);
     const native = addon();
@@ -413,7 +412,7 @@ export class Capture {
         throw new CaptureConfigError('AMBIT_ERR_EBPF_NETNS_MISSING', 'netnsPath', `pod ${pod.id}: network namespace ${pod.netnsPath} does not exist (pod gone, or wrong path)`, { cause: err });
       }
       if (e.code === 'EADDRINUSE') {
-        throw new AmbitError('AMBIT_ERR_EBPF_LISTENER_IN_USE', `pod ${pod.id}: a capture port is already bound in its netns (another agent holds it, or the app uses 15001/15006/15008)`, { cause: err });
+        throw new CaptureError('AMBIT_ERR_EBPF_LISTENER_IN_USE', `pod ${pod.id}: a capture port is already bound in its netns (another agent holds it, or the app uses 15001/15006/15008)`, { cause: err });
       }
       throw fromNative(err, `create listeners in ${pod.netnsPath}`);
     }
@@ -424,7 +423,7 @@ export class Capture {
     try {
       for (const other of this.#pods.values()) {
         if (other.id !== pod.id && other.netnsCookie === cookie) {
-          throw new AmbitError('AMBIT_ERR_EBPF_NETNS_IN_USE', `pod ${pod.id}: netns ${pod.netnsPath} is already enrolled as pod ${other.id}`);
+          throw new CaptureError('AMBIT_ERR_EBPF_NETNS_IN_USE', `pod ${pod.id}: netns ${pod.netnsPath} is already enrolled as pod ${other.id}`);
         }
       }
       if (existing !== undefined && (existing.netnsCookie !== cookie || existing.address !== pod.address)) {

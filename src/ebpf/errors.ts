@@ -6,6 +6,20 @@
  * operator should check.
  */
 import { AmbitError } from '../util/errors.js';
+import type { AmbitErrorCode } from '../util/error-codes.js';
+
+/** The codes of the capture (`AMBIT_ERR_EBPF_*`), listed with their meaning in src/util/error-codes.ts. */
+export type EbpfErrorCode = Extract<AmbitErrorCode, `AMBIT_ERR_EBPF_${string}`>;
+
+/** Capture used wrongly or in the wrong state (closed, already enrolled, port in use, wrong build's maps). */
+export class CaptureError extends AmbitError {
+  declare readonly code: EbpfErrorCode;
+
+  constructor(code: EbpfErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'CaptureError';
+  }
+}
 
 /** The raw error shape the addon throws. */
 export interface NativeErrorShape {
@@ -24,7 +38,7 @@ export class EbpfSyscallError extends AmbitError {
   readonly syscall: string;
   readonly libbpfLog: string | undefined;
 
-  constructor(code: string, message: string, native: NativeErrorShape, options?: { cause?: unknown }) {
+  constructor(code: EbpfErrorCode, message: string, native: NativeErrorShape, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'EbpfSyscallError';
     this.errnoName = native.code ?? 'EINVAL';
@@ -81,7 +95,7 @@ export class MissingKernelFeatureError extends AmbitError {
 export class CaptureConfigError extends AmbitError {
   readonly field: string;
 
-  constructor(code: string, field: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: EbpfErrorCode, field: string, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'CaptureConfigError';
     this.field = field;

@@ -8,9 +8,8 @@
  * caller and are close-on-exec; a failed receive hands out nothing (what arrived is closed).
  */
 import type { Server, Socket } from 'node:net';
-import { AmbitError } from '../util/errors.js';
 import { addon } from './native.js';
-import { fromNative } from './errors.js';
+import { CaptureError, fromNative } from './errors.js';
 
 /** A connected AF_UNIX stream socket to `path`, as a raw fd (close it with closeFd). */
 export function unixConnect(path: string): number {
@@ -47,6 +46,6 @@ export function closeFd(fd: number): void {
 /** The fd under a listening net.Server or a connected net.Socket (Linux libuv handles expose it). */
 export function handleFd(h: Server | Socket): number {
   const fd = (h as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new AmbitError('AMBIT_ERR_EBPF_NOT_A_SOCKET', 'this server or socket has no fd (not listening, closed, or not a libuv stream)');
+  if (typeof fd !== 'number' || fd < 0) throw new CaptureError('AMBIT_ERR_EBPF_NOT_A_SOCKET', 'this server or socket has no fd (not listening, closed, or not a libuv stream)');
   return fd;
 }

@@ -7,13 +7,12 @@
  */
 import type { Socket } from 'node:net';
 import { addon } from './native.js';
-import { fromNative } from './errors.js';
-import { AmbitError } from '../util/errors.js';
+import { CaptureError, fromNative } from './errors.js';
 
 export function soOriginalDst(socket: Socket): { address: string; port: number; family: 4 | 6 } | null {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) {
-    throw new AmbitError('AMBIT_ERR_EBPF_NOT_A_SOCKET', 'SO_ORIGINAL_DST needs a connected TCP socket with an fd');
+    throw new CaptureError('AMBIT_ERR_EBPF_NOT_A_SOCKET', 'SO_ORIGINAL_DST needs a connected TCP socket with an fd');
   }
   const family = socket.localAddress !== undefined && socket.localAddress.includes(':') && !socket.localAddress.startsWith('::ffff:') ? 6 : 4;
   try {

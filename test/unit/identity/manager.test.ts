@@ -17,7 +17,7 @@ class FlakySigner implements Signer {
   constructor(readonly ca: CertificateAuthority) {}
   async sign(csrPem: string, identity: string, lifetimeSeconds: number): Promise<SignedCertificate> {
     this.calls++;
-    if (this.failing) throw new AmbitError('AMBIT_ERR_TEST_SIGNER_DOWN', 'control plane unreachable');
+    if (this.failing) throw new AmbitError('AMBIT_ERR_SIGN_FAILED', 'control plane unreachable');
     return this.ca.sign(csrPem, identity, lifetimeSeconds);
   }
 }
