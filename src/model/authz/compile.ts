@@ -310,6 +310,7 @@ function compileCondition(
   action: AuthzAction,
   checks: Checks,
   unsupported: string[],
+  policyNamespace: string,
 ): void {
   const cond = r.object(value, path) ?? {};
   const key = cond['key'];
@@ -365,6 +366,21 @@ function compileCondition(
       add((patterns) => {
         const m = new StringMatcher(stripSpiffe(patterns));
         return (i) => m.match(i.principal);
+      });
+      break;
+    case 'source.serviceAccount':
+      add((patterns) => {
+        const set = qualifyServiceAccounts(patterns, policyNamespace);
+        return (i) => {
+          const sa = i.serviceAccount();
+          return sa !== undefined && set.has(sa);
+        };
+      });
+      break;
+    case 'source.trustDomain':
+      add((patterns) => {
+        const m = new StringMatcher(patterns);
+        return (i) => m.match(i.trustDomain());
       });
       break;
     case 'request.headers': {
@@ -448,7 +464,7 @@ function compileRule(r: Reader, value: unknown, index: number, action: AuthzActi
   const requiredPorts = unionIfAll(ops.map((o) => o.ports));
 
   const when = newChecks();
-  r.list(rule['when'], [...path, 'when']).forEach((c, j) => compileCondition(r, c, [...path, 'when', j], action, when, unsupported));
+  r.list(rule['when'], [...path, 'when']).forEach((c, j) => compileCondition(r, c, [...path, 'when', j], action, when, unsupported, policyNamespace));
   l7Names.push(...when.l7Names);
 
   const fromFull = sources.length === 0 ? TRUE : or(sources.map((s) => s.entry.full));

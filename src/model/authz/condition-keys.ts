@@ -1,8 +1,8 @@
 /**
  * The `when` condition keys of Istio's AuthorizationPolicy, and which of them ambit evaluates.
  *
- * Supported: source.ip, remote.ip, source.namespace, source.principal, destination.ip,
- * destination.port (L4); request.headers[NAME], request.auth.principal, request.auth.audiences,
+ * Supported: source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount,
+ * source.trustDomain, destination.ip, destination.port (L4); request.headers[NAME], request.auth.principal, request.auth.audiences,
  * request.auth.presenter, request.auth.claims[NAME] with nested [a][b] (L7).
  * Recognised but unsupported: connection.sni, experimental.* (reported; evaluation fails closed).
  * Anything else is unknown (a lint error; evaluation fails closed the same way).
@@ -10,7 +10,7 @@
 
 export type ConditionKey =
   | { readonly kind: 'source.ip' | 'remote.ip' | 'destination.ip'; readonly l7: false }
-  | { readonly kind: 'source.namespace' | 'source.principal'; readonly l7: false }
+  | { readonly kind: 'source.namespace' | 'source.principal' | 'source.serviceAccount' | 'source.trustDomain'; readonly l7: false }
   | { readonly kind: 'destination.port'; readonly l7: false }
   | { readonly kind: 'request.headers'; readonly l7: true; readonly name: string }
   | { readonly kind: 'request.auth.principal' | 'request.auth.audiences' | 'request.auth.presenter'; readonly l7: true }
@@ -24,6 +24,8 @@ const SIMPLE: Record<string, ConditionKey> = {
   'destination.ip': { kind: 'destination.ip', l7: false },
   'source.namespace': { kind: 'source.namespace', l7: false },
   'source.principal': { kind: 'source.principal', l7: false },
+  'source.serviceAccount': { kind: 'source.serviceAccount', l7: false },
+  'source.trustDomain': { kind: 'source.trustDomain', l7: false },
   'destination.port': { kind: 'destination.port', l7: false },
   'request.auth.principal': { kind: 'request.auth.principal', l7: true },
   'request.auth.audiences': { kind: 'request.auth.audiences', l7: true },

@@ -195,7 +195,7 @@ function lintSource(l: Linter, v: unknown, path: Path, l7: Set<string>): void {
     if (field === 'serviceAccounts' || field === 'notServiceAccounts') {
       if (items.length > 16) l.add('error', 'AMBIT_AUTHZ_INVALID_SERVICE_ACCOUNT', [...path, field], `${field} may have at most 16 entries (has ${items.length}), as in Istio`);
       for (const it of items) {
-        if (!/^([^/*]+\/)?[^/*]+$/.test(it.value) || it.value.length > 320) {
+        if (!SERVICE_ACCOUNT.test(it.value) || it.value.length > 320) {
           l.add('error', 'AMBIT_AUTHZ_INVALID_SERVICE_ACCOUNT', it.path, `"${it.value}" must be "<serviceaccount>" (in the policy's namespace) or "<namespace>/<serviceaccount>", without wildcards`);
         }
       }
@@ -207,6 +207,9 @@ function lintSource(l: Linter, v: unknown, path: Path, l7: Set<string>): void {
   }
   if (set === 0) l.add('error', 'AMBIT_AUTHZ_EMPTY_SOURCE', path, 'source sets no field: it would match everyone; remove the from entry or set principals, namespaces or ipBlocks');
 }
+
+/** `<sa>` or `<ns>/<sa>`, no wildcards (Istio's serviceAccounts and source.serviceAccount). */
+const SERVICE_ACCOUNT = /^([^/*]+\/)?[^/*]+$/;
 
 /** Why a trustDomains value is invalid (Istio's rule), or undefined. */
 function trustDomainProblem(v: string): string | undefined {
@@ -269,7 +272,7 @@ function lintCondition(l: Linter, v: unknown, path: Path, l7: Set<string>): void
   }
   const k = parseConditionKey(key);
   if (k.kind === 'unknown') {
-    l.add('error', 'AMBIT_AUTHZ_UNKNOWN_CONDITION_KEY', [...path, 'key'], `${k.why}; supported keys: source.ip, remote.ip, source.namespace, source.principal, destination.ip, destination.port, request.headers[NAME], request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[NAME]`);
+    l.add('error', 'AMBIT_AUTHZ_UNKNOWN_CONDITION_KEY', [...path, 'key'], `${k.why}; supported keys: source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, source.trustDomain, destination.ip, destination.port, request.headers[NAME], request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[NAME]`);
     return;
   }
   if (k.kind === 'unsupported') {
@@ -284,6 +287,15 @@ function lintCondition(l: Linter, v: unknown, path: Path, l7: Set<string>): void
       if (!/^[0-9]{1,5}$/.test(it.value.trim()) || Number(it.value) < 1 || Number(it.value) > 65535) {
         l.add('error', 'AMBIT_AUTHZ_INVALID_PORT', it.path, `"${it.value}" is not a port number (1-65535)`);
       }
+    }
+  } else if (k.kind === 'source.trustDomain') {
+    for (const it of all) {
+      const problem = trustDomainProblem(it.value);
+      if (problem !== undefined) l.add('error', 'AMBIT_AUTHZ_INVALID_TRUST_DOMAIN', it.path, `${key}: ${problem}`);
+    }
+  } else if (k.kind === 'source.serviceAccount') {
+    for (const it of all) {
+      if (!SERVICE_ACCOUNT.test(it.value)) l.add('error', 'AMBIT_AUTHZ_INVALID_SERVICE_ACCOUNT', it.path, `"${it.value}" must be "<serviceaccount>" (in the policy's namespace) or "<namespace>/<serviceaccount>", without wildcards`);
     }
   } else l.wildcards(all, key);
 }

@@ -738,6 +738,61 @@ const cases: Case[] = [
     layer: 'L4',
     expect: { allow: true, code: 'ALLOW_MATCHED', by: 'bookinfo/allow-ns#0' },
   },
+  // --- trust domains and service accounts (Istio 1.24+) ------------------------------------
+  {
+    name: 'trustDomains: the trust domain of the SPIFFE principal matches',
+    yaml: ap('partners', 'rules:\n- from:\n  - source:\n      trustDomains: ["partner.example"]'),
+    ctx: { principal: 'partner.example/ns/shop/sa/api' },
+    expect: { allow: true, code: 'ALLOW_MATCHED', by: 'bookinfo/partners#0' },
+  },
+  {
+    name: 'trustDomains: another trust domain does not match',
+    yaml: ap('partners', 'rules:\n- from:\n  - source:\n      trustDomains: ["partner.example"]'),
+    ctx: { principal: SLEEP },
+    expect: { allow: false, code: 'ALLOW_NO_MATCH' },
+  },
+  {
+    name: 'notTrustDomains in a DENY policy: peers of other trust domains are denied, the local one passes',
+    yaml: ap('foreign', 'action: DENY\nrules:\n- from:\n  - source:\n      notTrustDomains: ["cluster.local"]'),
+    ctx: { principal: 'other.example/ns/x/sa/y' },
+    expect: { allow: false, code: 'DENY_MATCHED', by: 'bookinfo/foreign#0' },
+  },
+  {
+    name: 'notTrustDomains in a DENY policy: the local trust domain is not denied',
+    yaml: ap('foreign', 'action: DENY\nrules:\n- from:\n  - source:\n      notTrustDomains: ["cluster.local"]'),
+    ctx: { principal: SLEEP },
+    expect: { allow: true, code: 'NO_ALLOW_POLICY' },
+  },
+  {
+    name: 'trustDomains "*" matches any peer with an identity, not a plaintext one',
+    yaml: ap('any-td', 'rules:\n- from:\n  - source:\n      trustDomains: ["*"]'),
+    ctx: {},
+    expect: { allow: false, code: 'ALLOW_NO_MATCH' },
+  },
+  {
+    name: 'serviceAccounts: a bare name is in the policy namespace',
+    yaml: ap('pp', 'rules:\n- from:\n  - source:\n      serviceAccounts: ["productpage"]'),
+    ctx: { principal: PRODUCTPAGE },
+    expect: { allow: true, code: 'ALLOW_MATCHED', by: 'bookinfo/pp#0' },
+  },
+  {
+    name: 'serviceAccounts: a bare name does not match the same name in another namespace',
+    yaml: ap('pp', 'rules:\n- from:\n  - source:\n      serviceAccounts: ["productpage"]', 'ops'),
+    ctx: { principal: PRODUCTPAGE },
+    expect: { allow: false, code: 'ALLOW_NO_MATCH' },
+  },
+  {
+    name: 'when source.trustDomain and source.serviceAccount (bare name in the policy namespace)',
+    yaml: ap('when-id', 'rules:\n- when:\n  - key: source.trustDomain\n    values: ["cluster.local"]\n  - key: source.serviceAccount\n    values: ["productpage", "ops/admin"]'),
+    ctx: { principal: ADMIN },
+    expect: { allow: true, code: 'ALLOW_MATCHED', by: 'bookinfo/when-id#0' },
+  },
+  {
+    name: 'when source.serviceAccount does not match another service account',
+    yaml: ap('when-id', 'rules:\n- when:\n  - key: source.serviceAccount\n    values: ["productpage"]'),
+    ctx: { principal: SLEEP },
+    expect: { allow: false, code: 'ALLOW_NO_MATCH' },
+  },
 ];
 
 for (const c of cases) {

@@ -195,6 +195,14 @@ const cases: LintCase[] = [
     expect: [4, 5, 6, 7].map((i) => ['error', 'AMBIT_AUTHZ_INVALID_TRUST_DOMAIN', ['rules', 0, 'from', 0, 'source', 'trustDomains', i]] as [string, string, (string | number)[]]),
   },
   {
+    name: 'when keys source.trustDomain and source.serviceAccount are supported, with the same value rules',
+    yaml: 'rules:\n- when:\n  - key: source.trustDomain\n    values: ["td", "a/b"]\n  - key: source.serviceAccount\n    values: ["sa", "ns/sa", "ns/*"]',
+    expect: [
+      ['error', 'AMBIT_AUTHZ_INVALID_TRUST_DOMAIN', ['rules', 0, 'when', 0, 'values', 1]],
+      ['error', 'AMBIT_AUTHZ_INVALID_SERVICE_ACCOUNT', ['rules', 0, 'when', 1, 'values', 2]],
+    ],
+  },
+  {
     name: 'DENY and AUDIT without rules never match',
     yaml: 'action: DENY',
     expect: [['warning', 'AMBIT_AUTHZ_NO_RULES', ['rules']]],
