@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { AMBIT, NEEDS as MESH_NEEDS, curl } from './helpers.js';
 import { routeEchoThroughWaypoint } from './demo-waypoint.js';
 import { PROMETHEUS_BIN, Prometheus, agentJob } from './prometheus-server.js';
-import { GrafanaDashboard, interpolate, type DashboardQuery } from './grafana-dashboard.js';
+import { GrafanaDashboard, interpolate, type DashboardQuery } from '../helpers/grafana-dashboard.js';
 
 const NEEDS = { ...MESH_NEEDS, paths: [...MESH_NEEDS.paths, PROMETHEUS_BIN] };
 const DIR = join(REPO_ROOT, 'test', 'e2e', 'istio-dashboards');

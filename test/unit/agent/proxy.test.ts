@@ -147,6 +147,9 @@ test.serial('a pod address in the mesh is reached by HBONE under both identities
   await waitIdle(c.n1, c.n2);
   const dst = await metricText(c.n2.registry, 'istio_tcp_connections_opened_total');
   t.true(dst.some((l) => l.includes('reporter="destination"') && l.includes('connection_security_policy="mutual_tls"') && l.includes('source_principal="spiffe://cluster.local/ns/shop/sa/client"') && l.includes('destination_workload="echo"') && l.includes('destination_service="echo.shop.svc.cluster.local"')), dst.join('\n'));
+  // Istio's (ztunnel's) full TCP label set, each value derived from the workloads and service.
+  t.true(dst.some((l) => ['source_app="client"', 'source_canonical_service="client"', 'source_cluster="Kubernetes"', 'destination_app="echo"', 'destination_version="unknown"',
+    'destination_canonical_revision="latest"', 'destination_service_name="echo"', 'destination_service_namespace="shop"', 'request_protocol="tcp"'].every((x) => l.includes(x))), dst.join('\n'));
   const src = await metricText(c.n1.registry, 'istio_tcp_sent_bytes_total');
   t.true(src.some((l) => l.includes('reporter="source"') && l.includes('source_workload="client"') && /\} 2$/.test(l)), src.join('\n'));
   const access = c.n2.lines().filter((l) => l['msg'] === 'access');
