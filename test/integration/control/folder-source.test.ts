@@ -104,3 +104,46 @@ test('an invalid folder at start leaves the control plane not ready, with the pr
   t.regex(dump.lastRejected[0]?.file ?? '', /bad\.yaml$/);
   t.is(dump.lastRejected[0]?.line, 6);
 });
+
+test('an unknown field (a typo) rejects the reload and the last good configuration keeps serving; allowUnknownFields accepts it with a warning', async (t) => {
+  const tmp = tempDir('folder-unknown');
+  t.teardown(() => tmp.cleanup());
+  const cfg = join(tmp.dir, 'mesh');
+  writeMesh(cfg);
+  const calls: { kind: 'replace' | 'delta' | 'rejected'; keys: string[]; problems: string[] }[] = [];
+  const sink = {
+    replaceAll: (rs: Iterable<{ kind: string; name: string }>) => { calls.push({ kind: 'replace', keys: [...rs].map((r) => `${r.kind}/${r.name}`), problems: [] }); },
+    applyDelta: (up: Iterable<{ kind: string; name: string }>) => { calls.push({ kind: 'delta', keys: [...up].map((r) => `${r.kind}/${r.name}`), problems: [] }); },
+    rejected: (ps: { message: string; file?: string; line?: number }[]) => { calls.push({ kind: 'rejected', keys: [], problems: ps.map((p) => `${p.file?.slice(cfg.length + 1)}:${p.line} ${p.message}`) }); },
+  };
+  const typo = (name: string): string => `${denyPolicyYaml(name, 'shop', 'web')}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: shop}
+spec:
+  host: web
+  trafficPolicy:
+    circuitBreaker: {maxConnections: 1}
+`;
+  for (const allowUnknownFields of [false, true]) {
+    calls.length = 0;
+    const source = new FolderSource({ dir: cfg, compiler: new ModelCompiler(), debounceMs: 5, rescanMs: 0, allowUnknownFields });
+    await source.start(sink);
+    t.is(calls[0]?.kind, 'replace');
+    t.true(calls[0]?.keys.includes('AUTHORIZATION_POLICY/shop/deny-web'));
+    writeFileSync(join(cfg, 'policy.yaml'), typo('deny-web-2'));
+    await source.reload();
+    const last = calls[calls.length - 1];
+    if (!allowUnknownFields) {
+      t.is(last?.kind, 'rejected', 'the typo rejects the load');
+      t.regex(last?.problems.join('\n') ?? '', /policy\.yaml:\d+ .*unknown field "circuitBreaker"/);
+      t.false(source.status().problems.length === 0);
+      t.is(calls.filter((c) => c.kind !== 'rejected').length, 1, 'nothing replaced the last good configuration');
+    } else {
+      t.not(last?.kind, 'rejected', last?.problems.join('\n'));
+      t.true(last?.keys.includes('AUTHORIZATION_POLICY/shop/deny-web-2'), 'the edit is applied');
+    }
+    await source.close();
+    writeMesh(cfg);
+  }
+});
