@@ -1,13 +1,16 @@
 /**
  * `ambit demo`: the first command a new user runs. Builds a two-node mesh of network namespaces
- * on this machine (DESIGN.md §9), starts the control plane, two agents and the sample apps, shows
+ * on this machine (docs/architecture.md#the-test-topology), starts the control plane, two agents and the sample apps, shows
  * traffic in plaintext, labels the namespace ambient, shows the same traffic carried by HBONE with
  * mutual TLS, and prints what to try next. Needs root.
  *
- *   ambit demo [--state-dir DIR] [--detach]   build and run; stays in the foreground until Ctrl-C
- *                                             (then removes everything), or with --detach leaves
- *                                             it running and exits
+ *   ambit demo [--state-dir DIR] [--detach]   build and run; stays in the foreground until Ctrl-C,
+ *                                             SIGTERM or SIGHUP (the terminal went away), then
+ *                                             removes everything; with --detach leaves it running
+ *                                             and exits (a signal during the build still removes it)
  *   ambit demo down [--state-dir DIR]          remove everything a demo made
+ *   ambit demo status|config-dump|why|top ...  the operator command against the running demo: run in
+ *                                             the control netns with --control set
  *   ambit demo upgrade-agent NODE              zero-downtime agent upgrade on a node (src/demo/upgrade.ts)
  *   ambit demo exec POD -- CMD [ARGS...]       run a command inside a demo pod (netns + cgroup, so
  *                                             it is captured like the pod's own processes)
@@ -16,23 +19,32 @@
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { DemoMesh, DEMO_EXAMPLES, DEMO_PODS, ECHO_VIP, TCP_ECHO_VIP, REPO_ROOT } from '../demo/mesh.js';
-import { Cluster, spawnIn } from '../demo/cluster.js';
+import { DemoMesh, DEMO_EXAMPLES, DEMO_PODS, ECHO_VIP, TCP_ECHO_VIP, REPO_ROOT, defaultCommand } from '../demo/mesh.js';
+import { Cluster, CONTROL_ADDRESS, spawnIn } from '../demo/cluster.js';
 import { startHttpEcho } from '../demo/apps/http-echo.js';
 import { startTcpEcho } from '../demo/apps/tcp-echo.js';
 import { runHttpClient, runTcpClient } from '../demo/apps/client.js';
 import { upgradeAgent } from '../demo/upgrade.js';
 
 const DEFAULT_STATE = '/run/ambit-demo';
-const PREFIX = 'ambitd';
+const DEFAULT_PREFIX = 'ambitd';
+/** The signals that end a foreground demo, each removing it: Ctrl-C, kill, the terminal closing. */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+/** The operator commands `ambit demo <command>` runs against the demo's control plane. */
+const OPERATOR_COMMANDS = new Set(['status', 'config-dump', 'why', 'top']);
 
 const HELP = `usage:
-  ambit demo [--state-dir DIR] [--detach] [--no-waypoint]
+  ambit demo [--state-dir DIR] [--detach] [--no-waypoint] [--prefix NAME]
                                             build the two-node demo mesh and show it working,
                                             L4 then L7 through a waypoint; stays in the foreground
-                                            until Ctrl-C (then removes everything); --detach
-                                            leaves it running; --no-waypoint stops at L4
+                                            until Ctrl-C, SIGTERM or SIGHUP (then removes
+                                            everything); --detach leaves it running;
+                                            --no-waypoint stops at L4
   ambit demo down [--state-dir DIR]          remove everything the demo made
+  ambit demo status|config-dump|why|top [--state-dir DIR] [ARGS...]
+                                            that operator command against the running demo (run
+                                            in the demo's control netns, --control set for you),
+                                            e.g. ambit demo config-dump --node node-1
   ambit demo upgrade-agent NODE [--state-dir DIR]
                                             replace NODE's agent without a gap: start a new one,
                                             wait until it is ready, SIGTERM the old one, wait for
@@ -41,6 +53,8 @@ const HELP = `usage:
   ambit demo app http-echo|tcp-echo|client   the sample apps the pods run
 
   --state-dir DIR   where the demo keeps its mesh folder, CA, tokens and logs (default ${DEFAULT_STATE})
+  --prefix NAME     first part of the names of its netns, cgroups and BPF pins, 1-8 of [a-z0-9]
+                    (default ${DEFAULT_PREFIX}); two demos with their own state dir and prefix can run side by side
 `;
 
 function isRoot(): boolean {
@@ -68,6 +82,7 @@ export async function run(argv: string[]): Promise<number> {
   if (sub === 'exec') return runExec(rest);
   if (sub === 'down') return runDown(rest);
   if (sub === 'upgrade-agent') return runUpgradeAgent(rest);
+  if (sub !== undefined && OPERATOR_COMMANDS.has(sub)) return runOperator(sub, rest);
   if (sub === '--help' || sub === '-h' || sub === 'help') { process.stdout.write(HELP); return 0; }
   return runUp(argv);
 }
@@ -91,7 +106,7 @@ async function runDown(args: string[]): Promise<number> {
     process.stdout.write(`no demo recorded in ${o.stateDir}; nothing to remove\n`);
     return 0;
   }
-  const mesh = DemoMesh.attach({ prefix: PREFIX, stateDir: o.stateDir });
+  const mesh = DemoMesh.attach({ prefix: DEFAULT_PREFIX, stateDir: o.stateDir });
   const problems = await mesh.down();
   rmSync(o.stateDir, { recursive: true, force: true });
   for (const p of problems) process.stderr.write(`ambit demo down: ${p}\n`);
@@ -113,7 +128,7 @@ async function runUpgradeAgent(args: string[]): Promise<number> {
     process.stderr.write(`ambit demo upgrade-agent: no demo recorded in ${o.stateDir}; start one with: ${self()} demo --detach\n`);
     return 1;
   }
-  const mesh = DemoMesh.attach({ prefix: PREFIX, stateDir: o.stateDir });
+  const mesh = DemoMesh.attach({ prefix: DEFAULT_PREFIX, stateDir: o.stateDir });
   try {
     const { newPid } = await upgradeAgent(mesh, node, { progress: (l) => process.stdout.write(`• ${l}\n`) });
     process.stdout.write(`upgraded the agent of ${node} without a gap (now pid ${newPid})\n`);
@@ -122,6 +137,35 @@ async function runUpgradeAgent(args: string[]): Promise<number> {
     process.stderr.write(`ambit demo upgrade-agent: ${(err as Error).message}\n`);
     return 1;
   }
+}
+
+/**
+ * `ambit demo status` (and config-dump, why, top): the demo's control plane and agents live in
+ * network namespaces that the machine's own netns has no route to, so the command runs in the
+ * control netns, where the control plane answers on 198.18.0.100 and each agent's admin and
+ * metrics ports on its node address (the demo starts agents with --admin-host 0.0.0.0).
+ */
+async function runOperator(command: string, args: string[]): Promise<number> {
+  const root = needRoot();
+  if (root !== undefined) return root;
+  let stateDir = DEFAULT_STATE;
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === '--state-dir' && args[i + 1] !== undefined) stateDir = args[++i] as string;
+    else if (a.startsWith('--state-dir=')) stateDir = a.slice('--state-dir='.length);
+    else rest.push(a);
+  }
+  if (!existsSync(join(stateDir, 'cluster.json'))) {
+    process.stderr.write(`ambit demo ${command}: no demo recorded in ${stateDir}; start one with: ${self()} demo\n`);
+    return 1;
+  }
+  const cluster = Cluster.load(stateDir);
+  const [cmd, ...pre] = defaultCommand();
+  const given = rest.some((a) => /^--(control|config)(=|$)/.test(a));
+  const control = given ? [] : ['--control', `http://${CONTROL_ADDRESS}:15014`];
+  const child = spawnIn({ netns: cluster.controlNetns }, cmd as string, [...pre, command, ...control, ...rest], { stdio: 'inherit' });
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal !== null ? 1 : 0))));
 }
 
 async function runExec(args: string[]): Promise<number> {
@@ -211,7 +255,7 @@ async function runUp(args: string[]): Promise<number> {
   if (root !== undefined) return root;
   let values;
   try {
-    ({ values } = parseArgs({ args, options: { 'state-dir': { type: 'string' }, detach: { type: 'boolean' }, 'no-waypoint': { type: 'boolean' } } }));
+    ({ values } = parseArgs({ args, options: { 'state-dir': { type: 'string' }, detach: { type: 'boolean' }, 'no-waypoint': { type: 'boolean' }, prefix: { type: 'string' } } }));
   } catch (err) {
     process.stderr.write(`ambit demo: ${(err as Error).message}\n\n${HELP}`);
     return 2;
@@ -223,19 +267,49 @@ async function runUp(args: string[]): Promise<number> {
     process.stderr.write(`ambit demo: a demo is already running (state in ${stateDir}); remove it first with: ${me} demo down${sd}\n`);
     return 1;
   }
+  // A terminal that went away (SIGHUP) fails every later write with EIO: that must not stop
+  // the removal, which is the point of handling the signal.
+  for (const s of [process.stdout, process.stderr]) s.on('error', () => {});
   const say = (l: string) => process.stdout.write(`${l}\n`);
   const withWaypoint = values['no-waypoint'] !== true;
-  const mesh = await DemoMesh.up({ prefix: PREFIX, stateDir, examplesDir: DEMO_EXAMPLES, waypoint: withWaypoint }, (l) => say(`• ${l}`));
-  let cleaned = false;
-  const cleanup = async () => {
-    if (cleaned) return;
-    cleaned = true;
-    say('\nremoving the demo ...');
-    await mesh.down();
-    rmSync(stateDir, { recursive: true, force: true });
-    say('done: processes, namespaces, cgroups and BPF pins removed');
+  // From here until the demo is detached or removed, Ctrl-C, SIGTERM and SIGHUP all remove it:
+  // the signal aborts whatever step is running (nothing new starts) and the removal begins.
+  const stop = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
+  let built: DemoMesh | undefined;
+  let removal: Promise<void> | undefined;
+  const cleanup = (): Promise<void> => {
+    removal ??= (async () => {
+      say('\nremoving the demo ...');
+      // Before `up()` returned there is no mesh yet: it removes what it made when it sees the abort.
+      if (built !== undefined) await built.down();
+      rmSync(stateDir, { recursive: true, force: true });
+      say('done: processes, namespaces, cgroups and BPF pins removed');
+    })();
+    return removal;
   };
+  let stopped: () => void = () => {};
+  const stoppedP = new Promise<void>((resolve) => { stopped = resolve; });
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stoppedBy !== undefined) return;
+    stoppedBy = signal;
+    say(`\n${signal}: stopping`);
+    stop.abort();
+    if (built !== undefined) void cleanup().finally(stopped);
+  };
+  for (const s of STOP_SIGNALS) process.on(s, onSignal);
+  const release = () => { for (const s of STOP_SIGNALS) process.off(s, onSignal); };
   try {
+    built = await DemoMesh.up({ prefix: values.prefix ?? DEFAULT_PREFIX, stateDir, examplesDir: DEMO_EXAMPLES, waypoint: withWaypoint, signal: stop.signal }, (l) => say(`• ${l}`));
+  } catch (err) {
+    // up() has removed what it made; the state directory goes too (logs with it, as on success).
+    if (stoppedBy === undefined) { release(); throw err; }
+    await cleanup();
+    release();
+    return 0;
+  }
+  const mesh = built;
+  if (stoppedBy === undefined) try {
     const client = async (url: string, n: number) => {
       const r = await mesh.exec('client', mesh.ambit()[0] as string, [...mesh.ambit().slice(1), 'demo', 'app', 'client', '--url', url, '--count', String(n), '--interval', '100']);
       return r.stdout.trim().split('\n').map((l) => { try { return (JSON.parse(l.slice(4)) as { pod: string }).pod; } catch { return l; } });
@@ -267,9 +341,14 @@ The demo mesh is running (state, logs and the mesh folder in ${stateDir}). Try:
   # plaintext from a pod outside the mesh (namespace legacy) straight to an echo pod
   ${me} demo exec outside -- curl -s http://${echo2}:8080/
 
-  # metrics (Istio names), config dump, certificates and live connections of the agents
+  # the mesh from an operator's seat: health, what an agent holds, why traffic goes as it does, live view
+  ${me} demo status${sd}
+  ${me} demo config-dump${sd} --node node-1
+  ${me} demo why${sd} demo/client echo.demo:80
+  ${me} demo top${sd}
+
+  # the agents' raw endpoints, in their node netns: metrics (Istio names), certificates, connections
   ip netns exec ${n2} curl -s localhost:15020/metrics | grep istio_tcp
-  ip netns exec ${n1} curl -s localhost:15000/config_dump
   ip netns exec ${n1} curl -s localhost:15000/certs
   ip netns exec ${n2} curl -s localhost:15000/connections${withWaypoint ? `
 
@@ -292,15 +371,27 @@ The demo mesh is running (state, logs and the mesh folder in ${stateDir}). Try:
   ${me} demo down${sd}
 `);
   } catch (err) {
-    await cleanup();
-    throw err;
+    // A step cut short by a signal fails on purpose: the removal it started is what matters.
+    if (stoppedBy === undefined) {
+      await cleanup();
+      release();
+      throw err;
+    }
   }
-  if (values.detach === true) {
+  if (stoppedBy === undefined && values.detach === true) {
+    release();
     say(`detached: the demo keeps running; remove it with ${me} demo down${sd}`);
     return 0;
   }
-  say('running in the foreground: press Ctrl-C to stop and remove everything (or start with --detach)');
-  await waitForSignal();
+  if (stoppedBy === undefined) {
+    say('running in the foreground: Ctrl-C (or SIGTERM, or closing the terminal) stops it and removes everything; start with --detach to keep it');
+    // Signal listeners and a pending promise do not keep Node running, and the mesh's processes
+    // are detached: without a handle of its own the demo would exit here and leave them behind.
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    await stoppedP;
+    clearInterval(keepAlive);
+  }
   await cleanup();
+  release();
   return 0;
 }

@@ -1,5 +1,5 @@
 /**
- * The demo mesh (DESIGN.md §9): a Cluster (cluster.ts) plus everything that runs on it — the
+ * The demo mesh (docs/architecture.md#the-test-topology): a Cluster (cluster.ts) plus everything that runs on it — the
  * control plane reading a copy of examples/demo/ in the state directory, one agent per node in its
  * node's netns, and the sample apps in their pods. `ambit demo` and the e2e tests both drive it.
  *
@@ -84,6 +84,12 @@ export interface DemoMeshOptions {
   agentArgs?: string[];
   /** Add the waypoint pod of namespace demo and its bootstrap token (default false). */
   waypoint?: boolean;
+  /**
+   * Stops the mesh from starting anything more once aborted (default none): `up()` then removes
+   * what it made and rejects, and later spawns, execs and waits reject at once, so a demo that
+   * is being torn down on a signal never races a step that is still starting processes.
+   */
+  signal?: AbortSignal;
 }
 
 export function defaultCommand(): string[] {
@@ -122,7 +128,11 @@ export class DemoMesh {
     const cluster = await Cluster.create({ prefix: opts.prefix, stateDir: opts.stateDir, nodes: 2 });
     const mesh = new DemoMesh(cluster, opts);
     try {
-      for (const p of mesh.pods) await cluster.addPod({ name: p.name, namespace: p.namespace, node: p.node });
+      for (const p of mesh.pods) {
+        mesh.checkStopped();
+        await cluster.addPod({ name: p.name, namespace: p.namespace, node: p.node });
+      }
+      mesh.checkStopped();
       mesh.writeMesh();
       progress(`control plane: reading ${mesh.meshDir}`);
       await mesh.startControl();
@@ -235,7 +245,13 @@ export class DemoMesh {
     else writeFileSync(path, yaml);
   }
 
+  /** Throws once the mesh's `signal` is aborted (the demo is being removed). */
+  private checkStopped(): void {
+    if (this.opts.signal?.aborted === true) throw new ClusterError('the demo is being removed (stopped by a signal)');
+  }
+
   private spawnAmbit(name: string, where: RunIn, args: string[]): ChildProcess {
+    this.checkStopped();
     const log = openSync(join(this.stateDir, 'logs', `${name}.log`), 'a');
     const [cmd, ...pre] = this.command;
     const child = spawnIn(where, cmd as string, [...pre, ...args], {
@@ -295,7 +311,10 @@ export class DemoMesh {
     return this.spawnAmbit(`agent-${node}`, { netns: n.netns, cgroup: this.cluster.systemCgroup() }, [
       'agent', '--node', node, '--control', `${CONTROL_ADDRESS}:15012`, '--control-ca', join(this.stateDir, 'ca', 'root-cert.pem'),
       '--token-file', join(this.stateDir, `${node}.token`), '--cgroup-root', n.cgroup, '--pin-dir', n.pinDir,
-      '--state-dir', join(this.stateDir, `agent-${node}`), ...(this.opts.agentArgs ?? []),
+      '--state-dir', join(this.stateDir, `agent-${node}`),
+      // The node netns is private to the demo: admin on every address of it (loopback and the
+      // node address), so `ambit demo status` run in the control netns reaches it.
+      '--admin-host', '0.0.0.0', ...(this.opts.agentArgs ?? []),
     ]);
   }
 
@@ -343,6 +362,7 @@ export class DemoMesh {
     const deadline = Date.now() + timeoutMs;
     let last = '';
     while (Date.now() < deadline) {
+      this.checkStopped();
       const r = await this.httpGet(netns, url, 2000);
       if (r.status === 200) return;
       last = `${r.status} ${r.body.trim()}`;
@@ -367,6 +387,7 @@ export class DemoMesh {
   async waitCaptured(pods: string[], captured: boolean, timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      this.checkStopped();
       const pending: string[] = [];
       for (const node of this.cluster.nodes) {
         const mine = pods.filter((p) => this.cluster.pod(p).node === node.name);
@@ -385,6 +406,7 @@ export class DemoMesh {
 
   /** Runs a command in a pod (its netns and its node's cgroup, so it is captured when enrolled). */
   exec(pod: string, cmd: string, args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    this.checkStopped();
     return execIn(this.cluster.podPlace(pod), cmd, args, { timeoutMs });
   }
 
