@@ -33,7 +33,7 @@ import { childLogger } from '../../util/log.js';
 import type { Diagnostic } from '../../model/diagnostics.js';
 import type { Resource, ResourceRef } from '../../model/resource.js';
 import { DocumentCache } from '../../model/load/document-cache.js';
-import { dropDuplicates, loadFile, YAML_EXTENSIONS } from '../../model/load/load-paths.js';
+import { collapseIgnoredKinds, dropDuplicates, loadFile, YAML_EXTENSIONS } from '../../model/load/load-paths.js';
 import { ControlConfigError } from '../errors.js';
 import type { MeshCompiler } from '../model-port.js';
 import { Projector } from '../projection.js';
@@ -198,7 +198,7 @@ export class FolderSource implements ConfigSource {
       this.reject(errors.length > 0 ? errors.map(toProblem) : [{ message: 'the model could not compile the configuration' }]);
       return;
     }
-    for (const w of diagnostics.filter((d) => d.severity === 'warning').slice(0, 20)) {
+    for (const w of collapseIgnoredKinds(diagnostics).filter((d) => d.severity === 'warning').slice(0, 20)) {
       this.log.warn({ file: w.file, line: w.line, code: w.code }, w.message);
     }
     this.st = { ...this.st, synced: true, lastAcceptedAt: new Date().toISOString(), problems: [] };
