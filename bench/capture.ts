@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- capture [--quick]`: the cost eBPF capture adds to connect(), and the cost of
- * recovering an original destination (DESIGN.md §10, issue 4). Needs root.
+ * recovering an original destination. Needs root.
  *
  * One pod netns, one listener (the pod's capture listener 127.0.0.1:15001, served here). A python
  * client times each connect() syscall:

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- control [--quick]`: the control plane at scale (issue 5).
+ * `npm run bench -- control [--quick]`: the control plane at scale.
  *
  * A folder mesh of 10,000 pods (100 nodes, 1,000 services, in 100 pod files of 100) served by an
  * in-process control plane; 100 agent subscribers over TLS in a child process (so the control

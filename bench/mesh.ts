@@ -1,7 +1,6 @@
 /**
- * `npm run bench -- mesh [--quick]` (issue 6, DESIGN.md §10): the demo cluster of network
- * namespaces, pod to pod across the two nodes (client on node-1 → echo-2 on node-2), measured in
- * one run:
+ * `npm run bench -- mesh [--quick]`: the demo cluster of network namespaces, pod to pod across the
+ * two nodes (client on node-1 → echo-2 on node-2), measured in one run:
  * - throughput (iperf3, one stream): no mesh (`direct`), a stunnel4 mTLS pair on the same path
  *   (`stunnel`), the same pair of relays with no TLS (`tcp-relay`: haproxy in TCP mode, the floor
  *   two user-space hops set on this machine), and ambit (namespace labelled ambient: capture +
@@ -10,10 +9,11 @@
  *   h2load (`--h1 --rps`, 8 connections x 125 req/s, a native client that paces itself and
  *   leaves the cores to the mesh), percentiles from its per-request log;
  * - ambit agents' RSS: idle with the demo's pods (`rss_mb_idle`), node-1's agent once 50 more
- *   pods on that node are enrolled (`rss_mb_50_pods`, issue 6's target), the peak under the load
- *   below (`rss_mb_load`) and 3 s after it (`rss_mb_after_load`); CPU seconds per GB carried
- *   (both agents summed). The load runs with the 50 extra pods enrolled. Throughput and latency
- *   figures are medians of 3 runs each (1 with --quick).
+ *   pods on that node are enrolled (`rss_mb_50_pods`, what the agent's memory budget is set
+ *   against), the peak under the load below (`rss_mb_load`) and 3 s after it
+ *   (`rss_mb_after_load`); CPU seconds per GB carried (both agents summed). The load runs with
+ *   the 50 extra pods enrolled. Throughput and latency figures are medians of 3 runs each (1
+ *   with --quick).
  *
  * The processes run from JavaScript compiled by tsc into a private `.tmp-bench-mesh-<pid>/`
  * folder (as `npm run build` makes dist/ for a deployment), not through the tsx loader, whose
@@ -33,7 +33,7 @@ import { withLongRunningFlags } from '../src/util/node-flags.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Extra pods enrolled on node-1 for the memory measurement (issue 6: RSS with 50 enrolled pods). */
+/** Extra pods enrolled on node-1 for the memory measurement (RSS with 50 enrolled pods). */
 const EXTRA_PODS = 50;
 /** Service accounts the extra pods are spread over (replicas share identities, as in a cluster). */
 const EXTRA_IDENTITIES = 10;

@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- NAME [--quick]`: runs bench/NAME.ts, prints a table with ratios, and writes
- * bench/results/NAME.json (DESIGN.md §10).
+ * bench/results/NAME.json (format: bench/README.md).
  */
 import { existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';

@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- tunnel [--quick]`: the HBONE tunnel against a stunnel4 mTLS pair and direct
- * loopback, measured in one run (DESIGN.md §10, issue 3).
+ * loopback, measured in one run.
  *
  * Paths (all on 127.0.0.1, each hop its own process, so the tunnel ends compete for the two
  * cores the way stunnel's do):

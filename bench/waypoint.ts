@@ -1,7 +1,6 @@
 /**
  * `npm run bench -- waypoint [--quick]`: the waypoint's L7 engine as an HTTP/1.1 reverse proxy
- * against nginx and haproxy configured as equivalent reverse proxies, in one run (DESIGN.md §10,
- * issue 7).
+ * against nginx and haproxy configured as equivalent reverse proxies, in one run.
  *
  * Setup (all on 127.0.0.1, private config and pid files in a temp dir, every process killed at
  * the end):

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * ambit traffic capture (DESIGN.md §2, §3).
+ * ambit traffic capture (docs/architecture.md#the-data-path).
  *
  *  cgroup/connect4, cgroup/connect6  outbound TCP connects from an enrolled netns (netns cookie in
  *                                    ambit_pods) to a non-loopback destination are rewritten to the

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the eBPF objects and the native addon (DESIGN.md §3), incrementally:
+# Build the eBPF objects and the native addon (docs/architecture.md#ebpf-programs-and-maps),
+# incrementally:
 #   1. bpf/.output/vmlinux.h from the running kernel's BTF (bpftool), regenerated when the BTF changes;
 #   2. bpf/*.bpf.c -> bpf/.output/*.bpf.o (clang -target bpf -O2 -g, CO-RE), rebuilt when a source,
 #      a bpf/*.h header or vmlinux.h is newer than the object;

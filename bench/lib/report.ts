@@ -1,6 +1,6 @@
 /**
- * Benchmark results (DESIGN.md §10): measurements only, never a verdict. Each benchmark returns
- * rows; the runner prints them with ratios against the first subject and writes
+ * Benchmark results (format: bench/README.md): measurements only, never a verdict. Each benchmark
+ * returns rows; the runner prints them with ratios against the first subject and writes
  * bench/results/NAME.json.
  */
 import { cpus, release } from 'node:os';

@@ -1,9 +1,9 @@
 /**
- * `ambit agent` as a library: the node agent (DESIGN.md §1, §2, §7). It subscribes to the control
- * plane for its node's view, captures the local pods that belong to the mesh (enrollment.ts),
- * obtains a certificate per local identity from the control plane's CA (keys stay in this
- * process), proxies captured traffic (outbound.ts, inbound.ts, inbound-plaintext.ts) and reports
- * metrics, access logs and admin endpoints.
+ * `ambit agent` as a library: the node agent (docs/architecture.md: processes, data path,
+ * observability). It subscribes to the control plane for its node's view, captures the local pods
+ * that belong to the mesh (enrollment.ts), obtains a certificate per local identity from the
+ * control plane's CA (keys stay in this process), proxies captured traffic (outbound.ts,
+ * inbound.ts, inbound-plaintext.ts) and reports metrics, access logs and admin endpoints.
  *
  * Lifecycle invariants:
  * - Start: capture is opened (adopting what a previous agent pinned), the cached view (if any) is
@@ -48,7 +48,7 @@ import { SourceAddress } from './source-address.js';
 import type { CaptureKernelState } from '../ebpf/capture-inspect.js';
 import { captureGuardDump, type GuardSource } from './fail-closed.js';
 
-/** Ports of the agent (DESIGN.md §1); 0 picks a free port for the node-netns ones. */
+/** Ports of the agent (docs/architecture.md#ports); 0 picks a free port for the node-netns ones. */
 export interface AgentPorts {
   /** Outbound capture listener in each pod netns (default 15001). */
   outbound?: number;

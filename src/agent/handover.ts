@@ -1,6 +1,7 @@
 /**
- * Zero-downtime upgrade (issue 13 item 3): a second agent started for the same node with the same
- * `--state-dir` takes the listening sockets of the running one, so no connect is ever refused.
+ * Zero-downtime upgrade (docs/operations.md#upgrades): a second agent started for the same node
+ * with the same `--state-dir` takes the listening sockets of the running one, so no connect is ever
+ * refused.
  *
  *   old agent                                   new agent
  *   listens on <state-dir>/handover.sock

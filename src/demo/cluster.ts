@@ -1,8 +1,8 @@
 /**
- * A cluster of Linux network namespaces on one machine (DESIGN.md §9), for `ambit demo` and the
- * e2e tests: node netns joined by a bridge in a private "fabric" netns, one netns per pod wired to
- * its node's pod bridge by a veth pair, a private cgroup v2 subtree per node holding its pods'
- * processes, and processes started inside a netns and a cgroup.
+ * A cluster of Linux network namespaces on one machine (docs/architecture.md#the-test-topology),
+ * for `ambit demo` and the e2e tests: node netns joined by a bridge in a private "fabric" netns,
+ * one netns per pod wired to its node's pod bridge by a veth pair, a private cgroup v2 subtree per
+ * node holding its pods' processes, and processes started inside a netns and a cgroup.
  *
  *   fabric netns: bridge `fab` ── veth ── node-<n> netns eth0 198.18.0.<n>/24 (ip_forward on)
  *                                 └─ veth ── control netns 198.18.0.100/24

@@ -1,6 +1,7 @@
 /**
- * `ambit demo upgrade-agent NODE`: the zero-downtime agent upgrade (issue 13 item 3) exactly as a
- * DaemonSet rollout with `maxSurge: 1, maxUnavailable: 0` performs it, in the demo mesh:
+ * `ambit demo upgrade-agent NODE`: the zero-downtime agent upgrade (docs/operations.md#upgrades)
+ * exactly as a DaemonSet rollout with `maxSurge: 1, maxUnavailable: 0` performs it, in the demo
+ * mesh:
  *
  *   1. start a second agent for the node (same --state-dir, so it takes the running agent's
  *      listeners over <state-dir>/handover.sock, src/agent/handover.ts, and adopts the pins);

@@ -28,7 +28,10 @@ import { splitPemBundle } from './cert-info.js';
 import { writeFileAtomic } from './atomic-file.js';
 import type { Signer, SignedCertificate } from './signer.js';
 
-/** Workload certificate lifetime when the caller does not ask for one: 24 h (DESIGN.md §4). */
+/**
+ * Workload certificate lifetime when the caller does not ask for one: 24 h
+ * (docs/architecture.md#identity-and-certificates).
+ */
 export const DEFAULT_WORKLOAD_LIFETIME_SECONDS = 24 * 3600;
 /** How far notBefore is set in the past to absorb clock skew between nodes. */
 const BACKDATE_SECONDS = 60;

@@ -1,8 +1,8 @@
 /**
  * Key pairs for roots and workloads. Keys are generated with Node's native crypto on the libuv
- * thread pool (never blocking the event loop) and handed to node-forge as PEM only where forge
- * must sign. Only RSA is accepted (node-forge signs RSA; DESIGN.md §4) and never below
- * MIN_RSA_BITS.
+ * thread pool (never blocking the event loop) and handed to node-forge as PEM only where forge must
+ * sign. Only RSA is accepted (node-forge signs only RSA;
+ * docs/architecture.md#identity-and-certificates) and never below MIN_RSA_BITS.
  */
 import { generateKeyPair, createPublicKey, createPrivateKey, privateEncrypt, constants, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';

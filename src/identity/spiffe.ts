@@ -1,9 +1,10 @@
 /**
  * SPIFFE workload identities of the form `spiffe://<trust-domain>/ns/<namespace>/sa/<sa>`
- * (DESIGN.md §4). Parsing is strict: an identity is what a peer is authorized as, so anything
- * that is not exactly canonical (upper case scheme, empty or dot segments, percent-encoding,
- * query, fragment, port, user info, trailing slash, names Kubernetes would refuse) is rejected
- * rather than normalised. `formatSpiffeId(parseSpiffeId(s)) === s` holds for every accepted `s`.
+ * (docs/architecture.md#identity-and-certificates). Parsing is strict: an identity is what a peer
+ * is authorized as, so anything that is not exactly canonical (upper case scheme, empty or dot
+ * segments, percent-encoding, query, fragment, port, user info, trailing slash, names Kubernetes
+ * would refuse) is rejected rather than normalised. `formatSpiffeId(parseSpiffeId(s)) === s` holds
+ * for every accepted `s`.
  */
 import { InvalidIdentityError } from './errors.js';
 

@@ -1,6 +1,6 @@
 /**
- * HBONE server: accepts mTLS HTTP/2 CONNECT streams (DESIGN.md §2), decides each one through
- * caller hooks, and splices the accepted ones to an upstream.
+ * HBONE server: accepts mTLS HTTP/2 CONNECT streams (docs/architecture.md#hbone), decides each one
+ * through caller hooks, and splices the accepted ones to an upstream.
  *
  * Invariants:
  * - TLS 1.3 only, ALPN h2 only, and a client certificate that chains to the current trust bundle

@@ -1,7 +1,7 @@
 /**
  * HTTP/2 flow-control and framing defaults shared by the HBONE client and server, chosen by
  * measurement (bench/tunnel.ts): windows large enough that one stream fills a fast link without
- * waiting for WINDOW_UPDATEs (4 MiB per stream, 16 MiB per connection, DESIGN.md / issue 3).
+ * waiting for WINDOW_UPDATEs (4 MiB per stream, 16 MiB per connection; figures in bench/README.md).
  */
 
 /** SETTINGS_INITIAL_WINDOW_SIZE: per-stream receive window. */

@@ -1,9 +1,9 @@
 /**
- * Builds the waypoint's WaypointConfig from its discovery view (DESIGN.md §6): SERVICE and
- * WORKLOAD (global), WAYPOINT_BINDING (which services are bound to this waypoint), ROUTE and
- * DESTINATION_RULE and RATE_LIMIT (compiled by the model, per service), AUTHORIZATION_POLICY and
- * REQUEST_AUTHENTICATION (specs as written, compiled here with the model's own compiler so the
- * semantics stay in src/model/authz).
+ * Builds the waypoint's WaypointConfig from its discovery view
+ * (docs/architecture.md#the-control-protocol): SERVICE and WORKLOAD (global), WAYPOINT_BINDING
+ * (which services are bound to this waypoint), ROUTE and DESTINATION_RULE and RATE_LIMIT (compiled
+ * by the model, per service), AUTHORIZATION_POLICY and REQUEST_AUTHENTICATION (specs as written,
+ * compiled here with the model's own compiler so the semantics stay in src/model/authz).
  *
  * Which policies apply to a bound service, as in Istio ambient: those whose targetRef(s) name
  * the service or this waypoint's Gateway; RequestAuthentications without targetRefs apply

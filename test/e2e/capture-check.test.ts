@@ -1,9 +1,9 @@
 /**
- * Issue 13, item 6 (capture self-check): in the demo mesh, detaching one pod's sk_lookup link by
- * hand (`bpftool link detach id N`, the link found with `bpftool link show` by the pod's netns
- * inode) is reported within 5 s by `ambit_capture_healthy{pod}`, one log line naming the detached
- * link, /config_dump, `ambit status` and the agent's readiness (15021); re-enrolling the pod
- * clears every one of them. Everything is removed after, even on failure.
+ * Capture self-check (docs/operations.md#troubleshooting): in the demo mesh, detaching one pod's
+ * sk_lookup link by hand (`bpftool link detach id N`, the link found with `bpftool link show` by
+ * the pod's netns inode) is reported within 5 s by `ambit_capture_healthy{pod}`, one log line
+ * naming the detached link, /config_dump, `ambit status` and the agent's readiness (15021);
+ * re-enrolling the pod clears every one of them. Everything is removed after, even on failure.
  */
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';

@@ -1,10 +1,10 @@
 /**
- * Issue 13, items 1 and 2 (fail closed, narrow bypass) in the demo mesh, with STRICT mTLS on
- * namespace demo: plaintext into echo-2 (node-2) from the `outside` pod is refused while node-2's
- * agent runs, after it was SIGKILLed and while it restarts; a probe opened on node-2 itself (the
- * kubelet's place) reaches echo-2 in every phase; traffic from an "external" netns that node-2
- * forwards and masquerades to its own address is refused like any plaintext. The refusals made
- * while no agent ran are reported by the next agent (`ambit_capture_fail_closed_total`), and
+ * Fail closed and the narrow local bypass (docs/architecture.md#fail-closed) in the demo mesh, with
+ * STRICT mTLS on namespace demo: plaintext into echo-2 (node-2) from the `outside` pod is refused
+ * while node-2's agent runs, after it was SIGKILLed and while it restarts; a probe opened on node-2
+ * itself (the kubelet's place) reaches echo-2 in every phase; traffic from an "external" netns that
+ * node-2 forwards and masquerades to its own address is refused like any plaintext. The refusals
+ * made while no agent ran are reported by the next agent (`ambit_capture_fail_closed_total`), and
  * `/config_dump` shows the bypass rule and where its recorder is attached.
  *
  *   ext netns 198.19.200.2/24 ──veth── node-2 198.19.200.1/24, masqueraded (nft) toward the pods

@@ -1,5 +1,5 @@
 /**
- * Issue 6 acceptance, part 1, in a two-node cluster of network namespaces running the real
+ * The mesh end to end, in a two-node cluster of network namespaces running the real
  * control plane, two agents and the demo apps: plaintext before labelling; HBONE (no plaintext on
  * the wire, `mutual_tls` in the metrics) after; connections opened before a label change keep
  * working across it; unlabelling releases the pods; VIP load balancing across both nodes; a DENY

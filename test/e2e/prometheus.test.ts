@@ -1,10 +1,10 @@
 /**
- * Issue 8: a real Prometheus (Debian's /usr/bin/prometheus) scrapes the demo cluster's agents
- * and PromQL over its HTTP API shows per-node TCP byte counters and denials that exist and
- * increase as traffic flows and a policy refuses it. Prometheus runs in the cluster's control
- * netns with a private config and a temporary storage directory, listening on that netns's
- * loopback; the operator commands `ambit status` and `ambit top --once` run against the same
- * cluster. Everything is removed after, even on failure.
+ * Observability (docs/architecture.md#observability): a real Prometheus (Debian's
+ * /usr/bin/prometheus) scrapes the demo cluster's agents and PromQL over its HTTP API shows
+ * per-node TCP byte counters and denials that exist and increase as traffic flows and a policy
+ * refuses it. Prometheus runs in the cluster's control netns with a private config and a temporary
+ * storage directory, listening on that netns's loopback; the operator commands `ambit status` and
+ * `ambit top --once` run against the same cluster. Everything is removed after, even on failure.
  */
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Issue 6 acceptance, part 2: the control plane killed (existing and new connections keep
+ * Resilience: the control plane killed (existing and new connections keep
  * working from the last good view), an agent killed and restarted (capture resumes for new
  * connections, re-adopting its pinned programs without a second attachment), and garbage on every
  * agent port (15001, 15006, 15008, 15000, 15020) leaving the agent serving.

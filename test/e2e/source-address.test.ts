@@ -1,12 +1,12 @@
 /**
- * Issue 13 item 5 acceptance: the destination agent connects to the app with the client pod's own
- * address as the source (as ztunnel does). `echo-2` reports its peer: for a meshed request from
- * `client` (HBONE, node-1 to node-2), for a permitted plaintext one from `outside` (PERMISSIVE, on
- * 15006) and for in-process delivery on one node (`client` to `echo-1`), the peer is the client
- * pod's address, and the agent says so in ambit_source_address_preserved. Unlabelling removes the
- * reply routing from the pod netns once its connections ended. An agent that cannot (here: told
- * not to, `--source-address node`, the same path as a kernel or privilege that refuses) says so at
- * start-up and counts every connection it delivers from the node.
+ * Source addresses preserved (docs/architecture.md#inbound): the destination agent connects to the
+ * app with the client pod's own address as the source (as ztunnel does). `echo-2` reports its peer:
+ * for a meshed request from `client` (HBONE, node-1 to node-2), for a permitted plaintext one from
+ * `outside` (PERMISSIVE, on 15006) and for in-process delivery on one node (`client` to `echo-1`),
+ * the peer is the client pod's address, and the agent says so in ambit_source_address_preserved.
+ * Unlabelling removes the reply routing from the pod netns once its connections ended. An agent
+ * that cannot (here: told not to, `--source-address node`, the same path as a kernel or privilege
+ * that refuses) says so at start-up and counts every connection it delivers from the node.
  */
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';

@@ -1,5 +1,5 @@
 /**
- * Issue 13 acceptance, zero-downtime upgrade: `ambit demo upgrade-agent node-2` and then
+ * Zero-downtime upgrade (docs/operations.md#upgrades): `ambit demo upgrade-agent node-2` and then
  * `... node-1` (the CLI, attached to the mesh from another process, as a user runs it) while
  *   - one TCP connection from `client` to `tcp-echo` sends a numbered line every 50 ms and checks
  *     each echo: it is opened before the first upgrade and stays open until both old agents are

@@ -1,12 +1,12 @@
 /**
- * Issue 7 acceptance in the netns cluster: the demo mesh with its waypoint pod. The waypoint
- * Gateway, routes and an L7 policy come from examples/demo/try/waypoint.yaml (what a user
- * copies); `ambit waypoint` runs in its own pod on node-2 with the identity of its service
- * account; the echo Service is bound with ambit.dev/use-waypoint. The client pod (node-1) then
- * talks to the echo VIP as before, and the proof that the waypoint is in the path is L7
+ * Waypoints (docs/architecture.md#waypoints) in the netns cluster: the demo mesh with its waypoint
+ * pod. The waypoint Gateway, routes and an L7 policy come from examples/demo/try/waypoint.yaml
+ * (what a user copies); `ambit waypoint` runs in its own pod on node-2 with the identity of its
+ * service account; the echo Service is bound with ambit.dev/use-waypoint. The client pod (node-1)
+ * then talks to the echo VIP as before, and the proof that the waypoint is in the path is L7
  * behaviour no agent has: a header match pins a replica, a path is denied with 403, and the
- * waypoint counts istio_requests_total{reporter="waypoint"}. The agents' metrics show both
- * HBONE legs: client agent -> waypoint, waypoint -> endpoint agent (peer = the waypoint).
+ * waypoint counts istio_requests_total{reporter="waypoint"}. The agents' metrics show both HBONE
+ * legs: client agent -> waypoint, waypoint -> endpoint agent (peer = the waypoint).
  */
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -138,7 +138,7 @@ async function why(args: string[]): Promise<Why> {
   return JSON.parse(r.stdout) as Why;
 }
 
-// Issue 8's L7 half: `ambit why` agrees with what the waypoint actually does.
+// The L7 half of why.test.ts: `ambit why` agrees with what the waypoint actually does.
 privilegedTest('ambit why agrees with the waypoint at L7: the denied path and an allowed one', async (t: ExecutionContext) => {
   const deny = await why(['demo/client', `${ECHO_VIP}:80`, '--method', 'GET', '--path', '/admin/stats']);
   t.log(deny.steps.join('\n'));

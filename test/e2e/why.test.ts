@@ -1,5 +1,5 @@
 /**
- * Issue 8 acceptance: `ambit why` agrees with what the cluster actually does. In the demo cluster
+ * `ambit why` agrees with what the cluster actually does. In the demo cluster
  * (real control plane, two agents, apps), each case asks `ambit why` (against the running control
  * plane, and against the mesh folder) and then sends the same traffic from the pod: the verdict,
  * the deciding policy and the mTLS mode must match what happened.

@@ -1,6 +1,7 @@
 /**
- * The Kubernetes resources the control plane watches (DESIGN.md §5): core kinds, EndpointSlices,
- * and the mesh kinds (Istio security and networking, Gateway API). Paths are cluster-wide lists.
+ * The Kubernetes resources the control plane watches (docs/architecture.md#resources): core kinds,
+ * EndpointSlices, and the mesh kinds (Istio security and networking, Gateway API). Paths are
+ * cluster-wide lists.
  */
 export interface KubeKind {
   group: string;
