@@ -270,7 +270,7 @@ async function runUp(args: string[]): Promise<number> {
   // A terminal that went away (SIGHUP) fails every later write with EIO: that must not stop
   // the removal, which is the point of handling the signal.
   for (const s of [process.stdout, process.stderr]) s.on('error', () => {});
-  const say = (l: string) => process.stdout.write(`${l}\n`);
+  const say = (l: string) => { try { process.stdout.write(`${l}\n`); } catch { /* no terminal any more */ } };
   const withWaypoint = values['no-waypoint'] !== true;
   // From here until the demo is detached or removed, Ctrl-C, SIGTERM and SIGHUP all remove it:
   // the signal aborts whatever step is running (nothing new starts) and the removal begins.
@@ -291,7 +291,10 @@ async function runUp(args: string[]): Promise<number> {
   let stopped: () => void = () => {};
   const stoppedP = new Promise<void>((resolve) => { stopped = resolve; });
   const onSignal = (signal: NodeJS.Signals) => {
-    if (stoppedBy !== undefined) return;
+    if (stoppedBy !== undefined) {
+      say(`${signal}: still removing the demo (SIGKILL would leave it behind; then: ${me} demo down${sd})`);
+      return;
+    }
     stoppedBy = signal;
     say(`\n${signal}: stopping`);
     stop.abort();
