@@ -57,38 +57,44 @@ export type PeerAuthenticationResource = Resource<PeerAuthenticationSpec, undefi
 // --------------------------------------------------------------------- AuthorizationPolicy
 
 const strings = arr(str());
+const L4_NOTE = 'L4: enforced by the agent';
+const L7_NOTE = 'L7: enforced by the waypoint (without one, an ALLOW rule using it never matches and a DENY rule matches on its L4 fields)';
 const portStrings = arr(str({ pattern: /^\d{1,5}$/, format: 'a port number written as a string ("8080")' }));
 const cidrs = arr(cidr);
 
 const source = obj({
-  principals: opt(strings),
-  notPrincipals: opt(strings),
-  requestPrincipals: opt(strings),
-  notRequestPrincipals: opt(strings),
-  namespaces: opt(strings),
-  notNamespaces: opt(strings),
+  principals: opt(strings, 'SPIFFE ids without spiffe://; L4: enforced by the agent'),
+  notPrincipals: opt(strings, 'as principals'),
+  requestPrincipals: opt(strings, `JWT <iss>/<sub>; ${L7_NOTE}`),
+  notRequestPrincipals: opt(strings, 'as requestPrincipals'),
+  namespaces: opt(strings, L4_NOTE),
+  notNamespaces: opt(strings, L4_NOTE),
   serviceAccounts: opt(strings, '"<namespace>/<name>", or a bare "<name>" in the policy\'s namespace; enforced by the agent (L4)'),
   notServiceAccounts: opt(strings, 'as serviceAccounts'),
   trustDomains: opt(strings, 'the trust domain of the peer\'s SPIFFE identity; exact, "*", or one leading or trailing "*"; enforced by the agent (L4)'),
   notTrustDomains: opt(strings, 'as trustDomains'),
-  ipBlocks: opt(cidrs),
-  notIpBlocks: opt(cidrs),
-  remoteIpBlocks: opt(cidrs),
-  notRemoteIpBlocks: opt(cidrs),
+  ipBlocks: opt(cidrs, L4_NOTE),
+  notIpBlocks: opt(cidrs, L4_NOTE),
+  remoteIpBlocks: opt(cidrs, 'the original client IP (X-Forwarded-For at the waypoint), else the peer IP'),
+  notRemoteIpBlocks: opt(cidrs, 'as remoteIpBlocks'),
 });
 
 const operation = obj({
-  hosts: opt(strings),
-  notHosts: opt(strings),
-  ports: opt(portStrings),
-  notPorts: opt(portStrings),
-  methods: opt(strings),
-  notMethods: opt(strings),
-  paths: opt(strings),
-  notPaths: opt(strings),
+  hosts: opt(strings, L7_NOTE),
+  notHosts: opt(strings, L7_NOTE),
+  ports: opt(portStrings, L4_NOTE),
+  notPorts: opt(portStrings, L4_NOTE),
+  methods: opt(strings, L7_NOTE),
+  notMethods: opt(strings, L7_NOTE),
+  paths: opt(strings, `${L7_NOTE}; {*} and {**} path templates`),
+  notPaths: opt(strings, L7_NOTE),
 });
 
-const condition = obj({ key: req(str({ minLength: 1 })), values: opt(strings), notValues: opt(strings) }, {
+const condition = obj({
+  key: req(str({ minLength: 1 }), 'L4 keys: source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, source.trustDomain, destination.ip, destination.port; L7 keys (waypoint): request.headers[NAME], request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[NAME]; other keys fail closed (connection.sni, experimental.*) or are refused'),
+  values: opt(strings),
+  notValues: opt(strings),
+}, {
   check(c, path, ctx) {
     if ((c.values ?? []).length === 0 && (c.notValues ?? []).length === 0) {
       ctx.report('AMBIT_SCHEMA_REQUIRED', 'a condition needs values or notValues', path);

@@ -372,8 +372,9 @@ export interface Field<T, R extends boolean> {
   readonly note: string | undefined;
 }
 
-export function req<T>(schema: Schema<T>): Field<T, true> {
-  return { schema, required: true, mode: 'normal', note: undefined };
+/** A required field; `note` documents how ambit applies it (shown in docs/compatibility.md) (default none). */
+export function req<T>(schema: Schema<T>, note?: string): Field<T, true> {
+  return { schema, required: true, mode: 'normal', note };
 }
 
 /** An optional field; `note` documents how ambit applies it (shown in docs/compatibility.md) (default none). */
