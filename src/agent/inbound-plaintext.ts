@@ -11,10 +11,10 @@
  */
 import { createServer, type ListenOptions, type Server, type Socket } from 'node:net';
 import { connectTcp } from '../tunnel/server.js';
+import { spliceStreams } from '../tunnel/splice.js';
 import type { ListenTarget, OriginalDestinationLookup, ProxyContext } from './context.js';
 import type { WorkloadView } from './mesh-state.js';
 import { decideInbound, serviceOf, tcpLabels } from './inbound-policy.js';
-import { spliceSockets } from './tcp-splice.js';
 
 export class InboundPlaintext {
   constructor(private readonly ctx: ProxyContext, private readonly lookup: OriginalDestinationLookup) {}
@@ -83,7 +83,7 @@ export class InboundPlaintext {
     }
     const rec = this.ctx.tracker.start(init);
     rec.kill = () => socket.destroy();
-    spliceSockets(socket, upstream, () => rec.close({ bytesSent: socket.bytesRead, bytesReceived: socket.bytesWritten }));
+    spliceStreams(socket, upstream, () => rec.close({ bytesSent: socket.bytesRead, bytesReceived: socket.bytesWritten }));
     socket.resume(); // paused since accept (pauseOnConnect)
   }
 }

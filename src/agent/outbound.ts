@@ -19,8 +19,7 @@
 import { createServer, type ListenOptions, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ClientHttp2Stream, Http2Stream } from 'node:http2';
-import { splice } from '../tunnel/splice.js';
-import { spliceSockets } from './tcp-splice.js';
+import { splice, spliceStreams } from '../tunnel/splice.js';
 import { connectTcp } from '../tunnel/server.js';
 import type { TunnelError } from '../tunnel/errors.js';
 import type { ListenTarget, ProxyContext, OriginalDestinationLookup } from './context.js';
@@ -123,7 +122,7 @@ export class OutboundProxy {
       inbound?.close(end);
     };
     if (last.kind === 'h2') splice(upstream as Http2Stream, socket, finish);
-    else spliceSockets(socket, upstream as Socket, finish);
+    else spliceStreams(socket, upstream as Socket, finish);
     // Paused since accept (pauseOnConnect); pipe() alone does not restart an explicitly paused
     // socket when the destination starts out needing a drain, as an HTTP/2 stream can.
     socket.resume();

@@ -8,8 +8,8 @@
  *   attempt on a connection of its own); only a 101 whose `Upgrade` is one of the protocols the
  *   client asked for is spliced. Any other answer is relayed as HTTP and the client connection
  *   stays HTTP, every later request on it checked like the first.
- * - A spliced connection counts as active on its endpoint from the splice until either side
- *   closes, and both sides close together.
+ * - A spliced connection counts as active on its endpoint from the splice until both sides
+ *   closed; half-close is src/tunnel/splice.ts's rule.
  * - Handlers never throw: refusals answer (upgrade) or close (TCP) the socket and are logged.
  */
 import type { OutgoingHttpHeaders } from 'node:http';
@@ -26,6 +26,7 @@ import { HOP_BY_HOP, type DownstreamInfo, type RequestState } from './request-st
 import { applyHeaderOps, type HeaderMap } from './route-action.js';
 import type { Telemetry } from './telemetry.js';
 import type { Connector, UpstreamResponse } from './upstream.js';
+import { spliceStreams } from '../tunnel/splice.js';
 
 /**
  * Splices an upgrade the upstream accepted: its 101 must switch to one of the protocols the
@@ -135,29 +136,19 @@ export class Passthrough {
 
 
 /**
- * Pipes a downstream and an upstream stream both ways for an upgraded or TCP connection, counting
- * the endpoint as active meanwhile. The first error or close on either side ends both, and
- * `closed` runs once with the bytes sent to the client and received from it.
+ * Splices a downstream and an upstream stream both ways for an upgraded or TCP connection
+ * (half-close as src/tunnel/splice.ts defines it), counting the endpoint as active meanwhile;
+ * `closed` runs once, when both sides closed, with the bytes sent to the client and received
+ * from it.
  */
 function pipeBothWays(socket: Duplex, upstream: Duplex, ep: { active: number } | undefined, closed: (sent: number, received: number) => void): void {
   if (ep !== undefined) ep.active++;
   let sent = 0;
   let received = 0;
-  let done = false;
-  const close = () => {
-    if (done) return;
-    done = true;
-    if (ep !== undefined) ep.active--;
-    socket.destroy();
-    upstream.destroy();
-    closed(sent, received);
-  };
   upstream.on('data', (c: Buffer) => { sent += c.length; });
   socket.on('data', (c: Buffer) => { received += c.length; });
-  upstream.on('error', close);
-  socket.on('error', close);
-  upstream.on('close', close);
-  socket.on('close', close);
-  upstream.pipe(socket);
-  socket.pipe(upstream);
+  spliceStreams(socket, upstream, () => {
+    if (ep !== undefined) ep.active--;
+    closed(sent, received);
+  });
 }
