@@ -11,6 +11,9 @@ import { parseIp, type ParsedIp } from '../../util/cidr.js';
 import type { AuthzContext, AuthzLayer } from './types.js';
 
 const UNSET = Symbol('unset');
+
+/** Claims Istio always treats as space-delimited lists. */
+const DEFAULT_SPACE_DELIMITED: ReadonlySet<string> = new Set(['scope', 'permission']);
 type Lazy<T> = T | typeof UNSET;
 
 /** Strips a leading `spiffe://`, which Istio policies never carry. */
@@ -163,9 +166,18 @@ export class EvalInput {
 
   /**
    * A JWT claim by path (`[groups]`, `[a][b]`). Strings and lists of strings match, as in Istio;
-   * other types (numbers, objects) never match.
+   * other types (numbers, objects) never match. A top-level space-delimited claim (`scope`,
+   * `permission`, and the request's `spaceDelimitedClaims`) matches word by word.
    */
   claim(path: readonly string[]): readonly string[] | undefined {
+    const values = this.rawClaim(path);
+    if (values === undefined || path.length !== 1) return values;
+    const name = path[0] as string;
+    if (!DEFAULT_SPACE_DELIMITED.has(name) && !(this.ctx.request?.spaceDelimitedClaims ?? []).includes(name)) return values;
+    return values.flatMap((v) => v.split(' ').filter((w) => w !== ''));
+  }
+
+  private rawClaim(path: readonly string[]): readonly string[] | undefined {
     let cur: unknown = this.ctx.request?.claims;
     for (const seg of path) {
       if (cur === null || typeof cur !== 'object' || Array.isArray(cur)) return undefined;

@@ -220,6 +220,12 @@ export interface AuthzRequest {
   presenter?: string;
   /** Validated JWT claims, nested objects allowed. */
   claims?: Readonly<Record<string, unknown>>;
+  /**
+   * Top-level claims whose string value is a space-delimited list (`scope: "read write"`), matched
+   * item by item, as Istio's RequestAuthentication `spaceDelimitedClaims` (default Istio's own:
+   * `scope` and `permission`; names given here are added to those).
+   */
+  spaceDelimitedClaims?: readonly string[];
 }
 
 /** Everything the evaluator may look at for one connection or request. */

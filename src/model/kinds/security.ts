@@ -166,7 +166,7 @@ const jwtRule = obj(
     presence: opt(enumOf(['OPTIONAL', 'REQUIRED']), 'OPTIONAL is what the waypoint does; REQUIRED is accepted, not applied (a warning): require a token with an AuthorizationPolicy'),
     spaceDelimitedClaims: notApplied(
       arr(str({ minLength: 1 }), { maxItems: 64 }),
-      'claims are matched as the token carries them; a space-delimited string claim matches only as a whole (request.auth.claims[NAME] values are compared to the full string)',
+      'scope and permission are matched word by word (Istio\'s defaults), other claims as the token carries them: the waypoint does not pass this list to the authorization yet',
     ),
   },
   {

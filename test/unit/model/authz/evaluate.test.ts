@@ -558,6 +558,24 @@ const cases: Case[] = [
     expect: { allow: true, code: 'ALLOW_MATCHED', by: 'bookinfo/w#0' },
   },
   {
+    name: 'when request.auth.claims[scope]: scope is space-delimited (Istio default), matched word by word',
+    yaml: ap('w', 'rules:\n- when:\n  - key: request.auth.claims[scope]\n    values: ["write"]'),
+    ctx: { req: GET('/', { claims: { scope: 'read write' } }) },
+    expect: { allow: true, code: 'ALLOW_MATCHED', by: 'bookinfo/w#0' },
+  },
+  {
+    name: 'when request.auth.claims[roles]: another string claim matches only as a whole',
+    yaml: ap('w', 'rules:\n- when:\n  - key: request.auth.claims[roles]\n    values: ["admin"]'),
+    ctx: { req: GET('/', { claims: { roles: 'user admin' } }) },
+    expect: { allow: false, code: 'ALLOW_NO_MATCH' },
+  },
+  {
+    name: 'when request.auth.claims[roles]: listed in spaceDelimitedClaims, matched word by word',
+    yaml: ap('w', 'rules:\n- when:\n  - key: request.auth.claims[roles]\n    values: ["admin"]'),
+    ctx: { req: GET('/', { claims: { roles: 'user admin' }, spaceDelimitedClaims: ['roles'] }) },
+    expect: { allow: true, code: 'ALLOW_MATCHED', by: 'bookinfo/w#0' },
+  },
+  {
     name: 'when nested claim [realm_access][roles]',
     yaml: ap('w', 'rules:\n- when:\n  - key: request.auth.claims[realm_access][roles]\n    values: ["admin"]'),
     ctx: { req: GET('/', { claims: { realm_access: { roles: ['user', 'admin'] } } }) },
