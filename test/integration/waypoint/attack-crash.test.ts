@@ -16,7 +16,8 @@
  * (harness.ts `captureUncaught`) and each test asserts that none arrived while it ran.
  */
 import test from 'ava';
-import { backend, captureUncaught, echo, eventually, makeConfig, rawBackend, startProxy, type Backend } from './harness.js';
+import { backend, captureUncaught, echo, makeConfig, rawBackend, startProxy, type Backend } from './harness.js';
+import { eventually } from '../../helpers/eventually.js';
 import { describe, exchange, rawConnect, type RawResult } from './raw-client.js';
 
 const crashes = captureUncaught();
@@ -96,9 +97,9 @@ test.serial('crash: the client disconnects in the middle of its request body', a
     const c = await rawConnect(h.port);
     c.write('POST /upload HTTP/1.1\r\nhost: reviews.shop.svc.cluster.local\r\ncontent-length: 1000000\r\n\r\n');
     c.write(Buffer.alloc(65_536, 'a'));
-    await eventually(() => b.hits === 1, 3000).catch(() => t.fail(`the upload never reached the backend (hits ${b.hits})${crashed()}`));
+    await eventually('the upload to reach the backend', () => b.hits === 1, { timeoutMs: 3000 }).catch(() => t.fail(`the upload never reached the backend (hits ${b.hits})${crashed()}`));
     c.destroy();
-    await eventually(() => uploadsClosed === 1, 3000).catch(() => t.fail(`the waypoint kept the upstream request open after its client went away${crashed()}`));
+    await eventually('the upstream request to close', () => uploadsClosed === 1, { timeoutMs: 3000 }).catch(() => t.fail(`the waypoint kept the upstream request open after its client went away${crashed()}`));
     await stillServes(t, h.port, crashed);
   });
 });
@@ -120,7 +121,7 @@ test.serial('crash: the client disconnects in the middle of the response body', 
     const r = await c.wait((x) => (x.responses[0]?.body.length ?? 0) > 0);
     t.is(r.responses[0]?.status, 200, `the streamed response did not start: ${describe(r)}${crashed()}`);
     c.destroy();
-    await eventually(() => streamsClosed === 1, 3000).catch(() => t.fail(`the waypoint kept the upstream response open after its client went away${crashed()}`));
+    await eventually('the upstream response to close', () => streamsClosed === 1, { timeoutMs: 3000 }).catch(() => t.fail(`the waypoint kept the upstream response open after its client went away${crashed()}`));
     await stillServes(t, h.port, crashed);
   });
 });

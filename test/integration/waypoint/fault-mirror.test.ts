@@ -1,6 +1,7 @@
 import test from 'ava';
 import type { ServerResponse } from 'node:http';
-import { backend, echo, makeConfig, startProxy, send, many, route, forward, hostOf, eventually } from './harness.js';
+import { backend, echo, makeConfig, startProxy, send, many, route, forward, hostOf } from './harness.js';
+import { eventually } from '../../helpers/eventually.js';
 
 const host = hostOf('reviews');
 
@@ -24,7 +25,7 @@ test('fault abort at 20% answers 503 at that rate; a delay holds the request bef
   t.teardown(async () => { for (const d of delays) d.end(); await h2.close(); await b.close(); });
   const hits = b.hits;
   const pending = send(h2.port);
-  await eventually(() => delays.length === 1);
+  await eventually('the request to reach the fault delay', () => delays.length === 1);
   t.is(delays[0]?.ms, 300, 'the request waits the configured delay');
   t.is(b.hits, hits, 'and is not forwarded while it waits');
   delays[0]?.end();
@@ -56,7 +57,7 @@ test('mirroring delivers copies and never affects the response', async (t) => {
   t.teardown(async () => { answerMirrors(); await h.close(); await main.close(); await shadow.close(); });
   const rs = await many(20, 4, (i) => send(h.port, { method: 'POST', body: `item-${i}` }));
   t.true(rs.every((r) => r.status === 200 && r.headers['x-backend'] === 'main'));
-  await eventually(() => copies.length === 20);
+  await eventually('20 mirrored copies at the shadow', () => copies.length === 20, { detail: () => `${copies.length} copies` });
   t.is(held.length, 20, 'the mirror holds all 20 copies unanswered: the responses did not wait for it');
   answerMirrors();
   t.true(copies.every((c) => c.host === 'reviews.shop.svc.cluster.local-shadow'));

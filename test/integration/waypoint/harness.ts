@@ -6,9 +6,8 @@
  */
 import { createServer, request, Agent, type IncomingMessage, type ServerResponse, type Server, type IncomingHttpHeaders } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { Registry } from 'prom-client';
+import { logSink } from '../../helpers/log-sink.js';
 import { compileAuthorizationPolicy } from '../../../src/model/authz/compile.js';
 import type { AuthorizationPolicySpec } from '../../../src/model/authz/types.js';
 import type { DestinationPolicy, Endpoint, Route, RouteAction, ServicePort } from '../../../src/model/compile/types.js';
@@ -160,14 +159,9 @@ export interface HarnessOptions extends Partial<Omit<WaypointProxyOptions, 'conf
 
 /** The proxy behind a plain loopback listener. */
 export async function startProxy(config: WaypointConfig, o: HarnessOptions = {}): Promise<Harness> {
-  const logs: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      for (const l of chunk.toString().split('\n')) if (l.trim() !== '') logs.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  const logger = pino({ level: 'debug' }, sink);
+  const sink = logSink();
+  const logs = sink.lines();
+  const logger = sink.logger;
   const entries: AccessLogEntry[] = [];
   const registry = new Registry();
   const proxy = new WaypointProxy({ ...o, config, connector: new TcpConnector(1000), logger, registry, accessLog: new AccessLog({ logger, sink: (e) => entries.push(e) }) });
@@ -234,14 +228,6 @@ export async function many(n: number, concurrency: number, one: (i: number) => P
     }
   }));
   return out;
-}
-
-export async function eventually(pred: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('timed out waiting for condition');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** makeConfig with mesh-wide WaypointConfigData fields added (such as `pathNormalization`). */

@@ -2,7 +2,8 @@ import test from 'ava';
 import { connect as h2connect } from 'node:http2';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { backend, echo, makeConfig, startProxy, send, route, forward, hostOf, eventually } from './harness.js';
+import { backend, echo, makeConfig, startProxy, send, route, forward, hostOf } from './harness.js';
+import { eventually } from '../../helpers/eventually.js';
 
 const echoService = {
   Echo: { path: '/test.Echo/Echo', requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b },
@@ -85,7 +86,7 @@ test('HTTP/2 and gRPC: trailers relayed, statuses mapped for local replies', asy
     s.end();
   });
   t.is(status, 200);
-  await eventually(() => h2.entries.length === 1);
+  await eventually('the HTTP/2 access-log entry', () => h2.entries.length === 1);
   t.is(h2.entries.at(-1)?.protocol, 'HTTP/2');
 });
 
@@ -104,11 +105,11 @@ test('WebSocket upgrade passes through', async (t) => {
   let got = '';
   sock.on('data', (c: Buffer) => { got += c.toString(); });
   sock.write('GET /ws HTTP/1.1\r\nhost: reviews\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n');
-  await eventually(() => got.includes('\r\n\r\n'));
+  await eventually('the 101 response headers', () => got.includes('\r\n\r\n'), { detail: () => JSON.stringify(got) });
   t.regex(got, /^HTTP\/1\.1 101/);
   t.regex(got, /x-path: \/ws/);
   sock.write('ping');
-  await eventually(() => got.endsWith('echo:ping'));
+  await eventually('the echoed frame over the upgraded connection', () => got.endsWith('echo:ping'), { detail: () => JSON.stringify(got) });
   t.regex(got, /echo:ping$/);
 });
 

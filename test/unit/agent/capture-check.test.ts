@@ -4,11 +4,10 @@
  * per pod, readiness input and the /config_dump shape.
  */
 import test from 'ava';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { CaptureCheck, nodeProblems, podProblems, type CheckedPod } from '../../../src/agent/capture-check.js';
 import type { CaptureKernelState, PodKernelState } from '../../../src/ebpf/capture-inspect.js';
+import { logSink } from '../../helpers/log-sink.js';
 
 const PIN = '/sys/fs/bpf/ambit/node-1';
 
@@ -31,15 +30,15 @@ function kernel(pods: PodKernelState[]): CaptureKernelState {
 }
 
 function setup(initial: CaptureKernelState, pods: CheckedPod[]) {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({ write(chunk: Buffer, _e, cb) { for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>); cb(); } });
+  const log = logSink();
+  const lines = log.lines();
   const registry = new Registry();
   const state = { view: initial, pods, fail: undefined as Error | undefined };
   const inodes: Record<string, number> = { '/run/netns/a': 111, '/run/netns/b': 222 };
   const check = new CaptureCheck({
     inspect: () => { if (state.fail) throw state.fail; return state.view; },
     pods: () => state.pods,
-    registry, log: pino({ level: 'debug' }, sink),
+    registry, log: log.logger,
     netnsInode: (p) => inodes[p],
   });
   const gauge = async (pod: string) => (await registry.getSingleMetric('ambit_capture_healthy')?.get())?.values.find((v) => v.labels['pod'] === pod)?.value;

@@ -9,9 +9,8 @@ import { createServer, type AddressInfo, type Server, type Socket, connect } fro
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
+import { logSink } from '../../helpers/log-sink.js';
 import { parseYamlText } from '../../../src/model/load/yaml-text.js';
 import { parseObject } from '../../../src/model/load/parse-object.js';
 import type { Resource } from '../../../src/model/resource.js';
@@ -58,18 +57,6 @@ export function stateFromYaml(yaml: string, node: string): MeshState {
   return new MeshState(viewFromYaml(yaml), { node });
 }
 
-/** A JSON logger whose lines the test can read. */
-export function memoryLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, sink), lines: () => lines };
-}
-
 export interface TestNode {
   ctx: ProxyContext;
   registry: Registry;
@@ -87,7 +74,7 @@ export interface TestNode {
 export function testNode(identities: IdentityManager, hbonePort: number, state: MeshState, pool: { tlsGroups?: readonly string[]; metrics?: boolean } = {}): TestNode {
   const registry = new Registry();
   const metrics = createAgentMetrics(registry, { processMetrics: false });
-  const { logger, lines } = memoryLogger();
+  const { logger, lines } = logSink();
   const tracker = new ConnectionTracker(metrics, new AccessLog(logger));
   const hbonePool = new HbonePool({
     credentials: identities, logger,

@@ -6,18 +6,16 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { createServer, type AddressInfo, type Server } from 'node:net';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { SourceAddress } from '../../../src/agent/source-address.js';
 import { ADDON_PATH } from '../../../src/ebpf/native.js';
 import { handleFd } from '../../../src/ebpf/fd-passing.js';
 import { privilegedTest } from '../../helpers/privileged.js';
+import { logSink, type LogSink } from '../../helpers/log-sink.js';
 
-function logged(): { log: pino.Logger; lines: () => Array<Record<string, unknown>> } {
-  const lines: string[] = [];
-  const stream = new Writable({ write(chunk: Buffer, _e, cb) { lines.push(...chunk.toString().split('\n').filter(Boolean)); cb(); } });
-  return { log: pino({ level: 'info' }, stream), lines: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
+function logged(): { log: LogSink['logger']; lines: LogSink['lines'] } {
+  const { logger, lines } = logSink('info');
+  return { log: logger, lines };
 }
 
 async function echoServer(): Promise<{ server: Server; port: number; peers: string[] }> {

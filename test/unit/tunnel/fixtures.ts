@@ -1,14 +1,11 @@
 /**
  * Shared fixtures for tunnel tests: a real in-process CA, identity managers that obtain real
- * certificates from it, echo/target servers on loopback port 0, and a logger whose lines the
- * test can read. RSA key generation is the slow part, so a test file builds one fixture.
+ * certificates from it, echo/target servers on loopback port 0,. RSA key generation is the slow part, so a test file builds one fixture.
  */
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino, type Logger } from 'pino';
 import { CertificateAuthority } from '../../../src/identity/ca.js';
 import { IdentityManager, type WorkloadCertificate } from '../../../src/identity/manager.js';
 import { generateRsaKeyPair } from '../../../src/identity/keys.js';
@@ -42,27 +39,6 @@ export async function makeFixture(): Promise<Fixture> {
       await rm(caDir, { recursive: true, force: true });
     },
   };
-}
-
-/** A JSON logger collecting its lines in memory. */
-export function captureLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, sink), lines: () => lines };
-}
-
-/** Waits until `pred` holds (polling), failing after `ms`. */
-export async function eventually(pred: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 export interface Target {

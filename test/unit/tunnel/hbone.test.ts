@@ -7,7 +7,8 @@ import { Registry } from 'prom-client';
 import { HboneServer, type ConnectContext } from '../../../src/tunnel/server.js';
 import { HbonePool } from '../../../src/tunnel/pool.js';
 import { workloadSecureContext, spiffeServerIdentityCheck } from '../../../src/tunnel/tls-config.js';
-import { makeFixture, tcpTarget, echo, summarize, captureLogger, CLIENT_ID, SERVER_ID, type Fixture, type Target } from './fixtures.js';
+import { makeFixture, tcpTarget, echo, summarize, CLIENT_ID, SERVER_ID, type Fixture, type Target } from './fixtures.js';
+import { logSink } from '../../helpers/log-sink.js';
 
 let fx: Fixture;
 let echoTarget: Target;
@@ -16,7 +17,7 @@ let server: HboneServer;
 let port: number;
 const seen: ConnectContext[] = [];
 const registry = new Registry();
-const log = captureLogger();
+const log = logSink();
 
 test.before(async () => {
   fx = await makeFixture();

@@ -3,7 +3,8 @@ import type { Duplex } from 'node:stream';
 import { Registry } from 'prom-client';
 import { HboneServer, type ConnectContext } from '../../../src/tunnel/server.js';
 import { HbonePool, type HbonePoolOptions } from '../../../src/tunnel/pool.js';
-import { makeFixture, tcpTarget, echo, eventually, CLIENT_ID, SERVER_ID, type Fixture, type Target } from './fixtures.js';
+import { makeFixture, tcpTarget, echo, CLIENT_ID, SERVER_ID, type Fixture, type Target } from './fixtures.js';
+import { eventually } from '../../helpers/eventually.js';
 
 let fx: Fixture;
 let target: Target;
@@ -81,7 +82,7 @@ test('stream cap: the (cap+1)th concurrent stream opens a second session; freed 
   t.true(stats.every((s) => s.state === 'ready' && s.address === `127.0.0.1:${port}` && s.source === CLIENT_ID && s.destinationIdentity === SERVER_ID));
   for (const { s } of streams) t.is(await roundTrip(s, 'x'), 'x');
   await closeStream(streams[0]!.s);
-  await eventually(() => pool.stats()[0]?.streams === 2, 2000, 'slot to free');
+  await eventually('a stream slot to free', () => pool.stats()[0]?.streams === 2, { timeoutMs: 2000 });
   await open(pool);
   t.deepEqual(pool.stats().map((s) => s.streams), [3, 3, 1], 'the freed slot in the first session was reused');
   t.regex(await registry.metrics(), /ambit_tunnel_client_sessions 3/);
@@ -94,7 +95,7 @@ test('idle release: a session without streams is closed after idleTimeoutMs, the
   const first = pool.stats()[0]?.id;
   await closeStream(s);
   t.is(pool.stats()[0]?.streams, 0);
-  await eventually(() => pool.stats().length === 0, 3000, 'idle session release');
+  await eventually('the idle session to be released', () => pool.stats().length === 0, { timeoutMs: 3000 });
   await open(pool);
   t.not(pool.stats()[0]?.id, first);
 });
@@ -112,7 +113,7 @@ test.serial('GOAWAY: open streams finish on the old session, new streams go to a
   const { s: old } = await open(pool);
   const firstId = pool.stats()[0]?.id;
   server.drain();
-  await eventually(() => pool.stats().find((x) => x.id === firstId)?.state === 'draining', 3000, 'GOAWAY to reach the client');
+  await eventually('GOAWAY to reach the client', () => pool.stats().find((x) => x.id === firstId)?.state === 'draining', { timeoutMs: 3000 });
   t.is(await roundTrip(old, 'old stream still works'), 'old stream still works');
   const { s: fresh } = await open(pool);
   const ids = pool.stats().map((x) => x.id);
@@ -123,7 +124,7 @@ test.serial('GOAWAY: open streams finish on the old session, new streams go to a
   t.is(newer?.streams, 1);
   t.is(await roundTrip(fresh, 'new'), 'new');
   await closeStream(old);
-  await eventually(() => !pool.stats().some((x) => x.id === firstId), 3000, 'drained session to close after its last stream');
+  await eventually('drained session to close after its last stream', () => !pool.stats().some((x) => x.id === firstId), { timeoutMs: 3000 });
 });
 
 test.serial('a failed session is never reused: after the server goes away the pool reconnects', async (t) => {
@@ -137,7 +138,7 @@ test.serial('a failed session is never reused: after the server goes away the po
   const s2 = await viaOther();
   t.is(await roundTrip(s2, 'b'), 'b');
   await other.close(50);
-  await eventually(() => !pool.stats().some((x) => x.address === `127.0.0.1:${otherPort}`), 3000, 'dead session to leave the pool');
+  await eventually('dead session to leave the pool', () => !pool.stats().some((x) => x.address === `127.0.0.1:${otherPort}`), { timeoutMs: 3000 });
   await t.throwsAsync(viaOther(), { code: 'AMBIT_ERR_TUNNEL_CONNECT_REFUSED', message: /refused: is the ambit agent running there and listening on HBONE port/ });
 });
 
@@ -163,7 +164,7 @@ test.serial('renewal while streams are open: old streams keep working, new strea
   t.is(server.certificateSerial(), renewedServer.serial);
   t.is(pool.stats().find((x) => x.serial === renewed.serial)?.peerSerial, oldServerSerial);
   server.drain(); // push clients to new sessions
-  await eventually(() => pool.stats().every((x) => x.state === 'draining'), 3000, 'GOAWAY');
+  await eventually('GOAWAY to drain every session', () => pool.stats().every((x) => x.state === 'draining'), { timeoutMs: 3000 });
   await open(pool);
   t.is(pool.stats().find((x) => x.state === 'ready')?.peerSerial, renewedServer.serial);
   t.is(await roundTrip(after, 'still here'), 'still here');

@@ -10,7 +10,9 @@ import { HboneServer } from '../../../src/tunnel/server.js';
 import { HbonePool } from '../../../src/tunnel/pool.js';
 import { workloadSecureContext, spiffeServerIdentityCheck } from '../../../src/tunnel/tls-config.js';
 import type { CredentialSource } from '../../../src/identity/manager.js';
-import { makeFixture, tcpTarget, echo, captureLogger, eventually, mint, StaticCredentials, CLIENT_ID, SERVER_ID, type Fixture, type Target } from './fixtures.js';
+import { makeFixture, tcpTarget, echo, mint, StaticCredentials, CLIENT_ID, SERVER_ID, type Fixture, type Target } from './fixtures.js';
+import { eventually } from '../../helpers/eventually.js';
+import { logSink } from '../../helpers/log-sink.js';
 
 let fx: Fixture;
 let foreign: CertificateAuthority;
@@ -18,7 +20,7 @@ let target: Target;
 let server: HboneServer;
 let port: number;
 const registry = new Registry();
-const serverLog = captureLogger();
+const serverLog = logSink();
 
 test.before(async () => {
   [fx, foreign, target] = await Promise.all([makeFixture(), CertificateAuthority.open(), tcpTarget(echo)]);
@@ -48,14 +50,14 @@ function refusals(): Array<Record<string, unknown>> {
 
 async function refusedWith(re: RegExp): Promise<Record<string, unknown>> {
   let hit: Record<string, unknown> | undefined;
-  await eventually(() => (hit = refusals().find((l) => re.test(String(l['reason'])))) !== undefined, 5000, `a refusal matching ${re}`);
+  await eventually(`a refusal matching ${re}`, () => (hit = refusals().find((l) => re.test(String(l['reason'])))) !== undefined);
   return hit ?? {};
 }
 
 /** The refusal the server logged for the client socket bound to `localPort` (whatever its reason). */
 async function refusalOf(localPort: number): Promise<Record<string, unknown>> {
   let hit: Record<string, unknown> | undefined;
-  await eventually(() => (hit = refusals().find((l) => l['remotePort'] === localPort)) !== undefined, 5000, `the refusal of the connection from port ${localPort}`);
+  await eventually(`the refusal of the connection from port ${localPort}`, () => (hit = refusals().find((l) => l['remotePort'] === localPort)) !== undefined);
   return hit ?? {};
 }
 
@@ -67,7 +69,7 @@ function portAndClose(s: Socket): { port: Promise<number>; closed: Promise<void>
   };
 }
 
-function connectVia(credentials: CredentialSource, destinationIdentity = SERVER_ID, logger = captureLogger().logger): Promise<Duplex> {
+function connectVia(credentials: CredentialSource, destinationIdentity = SERVER_ID, logger = logSink().logger): Promise<Duplex> {
   const pool = new HbonePool({ credentials, logger, connectTimeoutMs: 3000 });
   pools.push(pool);
   return pool.connect({ source: CLIENT_ID, address: { host: '127.0.0.1', port }, destinationIdentity, authority: `127.0.0.1:${target.port}` });
@@ -107,7 +109,7 @@ test.serial('an expired client certificate is refused and the reason logged', as
 });
 
 test.serial('a server that is not the expected identity, or not trusted, is refused by the client', async (t) => {
-  const clientLog = captureLogger();
+  const clientLog = logSink();
   const err = await t.throwsAsync(connectVia(fx.identities, 'spiffe://cluster.local/ns/shop/sa/payments', clientLog.logger), { code: 'AMBIT_ERR_TUNNEL_PEER_IDENTITY' });
   t.regex(err?.message ?? '', /presented identity spiffe:\/\/cluster.local\/ns\/shop\/sa\/cart, expected spiffe:\/\/cluster.local\/ns\/shop\/sa\/payments/);
   t.true(clientLog.lines().some((l) => l['code'] === 'AMBIT_ERR_TUNNEL_PEER_IDENTITY' && /expected/.test(String(l['reason']))), 'client logs the refusal');
@@ -182,8 +184,8 @@ test.serial('garbage, slowloris and abrupt resets do not hurt the server', async
     req.on('error', () => {});
     req.write(randomBytes(1000));
   }
-  await eventually(() => target.sockets.size >= 10, 5000, 'the 10 streams to reach the upstream');
+  await eventually('the 10 streams to reach the upstream', () => target.sockets.size >= 10);
   raw?.resetAndDestroy();
-  await eventually(() => target.sockets.size === 0, 5000, 'upstream sockets of reset streams to close');
+  await eventually('upstream sockets of reset streams to close', () => target.sockets.size === 0);
   await stillServes(t);
 });
