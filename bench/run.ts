@@ -10,7 +10,7 @@ import { formatTable, writeResult, type BenchOptions, type Row } from './lib/rep
 const here = dirname(fileURLToPath(import.meta.url));
 const [name, ...rest] = process.argv.slice(2);
 if (name === undefined || !/^[a-z][a-z0-9-]*$/.test(name) || !existsSync(join(here, `${name}.ts`))) {
-  process.stderr.write(`usage: npm run bench -- NAME [--quick]  (NAME: model, tunnel, capture, control, mesh, waypoint, fuzz-h1)\n`);
+  process.stderr.write(`usage: npm run bench -- NAME [--quick]  (NAME: model, tunnel, capture, control, mesh, waypoint, fuzz-h1, tls-handshake)\n`);
   process.exit(2);
 }
 const opts: BenchOptions = { quick: rest.includes('--quick'), args: rest.filter((a) => a !== '--quick') };
