@@ -7,6 +7,9 @@
  *   (`close` is idempotent); Istio's opened/closed counters and byte counters move only here.
  * - Labels are fixed when the connection is opened (who talks to whom does not change), except
  *   `response_flags`, which the close may set (the opened counter keeps the flags known at open).
+ * - Bytes are counted once: an open connection whose proxy set `bytes` reports what moved since
+ *   the last scrape (under its labels at open), and the close adds the rest (under its labels at
+ *   close), as Envoy's periodic TCP reports do.
  * - Denied and failed connections are recorded too (opened and closed at once, with their flag),
  *   as Envoy and ztunnel count them.
  */
@@ -54,24 +57,37 @@ export interface OpenConnection {
   close(end: { bytesSent: number; bytesReceived: number; flags?: ResponseFlag; reason?: string; policy?: string }): void;
   /** Set by the proxy: tears the connection down (used when a drain deadline passes). */
   kill: () => void;
+  /** Set by the proxy once bytes flow: the bytes so far, as `close` will report them (default: none). */
+  bytes: (() => { bytesSent: number; bytesReceived: number }) | undefined;
 }
 
 let nextId = 0;
 
 export class ConnectionTracker {
   private readonly open = new Map<number, OpenConnection>();
+  /** Per open connection: counts the bytes it moved since the last report. */
+  private readonly reporters = new Map<number, () => void>();
   private readonly idle: (() => void)[] = [];
 
-  constructor(private readonly metrics: AgentMetrics, private readonly accessLog: AccessLog) {}
+  constructor(private readonly metrics: AgentMetrics, private readonly accessLog: AccessLog) {
+    metrics.beforeScrape.add(() => { for (const r of this.reporters.values()) r(); });
+  }
 
   start(init: Omit<ConnectionRecord, 'id' | 'startedAt' | 'endedAt' | 'bytesSent' | 'bytesReceived' | 'reason' | 'policy' | 'tlsGroup'> & { tlsGroup?: string | undefined }): OpenConnection {
     const record: ConnectionRecord = { ...init, tlsGroup: init.tlsGroup, id: ++nextId, startedAt: new Date(), endedAt: undefined, bytesSent: 0, bytesReceived: 0, reason: undefined, policy: undefined };
     this.metrics.activeConnections.inc({ direction: record.direction });
     this.metrics.opened.inc(record.labels);
     let closed = false;
+    let sent = 0;
+    let received = 0;
+    const report = (labels: TcpLabels, bytesSent: number, bytesReceived: number) => {
+      if (bytesSent > sent) { this.metrics.sent.inc(labels, bytesSent - sent); sent = bytesSent; }
+      if (bytesReceived > received) { this.metrics.received.inc(labels, bytesReceived - received); received = bytesReceived; }
+    };
     const conn: OpenConnection = {
       record,
       kill: () => {},
+      bytes: undefined,
       close: (end) => {
         if (closed) return;
         closed = true;
@@ -82,15 +98,20 @@ export class ConnectionTracker {
         record.policy = end.policy;
         if (end.flags !== undefined) record.labels = { ...record.labels, response_flags: end.flags };
         this.metrics.closed.inc(record.labels);
-        if (end.bytesSent > 0) this.metrics.sent.inc(record.labels, end.bytesSent);
-        if (end.bytesReceived > 0) this.metrics.received.inc(record.labels, end.bytesReceived);
+        report(record.labels, end.bytesSent, end.bytesReceived);
         this.metrics.activeConnections.dec({ direction: record.direction });
         this.open.delete(record.id);
+        this.reporters.delete(record.id);
         this.accessLog.write(record);
         if (this.open.size === 0) for (const f of this.idle.splice(0)) f();
       },
     };
     this.open.set(record.id, conn);
+    const labelsAtOpen = record.labels;
+    this.reporters.set(record.id, () => {
+      const now = conn.bytes?.();
+      if (now !== undefined) report(labelsAtOpen, now.bytesSent, now.bytesReceived);
+    });
     return conn;
   }
 

@@ -83,6 +83,7 @@ export class InboundPlaintext {
     }
     const rec = this.ctx.tracker.start(init);
     rec.kill = () => socket.destroy();
+    rec.bytes = () => ({ bytesSent: socket.bytesRead, bytesReceived: socket.bytesWritten });
     spliceStreams(socket, upstream, () => rec.close({ bytesSent: socket.bytesRead, bytesReceived: socket.bytesWritten }));
     socket.resume(); // paused since accept (pauseOnConnect)
   }

@@ -104,6 +104,7 @@ export class InboundHbone {
     }
     const rec = this.ctx.tracker.start({ direction: 'inbound', pod: a.target.key, source: a.source, destination: dst, protocol: 'hbone', upstream: `${dst.address}:${dst.port}`, tlsGroup: c.tlsGroup, labels: a.labels });
     rec.kill = () => sock.destroy();
+    rec.bytes = () => ({ bytesSent: sock.bytesWritten, bytesReceived: sock.bytesRead });
     sock.once('close', () => rec.close({ bytesSent: sock.bytesWritten, bytesReceived: sock.bytesRead }));
     return sock;
   }

@@ -41,6 +41,12 @@ export interface AgentMetrics {
   viewVersion: Gauge;
   denials: Counter<'reason' | 'policy' | 'direction'>;
   enrollFailures: Counter;
+  /**
+   * Run at each scrape before the byte counters are read: the connection tracker adds the bytes
+   * that open connections moved since the last scrape, so a long-lived connection shows in
+   * `istio_tcp_*_bytes_total` while it lasts, not only when it closes.
+   */
+  readonly beforeScrape: Set<() => void>;
 }
 
 export interface AgentMetricsOptions {
@@ -54,11 +60,14 @@ export function createAgentMetrics(registry: Registry, opts: AgentMetricsOptions
   const registers = [registry];
   const labelNames = [...TCP_LABELS];
   const certificates = opts.certificates;
+  const beforeScrape = new Set<() => void>();
+  const flush = () => { for (const f of beforeScrape) f(); };
   const m: AgentMetrics = {
+    beforeScrape,
     opened: new Counter({ name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened', labelNames, registers }),
     closed: new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames, registers }),
-    sent: new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent by the client during TCP connections', labelNames, registers }),
-    received: new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received by the client during TCP connections', labelNames, registers }),
+    sent: new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent by the client during TCP connections', labelNames, registers, collect: flush }),
+    received: new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received by the client during TCP connections', labelNames, registers, collect: flush }),
     enrolledPods: new Gauge({ name: 'ambit_agent_enrolled_pods', help: 'Local pods whose traffic this agent captures', registers }),
     activeConnections: new Gauge({ name: 'ambit_agent_active_connections', help: 'Connections being proxied, by direction (outbound, inbound, inbound_plaintext)', labelNames: ['direction'], registers }),
     certificateExpiry: new Gauge({

@@ -115,7 +115,8 @@ export class OutboundProxy {
       labels: this.labels(source, candidate, resolution),
     });
     conn.kill = () => socket.destroy();
-    if (inbound !== undefined) inbound.kill = () => socket.destroy();
+    conn.bytes = () => ({ bytesSent: socket.bytesRead, bytesReceived: socket.bytesWritten });
+    if (inbound !== undefined) { inbound.kill = conn.kill; inbound.bytes = conn.bytes; }
     const finish = (err?: Error) => {
       const end = { bytesSent: socket.bytesRead, bytesReceived: socket.bytesWritten, ...(err !== undefined && socket.bytesRead === 0 ? { reason: err.message } : {}) };
       conn.close(end);

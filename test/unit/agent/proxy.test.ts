@@ -156,6 +156,31 @@ test.serial('a pod address in the mesh is reached by HBONE under both identities
   t.like(access.at(-1), { direction: 'inbound', src_addr: `${CLIENT}:${clientPort}`, connection_security_policy: 'mutual_tls', response_flags: '-', bytes_sent: 2, bytes_received: 9 });
 });
 
+/** Sum of `name` over the series of `registry` with `reporter`. */
+async function total(registry: TestNode['registry'], name: string, reporter: string): Promise<number> {
+  return (await metricText(registry, name)).filter((l) => l.includes(`reporter="${reporter}"`)).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
+
+test.serial('a long-lived connection\'s bytes show at each scrape while it is open, and its close does not count them again', async (t) => {
+  c.box.set({ address: A, port: c.app });
+  const before = { src: await total(c.n1.registry, 'istio_tcp_sent_bytes_total', 'source'), dst: await total(c.n2.registry, 'istio_tcp_received_bytes_total', 'destination') };
+  const sock = connect({ host: CLIENT, port: c.out, localAddress: CLIENT });
+  t.teardown(() => sock.destroy());
+  const reply = await new Promise<string>((resolve, reject) => {
+    sock.on('connect', () => sock.write('hold'));
+    sock.once('data', (d) => resolve(d.toString()));
+    sock.on('error', reject);
+  });
+  t.is(reply, 'echo-a:hold');
+  t.true(c.n1.tracker.size > 0 && c.n2.tracker.size > 0, 'the connection is still open on both agents');
+  t.is(await total(c.n1.registry, 'istio_tcp_sent_bytes_total', 'source') - before.src, 4, 'client to server bytes, reported by the source while open');
+  t.is(await total(c.n2.registry, 'istio_tcp_received_bytes_total', 'destination') - before.dst, reply.length, 'server to client bytes, reported by the destination while open');
+  sock.end();
+  await waitIdle(c.n1, c.n2);
+  t.is(await total(c.n1.registry, 'istio_tcp_sent_bytes_total', 'source') - before.src, 4, 'the close adds nothing already reported');
+  t.is(await total(c.n2.registry, 'istio_tcp_received_bytes_total', 'destination') - before.dst, reply.length);
+});
+
 test.serial('a service VIP is spread round robin, and a dead endpoint is skipped by retrying another', async (t) => {
   c.box.set({ address: VIP, port: 80 });
   const replies: string[] = [];
