@@ -60,7 +60,9 @@ export type SchemaShape =
   | { readonly type: 'object'; readonly fields: Fields; readonly freeForm: boolean }
   | { readonly type: 'array'; readonly item: Schema<unknown> }
   | { readonly type: 'record'; readonly value: Schema<unknown> }
-  | { readonly type: 'enum'; readonly values: readonly string[]; readonly unimplemented: readonly string[]; readonly deprecated: readonly string[]; readonly note: string | undefined };
+  | { readonly type: 'enum'; readonly values: readonly string[]; readonly unimplemented: readonly string[]; readonly deprecated: readonly string[]; readonly note: string | undefined }
+  /** Opaque: anything is accepted below it. */
+  | { readonly type: 'any' };
 
 export interface Schema<T> {
   /** Human description used in messages (`integer 1..65535`). */
@@ -274,7 +276,7 @@ export function duration(o: DurationOptions = {}): Schema<string> {
 
 /** Anything (used for opaque values such as JWKS documents). */
 export function anyValue(): Schema<unknown> {
-  return { description: 'any value', parse: (v) => v };
+  return { description: 'any value', shape: { type: 'any' }, parse: (v) => v };
 }
 
 // ------------------------------------------------------------------------------ containers
