@@ -18,6 +18,7 @@
  *   it is the client's fallback; when neither answers the group is reported as `unknown`.
  */
 import { createSecureContext, type TLSSocket } from 'node:tls';
+import { AmbitError } from '../util/errors.js';
 
 /** What ambit offers unless told otherwise (`--tls-groups`). */
 export const DEFAULT_TLS_GROUPS: readonly string[] = Object.freeze(['X25519MLKEM768', 'X25519']);
@@ -26,10 +27,10 @@ export const DEFAULT_TLS_GROUPS: readonly string[] = Object.freeze(['X25519MLKEM
 export const UNKNOWN_GROUP = 'unknown';
 
 /** A bad `--tls-groups` list. */
-export class TlsGroupsError extends Error {
-  readonly code = 'AMBIT_ERR_TLS_GROUPS';
+export class TlsGroupsError extends AmbitError {
+  /** `group`: the offending group name, when one is to blame. */
   constructor(message: string, readonly group?: string) {
-    super(message);
+    super('AMBIT_ERR_TLS_GROUPS', message);
     this.name = 'TlsGroupsError';
   }
 }

@@ -71,7 +71,7 @@ export const ERROR_CODES = {
   AMBIT_ERR_MODEL_INVALID_CHANGE: 'A change to the resource model cannot apply (a resource without kind or name, an unknown kind).',
   AMBIT_ERR_MODEL_INVALID_RESOURCE: 'A resource is invalid; its diagnostics name the file, line and field.',
   // TLS
-  AMBIT_ERR_TLS_GROUPS: 'The --tls-groups list names a key-exchange group this OpenSSL does not offer, or is empty.',
+  AMBIT_ERR_TLS_GROUPS: 'The --tls-groups list names a key-exchange group this OpenSSL does not offer, names one twice, uses OpenSSL list operators, or is empty.',
   // HBONE tunnel
   AMBIT_ERR_TUNNEL_CONNECT_TIMEOUT: 'The TCP connect or TLS handshake to a peer agent did not finish in time (a NetworkPolicy blocking HBONE port 15008?).',
   AMBIT_ERR_TUNNEL_CONNECT_REFUSED: 'Nothing listens on the peer\'s HBONE port (is the agent running on that node?).',
