@@ -11,9 +11,9 @@ import { TokenFileAuthenticator, TokenReviewAuthenticator, type Authenticator } 
 import { FolderSource } from '../control/sources/folder-source.js';
 import { KubeSource } from '../control/sources/kube-source.js';
 import { ModelCompiler } from '../control/model-compiler.js';
-import { KubeHttp } from '../control/kube/kube-http.js';
 import { WaypointDeployer } from '../control/waypoint-deployer.js';
-import { inClusterConnection, kubeconfigConnection } from '../control/kube/kube-config.js';
+import { loadKubeConfig } from '../control/kube/kube-config.js';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { KubeTokenReviewer } from '../control/kube/token-review.js';
 import { ControlConfigError } from '../control/errors.js';
 import type { ConfigSource } from '../control/source.js';
@@ -88,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
   const compiler = new ModelCompiler({ trustDomain, rootNamespace });
   let source: ConfigSource;
   let authenticator: Authenticator;
-  let http: KubeHttp | undefined;
+  let kube: KubeConfig | undefined;
   if (values.config !== undefined) {
     const tokenFile = values['token-file'];
     if (tokenFile === undefined) throw new ControlConfigError('--token-file is required with --config (subscribers authenticate with a bootstrap token)');
@@ -98,12 +98,13 @@ export async function run(argv: string[]): Promise<number> {
       ...(debounceMs !== undefined ? { debounceMs } : {}),
     });
   } else {
-    const conn = values.kubeconfig !== undefined || values.context !== undefined
-      ? kubeconfigConnection(values.kubeconfig, values.context) : inClusterConnection();
-    http = new KubeHttp(conn);
+    kube = loadKubeConfig({
+      ...(values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : {}),
+      ...(values.context !== undefined ? { context: values.context } : {}),
+    });
     const agents = values['agent-service-accounts']?.split(',').map((s) => s.trim()).filter(Boolean);
-    authenticator = new TokenReviewAuthenticator({ reviewer: new KubeTokenReviewer(http), ...(agents ? { agentServiceAccounts: agents } : {}) });
-    source = new KubeSource({ http, compiler, rootNamespace, ...(debounceMs !== undefined ? { debounceMs } : {}) });
+    authenticator = new TokenReviewAuthenticator({ reviewer: new KubeTokenReviewer(kube), ...(agents ? { agentServiceAccounts: agents } : {}) });
+    source = new KubeSource({ kube, compiler, rootNamespace, ...(debounceMs !== undefined ? { debounceMs } : {}) });
   }
   const ca = await CertificateAuthority.open({ dir: values['ca-dir'] ?? '/var/lib/ambit/ca', trustDomain });
   const plain = values['grpc-plaintext-port'];
@@ -124,11 +125,10 @@ export async function run(argv: string[]): Promise<number> {
     }
     process.stderr.write('ambit control: the initial configuration is invalid; fix it (see `ambit analyze`) and start again\n');
     await cp.stop();
-    http?.close();
     return 1;
   }
   // In Kubernetes mode the control plane also runs each waypoint Gateway as a Deployment + Service.
-  const deployer = http === undefined ? undefined : new WaypointDeployer({ http, snapshot: () => compiler.current, roots: () => cp.trustBundlePem });
+  const deployer = kube === undefined ? undefined : new WaypointDeployer({ kube, snapshot: () => compiler.current, roots: () => cp.trustBundlePem });
   deployer?.start();
   await new Promise<void>((resolve) => {
     const stop = () => { process.off('SIGTERM', stop); process.off('SIGINT', stop); resolve(); };
@@ -137,6 +137,5 @@ export async function run(argv: string[]): Promise<number> {
   });
   deployer?.stop();
   await cp.stop();
-  http?.close();
   return 0;
 }

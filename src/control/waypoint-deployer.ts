@@ -32,7 +32,9 @@ import type { Snapshot } from '../model/compile/snapshot.js';
 import type { GatewayResource } from '../model/kinds/gateway-api.js';
 import { WAYPOINT_GATEWAY_CLASS } from '../model/kinds/gateway-api.js';
 import { LABEL_GATEWAY_NAME } from '../model/compile/types.js';
-import type { KubeResponse } from './kube/kube-http.js';
+import { AppsV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { kubeApiError, statusOf } from './kube/api-error.js';
+import { apiServerOf } from './kube/kube-config.js';
 
 export const MANAGED_BY_LABEL = 'ambit.dev/managed-by';
 export const MANAGED_BY_VALUE = 'ambit-control';
@@ -177,26 +179,55 @@ export function renderWaypoint(gw: WaypointGateway, opts: RenderOptions = {}): K
   return [sa, roots, deployment, service];
 }
 
-/** The subset of KubeHttp the deployer uses. */
-export interface KubeRequester {
-  request(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<KubeResponse>;
+/** What the deployer does to one kind, through @kubernetes/client-node's typed APIs. */
+export interface KindOps {
+  read(ns: string, name: string): Promise<unknown>;
+  create(ns: string, body: KubeObject): Promise<unknown>;
+  replace(ns: string, name: string, body: Record<string, unknown>): Promise<unknown>;
+  remove(ns: string, name: string): Promise<unknown>;
+  /** Cluster-wide list by label selector. */
+  list(labelSelector: string): Promise<{ items: { metadata?: { name?: string; namespace?: string } }[] }>;
 }
 
-interface KindPath { collection: (ns: string) => string; plural: string }
+/** The four kinds the deployer writes, on the library's CoreV1Api and AppsV1Api. */
+export function kindOps(kc: KubeConfig): Record<string, KindOps> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const apps = kc.makeApiClient(AppsV1Api);
+  // The rendered objects are the typed models' wire form (same field names); `never` lets them through.
+  return {
+    ServiceAccount: {
+      read: (namespace, name) => core.readNamespacedServiceAccount({ namespace, name }),
+      create: (namespace, body) => core.createNamespacedServiceAccount({ namespace, body: body as never }),
+      replace: (namespace, name, body) => core.replaceNamespacedServiceAccount({ namespace, name, body: body as never }),
+      remove: (namespace, name) => core.deleteNamespacedServiceAccount({ namespace, name }),
+      list: (labelSelector) => core.listServiceAccountForAllNamespaces({ labelSelector }),
+    },
+    ConfigMap: {
+      read: (namespace, name) => core.readNamespacedConfigMap({ namespace, name }),
+      create: (namespace, body) => core.createNamespacedConfigMap({ namespace, body: body as never }),
+      replace: (namespace, name, body) => core.replaceNamespacedConfigMap({ namespace, name, body: body as never }),
+      remove: (namespace, name) => core.deleteNamespacedConfigMap({ namespace, name }),
+      list: (labelSelector) => core.listConfigMapForAllNamespaces({ labelSelector }),
+    },
+    Deployment: {
+      read: (namespace, name) => apps.readNamespacedDeployment({ namespace, name }),
+      create: (namespace, body) => apps.createNamespacedDeployment({ namespace, body: body as never }),
+      replace: (namespace, name, body) => apps.replaceNamespacedDeployment({ namespace, name, body: body as never }),
+      remove: (namespace, name) => apps.deleteNamespacedDeployment({ namespace, name }),
+      list: (labelSelector) => apps.listDeploymentForAllNamespaces({ labelSelector }),
+    },
+    Service: {
+      read: (namespace, name) => core.readNamespacedService({ namespace, name }),
+      create: (namespace, body) => core.createNamespacedService({ namespace, body: body as never }),
+      replace: (namespace, name, body) => core.replaceNamespacedService({ namespace, name, body: body as never }),
+      remove: (namespace, name) => core.deleteNamespacedService({ namespace, name }),
+      list: (labelSelector) => core.listServiceForAllNamespaces({ labelSelector }),
+    },
+  };
+}
 
-const PATHS: Record<string, KindPath> = {
-  ServiceAccount: { collection: (ns) => `/api/v1/namespaces/${ns}/serviceaccounts`, plural: 'serviceaccounts' },
-  ConfigMap: { collection: (ns) => `/api/v1/namespaces/${ns}/configmaps`, plural: 'configmaps' },
-  Deployment: { collection: (ns) => `/apis/apps/v1/namespaces/${ns}/deployments`, plural: 'deployments' },
-  Service: { collection: (ns) => `/api/v1/namespaces/${ns}/services`, plural: 'services' },
-};
-
-/** Cluster-wide list paths of managed objects, for garbage collection (deletion order). */
-const LIST_PATHS: [string, string][] = [
-  ['Deployment', '/apis/apps/v1/deployments'],
-  ['Service', '/api/v1/services'],
-  ['ServiceAccount', '/api/v1/serviceaccounts'],
-];
+/** Kinds of managed objects garbage-collected per Gateway, in deletion order. */
+const COLLECTED_KINDS = ['Deployment', 'Service', 'ServiceAccount'];
 
 export interface ReconcileResult {
   created: string[];
@@ -207,7 +238,8 @@ export interface ReconcileResult {
 }
 
 export interface WaypointDeployerOptions extends RenderOptions {
-  http: KubeRequester;
+  /** The API connection (kube/kube-config.ts). */
+  kube: KubeConfig;
   /** The current model snapshot (ModelCompiler.current). */
   snapshot: () => Snapshot | undefined;
   /** The mesh roots (ControlPlane.trustBundlePem), written into each waypoint namespace. */
@@ -226,9 +258,11 @@ export class WaypointDeployer {
   private running: Promise<ReconcileResult> | undefined;
   private lastKey: string | undefined;
   private readonly log: Logger;
+  private readonly ops: Record<string, KindOps>;
 
   constructor(private readonly opts: WaypointDeployerOptions) {
     this.log = childLogger('control.waypoint-deployer', opts.logger);
+    this.ops = kindOps(opts.kube);
   }
 
   /** Reconciles now and then every `intervalMs` (skipping passes when neither the gateways nor the roots changed, except every 6th for drift). */
@@ -290,20 +324,24 @@ export class WaypointDeployer {
   }
 
   private async apply(desired: KubeObject): Promise<'created' | 'updated' | 'unchanged'> {
-    const kp = PATHS[desired.kind] as KindPath;
+    const ops = this.ops[desired.kind] as KindOps;
     const ns = desired.metadata.namespace as string;
+    const name = desired.metadata.name;
     const hash = hashOf(desired);
-    const body = { ...desired, metadata: { ...desired.metadata, annotations: { ...((desired.metadata['annotations'] as Record<string, string> | undefined) ?? {}), [SPEC_HASH_ANNOTATION]: hash } } };
-    const path = `${kp.collection(ns)}/${desired.metadata.name}`;
-    const got = await this.opts.http.request('GET', path);
-    if (got.status === 404) {
-      const made = await this.opts.http.request('POST', kp.collection(ns), body);
-      if (made.status === 201 || made.status === 200) return 'created';
-      if (made.status === 409) return 'unchanged'; // another replica created it meanwhile
-      throw this.httpError('create', desired, made);
+    const body: KubeObject = { ...desired, metadata: { ...desired.metadata, annotations: { ...((desired.metadata['annotations'] as Record<string, string> | undefined) ?? {}), [SPEC_HASH_ANNOTATION]: hash } } };
+    let current: { metadata?: { resourceVersion?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: Record<string, unknown> };
+    try {
+      current = await ops.read(ns, name) as typeof current;
+    } catch (err) {
+      if (statusOf(err) !== 404) throw this.apiError('read', desired, err);
+      try {
+        await ops.create(ns, body);
+        return 'created';
+      } catch (e) {
+        if (statusOf(e) === 409) return 'unchanged'; // another replica created it meanwhile
+        throw this.apiError('create', desired, e);
+      }
     }
-    if (got.status !== 200) throw this.httpError('read', desired, got);
-    const current = got.body as { metadata?: { resourceVersion?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: Record<string, unknown> };
     if (current.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE) {
       throw new WaypointDeployError(`${describe(desired)} exists but is not managed by ambit (no label ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}); rename the Gateway or remove that object`);
     }
@@ -315,45 +353,63 @@ export class WaypointDeployer {
       for (const k of ['clusterIP', 'clusterIPs', 'ipFamilies', 'ipFamilyPolicy']) if (current.spec?.[k] !== undefined) spec[k] = current.spec[k];
       update['spec'] = spec;
     }
-    const put = await this.opts.http.request('PUT', path, update);
-    if (put.status === 200) return 'updated';
-    if (put.status === 409) return 'unchanged'; // changed under us; the next pass converges
-    throw this.httpError('update', desired, put);
+    try {
+      await ops.replace(ns, name, update);
+      return 'updated';
+    } catch (err) {
+      if (statusOf(err) === 409) return 'unchanged'; // changed under us; the next pass converges
+      throw this.apiError('update', desired, err);
+    }
   }
 
-  private httpError(what: string, o: KubeObject, r: KubeResponse): WaypointDeployError {
-    const msg = (r.body as { message?: string } | undefined)?.message ?? JSON.stringify(r.body)?.slice(0, 200);
-    const hint = r.status === 403 ? ' (RBAC: the control plane\'s ClusterRole must allow it, see deploy/rbac.yaml)' : '';
-    return new WaypointDeployError(`cannot ${what} ${describe(o)}: HTTP ${r.status}: ${msg}${hint}`, r.status);
+  private apiError(what: string, o: KubeObject, err: unknown): WaypointDeployError {
+    const e = kubeApiError(`cannot ${what} ${describe(o)}`, apiServerOf(this.opts.kube), err);
+    return new WaypointDeployError(e.message, e.status, { cause: err });
   }
 
   private async collect(wanted: Set<string>, res: ReconcileResult): Promise<void> {
-    const selector = encodeURIComponent(`${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${LABEL_GATEWAY_NAME}`);
-    for (const [kind, listPath] of LIST_PATHS) {
-      const r = await this.opts.http.request('GET', `${listPath}?labelSelector=${selector}`).catch((err: unknown) => ({ status: 0, body: { message: (err as Error).message } }));
-      if (r.status !== 200) { res.errors.push(`cannot list managed ${kind}s: HTTP ${r.status}: ${(r.body as { message?: string } | undefined)?.message ?? ''}`); continue; }
-      for (const item of (r.body as { items?: { metadata: { name: string; namespace: string } }[] }).items ?? []) {
-        const key = `${kind}/${item.metadata.namespace}/${item.metadata.name}`;
-        if (wanted.has(key)) continue;
-        await this.remove(kind, item.metadata.namespace, item.metadata.name, res);
+    const selector = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${LABEL_GATEWAY_NAME}`;
+    for (const kind of COLLECTED_KINDS) {
+      let items;
+      try {
+        items = (await (this.ops[kind] as KindOps).list(selector)).items;
+      } catch (err) {
+        res.errors.push(kubeApiError(`cannot list managed ${kind}s`, apiServerOf(this.opts.kube), err).message);
+        continue;
+      }
+      for (const item of items) {
+        const ns = item.metadata?.namespace ?? '';
+        const name = item.metadata?.name ?? '';
+        if (wanted.has(`${kind}/${ns}/${name}`)) continue;
+        await this.remove(kind, ns, name, res);
       }
     }
   }
 
   private async collectConfigMaps(namespaces: Set<string>, res: ReconcileResult): Promise<void> {
-    const selector = encodeURIComponent(`${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`);
-    const r = await this.opts.http.request('GET', `/api/v1/configmaps?labelSelector=${selector}`).catch((err: unknown) => ({ status: 0, body: { message: (err as Error).message } }));
-    if (r.status !== 200) { res.errors.push(`cannot list managed ConfigMaps: HTTP ${r.status}`); return; }
-    for (const item of (r.body as { items?: { metadata: { name: string; namespace: string } }[] }).items ?? []) {
-      if (item.metadata.name !== ROOT_CERT_CONFIGMAP || namespaces.has(item.metadata.namespace)) continue;
-      await this.remove('ConfigMap', item.metadata.namespace, item.metadata.name, res);
+    let items;
+    try {
+      items = (await (this.ops['ConfigMap'] as KindOps).list(`${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`)).items;
+    } catch (err) {
+      res.errors.push(kubeApiError('cannot list managed ConfigMaps', apiServerOf(this.opts.kube), err).message);
+      return;
+    }
+    for (const item of items) {
+      const ns = item.metadata?.namespace ?? '';
+      if (item.metadata?.name !== ROOT_CERT_CONFIGMAP || namespaces.has(ns)) continue;
+      await this.remove('ConfigMap', ns, ROOT_CERT_CONFIGMAP, res);
     }
   }
 
   private async remove(kind: string, ns: string, name: string, res: ReconcileResult): Promise<void> {
-    const kp = PATHS[kind] as KindPath;
-    const d = await this.opts.http.request('DELETE', `${kp.collection(ns)}/${name}`).catch((err: unknown) => ({ status: 0, body: { message: (err as Error).message } }));
-    if (d.status === 200 || d.status === 202 || d.status === 404) res.deleted.push(`${kind} ${ns}/${name}`);
-    else res.errors.push(`cannot delete ${kind} ${ns}/${name}: HTTP ${d.status}`);
+    try {
+      await (this.ops[kind] as KindOps).remove(ns, name);
+    } catch (err) {
+      if (statusOf(err) !== 404) {
+        res.errors.push(kubeApiError(`cannot delete ${kind} ${ns}/${name}`, apiServerOf(this.opts.kube), err).message);
+        return;
+      }
+    }
+    res.deleted.push(`${kind} ${ns}/${name}`);
   }
 }

@@ -1,24 +1,36 @@
 /**
- * List-then-watch for one Kubernetes resource type, as client-go's reflector does it:
- * paginated list -> remember the list's resourceVersion -> watch from it with bookmarks ->
- * apply ADDED / MODIFIED / DELETED to a local store, advance the version on every event and
- * BOOKMARK -> when the watch times out, watch again from the last version (no re-list).
+ * List-then-watch for one Kubernetes resource type, as client-go's reflector does it, on
+ * @kubernetes/client-node: paginated list (the typed list calls of CoreV1Api / DiscoveryV1Api,
+ * CustomObjectsApi for the mesh CRDs) -> remember the list's resourceVersion -> watch from it
+ * with bookmarks (the library's Watch) -> apply ADDED / MODIFIED / DELETED to a local store,
+ * advance the version on every event and BOOKMARK -> when the watch ends, watch again from the
+ * last version (no re-list). HTTP, TLS, authentication and JSON decoding are the library's.
+ *
+ * Why not the library's ListWatch / makeInformer: it never sets allowWatchBookmarks (a quiet
+ * kind's version falls behind compaction, so every reconnect re-lists), lists in one request
+ * (no pagination), and on any error other than 410 it stops for good after one 'error' callback.
  *
  * Invariants:
  * - The store only ever reflects a consistent state of the API: a list replaces it whole, and
- *   events apply in order after the version they were watched from.
+ *   events apply in order after the version they were watched from. A failing or unreachable
+ *   API server never empties it: the last good state stays, and `stats.lastError` says why
+ *   it is not advancing.
  * - "410 Gone" (as an HTTP status or as an ERROR event, which is how the API server reports a
  *   compacted resourceVersion) triggers a fresh list; no event is lost or applied twice.
  * - Other failures retry with jittered exponential backoff (default 200 ms .. 30 s), watching
  *   from the last version; a failed list is retried as a list.
  * - An optional kind (a CRD) that answers 404 counts as synced and empty; it is listed again
  *   every `missingRetryMs` in case the CRD is installed later.
+ * - Objects look alike whichever way they came: list items get kind/apiVersion filled in and
+ *   are plain JSON (the typed list's model objects, dates included, serialised back).
  */
+import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, Watch, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../util/log.js';
 import { childLogger } from '../../util/log.js';
 import { Backoff, type BackoffOptions } from '../../discovery/backoff.js';
-import { KubeApiError } from '../errors.js';
-import type { KubeHttp } from './kube-http.js';
+import { ControlConfigError, KubeApiError } from '../errors.js';
+import { kubeApiError, statusOf } from './api-error.js';
+import { apiServerOf } from './kube-config.js';
 import { apiVersionOf, listPath, type KubeKind } from './kube-kinds.js';
 
 export type KubeObject = Record<string, unknown> & { metadata?: { name?: string; namespace?: string; resourceVersion?: string } };
@@ -28,6 +40,12 @@ export interface ListWatchOptions {
   pageSize?: number;
   /** Server-side watch timeout, seconds (default 300; the API server adds jitter itself). */
   watchTimeoutSeconds?: number;
+  /**
+   * A watch that delivers nothing (no event, no bookmark) for this long is closed and opened
+   * again from the last version; also bounds connecting, ms (default 90000: the API server
+   * sends a bookmark about once a minute).
+   */
+  idleTimeoutMs?: number;
   /** Re-list interval for an optional kind that is not installed, ms (default 30000). */
   missingRetryMs?: number;
   backoff?: BackoffOptions;
@@ -42,6 +60,45 @@ export interface ListWatchStats {
   errors: number;
   resourceVersion: string;
   installed: boolean;
+  /** The last failure, for /config_dump (absent once a list or watch succeeds again). */
+  lastError?: string;
+}
+
+interface Page { items: KubeObject[]; resourceVersion: string; continue: string }
+type Lister = (limit: number, cont: string | undefined) => Promise<Page>;
+
+/** Plain JSON of a typed list's items: the library's model classes use the wire field names. */
+function page(list: { metadata?: { resourceVersion?: string; _continue?: string }; items?: unknown[] }): Page {
+  return {
+    items: JSON.parse(JSON.stringify(list.items ?? [])) as KubeObject[],
+    resourceVersion: list.metadata?.resourceVersion ?? '',
+    continue: list.metadata?._continue ?? '',
+  };
+}
+
+/** The library's list call for a kind: typed for the built-in kinds, CustomObjectsApi for CRDs. */
+function listerFor(kc: KubeConfig, kind: KubeKind): Lister {
+  const q = (limit: number, cont: string | undefined) => ({ limit, ...(cont !== undefined ? { _continue: cont } : {}) });
+  if (kind.group !== '' && kind.group !== 'discovery.k8s.io') {
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    return async (limit, cont) => {
+      const list = await custom.listClusterCustomObject({ group: kind.group, version: kind.version, plural: kind.plural, ...q(limit, cont) }) as { metadata?: { resourceVersion?: string; continue?: string }; items?: KubeObject[] };
+      return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? '', continue: list.metadata?.continue ?? '' };
+    };
+  }
+  const core = kc.makeApiClient(CoreV1Api);
+  switch (`${kind.group}/${kind.kind}`) {
+    case '/Namespace': return async (l, c) => page(await core.listNamespace(q(l, c)));
+    case '/Pod': return async (l, c) => page(await core.listPodForAllNamespaces(q(l, c)));
+    case '/Service': return async (l, c) => page(await core.listServiceForAllNamespaces(q(l, c)));
+    case '/ServiceAccount': return async (l, c) => page(await core.listServiceAccountForAllNamespaces(q(l, c)));
+    case '/Node': return async (l, c) => page(await core.listNode(q(l, c)));
+    case 'discovery.k8s.io/EndpointSlice': {
+      const discovery = kc.makeApiClient(DiscoveryV1Api);
+      return async (l, c) => page(await discovery.listEndpointSliceForAllNamespaces(q(l, c)));
+    }
+    default: throw new ControlConfigError(`no list call for ${kind.kind} (${apiVersionOf(kind)}); add it to list-watch.ts`);
+  }
 }
 
 export class ListWatch {
@@ -55,11 +112,23 @@ export class ListWatch {
   private wake: (() => void) | undefined;
   private readonly backoff: Backoff;
   private readonly log: Logger;
+  private readonly lister: Lister;
+  private readonly watcher: Watch;
+  private readonly server: string;
+  private readonly idleTimeoutMs: number;
 
   /** `onChange` runs after every list and every event that changed the store. */
-  constructor(private readonly http: KubeHttp, readonly kind: KubeKind, private readonly onChange: () => void, private readonly opts: ListWatchOptions = {}) {
+  constructor(kc: KubeConfig, readonly kind: KubeKind, private readonly onChange: () => void, private readonly opts: ListWatchOptions = {}) {
     this.backoff = new Backoff(opts.backoff);
     this.log = childLogger(`control.kube.${kind.plural}`, opts.logger);
+    this.lister = listerFor(kc, kind);
+    this.watcher = new Watch(kc);
+    // Watch's connect/inactivity timeout is a plain field the typings mark private (default 30 s,
+    // shorter than the API server's bookmark period, which would reconnect quiet watches twice a
+    // minute); no constructor option sets it.
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 90_000;
+    (this.watcher as unknown as { requestTimeoutMs: number }).requestTimeoutMs = this.idleTimeoutMs;
+    this.server = apiServerOf(kc);
   }
 
   static keyOf(o: KubeObject): string {
@@ -88,6 +157,7 @@ export class ListWatch {
       try {
         if (needList) {
           const installed = await this.list();
+          if (this.stopped) return;
           if (!installed) { await this.sleep(this.opts.missingRetryMs ?? 30_000); continue; }
           needList = false;
         }
@@ -102,8 +172,9 @@ export class ListWatch {
           continue;
         }
         this.stats.errors++;
+        this.stats.lastError = (err as Error).message;
         const delay = this.backoff.next();
-        this.log.warn({ err: (err as Error).message, retryInMs: delay }, `${needList ? 'list' : 'watch'} of ${this.kind.plural} failed; retrying`);
+        this.log.warn({ err: (err as Error).message, retryInMs: delay }, `${needList ? 'list' : 'watch'} of ${this.kind.plural} failed; keeping the last ${this.store.size} objects and retrying`);
         await this.sleep(delay);
       }
     }
@@ -112,33 +183,37 @@ export class ListWatch {
   /** Lists every page; replaces the store. Returns false when an optional kind is not installed. */
   private async list(): Promise<boolean> {
     const items = new Map<string, KubeObject>();
-    let cont = '';
+    let cont: string | undefined;
     let rv = '';
     do {
-      const q = new URLSearchParams({ limit: String(this.opts.pageSize ?? 500) });
-      if (cont !== '') q.set('continue', cont);
-      const res = await this.http.request('GET', `${listPath(this.kind)}?${q}`);
-      if (res.status === 404 && this.kind.optional) {
-        if (this.stats.installed) this.log.warn(`${this.kind.kind} (${apiVersionOf(this.kind)}) is not installed in this cluster; treating it as empty`);
-        this.stats.installed = false;
-        this.store.clear();
-        this.synced = true;
-        this.onChange();
-        return false;
+      let p: Page;
+      try {
+        p = await this.lister(this.opts.pageSize ?? 500, cont);
+      } catch (err) {
+        if (statusOf(err) === 404 && this.kind.optional) {
+          if (this.stats.installed) this.log.warn(`${this.kind.kind} (${apiVersionOf(this.kind)}) is not installed in this cluster; treating it as empty`);
+          this.stats.installed = false;
+          delete this.stats.lastError;
+          this.store.clear();
+          this.synced = true;
+          this.onChange();
+          return false;
+        }
+        const what = statusOf(err) === 410 ? `list ${this.kind.plural} (continue token expired)` : `list ${this.kind.plural}`;
+        throw kubeApiError(what, this.server, err);
       }
-      if (res.status === 410) throw new KubeApiError(`list ${this.kind.plural}: continue token expired`, 410);
-      if (res.status !== 200) throw new KubeApiError(`list ${this.kind.plural}: HTTP ${res.status}: ${describe(res.body)}`, res.status);
-      const body = res.body as { metadata?: { resourceVersion?: string; continue?: string }; items?: KubeObject[] };
-      for (const it of body.items ?? []) {
+      for (const it of p.items) {
         // List items carry no kind/apiVersion on the wire; fill them in so objects look alike.
-        const o: KubeObject = { apiVersion: apiVersionOf(this.kind), kind: this.kind.kind, ...it };
+        const o: KubeObject = { ...it, apiVersion: apiVersionOf(this.kind), kind: this.kind.kind };
         items.set(ListWatch.keyOf(o), o);
       }
-      rv = body.metadata?.resourceVersion ?? rv;
-      cont = body.metadata?.continue ?? '';
-    } while (cont !== '' && !this.stopped);
+      rv = p.resourceVersion || rv;
+      cont = p.continue === '' ? undefined : p.continue;
+    } while (cont !== undefined && !this.stopped);
+    if (this.stopped) return true;
     this.stats.installed = true;
     this.stats.lists++;
+    delete this.stats.lastError;
     this.store.clear();
     for (const [k, v] of items) this.store.set(k, v);
     this.rv = rv;
@@ -148,61 +223,61 @@ export class ListWatch {
     return true;
   }
 
-  private async watchOnce(): Promise<void> {
-    const q = new URLSearchParams({
-      watch: 'true', resourceVersion: this.rv, allowWatchBookmarks: 'true',
-      timeoutSeconds: String(this.opts.watchTimeoutSeconds ?? 300),
-    });
+  /** One watch from the last version; resolves when it ends normally, rejects with KubeApiError. */
+  private watchOnce(): Promise<void> {
     this.stats.watches++;
+    const path = listPath(this.kind);
     let gone: KubeApiError | undefined;
-    const w = this.http.watch(`${listPath(this.kind)}?${q}`, (ev) => {
-      if (gone !== undefined) return;
-      const o = ev.object as KubeObject;
-      switch (ev.type) {
-        case 'ADDED':
-        case 'MODIFIED':
-          this.store.set(ListWatch.keyOf(o), { apiVersion: apiVersionOf(this.kind), kind: this.kind.kind, ...o });
-          this.advance(o);
-          this.onChange();
-          break;
-        case 'DELETED':
-          this.store.delete(ListWatch.keyOf(o));
-          this.advance(o);
-          this.onChange();
-          break;
-        case 'BOOKMARK':
-          this.stats.bookmarks++;
-          this.advance(o);
-          break;
-        case 'ERROR': {
-          const s = o as { code?: number; message?: string; reason?: string };
-          gone = new KubeApiError(`watch ${this.kind.plural}: ${s.message ?? s.reason ?? 'error event'}`, s.code);
-          this.abortWatch?.();
-          break;
+    return new Promise<void>((resolve, reject) => {
+      const onEvent = (type: string, obj: unknown) => {
+        if (gone !== undefined || this.stopped) return;
+        const o = obj as KubeObject;
+        switch (type) {
+          case 'ADDED':
+          case 'MODIFIED':
+            this.store.set(ListWatch.keyOf(o), { ...o, apiVersion: apiVersionOf(this.kind), kind: this.kind.kind });
+            this.advance(o);
+            this.onChange();
+            break;
+          case 'DELETED':
+            this.store.delete(ListWatch.keyOf(o));
+            this.advance(o);
+            this.onChange();
+            break;
+          case 'BOOKMARK':
+            this.stats.bookmarks++;
+            this.advance(o);
+            break;
+          case 'ERROR': {
+            const s = o as { code?: number; message?: string; reason?: string };
+            gone = new KubeApiError(`watch ${this.kind.plural}: ${s.message ?? s.reason ?? 'error event'}`, s.code);
+            this.abortWatch?.();
+            break;
+          }
+          default:
+            this.log.warn({ type }, 'unknown watch event type ignored');
         }
-        default:
-          this.log.warn({ type: ev.type }, 'unknown watch event type ignored');
-      }
+      };
+      const done = (err: unknown) => {
+        this.abortWatch = undefined;
+        if (gone !== undefined) reject(gone);
+        else if (this.stopped) resolve();
+        else if ((err as { name?: string } | null)?.name === 'TimeoutError') {
+          this.log.debug(`watch of ${this.kind.plural} idle for ${this.idleTimeoutMs} ms; watching again`);
+          resolve();
+        } else if (err) reject(kubeApiError(`watch ${this.kind.plural}`, this.server, err));
+        else { delete this.stats.lastError; resolve(); }
+      };
+      this.watcher.watch(path, { resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds: this.opts.watchTimeoutSeconds ?? 300 }, onEvent, done)
+        .then((ctl) => {
+          this.abortWatch = () => ctl.abort();
+          if (this.stopped || gone !== undefined) ctl.abort();
+        }, (err: unknown) => reject(kubeApiError(`watch ${this.kind.plural}`, this.server, err)));
     });
-    this.abortWatch = w.abort;
-    try {
-      await w.done;
-    } finally {
-      this.abortWatch = undefined;
-    }
-    if (gone !== undefined) throw gone;
   }
 
   private advance(o: KubeObject): void {
     const rv = o.metadata?.resourceVersion;
     if (typeof rv === 'string' && rv !== '') { this.rv = rv; this.stats.resourceVersion = rv; }
   }
-}
-
-function describe(body: unknown): string {
-  if (typeof body === 'object' && body !== null) {
-    const s = body as { message?: string; reason?: string };
-    return s.message ?? s.reason ?? JSON.stringify(body).slice(0, 200);
-  }
-  return String(body).slice(0, 200);
 }

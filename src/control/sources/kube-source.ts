@@ -1,8 +1,8 @@
 /**
  * The Kubernetes source (`ambit control --kubernetes [--kubeconfig FILE]`): list/watch of
  * Namespaces, Pods, Services, EndpointSlices, ServiceAccounts, Nodes and the mesh kinds
- * (kube/list-watch.ts: re-list on 410 Gone, bookmarks, reconnects with backoff), validated by the
- * model object by object and compiled together.
+ * (kube/list-watch.ts on @kubernetes/client-node: re-list on 410 Gone, bookmarks, reconnects with
+ * backoff), validated by the model object by object and compiled together.
  *
  * Invariants:
  * - Nothing is delivered before every watched kind has listed once (a half-listed cluster would
@@ -20,7 +20,8 @@ import { childLogger } from '../../util/log.js';
 import type { Diagnostic } from '../../model/diagnostics.js';
 import type { Resource } from '../../model/resource.js';
 import { parseObject } from '../../model/load/parse-object.js';
-import type { KubeHttp } from '../kube/kube-http.js';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { apiServerOf } from '../kube/kube-config.js';
 import { WATCHED_KINDS, type KubeKind } from '../kube/kube-kinds.js';
 import { ListWatch, type KubeObject, type ListWatchOptions } from '../kube/list-watch.js';
 import type { MeshCompiler } from '../model-port.js';
@@ -29,7 +30,8 @@ import type { ConfigSource, SourceSink, SourceStatus } from '../source.js';
 import { errorsOf, toProblem } from './problems.js';
 
 export interface KubeSourceOptions {
-  http: KubeHttp;
+  /** Where the API server is and how to authenticate (kube/kube-config.ts). */
+  kube: KubeConfig;
   compiler: MeshCompiler;
   /** Coalescing window for changes, ms (default 50). */
   debounceMs?: number;
@@ -61,8 +63,8 @@ export class KubeSource implements ConfigSource {
     this.log = childLogger('control.source.kube', opts.logger);
     this.projector = new Projector(opts.rootNamespace !== undefined ? { rootNamespace: opts.rootNamespace } : {});
     const lwOpts: ListWatchOptions = { ...opts.listWatch, logger: this.log };
-    this.watches = (opts.kinds ?? WATCHED_KINDS).map((k) => new ListWatch(opts.http, k, () => this.changed(), lwOpts));
-    this.st = { kind: 'kubernetes', location: opts.http.conn.server, synced: false, problems: [] };
+    this.watches = (opts.kinds ?? WATCHED_KINDS).map((k) => new ListWatch(opts.kube, k, () => this.changed(), lwOpts));
+    this.st = { kind: 'kubernetes', location: apiServerOf(opts.kube), synced: false, problems: [] };
   }
 
   status(): SourceStatus {

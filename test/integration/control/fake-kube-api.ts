@@ -12,12 +12,20 @@
  * - an RV older than the compaction point answers 200 with an ERROR event holding a Status with
  *   code 410 / reason Expired (as the watch cache does), then closes;
  * - Status objects for errors (401 without the bearer token, 404 for kinds not installed);
- * - TokenReview (POST /apis/authentication.k8s.io/v1/tokenreviews) from a table of tokens.
+ * - TokenReview (POST /apis/authentication.k8s.io/v1/tokenreviews) from a table of tokens;
+ * - HTTPS with a serving certificate (SANs 127.0.0.1 and localhost) from a CA minted at start,
+ *   `Content-Type: application/json` on every answer, watches as chunked streams; a client
+ *   (@kubernetes/client-node) reaches it through `writeKubeconfig()`, with the CA and a token.
  * Test controls: put/remove objects, compact history, cut every open watch (optionally with a
  * 410 ERROR first), fail the next N requests with a status.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import forge from 'node-forge';
+import { forgeSigningKey, generateRsaKeyPair } from '../../../src/identity/keys.js';
 
 export interface FakeKind { group: string; version: string; kind: string; plural: string }
 
@@ -55,10 +63,30 @@ export class FakeKubeApi {
   get resourceVersion(): string { return String(this.rev); }
   count(what: string): number { return this.requests.get(what) ?? 0; }
 
+  /** The CA that signed the serving certificate (PEM), after start(). */
+  caPem = '';
+  /** https://127.0.0.1:PORT, after start(). */
+  url = '';
+
   async start(): Promise<string> {
-    this.server = createServer((req, res) => this.handle(req, res));
+    const tls = await mintServingCertificate();
+    this.caPem = tls.caPem;
+    this.server = createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => this.handle(req, res));
     await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', () => r()));
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.url = `https://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this.url;
+  }
+
+  /** Writes a kubeconfig for this server (its CA, bearer `token`) into `dir`; returns its path. */
+  writeKubeconfig(dir: string, token: string, server = this.url): string {
+    const f = join(dir, 'kubeconfig');
+    writeFileSync(f, JSON.stringify({
+      apiVersion: 'v1', kind: 'Config', 'current-context': 'fake',
+      clusters: [{ name: 'fake', cluster: { server, 'certificate-authority-data': Buffer.from(this.caPem).toString('base64') } }],
+      users: [{ name: 'cp', user: { token } }],
+      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'cp' } }],
+    }), { mode: 0o600 });
+    return f;
   }
 
   async close(): Promise<void> {
@@ -151,6 +179,7 @@ export class FakeKubeApi {
     const m = /^\/(?:api\/v1|apis\/[^/]+\/[^/]+)\/([a-z]+)$/.exec(url.pathname);
     const plural = m?.[1];
     const kind = plural !== undefined ? this.kinds.get(plural) : undefined;
+    if (req.method === 'GET' && plural !== undefined && this.opts.notInstalled?.includes(plural)) this.requests.set(`list ${plural}`, this.count(`list ${plural}`) + 1);
     if (req.method !== 'GET' || kind === undefined || plural === undefined || this.opts.notInstalled?.includes(plural)) {
       json(404, status(404, 'NotFound', 'the server could not find the requested resource'));
       return;
@@ -218,6 +247,34 @@ export class FakeKubeApi {
     const t = Number(url.searchParams.get('timeoutSeconds') ?? '0');
     if (t > 0) timeout = setTimeout(() => w.close(), t * 1000);
   }
+}
+
+/** A throwaway CA and a serving certificate for 127.0.0.1 / localhost, minted per server. */
+async function mintServingCertificate(): Promise<{ caPem: string; certPem: string; keyPem: string }> {
+  const [caKeys, keys] = await Promise.all([generateRsaKeyPair(), generateRsaKeyPair()]);
+  const make = (publicKeyPem: string, serial: string, cn: string) => {
+    const c = forge.pki.createCertificate();
+    c.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
+    c.serialNumber = serial;
+    c.validity.notBefore = new Date(Date.now() - 60_000);
+    c.validity.notAfter = new Date(Date.now() + 24 * 3600_000);
+    c.setSubject([{ name: 'commonName', value: cn }]);
+    return c;
+  };
+  const ca = make(caKeys.publicKeyPem, '01', 'fake-kube-apiserver-ca');
+  ca.setIssuer(ca.subject.attributes);
+  ca.setExtensions([{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, critical: true }]);
+  ca.sign(forgeSigningKey(caKeys.privateKeyPem), forge.md.sha256.create());
+  const cert = make(keys.publicKeyPem, '02', 'kube-apiserver');
+  cert.setIssuer(ca.subject.attributes);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: true },
+    { name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }, { type: 2, value: 'localhost' }] },
+  ]);
+  cert.sign(forgeSigningKey(caKeys.privateKeyPem), forge.md.sha256.create());
+  return { caPem: forge.pki.certificateToPem(ca), certPem: forge.pki.certificateToPem(cert), keyPem: keys.privateKeyPem };
 }
 
 function key(o: Obj): string { return `${o.metadata.namespace ?? ''}/${o.metadata.name}`; }

@@ -1,6 +1,6 @@
 /**
  * The waypoint deployer against a small Kubernetes API server on loopback (real HTTP through the
- * control plane's KubeHttp client): objects created per waypoint Gateway and valid against the
+ * control plane's @kubernetes/client-node typed APIs): objects created per waypoint Gateway and valid against the
  * Kubernetes schemas, no writes when nothing changed, updates with resourceVersion that keep a
  * Service's clusterIP, objects of someone else left alone, RBAC refusals named, everything
  * removed when the Gateway goes.
@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigMap, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
-import { KubeHttp } from '../../../src/control/kube/kube-http.js';
+import { KubeConfig } from '@kubernetes/client-node';
 import { compile } from '../../../src/model/compile/compile.js';
 import { parseObjects } from '../../../src/model/load/load-paths.js';
 import type { Snapshot } from '../../../src/model/compile/snapshot.js';
@@ -98,11 +98,13 @@ const namespace = (n: string) => JSON.stringify({ apiVersion: 'v1', kind: 'Names
 async function setup(t: { teardown: (f: () => unknown) => void }) {
   const api = new TinyApi();
   const url = await api.start();
-  const http = new KubeHttp({ server: url });
-  t.teardown(async () => { http.close(); await api.stop(); });
+  // The library speaks plain http only with skipTLSVerify; TinyApi is loopback http.
+  const kube = new KubeConfig();
+  kube.loadFromClusterAndUser({ name: 'tiny', server: url, skipTLSVerify: true }, { name: 'control' });
+  t.teardown(() => api.stop());
   let snap = snapshotOf([namespace('shop'), gateway('shop', 'waypoint')].join('\n---\n'));
   let roots = ['-----BEGIN CERTIFICATE-----\nroot1\n-----END CERTIFICATE-----\n'];
-  const deployer = new WaypointDeployer({ http, snapshot: () => snap, roots: () => roots, image: 'registry.example/ambit:test' });
+  const deployer = new WaypointDeployer({ kube, snapshot: () => snap, roots: () => roots, image: 'registry.example/ambit:test' });
   return { api, deployer, setSnap: (s: Snapshot) => { snap = s; }, setRoots: (r: string[]) => { roots = r; } };
 }
 
