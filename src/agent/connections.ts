@@ -41,7 +41,8 @@ export interface ConnectionRecord {
    * Key-exchange group of the HBONE TLS connection carrying it (e.g. X25519MLKEM768, X25519):
    * outbound, as the client read it from its session; inbound, as the server read it from its
    * own; `unknown` if OpenSSL recorded none; undefined for connections without TLS (plaintext,
-   * passthrough, in-process delivery) and for refusals before any tunnel.
+   * passthrough, in-process delivery) and for outbound connections that never got a CONNECT
+   * stream (no route, every endpoint failed, or the destination refused the CONNECT).
    */
   tlsGroup: string | undefined;
   labels: TcpLabels;
