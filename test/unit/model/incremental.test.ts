@@ -234,6 +234,12 @@ spec:
   http: [{route: [{destination: {host: api, subset: nope, port: {number: 81}}}]}]
 ---
 apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: orphan, namespace: b}
+spec:
+  http: [{route: [{destination: {host: api}}]}]
+---
+apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: api, namespace: b}
 spec: {host: api, subsets: [{name: v9, labels: {version: v9}}]}
@@ -326,6 +332,9 @@ const DIAG_CHANGES: Record<string, () => Change> = {
   'another pod falls under the root L7 policy': () => ({ upsert: [one(pod('a', 'api-9', '198.19.1.90', { app: 'api' }))] }),
   'an L7 policy appears': () => ({ upsert: [one(policy('l7', 'a', '{selector: {matchLabels: {app: db}}, rules: [{to: [{operation: {methods: [POST]}}]}]}'))] }),
   'fix the broken VirtualService': () => ({ upsert: [one('apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: bad, namespace: b}\nspec:\n  hosts: [api]\n  http: [{route: [{destination: {host: api}}]}]\n')] }),
+  'a root VirtualService delegates to the orphan delegate': () => ({ upsert: [one('apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: root, namespace: b}\nspec:\n  hosts: [api]\n  http: [{delegate: {name: orphan}}]\n')] }),
+  'the delegate gets hosts': () => ({ upsert: [one('apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orphan, namespace: b}\nspec:\n  hosts: [api]\n  http: [{route: [{destination: {host: api}}]}]\n')] }),
+  'a second orphan delegate': () => ({ upsert: [one('apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orphan-2, namespace: a}\nspec:\n  http: [{route: [{destination: {host: web}}]}]\n')] }),
   'a subset gets a pod': () => ({ upsert: [one(pod('b', 'api-v9', '198.19.2.90', { app: 'api', version: 'v9' }))] }),
   'create the Service a DestinationRule names': () => ({ upsert: [one(service('b', 'ghost', '198.18.128.42', { app: 'api' }))] }),
   'create the HTTPRoute backend and port': () => ({ upsert: [one(service('c', 'absent', '198.18.128.43', { app: 'named' })), one(service('c', 'named', '198.18.128.11', { app: 'named' }, '[{name: http, port: 81, targetPort: http}]'))] }),
@@ -343,7 +352,7 @@ test('the broken mesh has a finding in every cross-reference check', (t) => {
   for (const c of ['AMBIT_REF_UNKNOWN_HOST', 'AMBIT_REF_UNKNOWN_SUBSET', 'AMBIT_REF_UNKNOWN_PORT', 'AMBIT_REF_SUBSET_NO_PODS', 'AMBIT_REF_UNKNOWN_SERVICE',
     'AMBIT_REF_SERVICE_NO_PODS', 'AMBIT_REF_DUPLICATE_IP', 'AMBIT_REF_UNKNOWN_TARGET_PORT', 'AMBIT_REF_UNKNOWN_WAYPOINT', 'AMBIT_REF_WAYPOINT_NO_PODS',
     'AMBIT_REF_UNKNOWN_NODE', 'AMBIT_REF_UNKNOWN_SERVICE_ACCOUNT', 'AMBIT_REF_UNKNOWN_NAMESPACE', 'AMBIT_REF_SELECTOR_NO_MATCH', 'AMBIT_REF_CONFLICT',
-    'AMBIT_POLICY_L7_WITHOUT_WAYPOINT', 'AMBIT_POLICY_RATE_LIMIT_WITHOUT_WAYPOINT'] as const) {
+    'AMBIT_POLICY_L7_WITHOUT_WAYPOINT', 'AMBIT_POLICY_RATE_LIMIT_WITHOUT_WAYPOINT', 'AMBIT_REF_DELEGATE_UNUSED'] as const) {
     t.true(codes.has(c), c);
   }
 });
