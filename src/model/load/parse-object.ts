@@ -6,7 +6,8 @@
  * - An object with any error-severity problem yields no resource: ambit never runs half a
  *   policy (dropping one bad `ipBlocks` entry would widen a rule), as the API server rejects it.
  * - Unknown fields are errors in objects from files (Istio's validation rejects them; a typo
- *   must not leave a setting silently missing), warnings under `allowUnknownFields`. Objects
+ *   must not leave a setting silently missing), warnings under `allowUnknownFields` and under
+ *   `status` (written by controllers, whose newer fields are not typos). Objects
  *   from the Kubernetes API default to warnings: the API server validated them already, so an
  *   unknown field there is a field newer than ambit's schema, not a typo.
  * - Warnings and infos (unimplemented features, kinds ambit does not model) keep the resource.
@@ -133,7 +134,11 @@ export function parseObject(raw: unknown, opts: ParseObjectOptions = {}): ParseR
       if (r !== INVALID) spec = r;
     } else if (key === 'status') {
       if (def.status === undefined || value === null || value === undefined) continue;
-      const r = def.status.parse(value, ['status'], ctx);
+      // Status is written by controllers, not people: a field newer than ambit's schema (a
+      // newer kubelet's) is no typo to refuse a Pod for, so unknown status fields only warn.
+      const statusCtx = new SchemaContext({ unknownFields: 'warn' });
+      const r = def.status.parse(value, ['status'], statusCtx);
+      ctx.issues.push(...statusCtx.issues);
       if (r !== INVALID) status = r;
     } else if (!def.otherFields?.includes(key)) {
       reportUnknownField(ctx, key, ['apiVersion', 'kind', 'metadata', 'spec', ...(def.status !== undefined ? ['status'] : []), ...(def.otherFields ?? [])], [key]);

@@ -317,3 +317,9 @@ test('kinds ambit does not model: one warning per kind, saying why, at the first
   t.regex(widgetMsg ?? '', /ambit does not model Widget \(example\.com\)/);
   t.deepEqual(r.resources, []);
 });
+
+test('unknown status fields (written by controllers) only warn: a newer kubelet does not get a Pod refused', (t) => {
+  const p = parseYaml('apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: app}\nspec: {containers: [{name: c}]}\nstatus:\n  podIP: 198.19.1.1\n  newKubeletField: {x: 1}\n');
+  t.deepEqual(p.diagnostics.map((d) => `${d.severity} ${d.code} ${d.path} ${d.line}`), ['warning AMBIT_SCHEMA_UNKNOWN_FIELD status.newKubeletField 7']);
+  t.is(p.resources.length, 1);
+});
