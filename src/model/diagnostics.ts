@@ -83,7 +83,7 @@ export const DIAGNOSTIC_CODES = {
   AMBIT_SCHEMA_TYPE: { severity: 'error', summary: 'a field has the wrong type' },
   AMBIT_SCHEMA_REQUIRED: { severity: 'error', summary: 'a required field is missing' },
   AMBIT_SCHEMA_ENUM: { severity: 'error', summary: 'a value is not one of the allowed values' },
-  AMBIT_SCHEMA_UNKNOWN_FIELD: { severity: 'error', summary: 'a field that the API does not define (typo?): the resource is refused, as Istio refuses it; a warning (the field is ignored) with --allow-unknown-fields and for objects from the Kubernetes API' },
+  AMBIT_SCHEMA_UNKNOWN_FIELD: { severity: 'error', summary: 'a field that the API does not define (typo?): the resource is refused, as Istio refuses it; a warning (the field is ignored) with --allow-unknown-fields, under status, and for objects from the Kubernetes API' },
   AMBIT_SCHEMA_UNIMPLEMENTED: { severity: 'warning', summary: 'a field or value the API defines but ambit does not implement' },
   AMBIT_SCHEMA_DEPRECATED: { severity: 'info', summary: 'a deprecated field; it still works' },
   AMBIT_SCHEMA_NOT_APPLIED: { severity: 'info', summary: 'a field ambit accepts and does not act on, with why (warning where that weakens a policy)' },
