@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiscoveryClient } from '../../../src/discovery/discovery-client.js';
 import { tempDir, waitFor } from './fixtures.js';
+import { eventually } from '../../helpers/eventually.js';
 import { namespaceYaml, podYaml, nodeYaml, serviceAccountYaml } from './mesh-yaml.js';
 
 const MAIN = join(import.meta.dirname, '..', '..', '..', 'src', 'cli', 'main.ts');
@@ -33,14 +34,9 @@ test('ambit control serves a folder and drains on SIGTERM', async (t) => {
   const p = start(['--config', cfg, '--token-file', join(tmp.dir, 'tokens'), '--ca-dir', join(tmp.dir, 'ca'), '--host', '127.0.0.1',
     '--grpc-tls-port', '0', '--grpc-plaintext-port', '0', '--metrics-port', '0', '--readiness-port', '0', '--debounce-ms', '40']);
   t.teardown(() => { p.child.kill('SIGKILL'); tmp.cleanup(); });
-  const deadline = Date.now() + 30_000;
-  let ports: { tls: number; plaintext: number; metrics: number } | undefined;
-  while (ports === undefined) {
-    if (Date.now() > deadline) t.fail(`no listening line; stderr: ${p.err()}`);
-    const line = p.out().split('\n').find((l) => l.includes('"control plane listening"'));
-    if (line) ports = (JSON.parse(line) as { ports: { tls: number; plaintext: number; metrics: number } }).ports;
-    else await new Promise((r) => setTimeout(r, 50));
-  }
+  const listening = () => p.out().split('\n').find((l) => l.includes('"control plane listening"'));
+  await eventually('the "control plane listening" line', () => listening() !== undefined, { timeoutMs: 30_000, intervalMs: 50, detail: () => `stderr: ${p.err()}` });
+  const { ports } = JSON.parse(listening() ?? '') as { ports: { tls: number; plaintext: number; metrics: number } };
   const root = readFileSync(join(tmp.dir, 'ca', 'root-cert.pem'), 'utf8');
   const c = new DiscoveryClient({ address: `127.0.0.1:${ports.tls}`, trustBundlePem: root, kind: 'agent', name: 'node-a', token: 'cli-token' });
   t.teardown(() => c.close());

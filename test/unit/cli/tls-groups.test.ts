@@ -12,6 +12,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { negotiatedGroup } from '../../../src/tunnel/tls-groups.js';
 import { tlsGroupsOption } from '../../../src/cli/lib/tls-groups.js';
 import { tempDir } from '../../integration/control/fixtures.js';
+import { eventually } from '../../helpers/eventually.js';
 
 const MAIN = join(import.meta.dirname, '..', '..', '..', 'src', 'cli', 'main.ts');
 
@@ -26,7 +27,7 @@ function run(command: string, args: string[]) {
 }
 
 /** Starts `ambit control` on a tiny folder with `extra` flags; resolves with its TLS port and the groups it logged. */
-async function control(t: { teardown: (f: () => void) => void; fail: (m: string) => void }, extra: string[]) {
+async function control(t: { teardown: (f: () => void) => void }, extra: string[]) {
   const tmp = tempDir('cli-groups');
   const cfg = join(tmp.dir, 'mesh');
   mkdirSync(cfg);
@@ -35,16 +36,10 @@ async function control(t: { teardown: (f: () => void) => void; fail: (m: string)
   const p = run('control', ['--config', cfg, '--token-file', join(tmp.dir, 'tokens'), '--ca-dir', join(tmp.dir, 'ca'), '--host', '127.0.0.1',
     '--grpc-tls-port', '0', '--grpc-plaintext-port', 'off', '--metrics-port', '0', '--readiness-port', '0', ...extra]);
   t.teardown(() => { p.child.kill('SIGKILL'); tmp.cleanup(); });
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const line = p.out().split('\n').find((l) => l.includes('"control plane listening"'));
-    if (line !== undefined) {
-      const parsed = JSON.parse(line) as { ports: { tls: number }; tlsGroups: string };
-      return { port: parsed.ports.tls, logged: parsed.tlsGroups };
-    }
-    if (Date.now() > deadline) { t.fail(`no listening line; stderr: ${p.err()}`); throw new Error('control plane did not start'); }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const listening = () => p.out().split('\n').find((l) => l.includes('"control plane listening"'));
+  await eventually('the "control plane listening" line', () => listening() !== undefined, { timeoutMs: 30_000, intervalMs: 50, detail: () => `stderr: ${p.err()}` });
+  const parsed = JSON.parse(listening() ?? '') as { ports: { tls: number }; tlsGroups: string };
+  return { port: parsed.ports.tls, logged: parsed.tlsGroups };
 }
 
 /** The group a client offering ambit's default groups negotiates with `port`. */
