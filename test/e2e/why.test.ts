@@ -13,6 +13,7 @@ import test, { type ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
+import { eventually } from '../helpers/eventually.js';
 import type { DemoMesh } from '../../src/demo/mesh.js';
 import { ECHO_VIP, REPO_ROOT } from '../../src/demo/mesh.js';
 import { CONTROL_ADDRESS, execIn } from '../../src/demo/cluster.js';
@@ -20,7 +21,6 @@ import { AMBIT, NEEDS, curl, servedBy, startMesh } from './helpers.js';
 
 let mesh: DemoMesh;
 let cleanup: (() => Promise<void>) | undefined;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 if (privilegeGap(NEEDS) === undefined) {
   test.before(async () => {
@@ -51,15 +51,8 @@ async function whyBoth(t: ExecutionContext, args: string[]): Promise<Why> {
   return a;
 }
 
-/** Retries `f` until it returns true (the mesh applies a folder change within a second or two). */
-async function eventually(f: () => Promise<boolean>, timeoutMs = 15_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await f()) return true;
-    await sleep(250);
-  }
-  return false;
-}
+/** Waits for `what` (the mesh applies a folder change within a second or two). */
+const applied = (what: string, f: () => Promise<boolean>): Promise<void> => eventually(what, f, { timeoutMs: 15_000, intervalMs: 250 });
 
 privilegedTest('allow at L4 with mutual TLS: pod to pod across nodes, to a service VIP, and on the same node', async (t: ExecutionContext) => {
   const echo2 = mesh.cluster.pod('echo-2').ip;
@@ -85,10 +78,10 @@ privilegedTest('deny at L4: a DENY policy for one service account — why names 
   const echo2 = mesh.cluster.pod('echo-2').ip;
   mesh.setResource('60-deny-client.yaml', readFileSync(join(REPO_ROOT, 'examples', 'demo', 'try', 'deny-client.yaml'), 'utf8'));
   t.teardown(() => mesh.setResource('60-deny-client.yaml', undefined));
-  t.true(await eventually(async () => (await why(['demo/client', 'demo/echo-2:8080'])).verdict === 'deny'), 'the control plane serves the policy');
+  await applied('the control plane to serve the policy (why says deny)', async () => (await why(['demo/client', 'demo/echo-2:8080'])).verdict === 'deny');
   const denied = await whyBoth(t, ['demo/client', 'demo/echo-2:8080']);
   t.like(denied, { verdict: 'deny', layer: 'L4', decidedBy: 'demo/deny-client' });
-  t.true(await eventually(async () => (await curl(mesh, 'client', `http://${echo2}:8080/`)).startsWith('ERR')), 'the cluster refuses it');
+  await applied('the cluster to refuse it', async () => (await curl(mesh, 'client', `http://${echo2}:8080/`)).startsWith('ERR'));
   const log = readFileSync(join(mesh.stateDir, 'logs', 'agent-node-2.log'), 'utf8');
   t.true(log.includes('"policy":"demo/deny-client"'), 'the agent names the same policy');
 
@@ -110,10 +103,10 @@ privilegedTest('STRICT mTLS: plaintext from outside the mesh is refused, as why 
 
   mesh.setResource('60-strict.yaml', 'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: strict, namespace: demo }\nspec: { mtls: { mode: STRICT } }\n');
   t.teardown(() => mesh.setResource('60-strict.yaml', undefined));
-  t.true(await eventually(async () => (await why(['legacy/outside', 'demo/echo-2:8080'])).verdict === 'deny'));
+  await applied('the control plane to serve STRICT (why says deny)', async () => (await why(['legacy/outside', 'demo/echo-2:8080'])).verdict === 'deny');
   const strict = await whyBoth(t, ['legacy/outside', 'demo/echo-2:8080']);
   t.like(strict, { verdict: 'deny', layer: 'L4', decidedBy: 'demo/strict', mtls: false });
-  t.true(await eventually(async () => (await curl(mesh, 'outside', `http://${echo2}:8080/`)).startsWith('ERR')), 'the cluster refuses plaintext');
+  await applied('the cluster to refuse plaintext', async () => (await curl(mesh, 'outside', `http://${echo2}:8080/`)).startsWith('ERR'));
   const meshed = await whyBoth(t, ['demo/client', 'demo/echo-2:8080']);
   t.like(meshed, { verdict: 'allow', mtls: true });
   t.is(servedBy(await curl(mesh, 'client', `http://${echo2}:8080/`)), 'echo-2', 'mesh traffic still flows under STRICT');
