@@ -60,10 +60,23 @@ export function parseTlsGroups(text: string): string[] {
   return groups;
 }
 
-/** The `ecdhCurve` option value for `groups` (default DEFAULT_TLS_GROUPS). */
+/**
+ * The `ecdhCurve` option value for `groups` (default DEFAULT_TLS_GROUPS): the groups in order of
+ * preference. When the first is a hybrid post-quantum group, the ClientHello carries a key share
+ * for it and for the first classical group after it (OpenSSL's `*` prefix), as browsers do: a
+ * classical-only peer then answers at once instead of with a HelloRetryRequest, a full round trip
+ * across nodes, for about 40 more bytes of ClientHello. Otherwise only the first group gets a
+ * share (OpenSSL's default).
+ */
 export function ecdhCurve(groups: readonly string[] = DEFAULT_TLS_GROUPS): string {
-  return groups.join(':');
+  const first = groups[0];
+  if (first === undefined || !isHybrid(first)) return groups.join(':');
+  const classical = groups.findIndex((g) => !isHybrid(g));
+  if (classical === -1) return groups.join(':');
+  return groups.map((g, i) => (i === 0 || i === classical ? `*${g}` : g)).join(':');
 }
+
+const isHybrid = (group: string): boolean => /MLKEM/i.test(group);
 
 /** IANA TLS Supported Groups code points, named as OpenSSL names them. */
 const NAMES = new Map<number, string>([

@@ -42,7 +42,7 @@ test('a classical-only subscriber still gets its view, over X25519', async (t) =
   t.deepEqual(tap.flight(0).serverHellos, [{ retry: false, group: X25519 }]);
 });
 
-test('a control plane told --tls-groups X25519 serves ambit subscribers over X25519 (after one HelloRetryRequest)', async (t) => {
+test('a control plane told --tls-groups X25519 serves ambit subscribers over X25519 at once (they sent an X25519 key share too)', async (t) => {
   const { client, tap } = await link(t, ['X25519']);
   t.true(client.view.all('WORKLOAD').has('default/web-1'));
   t.deepEqual(tap.flight(0).serverHellos, [{ retry: false, group: X25519 }]);

@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { HboneServer, type ConnectContext } from '../../../src/tunnel/server.js';
 import { HbonePool } from '../../../src/tunnel/pool.js';
 import { workloadSecureContext, spiffeServerIdentityCheck } from '../../../src/tunnel/tls-config.js';
-import { DEFAULT_TLS_GROUPS, groupName, negotiatedGroup, parseTlsGroups, sessionKexGroup, TlsGroupsError } from '../../../src/tunnel/tls-groups.js';
+import { DEFAULT_TLS_GROUPS, ecdhCurve, groupName, negotiatedGroup, parseTlsGroups, sessionKexGroup, TlsGroupsError } from '../../../src/tunnel/tls-groups.js';
 import { wireTap, type WireTap } from '../../helpers/tls-wire.js';
 import { makeFixture, tcpTarget, echo, CLIENT_ID, SERVER_ID, type Fixture, type Target } from './fixtures.js';
 
@@ -79,6 +79,14 @@ test('parseTlsGroups: the default, both separators, and each kind of bad list na
   t.regex(t.throws(() => parseTlsGroups('*X25519MLKEM768:X25519')).message, /not a group name/);
 });
 
+test('ecdhCurve: key shares for the hybrid group and the first classical one; a classical list is passed as is', (t) => {
+  t.is(ecdhCurve(), '*X25519MLKEM768:*X25519');
+  t.is(ecdhCurve(['X25519MLKEM768', 'X25519', 'secp256r1']), '*X25519MLKEM768:*X25519:secp256r1');
+  t.is(ecdhCurve(['X25519', 'X25519MLKEM768']), 'X25519:X25519MLKEM768');
+  t.is(ecdhCurve(['X25519']), 'X25519');
+  t.is(ecdhCurve(['X25519MLKEM768']), 'X25519MLKEM768');
+});
+
 test('sessionKexGroup reads nothing from what is not an OpenSSL session; unnamed code points print as hex', (t) => {
   t.is(sessionKexGroup(Buffer.alloc(0)), undefined);
   t.is(sessionKexGroup(Buffer.from('3003020101', 'hex')), undefined);
@@ -119,14 +127,14 @@ test('a classical-only client still connects to an ambit server, with X25519 and
   t.deepEqual(await handshakes(clientRegistry), { 'client/X25519': 1 });
 });
 
-test('an ambit client still connects to a classical-only server: one HelloRetryRequest, then X25519', async (t) => {
+test('an ambit client still connects to a classical-only server: it sent an X25519 share too, so no HelloRetryRequest', async (t) => {
   const end = await serverEnd(['X25519']);
   const pool = new HbonePool({ credentials: fx.identities });
   t.teardown(async () => { pool.destroy(); await end.close(); });
   const group = await roundTrip(pool, end, 'classical server');
   const flight = end.tap.flight(0);
-  t.deepEqual(flight.serverHellos, [{ retry: true, group: X25519 }, { retry: false, group: X25519 }]);
-  t.deepEqual(flight.clientHellos.map((h) => h.keyShareGroups), [[X25519MLKEM768], [X25519]]);
+  t.deepEqual(flight.serverHellos, [{ retry: false, group: X25519 }]);
+  t.deepEqual(flight.clientHellos.map((h) => h.keyShareGroups), [[X25519MLKEM768, X25519]]);
   t.is(group, 'X25519');
   t.is(end.seen[0]?.tlsGroup, 'X25519');
 });
@@ -157,5 +165,5 @@ test.serial('a renewed server certificate keeps the configured groups (setSecure
   t.not(end.server.certificateSerial(), before);
   const group = await roundTrip(pool, end, 'after renewal');
   t.is(group, 'X25519');
-  t.deepEqual(end.tap.flight(0).serverHellos, [{ retry: true, group: X25519 }, { retry: false, group: X25519 }]);
+  t.deepEqual(end.tap.flight(0).serverHellos, [{ retry: false, group: X25519 }]);
 });
