@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { logSink } from '../../helpers/log-sink.js';
+import { eventually } from '../../helpers/eventually.js';
 import { parseYamlText } from '../../../src/model/load/yaml-text.js';
 import { parseObject } from '../../../src/model/load/parse-object.js';
 import type { Resource } from '../../../src/model/resource.js';
@@ -64,6 +65,14 @@ export interface TestNode {
   lines: () => Record<string, unknown>[];
   setState(s: MeshState): void;
   close(): Promise<void>;
+}
+
+/** Waits until no connection is open on `nodes`: their access lines and close metrics are then written. */
+export function waitIdle(...nodes: TestNode[]): Promise<void> {
+  return eventually('every connection on the agents to close', () => nodes.every((n) => n.tracker.size === 0), {
+    timeoutMs: 3_000,
+    detail: () => `${nodes.map((n) => n.tracker.size).join(', ')} open`,
+  });
 }
 
 /**

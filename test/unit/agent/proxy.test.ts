@@ -12,7 +12,7 @@ import { OutboundProxy } from '../../../src/agent/outbound.js';
 import { InboundHbone, type PodHboneServer } from '../../../src/agent/inbound.js';
 import { InboundPlaintext } from '../../../src/agent/inbound-plaintext.js';
 import type { WorkloadView } from '../../../src/agent/mesh-state.js';
-import { destinationBox, echoApp, freePort, makeIdentities, metricText, roundTrip, stateFromYaml, testNode, type TestNode } from './helpers.js';
+import { destinationBox, echoApp, freePort, makeIdentities, metricText, roundTrip, stateFromYaml, testNode, waitIdle, type TestNode } from './helpers.js';
 
 const A = '127.0.0.3';
 const B = '127.0.0.4';
@@ -91,10 +91,6 @@ interface Ctx {
 }
 
 let c: Ctx;
-
-const waitIdle = async (...nodes: TestNode[]) => {
-  for (let i = 0; i < 200 && nodes.some((n) => n.tracker.size > 0); i++) await new Promise((r) => setTimeout(r, 10));
-};
 
 test.before(async () => {
   const closers: (() => unknown)[] = [];

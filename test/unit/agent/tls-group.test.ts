@@ -12,7 +12,7 @@ import { InboundHbone, type PodHboneServer } from '../../../src/agent/inbound.js
 import { adminServer, closeHttp, listenHttp } from '../../../src/agent/admin.js';
 import type { ConnectionRecord } from '../../../src/agent/connections.js';
 import type { WorkloadView } from '../../../src/agent/mesh-state.js';
-import { destinationBox, echoApp, freePort, makeIdentities, metricText, stateFromYaml, testNode, type TestNode } from './helpers.js';
+import { destinationBox, echoApp, freePort, makeIdentities, metricText, stateFromYaml, testNode, waitIdle, type TestNode } from './helpers.js';
 
 const A = '127.0.0.3';
 const CLIENT = '127.0.0.2';
@@ -96,10 +96,6 @@ async function held(client: string, port: number): Promise<Socket> {
   });
   return sock;
 }
-
-const waitIdle = async (...nodes: TestNode[]) => {
-  for (let i = 0; i < 300 && nodes.some((n) => n.tracker.size > 0); i++) await new Promise((r) => setTimeout(r, 10));
-};
 
 test.serial('two agents: X25519MLKEM768 in /connections on both ends, then in both access-log lines and the handshake counters', async (t) => {
   c.box.set({ address: A, port: c.app });
