@@ -15,6 +15,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
+import { eventually } from '../helpers/eventually.js';
 import type { DemoMesh } from '../../src/demo/mesh.js';
 import { TCP_ECHO_VIP, REPO_ROOT } from '../../src/demo/mesh.js';
 import { NEEDS, AMBIT, startMesh } from './helpers.js';
@@ -80,13 +81,8 @@ function collect(c: ChildProcess): { out: () => string } {
   return { out: () => out };
 }
 
-async function until(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Waits for `what` (output of the children, checked every 50 ms). */
+const until = (what: string, ok: () => boolean, timeoutMs: number): Promise<void> => eventually(what, ok, { timeoutMs, intervalMs: 50 });
 
 function summary<T>(text: string): T | undefined {
   const line = text.split('\n').find((l) => l.startsWith('DONE '));
