@@ -1,6 +1,6 @@
 // ambit native addon: the few syscalls Node lacks.
 //
-//  listenInNetns(netnsPath, specs)  listening TCP sockets created inside another network namespace;
+//  listenInNetns(netnsPath, specs)  listening TCP (or bound UDP, spec.udp) sockets created inside another network namespace;
 //                                   the fds go to net.Server.listen({ fd }). Runs on a fresh thread
 //                                   that setns()es and then exits, so no pooled thread (and never the
 //                                   main thread) is left in a foreign namespace.
@@ -44,6 +44,7 @@ struct ListenSpec {
   int port = 0;
   int backlog = 4096;
   bool optional = false; // failure yields fd -1 and a reason instead of failing the whole call
+  bool udp = false;      // a bound UDP socket (SO_REUSEPORT, so a successor agent can bind beside it) instead of a TCP listener
 };
 
 struct ListenResult {
@@ -61,7 +62,7 @@ int MakeListener(const ListenSpec &spec, SysError *err) {
     err->message = "not an IP address: " + spec.host;
     return -1;
   }
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = socket(ss.ss_family, (spec.udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
     err->err = errno;
     err->syscall = "socket";
@@ -69,6 +70,7 @@ int MakeListener(const ListenSpec &spec, SysError *err) {
   }
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (spec.udp) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
   if (bind(fd, reinterpret_cast<struct sockaddr *>(&ss), len) < 0) {
     err->err = errno;
@@ -77,7 +79,7 @@ int MakeListener(const ListenSpec &spec, SysError *err) {
     close(fd);
     return -1;
   }
-  if (listen(fd, spec.backlog) < 0) {
+  if (!spec.udp && listen(fd, spec.backlog) < 0) {
     err->err = errno;
     err->syscall = "listen";
     close(fd);
@@ -195,7 +197,7 @@ class NetnsWorker : public Napi::AsyncWorker {
   bool failed_ = false;
 };
 
-// listenInNetns(netnsPath, [{ host, port, backlog?, optional? }]) -> Promise<{ netnsCookie, fds, skipped }>
+// listenInNetns(netnsPath, [{ host, port, backlog?, optional?, udp? }]) -> Promise<{ netnsCookie, fds, skipped }>
 Napi::Value ListenInNetns(const Napi::CallbackInfo &info) {
   std::string path = ArgString(info, 0, "netnsPath");
   if (info.Length() < 2 || !info[1].IsArray()) {
@@ -212,6 +214,7 @@ Napi::Value ListenInNetns(const Napi::CallbackInfo &info) {
     s.port = o.Get("port").As<Napi::Number>().Int32Value();
     if (o.Get("backlog").IsNumber()) s.backlog = o.Get("backlog").As<Napi::Number>().Int32Value();
     s.optional = o.Get("optional").ToBoolean().Value();
+    s.udp = o.Get("udp").ToBoolean().Value();
     specs.push_back(s);
   }
   auto *w = new NetnsWorker(info.Env(), path, specs);

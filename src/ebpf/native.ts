@@ -73,6 +73,8 @@ export interface ListenSpec {
   backlog?: number;
   /** When true a failure yields fd -1 and a reason instead of failing the call (default false). */
   optional?: boolean;
+  /** A bound UDP socket (SO_REUSEPORT, no listen) instead of a TCP listener (default false). */
+  udp?: boolean;
 }
 
 export interface NativeAddon {
