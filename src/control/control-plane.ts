@@ -26,7 +26,7 @@ import { createControlMetrics, type ControlMetrics } from './metrics.js';
 import { protos } from './proto.js';
 import { ResourceTable, type ChangeSet } from './resource-table.js';
 import { ServingCertificate } from './serving-cert.js';
-import { ecdhCurve } from '../tunnel/tls-groups.js';
+import { DEFAULT_TLS_GROUPS } from '../tunnel/tls-groups.js';
 import type { ConfigProblem, ConfigSource, SourceSink } from './source.js';
 import { RESOURCE_KINDS, type MeshResource } from './mesh-resource.js';
 import { closeHttp, listenHttp, metricsServer, readinessServer, type AdminHandlers } from './admin-server.js';
@@ -137,7 +137,7 @@ export class ControlPlane {
     const metrics = await listenHttp(ms, this.opts.metricsPort ?? 15014, host);
     const readiness = await listenHttp(rs, this.opts.readinessPort ?? 15021, host);
     this.boundPorts = { tls, plaintext, metrics, readiness };
-    this.log.info({ ports: this.boundPorts, identity: this.identity, tlsGroups: ecdhCurve(this.opts.tlsGroups) }, 'control plane listening');
+    this.log.info({ ports: this.boundPorts, identity: this.identity, tlsGroups: (this.opts.tlsGroups ?? DEFAULT_TLS_GROUPS).join(':') }, 'control plane listening');
     await this.opts.source.start(this.sink());
   }
 
