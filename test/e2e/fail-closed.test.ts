@@ -12,6 +12,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
 import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
+import { eventually } from '../helpers/eventually.js';
 import type { DemoMesh } from '../../src/demo/mesh.js';
 import { execIn } from '../../src/demo/cluster.js';
 import { NEEDS, startMesh, curl, servedBy } from './helpers.js';
@@ -77,12 +78,7 @@ if (privilegeGap(needs) === undefined) {
 privilegedTest('PERMISSIVE: traffic from the external netns, masqueraded through node-2, reaches echo-2 (the path works)', async (t: ExecutionContext) => {
   t.is(servedBy(await curlFrom(EXT_NETNS, `http://${echo2}:8080/`)), 'echo-2');
   mesh.setResource('60-strict.yaml', 'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: strict, namespace: demo }\nspec: { mtls: { mode: STRICT } }\n');
-  let refused = false;
-  for (let i = 0; i < 40 && !refused; i++) {
-    refused = (await curl(mesh, 'outside', `http://${echo2}:8080/`)).startsWith('ERR');
-    if (!refused) await new Promise((r) => setTimeout(r, 250));
-  }
-  t.true(refused, 'STRICT took effect on echo-2');
+  await eventually('STRICT to take effect on echo-2', async () => (await curl(mesh, 'outside', `http://${echo2}:8080/`)).startsWith('ERR'), { timeoutMs: 10_000, intervalMs: 250 });
 }, needs);
 
 privilegedTest('agent alive, STRICT: plaintext from the outside pod and masqueraded external traffic are refused; a probe opened on node-2 reaches echo-2', async (t: ExecutionContext) => {

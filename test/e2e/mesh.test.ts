@@ -8,6 +8,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
+import { eventually } from '../helpers/eventually.js';
 import type { DemoMesh } from '../../src/demo/mesh.js';
 import { ECHO_VIP, TCP_ECHO_VIP, REPO_ROOT } from '../../src/demo/mesh.js';
 import { NEEDS, startMesh, curl, servedBy, HeldConnection, captureFabric } from './helpers.js';
@@ -83,23 +84,13 @@ privilegedTest('a service VIP spreads connections across endpoints on both nodes
 privilegedTest('a DENY policy for one service account stops exactly that client, naming the policy in the log', async (t: ExecutionContext) => {
   mesh.setResource('60-deny-client.yaml', readFileSync(join(REPO_ROOT, 'examples', 'demo', 'try', 'deny-client.yaml'), 'utf8'));
   const echo2 = mesh.cluster.pod('echo-2').ip;
-  let denied = false;
-  for (let i = 0; i < 40 && !denied; i++) {
-    denied = (await curl(mesh, 'client', `http://${echo2}:8080/`)).startsWith('ERR');
-    if (!denied) await new Promise((r) => setTimeout(r, 250));
-  }
-  t.true(denied, 'the client is refused');
+  await eventually('the client to be refused', async () => (await curl(mesh, 'client', `http://${echo2}:8080/`)).startsWith('ERR'), { timeoutMs: 10_000, intervalMs: 250 });
   t.is(servedBy(await curl(mesh, 'echo-1', `http://${echo2}:8080/`)), 'echo-2', 'another service account still gets through');
   const log = readFileSync(join(mesh.stateDir, 'logs', 'agent-node-2.log'), 'utf8');
   t.true(log.split('\n').some((l) => l.includes('inbound HBONE connection denied') && l.includes('"policy":"demo/deny-client"')));
   t.true((await mesh.agentMetrics('node-2')).includes('ambit_agent_denials_total{reason="authorization",policy="demo/deny-client",direction="inbound"}'));
   mesh.setResource('60-deny-client.yaml', undefined);
-  let ok = false;
-  for (let i = 0; i < 40 && !ok; i++) {
-    ok = servedBy(await curl(mesh, 'client', `http://${echo2}:8080/`)) === 'echo-2';
-    if (!ok) await new Promise((r) => setTimeout(r, 250));
-  }
-  t.true(ok, 'allowed again once the policy is removed');
+  await eventually('the client to be allowed again once the policy is removed', async () => servedBy(await curl(mesh, 'client', `http://${echo2}:8080/`)) === 'echo-2', { timeoutMs: 10_000, intervalMs: 250 });
 }, NEEDS);
 
 privilegedTest('STRICT mTLS refuses the pod outside the mesh; PERMISSIVE admits it', async (t: ExecutionContext) => {
@@ -107,21 +98,11 @@ privilegedTest('STRICT mTLS refuses the pod outside the mesh; PERMISSIVE admits 
   t.is(servedBy(await curl(mesh, 'outside', `http://${echo2}:8080/`)), 'echo-2', 'PERMISSIVE (the default) admits plaintext');
   const strict = 'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: strict, namespace: demo }\nspec: { mtls: { mode: STRICT } }\n';
   mesh.setResource('60-strict.yaml', strict);
-  let refused = false;
-  for (let i = 0; i < 40 && !refused; i++) {
-    refused = (await curl(mesh, 'outside', `http://${echo2}:8080/`)).startsWith('ERR');
-    if (!refused) await new Promise((r) => setTimeout(r, 250));
-  }
-  t.true(refused, 'STRICT refuses plaintext');
+  await eventually('STRICT to refuse plaintext', async () => (await curl(mesh, 'outside', `http://${echo2}:8080/`)).startsWith('ERR'), { timeoutMs: 10_000, intervalMs: 250 });
   t.is(servedBy(await curl(mesh, 'client', `http://${echo2}:8080/`)), 'echo-2', 'mesh traffic still flows under STRICT');
   const log = readFileSync(join(mesh.stateDir, 'logs', 'agent-node-2.log'), 'utf8');
   t.true(log.includes('"policy":"demo/strict"'));
   mesh.setResource('60-strict.yaml', strict.replace('STRICT', 'PERMISSIVE'));
-  let ok = false;
-  for (let i = 0; i < 40 && !ok; i++) {
-    ok = servedBy(await curl(mesh, 'outside', `http://${echo2}:8080/`)) === 'echo-2';
-    if (!ok) await new Promise((r) => setTimeout(r, 250));
-  }
-  t.true(ok, 'PERMISSIVE admits plaintext again');
+  await eventually('PERMISSIVE to admit plaintext again', async () => servedBy(await curl(mesh, 'outside', `http://${echo2}:8080/`)) === 'echo-2', { timeoutMs: 10_000, intervalMs: 250 });
   mesh.setResource('60-strict.yaml', undefined);
 }, NEEDS);
