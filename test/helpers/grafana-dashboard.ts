@@ -27,8 +27,9 @@ export class GrafanaDashboard {
   /** The queries of each panel that has any (titles need not be unique). */
   private readonly byPanel: DashboardQuery[][] = [];
 
-  constructor(readonly file: string, path: string) {
-    const d = JSON.parse(readFileSync(path, 'utf8')) as Dashboard;
+  /** `rewrite` (default none) edits each query and variable query before use, keeping the layout. */
+  constructor(readonly file: string, path: string, rewrite: (promql: string) => string = (q) => q) {
+    const d = JSON.parse(readFileSync(path, 'utf8'), (k, v: unknown) => (k === 'expr' || k === 'query') && typeof v === 'string' ? rewrite(v) : v) as Dashboard;
     this.variables = d.templating?.list ?? [];
     const walk = (ps: Panel[]) => {
       for (const p of ps) {
