@@ -76,29 +76,33 @@ function page(list: { metadata?: { resourceVersion?: string; _continue?: string 
   };
 }
 
+type Query = { limit: number; _continue?: string };
+const query = (limit: number, cont: string | undefined): Query => ({ limit, ...(cont !== undefined ? { _continue: cont } : {}) });
+
+/** Typed list calls of the built-in kinds ambit watches, by "group/Kind". */
+const BUILT_IN: Record<string, (kc: KubeConfig) => (q: Query) => Promise<Parameters<typeof page>[0]>> = {
+  '/Namespace': (kc) => { const api = kc.makeApiClient(CoreV1Api); return (q) => api.listNamespace(q); },
+  '/Pod': (kc) => { const api = kc.makeApiClient(CoreV1Api); return (q) => api.listPodForAllNamespaces(q); },
+  '/Service': (kc) => { const api = kc.makeApiClient(CoreV1Api); return (q) => api.listServiceForAllNamespaces(q); },
+  '/ServiceAccount': (kc) => { const api = kc.makeApiClient(CoreV1Api); return (q) => api.listServiceAccountForAllNamespaces(q); },
+  '/Node': (kc) => { const api = kc.makeApiClient(CoreV1Api); return (q) => api.listNode(q); },
+  'discovery.k8s.io/EndpointSlice': (kc) => { const api = kc.makeApiClient(DiscoveryV1Api); return (q) => api.listEndpointSliceForAllNamespaces(q); },
+};
+
 /** The library's list call for a kind: typed for the built-in kinds, CustomObjectsApi for CRDs. */
 function listerFor(kc: KubeConfig, kind: KubeKind): Lister {
-  const q = (limit: number, cont: string | undefined) => ({ limit, ...(cont !== undefined ? { _continue: cont } : {}) });
-  if (kind.group !== '' && kind.group !== 'discovery.k8s.io') {
-    const custom = kc.makeApiClient(CustomObjectsApi);
-    return async (limit, cont) => {
-      const list = await custom.listClusterCustomObject({ group: kind.group, version: kind.version, plural: kind.plural, ...q(limit, cont) }) as { metadata?: { resourceVersion?: string; continue?: string }; items?: KubeObject[] };
-      return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? '', continue: list.metadata?.continue ?? '' };
-    };
+  const typed = BUILT_IN[`${kind.group}/${kind.kind}`];
+  if (typed !== undefined) {
+    const list = typed(kc);
+    return async (limit, cont) => page(await list(query(limit, cont)));
   }
-  const core = kc.makeApiClient(CoreV1Api);
-  switch (`${kind.group}/${kind.kind}`) {
-    case '/Namespace': return async (l, c) => page(await core.listNamespace(q(l, c)));
-    case '/Pod': return async (l, c) => page(await core.listPodForAllNamespaces(q(l, c)));
-    case '/Service': return async (l, c) => page(await core.listServiceForAllNamespaces(q(l, c)));
-    case '/ServiceAccount': return async (l, c) => page(await core.listServiceAccountForAllNamespaces(q(l, c)));
-    case '/Node': return async (l, c) => page(await core.listNode(q(l, c)));
-    case 'discovery.k8s.io/EndpointSlice': {
-      const discovery = kc.makeApiClient(DiscoveryV1Api);
-      return async (l, c) => page(await discovery.listEndpointSliceForAllNamespaces(q(l, c)));
-    }
-    default: throw new ControlConfigError(`no list call for ${kind.kind} (${apiVersionOf(kind)}); add it to list-watch.ts`);
-  }
+  if (kind.group === '') throw new ControlConfigError(`no list call for ${kind.kind} (${apiVersionOf(kind)}); add it to BUILT_IN in list-watch.ts`);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  return async (limit, cont) => {
+    // CustomObjectsApi answers plain JSON, `continue` under its wire name.
+    const list = await custom.listClusterCustomObject({ group: kind.group, version: kind.version, plural: kind.plural, ...query(limit, cont) }) as { metadata?: { resourceVersion?: string; continue?: string }; items?: KubeObject[] };
+    return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? '', continue: list.metadata?.continue ?? '' };
+  };
 }
 
 export class ListWatch {

@@ -13,7 +13,7 @@
  *   code 410 / reason Expired (as the watch cache does), then closes;
  * - Status objects for errors (401 without the bearer token, 404 for kinds not installed);
  * - TokenReview (POST /apis/authentication.k8s.io/v1/tokenreviews) from a table of tokens;
- * - HTTPS with a serving certificate (SANs 127.0.0.1 and localhost) from a CA minted at start,
+ * - HTTPS with a serving certificate (SANs 127.0.0.1 and localhost) from a CA minted per process,
  *   `Content-Type: application/json` on every answer, watches as chunked streams; a client
  *   (@kubernetes/client-node) reaches it through `writeKubeconfig()`, with the CA and a token.
  * Test controls: put/remove objects, compact history, cut every open watch (optionally with a
@@ -249,8 +249,14 @@ export class FakeKubeApi {
   }
 }
 
-/** A throwaway CA and a serving certificate for 127.0.0.1 / localhost, minted per server. */
-async function mintServingCertificate(): Promise<{ caPem: string; certPem: string; keyPem: string }> {
+let minted: Promise<{ caPem: string; certPem: string; keyPem: string }> | undefined;
+/** A throwaway CA and a serving certificate for 127.0.0.1 / localhost, one per test process. */
+function mintServingCertificate(): Promise<{ caPem: string; certPem: string; keyPem: string }> {
+  minted ??= mint();
+  return minted;
+}
+
+async function mint(): Promise<{ caPem: string; certPem: string; keyPem: string }> {
   const [caKeys, keys] = await Promise.all([generateRsaKeyPair(), generateRsaKeyPair()]);
   const make = (publicKeyPem: string, serial: string, cn: string) => {
     const c = forge.pki.createCertificate();

@@ -19,12 +19,14 @@ import { tempDir } from './fixtures.js';
 
 const PODS = WATCHED_KINDS.find((k) => k.plural === 'pods') as KubeKind;
 const GATEWAYS = WATCHED_KINDS.find((k) => k.plural === 'gateways') as KubeKind;
+const AUTHZ = WATCHED_KINDS.find((k) => k.plural === 'authorizationpolicies') as KubeKind;
 
 function pod(name: string, node = 'node-a') {
   return { metadata: { name, namespace: 'default', labels: { app: name }, creationTimestamp: '2026-01-02T03:04:05Z' }, spec: { nodeName: node, serviceAccountName: 'default', containers: [{ name: 'main', image: 'x' }] }, status: { podIP: '198.19.0.9' } };
 }
 
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+/** Waits for a condition; the bound is generous because the test machines are shared (no timing is asserted). */
+async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -71,6 +73,19 @@ test('lists every page, then applies added, modified and deleted events in order
   t.is(lw.stats.errors, 0);
 });
 
+test('a CRD lists page by page through CustomObjectsApi and watches like a built-in kind', async (t) => {
+  const { api, make } = await setup(t);
+  for (const n of ['p1', 'p2', 'p3']) api.put('authorizationpolicies', { metadata: { name: n, namespace: 'shop' }, spec: { action: 'DENY' } });
+  const { lw } = make(AUTHZ, { pageSize: 2 });
+  await until(() => lw.synced, 'list');
+  t.is(api.count('list authorizationpolicies'), 2, 'three items in pages of two');
+  t.deepEqual([...lw.store.keys()].sort(), ['shop/p1', 'shop/p2', 'shop/p3']);
+  t.is((lw.store.get('shop/p1') as { apiVersion?: string }).apiVersion, 'security.istio.io/v1');
+  api.remove('authorizationpolicies', 'shop', 'p2');
+  await until(() => !lw.store.has('shop/p2'), 'deletion event');
+  t.is(lw.stats.resourceVersion, api.resourceVersion);
+});
+
 test('bookmarks advance the resourceVersion so a cut watch resumes without a re-list', async (t) => {
   const { api, make } = await setup(t);
   api.put('pods', pod('a'));
@@ -88,6 +103,20 @@ test('bookmarks advance the resourceVersion so a cut watch resumes without a re-
   await until(() => lw.store.has('default/b'), 'event after reconnect');
   t.is(api.count('list pods'), 1, 'no re-list: the bookmark version was still within history');
   t.is(lw.stats.relistsAfterGone, 0);
+});
+
+test('a watch that delivers nothing for idleTimeoutMs is opened again from the same version: no re-list, no error', async (t) => {
+  const { api, make } = await setup(t, { bookmarkIntervalMs: 60_000 });
+  api.put('pods', pod('a'));
+  const { lw } = make(PODS, { idleTimeoutMs: 300 });
+  await until(() => lw.synced, 'list');
+  await until(() => api.count('watch pods') >= 3, 'idle watches re-opened');
+  t.is(api.count('list pods'), 1, 'no re-list');
+  t.is(lw.stats.errors, 0, 'an idle watch is not an error');
+  t.is(lw.stats.lastError, undefined);
+  api.put('pods', pod('b'));
+  await until(() => lw.store.has('default/b'), 'event on a re-opened watch');
+  t.is(lw.stats.resourceVersion, api.resourceVersion);
 });
 
 test('410 Gone (an ERROR event on a compacted version) re-lists and converges, deletions during the gap included', async (t) => {

@@ -117,7 +117,7 @@ test('an API server that goes away: agents keep their view, /config_dump names t
   await c.start();
   await full;
   await api.close();
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 20_000;
   const podsDetail = () => (cp.configDump().source as { details: Record<string, { lastError?: string; objects: number; synced: boolean }> }).details['pods'];
   while (!/ECONNREFUSED/.test(podsDetail()?.lastError ?? '') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   const pods = podsDetail();
