@@ -11,7 +11,7 @@ import type { GatewayResource, HttpRouteResource } from '../kinds/gateway-api.js
 import { WAYPOINT_GATEWAY_CLASS } from '../kinds/gateway-api.js';
 import type { NamespaceResource } from '../kinds/core.js';
 import type { AuthorizationPolicyResource, PeerAuthenticationResource } from '../kinds/security.js';
-import type { DestinationRuleResource, VirtualServiceResource } from '../kinds/networking.js';
+import { vsAppliesToMesh, type DestinationRuleResource, type VirtualServiceResource } from '../kinds/networking.js';
 import type { LocalRateLimitResource } from '../kinds/ambit-rate-limit.js';
 import { refKey, type Resource } from '../resource.js';
 import type { ResolvedOptions } from './options.js';
@@ -152,7 +152,7 @@ export class BuildContext {
 
   /** VirtualServices naming `hostname`, in precedence order (see routes.ts). */
   virtualServicesFor(hostname: string): readonly VirtualServiceResource[] {
-    this.vsIndex ??= new HostIndex(this.virtualServices(), (vs) => vs.spec.hosts ?? [], this.options.clusterDomain, virtualServicesFor);
+    this.vsIndex ??= new HostIndex(this.virtualServices(), (vs) => (vsAppliesToMesh(vs.spec) ? vs.spec.hosts ?? [] : []), this.options.clusterDomain, virtualServicesFor);
     return this.vsIndex.lookup(hostname);
   }
 

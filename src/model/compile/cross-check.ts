@@ -40,7 +40,7 @@ import { describeRef, formatPath, severityOf, type Diagnostic, type DiagnosticCo
 import type { HttpRouteResource, GatewayResource } from '../kinds/gateway-api.js';
 import { WAYPOINT_GATEWAY_CLASS } from '../kinds/gateway-api.js';
 import type { PodResource, ServiceResource, NamespaceResource } from '../kinds/core.js';
-import type { DestinationRuleResource, VirtualServiceResource, VsDestinationSpec } from '../kinds/networking.js';
+import { vsAppliesToMesh, type DestinationRuleResource, type VirtualServiceResource, type VsDestinationSpec } from '../kinds/networking.js';
 import type { PeerAuthenticationResource } from '../kinds/security.js';
 import type { Resource } from '../resource.js';
 import { destinationRulesFor } from './destination-policy.js';
@@ -233,7 +233,8 @@ class Checker {
       const named = this.vss().some((root) => (root.spec.http ?? []).some((r) => r.delegate !== undefined && r.delegate.name === vs.ref.name && (r.delegate.namespace ?? root.ref.namespace) === vs.ref.namespace));
       if (!named) rep.add(vs, ['spec'], 'AMBIT_REF_DELEGATE_UNUSED', 'a VirtualService without hosts is a delegate, and no VirtualService delegates to it (http[].delegate), so it routes nothing; set hosts if it is not a delegate');
     }
-    (vs.spec.hosts ?? []).forEach((h, i) => {
+    // Hosts of a VirtualService bound only to ingress gateways are external names: not checked.
+    (vsAppliesToMesh(vs.spec) ? vs.spec.hosts ?? [] : []).forEach((h, i) => {
       const full = resolveHost(h, vs.ref.namespace, domain);
       if (isWildcard(full)) {
         let any = false;

@@ -5,6 +5,9 @@
  * Semantics kept from the sources:
  * - VirtualService: route weights are relative, as Istio treats them: they are normalised to
  *   percentages (1 and 3 become 25 and 75); one destination takes all the traffic.
+ * - VirtualService: only those that apply to the mesh (`gateways` absent, empty or listing
+ *   "mesh") route; one bound only to ingress gateways is ignored, as Istio ignores it for mesh
+ *   traffic.
  * - VirtualService: routes apply in the order written; the first match wins. When several
  *   VirtualServices name the same host, the oldest wins (Istio does not merge them); exact
  *   hosts beat wildcards.
@@ -19,7 +22,7 @@ import type { ResourceRef } from '../diagnostics.js';
 import { formatPath } from '../diagnostics.js';
 import { parseDurationMs } from '../duration.js';
 import type { HttpRouteFilterSpec, HttpRouteResource, HttpRouteRuleSpec } from '../kinds/gateway-api.js';
-import type { VirtualServiceResource, VsDestinationSpec, VsHeadersSpec, VsHttpMatchSpec, VsHttpRouteSpec } from '../kinds/networking.js';
+import { vsAppliesToMesh, type VirtualServiceResource, type VsDestinationSpec, type VsHeadersSpec, type VsHttpMatchSpec, type VsHttpRouteSpec } from '../kinds/networking.js';
 import type { StringMatchSpec } from '../schema/common.js';
 import { hostMatches, isWildcard, resolveHost, serviceHostname } from './hosts.js';
 import { compareAge } from './selectors.js';
@@ -304,6 +307,7 @@ export function virtualServicesFor(all: readonly VirtualServiceResource[], hostn
   const exact: VirtualServiceResource[] = [];
   const wild: VirtualServiceResource[] = [];
   for (const vs of all) {
+    if (!vsAppliesToMesh(vs.spec)) continue;
     let hit: 'exact' | 'wild' | undefined;
     for (const h of vs.spec.hosts ?? []) {
       const full = resolveHost(h, vs.ref.namespace, clusterDomain);

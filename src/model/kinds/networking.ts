@@ -169,20 +169,24 @@ const httpRoute = obj(
 
 const virtualServiceSpec = obj({
   hosts: opt(arr(host), 'absent or empty: a delegate VirtualService, valid without gateways, tls and tcp; warned when no http[].delegate names it'),
-  gateways: opt(
-    arr(
-      str({
-        check: (g) => (g === 'mesh' ? undefined : `gateway ${JSON.stringify(g)}: only "mesh" is implemented (ingress gateways are not)`),
-        code: 'AMBIT_SCHEMA_UNIMPLEMENTED',
-      }),
-    ),
-  ),
+  gateways: opt(arr(str({ minLength: 1 })), 'absent, empty or listing "mesh": the VirtualService routes mesh traffic (at the waypoint); other gateways are ingress gateways, not implemented: a VirtualService bound only to them is ignored, as Istio does not apply it to the mesh'),
   http: opt(arr(httpRoute)),
   tls: unimplemented(anyValue(), 'TLS-passthrough routes are not implemented; traffic is forwarded at L4'),
   tcp: unimplemented(anyValue(), 'TCP routes are not implemented; traffic is forwarded at L4'),
   exportTo: unimplemented(arr(str()), 'every object is visible mesh-wide'),
 }, {
   check(spec, path, ctx) {
+    const mesh = vsAppliesToMesh(spec);
+    (spec.gateways ?? []).forEach((g, i) => {
+      if (g === 'mesh') return;
+      ctx.report(
+        'AMBIT_SCHEMA_UNIMPLEMENTED',
+        mesh
+          ? `gateway ${JSON.stringify(g)}: ingress gateways are not implemented; this VirtualService routes mesh traffic only`
+          : `gateway ${JSON.stringify(g)}: ingress gateways are not implemented, and without "mesh" in gateways this VirtualService does not apply to mesh traffic: ambit ignores it`,
+        [...path, 'gateways', i],
+      );
+    });
     if ((spec.hosts ?? []).length > 0) return;
     // A delegate: Istio refuses what only a root VirtualService may carry.
     for (const field of ['gateways', 'tls', 'tcp'] as const) {
@@ -196,6 +200,15 @@ const virtualServiceSpec = obj({
     });
   },
 });
+
+/**
+ * Whether a VirtualService routes mesh traffic: `gateways` absent or empty (Istio's default,
+ * the reserved name "mesh"), or listing "mesh". One bound only to ingress gateways does not.
+ */
+export function vsAppliesToMesh(spec: { gateways?: readonly string[] }): boolean {
+  const g = spec.gateways;
+  return g === undefined || g.length === 0 || g.includes('mesh');
+}
 
 export const virtualServiceKind = defineKind({
   group: 'networking.istio.io',

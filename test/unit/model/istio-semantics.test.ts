@@ -297,20 +297,20 @@ test('objects from the Kubernetes API warn on unknown fields (the API server val
 
 test('kinds ambit does not model: one warning per kind, saying why, at the first object; Istio Gateway is one of them', async (t) => {
   const dir = tempDir(t);
-  const se = (n: string): string => `apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ${n}, namespace: app}\nspec: {hosts: [${n}.example.com], resolution: DNS}\n---\n`;
+  const se = (n: string): string => `apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: ${n}, namespace: app}\nspec: {egress: [{hosts: ["./*"]}]}\n---\n`;
   writeFileSync(join(dir, 'a.yaml'), se('one') + se('two') + 'apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: ingress, namespace: istio-system}\nspec: {selector: {istio: ingressgateway}, servers: []}\n');
   writeFileSync(join(dir, 'b.yaml'), se('three') + 'apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: f, namespace: app}\nspec: {}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g, namespace: app}\nspec: {}\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n');
   const r = await loadPaths([dir]);
   const rows = r.diagnostics.map((d) => `${d.severity} ${d.code} ${d.ignoredKind} ${d.count} ${d.file?.slice(dir.length + 1)}:${d.line}`);
   t.deepEqual(rows, [
-    'warning AMBIT_OBJECT_UNKNOWN_KIND networking.istio.io/ServiceEntry 3 a.yaml:2',
+    'warning AMBIT_OBJECT_UNKNOWN_KIND networking.istio.io/Sidecar 3 a.yaml:2',
     'warning AMBIT_OBJECT_UNKNOWN_KIND networking.istio.io/Gateway 1 a.yaml:12',
     'warning AMBIT_OBJECT_UNKNOWN_KIND networking.istio.io/EnvoyFilter 1 b.yaml:7',
     'warning AMBIT_OBJECT_UNKNOWN_KIND gateway.networking.k8s.io/GRPCRoute 1 b.yaml:12',
     'warning AMBIT_OBJECT_UNKNOWN_KIND example.com/Widget 1 b.yaml:17',
   ]);
   const [seMsg, gwMsg, efMsg, grpcMsg, widgetMsg] = r.diagnostics.map((d) => d.message);
-  t.regex(seMsg ?? '', /ServiceEntry .*ignored: ambit has no registry of external hosts.*\(3 objects; this is the first\)$/);
+  t.regex(seMsg ?? '', /Sidecar .*ignored: ambient mode has no sidecars.*\(3 objects; this is the first\)$/);
   t.regex(gwMsg ?? '', /ingress and egress gateways are not implemented yet/);
   t.regex(efMsg ?? '', /LocalRateLimit/);
   t.regex(grpcMsg ?? '', /HTTPRoute/);
@@ -322,4 +322,24 @@ test('unknown status fields (written by controllers) only warn: a newer kubelet 
   const p = parseYaml('apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: app}\nspec: {containers: [{name: c}]}\nstatus:\n  podIP: 198.19.1.1\n  newKubeletField: {x: 1}\n');
   t.deepEqual(p.diagnostics.map((d) => `${d.severity} ${d.code} ${d.path} ${d.line}`), ['warning AMBIT_SCHEMA_UNKNOWN_FIELD status.newKubeletField 7']);
   t.is(p.resources.length, 1);
+});
+
+test('a VirtualService bound only to ingress gateways does not route mesh traffic (as in Istio), and its hosts are not checked', (t) => {
+  const vs = (gateways: string): string => `${MESH}apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ingress, namespace: app}
+spec:
+  hosts: [web, shop.example.com]
+  gateways: ${gateways}
+  http:
+  - route: [{destination: {host: web, subset: v2}}]
+`;
+  const ingressOnly = analyzeYaml(vs('[istio-system/public-gateway]'));
+  t.deepEqual(ingressOnly.map((d) => `${d.severity} ${d.code} ${d.path}`), ['warning AMBIT_SCHEMA_UNIMPLEMENTED spec.gateways[0]'], 'no unknown-host error for shop.example.com');
+  t.regex(ingressOnly[0]?.message ?? '', /without "mesh" in gateways this VirtualService does not apply to mesh traffic/);
+  t.deepEqual(compileYaml(t, vs('[istio-system/public-gateway]')).service('app/web')?.routes, [], 'the mesh keeps its default route');
+  const both = compileYaml(t, vs('[mesh, istio-system/public-gateway]').replace('shop.example.com', 'web.app.svc.cluster.local'));
+  const action = both.service('app/web')?.routes[0]?.action;
+  t.deepEqual(action?.type === 'forward' ? action.destinations.map((d) => d.subset) : [], ['v2'], 'with "mesh" listed it routes');
+  t.regex(analyzeYaml(vs('[mesh, gw]')).find((d) => d.code === 'AMBIT_SCHEMA_UNIMPLEMENTED')?.message ?? '', /routes mesh traffic only/);
 });
