@@ -8,19 +8,17 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEMO_EXAMPLES, ECHO_VIP, type DemoMesh } from '../../src/demo/mesh.js';
+import { eventually } from '../helpers/eventually.js';
 
 export async function routeEchoThroughWaypoint(mesh: DemoMesh, timeoutMs = 30_000): Promise<void> {
   mesh.setResource('60-waypoint.yaml', readFileSync(join(DEMO_EXAMPLES, 'try', 'waypoint.yaml'), 'utf8'));
   await mesh.startWaypoint();
   mesh.bindWaypoint('echo', 'waypoint');
   // The agents and the waypoint pick the binding up from their next push.
-  const deadline = Date.now() + timeoutMs;
   let last = '';
-  for (;;) {
+  await eventually('requests to the echo VIP to go through the waypoint', async () => {
     const r = await mesh.exec('client', 'curl', ['-s', '-S', '-m', '4', '-i', `http://${ECHO_VIP}/`], 10_000);
     last = r.code === 0 ? r.stdout.slice(0, r.stdout.indexOf('\r\n\r\n')) : `curl exit ${r.code}: ${r.stderr.trim()}`;
-    if (/^x-ambit-route:/im.test(last)) return;
-    if (Date.now() > deadline) throw new Error(`requests to the echo VIP never went through the waypoint in ${timeoutMs} ms; last answer: ${last}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
+    return /^x-ambit-route:/im.test(last);
+  }, { timeoutMs, intervalMs: 300, detail: () => `${last}; logs in ${mesh.stateDir}/logs` });
 }

@@ -9,13 +9,14 @@
  * legs: client agent -> waypoint, waypoint -> endpoint agent (peer = the waypoint).
  */
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
-import { DemoMesh, ECHO_VIP, DEMO_EXAMPLES } from '../../src/demo/mesh.js';
+import { DemoMesh, ECHO_VIP } from '../../src/demo/mesh.js';
 import { execIn } from '../../src/demo/cluster.js';
 import { AMBIT, NEEDS } from './helpers.js';
+import { routeEchoThroughWaypoint } from './demo-waypoint.js';
 
 const WAYPOINT_ID = 'spiffe://cluster.local/ns/demo/sa/waypoint';
 
@@ -63,18 +64,7 @@ if (privilegeGap(NEEDS) === undefined) {
     mesh = await DemoMesh.up({ prefix, stateDir, command: AMBIT, ambient: true, waypoint: true, agentArgs: ['--drain-ms', '1000'] });
     await mesh.waitCaptured(['client', 'echo-1', 'echo-2'], true);
     // What a user does: declare the waypoint (and its routes and policy), run it, bind the Service.
-    mesh.setResource('60-waypoint.yaml', readFileSync(join(DEMO_EXAMPLES, 'try', 'waypoint.yaml'), 'utf8'));
-    await mesh.startWaypoint();
-    mesh.bindWaypoint('echo', 'waypoint');
-    // The agents and the waypoint pick the binding up from their next push.
-    const deadline = Date.now() + 30_000;
-    let last: Answer | undefined;
-    for (;;) {
-      last = await get('/');
-      if (last.headers['x-ambit-route'] !== undefined) break;
-      if (Date.now() > deadline) throw new Error(`requests to the echo VIP never went through the waypoint; last answer: ${last.status} ${JSON.stringify(last.headers)} ${last.body.slice(0, 200)}; logs in ${stateDir}/logs`);
-      await new Promise((r) => setTimeout(r, 300));
-    }
+    await routeEchoThroughWaypoint(mesh);
   });
   test.after.always(async () => {
     await cleanup?.();
