@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
+import { eventually } from '../helpers/eventually.js';
 import { DemoMesh, REPO_ROOT } from '../../src/demo/mesh.js';
 import { CONTROL_ADDRESS, execIn } from '../../src/demo/cluster.js';
 import { AMBIT, NEEDS as MESH_NEEDS, curl, servedBy } from './helpers.js';
@@ -22,7 +23,6 @@ let mesh: DemoMesh;
 let stateDir: string | undefined;
 let prom: Prometheus | undefined;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 if (privilegeGap(NEEDS) === undefined) {
   test.before(async () => {
@@ -79,12 +79,7 @@ privilegedTest('denials are counted per node and policy, and increase with each 
   const echo2 = mesh.cluster.pod('echo-2').ip;
   mesh.setResource('60-deny-client.yaml', readFileSync(join(REPO_ROOT, 'examples', 'demo', 'try', 'deny-client.yaml'), 'utf8'));
   t.teardown(() => mesh.setResource('60-deny-client.yaml', undefined));
-  let denied = false;
-  for (let i = 0; i < 40 && !denied; i++) {
-    denied = (await curl(mesh, 'client', `http://${echo2}:8080/`)).startsWith('ERR');
-    if (!denied) await sleep(250);
-  }
-  t.true(denied, 'the policy refuses the client');
+  await eventually('the policy to refuse the client', async () => (await curl(mesh, 'client', `http://${echo2}:8080/`)).startsWith('ERR'), { timeoutMs: 10_000, intervalMs: 250 });
   const q = 'sum by (node, policy) (ambit_agent_denials_total{policy="demo/deny-client"})';
   const first = await until(q, (v) => (v['node-2'] ?? 0) > 0);
   for (let i = 0; i < 3; i++) t.true((await curl(mesh, 'client', `http://${echo2}:8080/`)).startsWith('ERR'));
