@@ -11,7 +11,10 @@
  * - PeerAuthentication, AuthorizationPolicy: workloads of its namespace (all of them when in the
  *   root namespace).
  * - Service: itself. HTTPRoute: the Services named by its parentRefs, before and after.
- * - VirtualService, DestinationRule: the Services of its hosts (all on a wildcard host).
+ * - VirtualService, DestinationRule: the Services of its hosts (all on a wildcard host), and
+ *   every ServiceEntry host when there is a ServiceEntry.
+ * - ServiceEntry: every ServiceEntry host (service-entry.ts: VIP allocation spans all of them);
+ *   also a Pod of a namespace with a selecting ServiceEntry, or whose address is an endpoint.
  * - Gateway: its waypoint, and every workload and Service bound to it (its existence decides
  *   whether their binding resolves).
  * - LocalRateLimit: the Services its targetRefs name, before and after, and every Service bound
@@ -40,12 +43,15 @@ import {
   KIND_NAMESPACE,
   KIND_POD,
   KIND_SERVICE,
+  KIND_SERVICE_ENTRY,
   KIND_VIRTUAL_SERVICE,
   KIND_AUTHORIZATION_POLICY,
   KIND_PEER_AUTHENTICATION,
   ResourceIndex,
 } from './resource-index.js';
 import { buildService } from './service.js';
+import { buildServiceEntryServices } from './service-entry.js';
+import type { ServiceEntryResource } from '../kinds/service-entry.js';
 import { serviceSelects, buildWorkload } from './workload.js';
 import { buildWaypoint } from './waypoint.js';
 import { httpRouteParents } from './routes.js';
@@ -78,6 +84,8 @@ interface Dirty {
   allServices: boolean;
   waypoints: Set<string>;
   allWaypoints: boolean;
+  /** Rebuild every ServiceEntry host. */
+  entries: boolean;
 }
 
 function emptyDirty(all: boolean): Dirty {
@@ -90,6 +98,7 @@ function emptyDirty(all: boolean): Dirty {
     allServices: all,
     waypoints: new Set(),
     allWaypoints: all,
+    entries: all,
   };
 }
 
@@ -158,6 +167,7 @@ function emptyState(options: ReturnType<typeof resolveOptions>): SnapshotState {
     services: PersistentMap.empty(),
     servicesByVip: PersistentMap.empty(),
     servicesByNamespace: PersistentMap.empty(),
+    serviceEntryKeys: new Set(),
     waypoints: new Map(),
   };
 }
@@ -207,6 +217,7 @@ function rebuild(prev: SnapshotState, resources: ResourceIndex, authz: ReadonlyM
   const addedS: MeshService[] = [];
   const sUpdates: [string, MeshService | undefined][] = [];
   for (const key of svcKeys) {
+    if (prev.serviceEntryKeys.has(key)) continue; // rebuilt below
     const old = prev.services.get(key);
     const slash = key.indexOf('/');
     const ns = key.slice(0, slash);
@@ -215,6 +226,34 @@ function rebuild(prev: SnapshotState, resources: ResourceIndex, authz: ReadonlyM
     if (old !== undefined) removedS.push(old);
     if (next !== undefined) addedS.push(next);
     sUpdates.push([key, next]);
+  }
+  let serviceEntryKeys = prev.serviceEntryKeys;
+  if (dirty.entries) {
+    const built = buildServiceEntryServices(resources.list<ServiceEntryResource>(KIND_SERVICE_ENTRY), ctx, {
+      workloadsInNamespace: (ns) => workloadsByNamespace.get(ns) ?? [],
+      workloadByIp: (ip) => {
+        const k = workloadsByIp.get(ip)?.[0];
+        return k === undefined ? undefined : workloads.get(k);
+      },
+    });
+    const live = new Set(built.map((s) => s.key));
+    for (const key of prev.serviceEntryKeys) {
+      if (live.has(key)) continue;
+      const old = prev.services.get(key);
+      if (old !== undefined) removedS.push(old);
+      sUpdates.push([key, undefined]);
+      svcKeys.add(key);
+    }
+    for (const next of built) {
+      const old = prev.services.get(next.key);
+      // An unchanged host keeps its object, so its projection is not sent again.
+      if (old !== undefined && !full && JSON.stringify(old) === JSON.stringify(next)) continue;
+      if (old !== undefined) removedS.push(old);
+      addedS.push(next);
+      sUpdates.push([next.key, next]);
+      svcKeys.add(next.key);
+    }
+    serviceEntryKeys = live;
   }
   const services = full ? PersistentMap.adopt(new Map(addedS.map((s) => [s.key, s]))) : prev.services.with(sUpdates);
   const vipsOf = (s: MeshService): { key: string; addrs: readonly string[] } => ({ key: s.key, addrs: s.vips });
@@ -261,6 +300,7 @@ function rebuild(prev: SnapshotState, resources: ResourceIndex, authz: ReadonlyM
     services,
     servicesByVip,
     servicesByNamespace,
+    serviceEntryKeys,
     waypoints,
   };
 }
@@ -288,6 +328,11 @@ function markDirty(c: Changed, prev: SnapshotState, dirty: Dirty): void {
   switch (kind) {
     case KIND_POD: {
       dirty.workloads.add(`${ns}/${any.ref.name}`);
+      if (!dirty.entries) {
+        const ips = new Set(both.flatMap((p) => (p as PodResource).status?.podIPs?.map((x) => x.ip) ?? [(p as PodResource).status?.podIP ?? '']));
+        dirty.entries = prev.resources.list<ServiceEntryResource>(KIND_SERVICE_ENTRY).some((se) =>
+          (se.ref.namespace === ns && se.spec.workloadSelector !== undefined) || (se.spec.endpoints ?? []).some((e) => e.address !== undefined && ips.has(e.address)));
+      }
       for (const svc of prev.servicesByNamespace.get(ns) ?? []) {
         if (both.some((p) => podSelectedBy(svc, p as PodResource))) dirty.services.add(svc.key);
       }
@@ -312,8 +357,12 @@ function markDirty(c: Changed, prev: SnapshotState, dirty: Dirty): void {
     case KIND_HTTP_ROUTE:
       for (const r of both) for (const p of httpRouteParents(r as HttpRouteResource)) dirty.services.add(p.service);
       break;
+    case KIND_SERVICE_ENTRY:
+      dirty.entries = true;
+      break;
     case KIND_VIRTUAL_SERVICE:
     case KIND_DESTINATION_RULE: {
+      if (prev.resources.list(KIND_SERVICE_ENTRY).length > 0) dirty.entries = true;
       for (const r of both) {
         const hosts = kind === KIND_VIRTUAL_SERVICE ? (r as VirtualServiceResource).spec.hosts ?? [] : [(r as DestinationRuleResource).spec.host];
         for (const h of hosts) {

@@ -6,6 +6,11 @@ export interface CompileOptions {
   clusterDomain?: string;
   /** Istio root namespace: its policies without selector apply mesh-wide (default `istio-system`). */
   rootNamespace?: string;
+  /**
+   * IPv4 block from which ServiceEntry hosts without `addresses` get a VIP, deterministically
+   * from the host name (default `240.240.0.0/16`, Istio's auto-allocation range).
+   */
+  serviceEntryVipRange?: string;
 }
 
 export type ResolvedOptions = Readonly<Required<CompileOptions>>;
@@ -15,5 +20,6 @@ export function resolveOptions(o: CompileOptions = {}): ResolvedOptions {
     trustDomain: o.trustDomain ?? 'cluster.local',
     clusterDomain: o.clusterDomain ?? 'cluster.local',
     rootNamespace: o.rootNamespace ?? 'istio-system',
+    serviceEntryVipRange: o.serviceEntryVipRange ?? '240.240.0.0/16',
   });
 }

@@ -82,6 +82,7 @@ export const KIND_AUTHORIZATION_POLICY = 'security.istio.io/AuthorizationPolicy'
 export const KIND_REQUEST_AUTHENTICATION = 'security.istio.io/RequestAuthentication';
 export const KIND_VIRTUAL_SERVICE = 'networking.istio.io/VirtualService';
 export const KIND_DESTINATION_RULE = 'networking.istio.io/DestinationRule';
+export const KIND_SERVICE_ENTRY = 'networking.istio.io/ServiceEntry';
 export const KIND_HTTP_ROUTE = 'gateway.networking.k8s.io/HTTPRoute';
 export const KIND_GATEWAY = 'gateway.networking.k8s.io/Gateway';
 export const KIND_LOCAL_RATE_LIMIT = 'ambit.dev/LocalRateLimit';

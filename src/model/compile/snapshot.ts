@@ -15,7 +15,7 @@ import type { Diagnostic, ResourceRef } from '../diagnostics.js';
 import type { CheckDelta, CrossCheckResult } from './cross-check.js';
 import type { NamespaceResource, NodeResource } from '../kinds/core.js';
 import { refKey, type Resource } from '../resource.js';
-import { hostMatches, resolveHost } from './hosts.js';
+import { hostMatches, isWildcard, resolveHost } from './hosts.js';
 import type { ResolvedOptions } from './options.js';
 import type { PersistentMap } from './persistent-map.js';
 import { KIND_NAMESPACE, KIND_NODE, type ResourceIndex } from './resource-index.js';
@@ -46,6 +46,8 @@ export interface SnapshotState {
   readonly services: PersistentMap<string, MeshService>;
   readonly servicesByVip: PersistentMap<string, readonly string[]>;
   readonly servicesByNamespace: PersistentMap<string, readonly MeshService[]>;
+  /** Keys (`namespace/host`) of the services compiled from ServiceEntry hosts. */
+  readonly serviceEntryKeys: ReadonlySet<string>;
   readonly waypoints: ReadonlyMap<string, Waypoint>;
 }
 
@@ -318,10 +320,36 @@ export class Snapshot {
   serviceByHost(host: string, fromNamespace?: string): MeshService | undefined {
     const fqdn = fromNamespace !== undefined ? resolveHost(host, fromNamespace, this.options.clusterDomain) : host;
     const suffix = `.svc.${this.options.clusterDomain}`;
-    if (!fqdn.endsWith(suffix)) return undefined;
-    const parts = fqdn.slice(0, -suffix.length).split('.');
-    if (parts.length !== 2) return undefined;
-    return this.state.services.get(`${parts[1]}/${parts[0]}`);
+    if (fqdn.endsWith(suffix)) {
+      const parts = fqdn.slice(0, -suffix.length).split('.');
+      const svc = parts.length === 2 ? this.state.services.get(`${parts[1]}/${parts[0]}`) : undefined;
+      if (svc !== undefined) return svc;
+    }
+    return this.serviceEntryByHost(fqdn);
+  }
+
+  private entryHosts: Map<string, MeshService> | undefined;
+  private entryWildcards: MeshService[] | undefined;
+
+  /**
+   * The ServiceEntry service of a host: an entry declaring exactly this host (the smallest key
+   * when several namespaces do), else the longest wildcard entry host covering it.
+   */
+  serviceEntryByHost(fqdn: string): MeshService | undefined {
+    if (this.entryHosts === undefined || this.entryWildcards === undefined) {
+      const exact = new Map<string, MeshService>();
+      const wild: MeshService[] = [];
+      for (const key of [...this.state.serviceEntryKeys].sort()) {
+        const s = this.state.services.get(key);
+        if (s === undefined) continue;
+        if (isWildcard(s.hostname)) wild.push(s);
+        else if (!exact.has(s.hostname)) exact.set(s.hostname, s);
+      }
+      wild.sort((a, b) => b.hostname.length - a.hostname.length);
+      this.entryHosts = exact;
+      this.entryWildcards = wild;
+    }
+    return this.entryHosts.get(fqdn) ?? (isWildcard(fqdn) ? undefined : this.entryWildcards.find((s) => hostMatches(s.hostname, fqdn)));
   }
 
   /** Services whose hostname a (possibly wildcard) host covers. */

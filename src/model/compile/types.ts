@@ -101,6 +101,21 @@ export interface Endpoint {
   /** Service port → resolved target port on this pod (named ports resolved per pod). */
   readonly ports: Readonly<Record<number, number>>;
   readonly labels: Readonly<Record<string, string>>;
+  /**
+   * A ServiceEntry DNS endpoint: the name the agent resolves when it connects (`ip` is then
+   * empty). Absent for every other endpoint.
+   */
+  readonly hostname?: string;
+}
+
+/** What a service compiled from a ServiceEntry host adds (absent for Kubernetes Services). */
+export interface ServiceEntryFacts {
+  readonly location: 'MESH_EXTERNAL' | 'MESH_INTERNAL';
+  readonly resolution: 'NONE' | 'STATIC' | 'DNS' | 'DNS_ROUND_ROBIN' | 'DYNAMIC_DNS';
+  /** CIDR blocks of `addresses` (plain addresses are the service's `vips`). */
+  readonly addressRanges: readonly string[];
+  /** The VIP was auto-allocated (the entry has no `addresses`). */
+  readonly autoAllocated: boolean;
 }
 
 export interface MeshService {
@@ -131,6 +146,11 @@ export interface MeshService {
    */
   readonly rateLimits: readonly RateLimitPolicy[];
   readonly source: ResourceRef;
+  /**
+   * Present for a host of a ServiceEntry (then `key` is `namespace/host`, `name` and `hostname`
+   * the host, `source` the ServiceEntry); absent for a Kubernetes Service.
+   */
+  readonly serviceEntry?: ServiceEntryFacts;
 }
 
 export interface Waypoint {

@@ -5,6 +5,7 @@
 import { namespaceKind, nodeKind, podKind, serviceAccountKind, serviceKind } from './core.js';
 import { authorizationPolicyKind, peerAuthenticationKind, requestAuthenticationKind } from './security.js';
 import { destinationRuleKind, virtualServiceKind } from './networking.js';
+import { serviceEntryKind } from './service-entry.js';
 import { gatewayKind, httpRouteKind } from './gateway-api.js';
 import { localRateLimitKind } from './ambit-rate-limit.js';
 import { kindKey } from '../resource.js';
@@ -21,6 +22,7 @@ export const KINDS: readonly KindDefinition<unknown, unknown>[] = [
   requestAuthenticationKind,
   virtualServiceKind,
   destinationRuleKind,
+  serviceEntryKind,
   httpRouteKind,
   gatewayKind,
   localRateLimitKind,

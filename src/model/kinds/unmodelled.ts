@@ -2,7 +2,7 @@
  * Kinds that ambit knows of and does not model: Istio, Gateway API and Kubernetes kinds that
  * real mesh YAML carries next to the ones ambit reads. Each is ignored with one warning per kind
  * (not per object) that says why and what to use instead, so a folder of Istio YAML analyzes
- * without a flood, and nobody believes a ServiceEntry or an EnvoyFilter is in force.
+ * without a flood, and nobody believes an EnvoyFilter or a Sidecar is in force.
  *
  * Invariant: no kind here is also in all-kinds.ts (a test checks it); matching is on API group
  * and kind, whatever the version.
@@ -24,7 +24,6 @@ const CONTROLLER = 'workloads are Pods: ambit reads the Pods this controller cre
 export const UNMODELLED_KINDS: readonly UnmodelledKind[] = [
   // networking.istio.io
   { group: 'networking.istio.io', kind: 'Gateway', note: INGRESS },
-  { group: 'networking.istio.io', kind: 'ServiceEntry', note: 'ambit has no registry of external hosts: traffic to them is not routed or load balanced by the mesh, and mesh hosts come from Kubernetes Services' },
   { group: 'networking.istio.io', kind: 'WorkloadEntry', note: 'only Pods are workloads (VMs and other non-Kubernetes workloads are not supported)' },
   { group: 'networking.istio.io', kind: 'WorkloadGroup', note: 'only Pods are workloads (VMs and other non-Kubernetes workloads are not supported)' },
   { group: 'networking.istio.io', kind: 'EnvoyFilter', note: 'ambit has no Envoy to patch; for local rate limits use LocalRateLimit (ambit.dev/v1alpha1)' },
