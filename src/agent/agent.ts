@@ -47,6 +47,7 @@ import { CaptureCheck } from './capture-check.js';
 import { SourceAddress } from './source-address.js';
 import type { CaptureKernelState } from '../ebpf/capture-inspect.js';
 import { captureGuardDump, type GuardSource } from './fail-closed.js';
+import { AgentDns } from './dns.js';
 
 /** Ports of the agent (docs/architecture.md#ports); 0 picks a free port for the node-netns ones. */
 export interface AgentPorts {
@@ -127,6 +128,16 @@ export interface AgentOptions {
    * src/agent/kube PodLocator, by pod UID from the node's /proc). Default: the annotation only.
    */
   netnsOf?: NetnsLookup;
+  /**
+   * Answer enrolled pods' DNS for the mesh's names (Istio ambient's DNS capture, dns.ts): UDP
+   * queries to port 53 go to the agent's 127.0.0.1:<dnsPort> in the pod netns (default true;
+   * false also detaches a previous agent's DNS programs). Only with the default capture.
+   */
+  dnsCapture?: boolean;
+  /** Port of the DNS listener in each pod netns (default 15053). */
+  dnsPort?: number;
+  /** Kubernetes cluster domain, the suffix of Service names in DNS (default cluster.local). */
+  clusterDomain?: string;
   /** Capture to use (default: Capture.open with the options above). */
   capture?: AgentCapture;
   /** Signer for workload certificates (default: the control plane's CA over gRPC). */
@@ -155,6 +166,7 @@ export class Agent {
   private readonly pool: HbonePool;
   private readonly enrollment: Enrollment;
   private capture: AgentCapture | undefined;
+  private dns: AgentDns | undefined;
   private current: MeshState;
   private http: Server[] = [];
   private boundPorts: { admin: number; metrics: number; readiness: number } | undefined;
@@ -232,7 +244,7 @@ export class Agent {
       this.metrics.viewVersion.set(change.version);
       for (const p of this.current.problems) this.log.warn({ version: change.version }, p);
       this.log.info({ version: change.version, source: change.source, full: change.full, upserted: change.upserted.length, removed: change.removed.length }, 'view updated');
-      if (this.capture !== undefined && !this.draining && this.handedOverTo === undefined) void this.enrollment.update(this.current).then(() => this.dropInherited());
+      if (this.capture !== undefined && !this.draining && this.handedOverTo === undefined) void this.enrollment.update(this.current).then(() => this.afterEnrollment());
     });
     this.discovery.on('connected', () => { this.metrics.controlPlaneConnected.set(1); this.log.info({ control: opts.control }, 'connected to the control plane'); });
     this.discovery.on('disconnected', (reason) => { this.metrics.controlPlaneConnected.set(0); this.log.warn({ control: opts.control, reason }, 'lost the control plane; serving the last good view'); });
@@ -276,6 +288,17 @@ export class Agent {
       registry: this.registry,
       ...(this.opts.logger !== undefined ? { logger: this.opts.logger } : {}),
     });
+    if (this.opts.capture === undefined) {
+      this.dns = await AgentDns.open({
+        pinDir: this.opts.pinDir ?? join('/sys/fs/bpf/ambit', this.opts.node),
+        cgroupPath: this.opts.cgroupRoot ?? '/sys/fs/cgroup/kubepods.slice',
+        enabled: this.opts.dnsCapture ?? true,
+        registry: this.registry,
+        logger: this.opts.logger ?? this.log,
+        ...(this.opts.dnsPort !== undefined ? { port: this.opts.dnsPort } : {}),
+        ...(this.opts.clusterDomain !== undefined ? { clusterDomain: this.opts.clusterDomain } : {}),
+      });
+    }
     this.sourceAddress.start();
     const handlers = {
       registry: this.registry,
@@ -301,6 +324,7 @@ export class Agent {
       };
     } catch (err) {
       await Promise.all(this.http.map(closeHttp));
+      await this.dns?.close();
       if (this.opts.capture === undefined) this.capture.close();
       throw new AgentConfigError(`cannot listen on the agent's ports: ${(err as Error).message}`, { cause: err });
     }
@@ -314,8 +338,14 @@ export class Agent {
     });
     await this.handover.listen().catch((err: Error) => this.log.warn({ path: handoverPath, err: err.message }, 'no hand-over socket: an upgrade will restart capture listeners instead'));
     await this.discovery.start();
-    if (!this.discovery.view.empty) void this.enrollment.update(this.current).then(() => this.dropInherited());
+    if (!this.discovery.view.empty) void this.enrollment.update(this.current).then(() => this.afterEnrollment());
     this.log.info({ node: this.opts.node, ports: this.boundPorts, nodeAddresses, control: this.opts.control }, 'agent started');
+  }
+
+  /** After an enrollment pass: inherited listeners no longer needed go, pods' DNS follows enrollment. */
+  private afterEnrollment(): void {
+    this.dropInherited();
+    if (this.dns !== undefined && !this.draining && this.handedOverTo === undefined) void this.dns.sync(this.current, this.enrollment.enrolled());
   }
 
   /** Closes inherited listeners of pods this agent does not capture (gone from the view). */
@@ -379,6 +409,7 @@ export class Agent {
         };
       }),
       capture: (() => { try { return this.capture?.stats(); } catch { return undefined; } })(),
+      dns: this.dns?.dump() ?? { enabled: false },
       captureCheck: this.captureCheck?.dump(),
       ...captureGuardDump(this.capture as GuardSource | undefined),
       activeConnections: this.tracker.size,
@@ -424,6 +455,7 @@ export class Agent {
     const { killed } = await this.tracker.drain(Math.max(0, drainMs - (Date.now() - started)));
     if (killed > 0) this.log.warn({ killed }, 'drain deadline passed; closed the remaining connections');
     this.pool.destroy();
+    await this.dns?.close(opts);
     if (this.opts.capture === undefined) this.capture?.close(opts);
     else if (opts.cleanup === true) this.capture?.close(opts);
     this.identities.close();

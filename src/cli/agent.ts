@@ -33,11 +33,17 @@ capture:
   --pod-discovery MODE     how a pod's netns is found: 'annotation' (ambit.dev/netns, file mode) or
                            'proc' (Kubernetes: pod UID in the node's /proc/<pid>/cgroup) (default annotation)
   --proc-root DIR          the node's /proc for --pod-discovery proc (default /host/proc if mounted, else /proc)
+  --dns-capture BOOL       answer enrolled pods' DNS for mesh names (<svc>.<ns>.svc.<cluster-domain> -> VIP)
+                           and forward the rest to the resolver they addressed, as Istio ambient's DNS
+                           capture: 'true' or 'false' (default true; false also detaches a previous
+                           agent's DNS programs)
+  --cluster-domain NAME    Kubernetes cluster domain of Service names in DNS (default cluster.local)
 
 ports (in each pod's netns / in the node's netns):
   --outbound-port N        outbound capture listener (default 15001)
   --inbound-port N         inbound plaintext listener (default 15006)
   --hbone-port N           inbound HBONE listener, and the port dialled on other nodes (default 15008)
+  --dns-port N             DNS proxy listener on 127.0.0.1, UDP (default 15053)
   --admin-port N           admin: /config_dump /certs /connections (default 15000, on --admin-host)
   --metrics-port N         Prometheus /metrics (default 15020)
   --readiness-port N       /healthz/ready (default 15021)
@@ -69,6 +75,7 @@ export async function run(argv: string[]): Promise<number> {
     'admin-port': { type: 'string' }, 'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'admin-host': { type: 'string' },
     'trust-domain': { type: 'string' }, 'root-namespace': { type: 'string' }, 'drain-ms': { type: 'string' }, 'drain-seconds': { type: 'string' }, 'handover-wait-seconds': { type: 'string' },
     'pod-discovery': { type: 'string' }, 'proc-root': { type: 'string' }, 'source-address': { type: 'string' }, 'tls-groups': { type: 'string' },
+    'dns-capture': { type: 'string' }, 'dns-port': { type: 'string' }, 'cluster-domain': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (parsed === undefined) return 2;
@@ -117,6 +124,9 @@ export async function run(argv: string[]): Promise<number> {
   if (handoverWait !== undefined && !(Number.isFinite(handoverWait) && handoverWait >= 0)) throw new AgentConfigError(`--handover-wait-seconds must be a non-negative number, got '${values['handover-wait-seconds']}'`);
   const sourceAddress = values['source-address'] ?? 'client';
   if (sourceAddress !== 'client' && sourceAddress !== 'node') throw new AgentConfigError(`--source-address must be 'client' or 'node', got '${sourceAddress}'`);
+  const dnsCapture = values['dns-capture'] ?? 'true';
+  if (dnsCapture !== 'true' && dnsCapture !== 'false') throw new AgentConfigError(`--dns-capture must be 'true' or 'false', got '${dnsCapture}'`);
+  const dnsPort = port(values['dns-port'], 'dns-port');
   const discovery = values['pod-discovery'] ?? 'annotation';
   if (discovery !== 'annotation' && discovery !== 'proc') throw new AgentConfigError(`--pod-discovery must be 'annotation' or 'proc', got '${discovery}'`);
   let locator: PodLocator | undefined;
@@ -142,6 +152,9 @@ export async function run(argv: string[]): Promise<number> {
     ...(drain !== undefined ? { drainMs: drain } : {}),
     ...(handoverWait !== undefined ? { handoverWaitMs: handoverWait * 1000 } : {}),
     ...(sourceAddress === 'node' ? { preserveSourceAddress: false } : {}),
+    dnsCapture: dnsCapture === 'true',
+    ...(dnsPort !== undefined ? { dnsPort } : {}),
+    ...(values['cluster-domain'] !== undefined ? { clusterDomain: values['cluster-domain'] } : {}),
     tlsGroups,
     ...(locator !== undefined ? {
       netnsOf: (w) => {
