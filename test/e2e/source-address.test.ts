@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
+import { eventually } from '../helpers/eventually.js';
 import type { DemoMesh } from '../../src/demo/mesh.js';
 import { NEEDS, startMesh, curl, servedBy } from './helpers.js';
 
@@ -75,13 +76,8 @@ privilegedTest('unlabelling removes the reply routing from the released pod netn
   mesh.setAmbient(false);
   await mesh.waitCaptured(MESH_PODS, false);
   // HBONE servers of released pods close once their last session ended (checked every 5 s).
-  const deadline = Date.now() + 20_000;
-  let left = await rules('echo-2');
-  while (left.includes('0xab17') && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 500));
-    left = await rules('echo-2');
-  }
-  t.false(left.includes('0xab17'), left);
+  let left = '';
+  await eventually('the reply routing (mark 0xab17) to leave the echo-2 netns', async () => !(left = await rules('echo-2')).includes('0xab17'), { timeoutMs: 20_000, intervalMs: 500, detail: () => left });
   const echo2 = mesh.cluster.pod('echo-2').ip;
   t.is(servedBy(await curl(mesh, 'client', `http://${echo2}:8080/`)), 'echo-2', 'plaintext works after release');
   mesh.setAmbient(true);

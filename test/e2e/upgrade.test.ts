@@ -182,13 +182,12 @@ privilegedTest('SIGTERM before the new agent took over (a surge pod found ready 
   process.kill(oldPid as number, 'SIGTERM');
   await new Promise((r) => setTimeout(r, 300));
   const child = await mesh.startAgent('node-2');
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const r = await mesh.httpGet(mesh.cluster.node('node-2').netns, 'http://127.0.0.1:15021/healthz/ready', 2000);
-    if (r.status === 200) break;
-    if (Date.now() > deadline) throw new Error(`new agent not ready: ${r.status} ${r.body}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
+  let ready: { status: number; body: string } | undefined;
+  await eventually('the new agent on node-2 to be ready', async () => (ready = await mesh.httpGet(mesh.cluster.node('node-2').netns, 'http://127.0.0.1:15021/healthz/ready', 2000)).status === 200, {
+    timeoutMs: 30_000,
+    intervalMs: 100,
+    detail: () => `${ready?.status} ${ready?.body}`,
+  });
   const mark = lastProgress(linesOut.out()).echoed;
   await until('lines echoed after the late hand-over', () => lastProgress(linesOut.out()).echoed >= mark + 20, 10_000);
   lines.kill('SIGTERM');
