@@ -52,6 +52,24 @@ export function decideInbound(state: MeshState, w: WorkloadView, ip: string, por
   return { allow: false, kind: 'authorization', policy, reason: decision.reason };
 }
 
+/**
+ * Whether the HBONE peer `peerIdentity` may name `ip` as the connection's original source
+ * (`forwarded: for=`). The address decides source-IP policy (ipBlocks, remoteIpBlocks), the
+ * metrics' source workload and, with source address preservation, the address the app sees, so
+ * it is taken only from a peer entitled to speak for it:
+ * - the identity of the workload that has that address (a node agent tunnels a pod's connection
+ *   under the pod's own identity), or
+ * - a waypoint's identity (a waypoint forwards the address of the client it proxies).
+ * Anything else is a peer claiming another workload's address (or one no workload has): refused.
+ */
+export function forwardedSourceProblem(state: MeshState, peerIdentity: string | undefined, ip: string): string | undefined {
+  if (peerIdentity === undefined) return `a connection without a peer identity may not name a source address (forwarded for=${ip})`;
+  const owner = state.workloadsByIp.get(ip);
+  if (owner !== undefined && owner.identity === peerIdentity) return undefined;
+  for (const wp of state.waypoints.values()) if (state.waypointIdentity(wp) === peerIdentity) return undefined;
+  return `peer ${peerIdentity} may not speak for source address ${ip} (${owner !== undefined ? `it belongs to ${owner.key}, identity ${owner.identity}` : 'no workload has that address'}): only the workload's own identity or a waypoint may forward a source address`;
+}
+
 /** The service a destination workload serves on `port` (for `destination_service`), if any. */
 export function serviceOf(state: MeshState, w: WorkloadView | undefined, port: number): ServiceView | undefined {
   if (w === undefined) return undefined;

@@ -8,7 +8,9 @@
  * - A CONNECT is only served for the pod the server stands for: an authority naming another
  *   address is refused, so one pod's listener can never be used to reach another.
  * - L4 AuthorizationPolicy is evaluated with the verified peer identity and the original client
- *   address (`forwarded: for=`, else the tunnel peer); a denial answers 401, is logged with the
+ *   address (`forwarded: for=`, else the tunnel peer). A forwarded address is believed only from
+ *   the identity of the workload that has it or from a waypoint (inbound-policy.ts
+ *   forwardedSourceProblem); a peer naming anyone else's address is refused. A denial answers 401, is logged with the
  *   deciding policy, counted in `ambit_agent_denials_total{policy}`, and recorded as a DENY
  *   connection.
  * - The app is reached by a TCP connect made inside the pod's netns from the original client
@@ -24,7 +26,7 @@ import { HboneServer, connectTcp, type ConnectContext, type AuthorizeDecision } 
 import type { ListenTarget, ProxyContext } from './context.js';
 import type { PodSourceUse } from './source-address.js';
 import type { WorkloadView } from './mesh-state.js';
-import { decideInbound, serviceOf, tcpLabels } from './inbound-policy.js';
+import { decideInbound, forwardedSourceProblem, serviceOf, tcpLabels } from './inbound-policy.js';
 
 /** How often a released pod's server checks whether its last session ended. */
 const RELEASE_POLL_MS = 5_000;
@@ -64,8 +66,13 @@ export class InboundHbone {
   private authorize(pod: WorkloadView, c: ConnectContext, accepted: WeakMap<ConnectContext, Accepted>): AuthorizeDecision {
     const state = this.ctx.state();
     const target = state.workloads.get(pod.key) ?? pod;
-    const sourceIp = c.forwardedFor?.host ?? c.remoteAddress.replace(/^::ffff:/, '');
-    const source = { address: sourceIp, port: c.forwardedFor?.port ?? c.remotePort };
+    // The original source is the one the peer forwards only when the peer may speak for it;
+    // otherwise the connection is refused below, recorded with the tunnel peer's address.
+    const claimed = c.forwardedFor;
+    const spoofed = claimed === undefined ? undefined : forwardedSourceProblem(state, c.peerIdentity, claimed.host);
+    const trusted = claimed !== undefined && spoofed === undefined ? claimed : undefined;
+    const sourceIp = trusted?.host ?? c.remoteAddress.replace(/^::ffff:/, '');
+    const source = { address: sourceIp, port: trusted?.port ?? c.remotePort };
     const srcWorkload = state.workloadsByIp.get(sourceIp);
     const labels = tcpLabels({
       reporter: 'destination', source: srcWorkload, sourcePrincipal: c.peerIdentity, destination: target,
@@ -79,6 +86,7 @@ export class InboundHbone {
       this.ctx.log.warn({ pod: target.key, peer: c.peerIdentity, source: sourceIp, authority: `${dst.address}:${dst.port}`, policy, reason }, 'inbound HBONE connection denied');
       return { allow: false, reason };
     };
+    if (spoofed !== undefined) return deny(spoofed, '-', 'forwarded_source');
     if (!target.ips.includes(c.authority.host)) {
       return deny(`CONNECT to ${c.authority.host}:${c.authority.port} refused: this listener serves ${target.key} (${target.ips.join(', ')}) only`, '-', 'bad_authority');
     }
