@@ -7,6 +7,7 @@ import test from 'ava';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { spliceStreams } from '../../../src/tunnel/splice.js';
+import { eventually } from '../../helpers/eventually.js';
 
 /** A proxy on loopback that splices each accepted socket to a fresh connection to `target`. */
 async function proxy(target: number, halfOpen: boolean, onDone: (err?: Error) => void, ups: Socket[] = []): Promise<Server> {
@@ -46,7 +47,7 @@ test('half-close: the client FIN reaches the server, whose reply still arrives a
   t.is(await readAll(c), 'reply to question');
   t.deepEqual(serverSaw, ['question']);
   await once(c, 'close');
-  while (dones.length === 0) await new Promise((r) => setTimeout(r, 10));
+  await eventually('the splice to report done', () => dones.length > 0);
   t.deepEqual(dones, [undefined], 'done once, without error');
   p.close();
   backend.close();
@@ -63,10 +64,10 @@ test('a reset on one side destroys the other and done reports the error once', a
   c.on('error', () => undefined);
   await once(c, 'connect');
   c.write('hello');
-  while (backendSocket === undefined) await new Promise((r) => setTimeout(r, 10));
-  backendSocket.resetAndDestroy();
+  await eventually('the backend to accept the spliced connection', () => backendSocket !== undefined);
+  backendSocket?.resetAndDestroy();
   await once(c, 'close');
-  while (dones.length === 0) await new Promise((r) => setTimeout(r, 10));
+  await eventually('the splice to report done', () => dones.length > 0);
   t.is(dones.length, 1);
   t.is((dones[0] as NodeJS.ErrnoException | undefined)?.code, 'ECONNRESET');
   p.close();
@@ -86,7 +87,7 @@ test('a downstream socket without allowHalfOpen: its FIN ends the pair instead o
   c.end('bye');
   c.resume();
   await once(c, 'close');
-  while (dones.length === 0) await new Promise((r) => setTimeout(r, 10));
+  await eventually('the splice to report done', () => dones.length > 0);
   t.is(dones.length, 1);
   t.is(ups.length, 1);
   t.true(ups[0]?.destroyed, 'the upstream connection was closed, not left open');
