@@ -181,3 +181,29 @@ privilegedTest('an enrolled pod resolves mesh services to their VIP and the rest
   const gone = await inPod(sb, topo.pod, topo.podsCg, resolvConf, ['getent', 'ahostsv4', 'web.shop.svc.cluster.local']);
   t.is(gone.code, 2, 'mesh names are not answered for a released pod');
 }, needs);
+
+privilegedTest('DNS capture links are pinned, adopted by the next agent without a second attachment, and removed by --dns-capture=false', async (t: ExecutionContext) => {
+  const sb = new Sandbox();
+  t.teardown(() => sb.cleanup());
+  const topo = await topology(sb);
+  /** Ids of the DNS programs attached to the cgroup. */
+  const dnsLinks = () => (bpftool<{ id: number; attach_type: string; name: string }[] | null>(['cgroup', 'show', topo.root.path]) ?? []).filter((a) => a.name.startsWith('ambit_dns_')).map((a) => a.id).sort();
+  const first = new DnsAgent(sb, topo.node, topo.agentCg);
+  t.true(await first.call<boolean>('open', { opts: { pinDir: topo.pinDir, cgroupPath: topo.root.path }, services: [] }));
+  const before = dnsLinks();
+  t.is(before.length, 4);
+  await first.call('close', { cleanup: false });
+  first.child.kill('SIGKILL');
+  t.deepEqual(dnsLinks(), before, 'the pinned links (and their programs) outlive the agent');
+
+  const second = new DnsAgent(sb, topo.node, topo.agentCg);
+  t.true(await second.call<boolean>('open', { opts: { pinDir: topo.pinDir, cgroupPath: topo.root.path }, services: [] }));
+  const after = dnsLinks();
+  t.is(after.length, 4, 'adopted: no second attachment');
+  t.notDeepEqual(after, before, 'the pinned links now run the new agent\'s programs (bpf_link_update)');
+  await second.call('close', { cleanup: false });
+
+  t.false(await second.call<boolean>('open', { opts: { pinDir: topo.pinDir, cgroupPath: topo.root.path, enabled: false }, services: [] }));
+  t.deepEqual(dnsLinks(), [], 'disabled: the previous agent\'s programs are detached');
+  second.child.kill('SIGKILL');
+}, needs);
