@@ -110,7 +110,12 @@ export class Waypoint {
 
   private acceptStream(ctx: ConnectContext): Duplex {
     const [outer, inner] = duplexPair();
-    const src = ctx.forwardedFor ?? { host: ctx.remoteAddress, port: ctx.remotePort };
+    // The client address the peer forwards is believed only when the pod that has it runs as the
+    // peer's verified identity; otherwise a peer could borrow another pod's address for ipBlocks
+    // policy and for what the endpoint is told. Unbelieved, the source is the tunnel peer.
+    const claimed = ctx.forwardedFor;
+    const believed = claimed !== undefined && this.proxy.currentConfig.sourceWorkload(claimed.host, ctx.peerIdentity) !== undefined ? claimed : undefined;
+    const src = believed ?? { host: ctx.remoteAddress, port: ctx.remotePort };
     setRemote(inner, src.host, src.port);
     const down: DownstreamInfo = { peerIdentity: ctx.peerIdentity, sourceIp: src.host, sourcePort: src.port, destinationIp: ctx.authority.host, destinationPort: ctx.authority.port };
     this.serveConnection(inner, down);

@@ -4,7 +4,7 @@
  * stream, applies L7 policy with the client's identity, and tunnels on to the endpoint's HBONE
  * server with the waypoint's identity; the endpoint's server splices to the backend.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,7 @@ const INTRUDER = 'spiffe://cluster.local/ns/other/sa/intruder';
 const WAYPOINT = 'spiffe://cluster.local/ns/shop/sa/waypoint';
 const REVIEWS = 'spiffe://cluster.local/ns/shop/sa/reviews';
 const VIP = '198.18.128.20';
+const FRONTEND_IP = '198.19.1.5';
 
 /** One HTTP/1.1 request through an HBONE stream. */
 function viaStream(stream: Duplex, path: string): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
@@ -38,17 +39,19 @@ function viaStream(stream: Duplex, path: string): Promise<{ status: number; body
   });
 }
 
-test('HBONE in, L7 policy with the peer identity, HBONE out with the waypoint identity', async (t) => {
+/** A waypoint for reviews (ALLOW `allowed` sources, GET only) in front of an HBONE endpoint, and a client pool. */
+async function setup(t: ExecutionContext, allowed: Record<string, string[]>) {
   const dir = await mkdtemp(join(tmpdir(), 'ambit-waypoint-test-'));
   const ca = await CertificateAuthority.open({ dir: join(dir, 'ca') });
   const ids = new IdentityManager({ signer: ca, lifetimeSeconds: 3600 });
   await Promise.all([CLIENT, INTRUDER, WAYPOINT, REVIEWS].map((i) => ids.credentials(i)));
   const b = await backend(echo('reviews'));
   const peers: string[] = [];
+  const forwarded: (string | undefined)[] = [];
   const endpointServer = await HboneServer.create({
     identity: REVIEWS,
     credentials: ids,
-    authorize: (ctx) => { peers.push(ctx.peerIdentity); return { allow: true }; },
+    authorize: (ctx) => { peers.push(ctx.peerIdentity); forwarded.push(ctx.forwardedFor?.host); return { allow: true }; },
   });
   const ep = await endpointServer.listen({ port: 0, host: '127.0.0.1' });
   const config = new WaypointConfig({
@@ -60,11 +63,14 @@ test('HBONE in, L7 policy with the peer identity, HBONE out with the waypoint id
       },
       routes: [],
       destinationPolicy: undefined,
-      authorization: [compileAuthorizationPolicy({ namespace: 'shop', name: 'only-frontend' }, { action: 'ALLOW', rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/frontend'] } }], to: [{ operation: { methods: ['GET'] } }] }] })],
+      authorization: [compileAuthorizationPolicy({ namespace: 'shop', name: 'only-frontend' }, { action: 'ALLOW', rules: [{ from: [{ source: allowed }], to: [{ operation: { methods: ['GET'] } }] }] })],
       requestAuthentication: [],
       rateLimits: [],
     }],
-    workloads: [{ key: 'shop/reviews-1', name: 'reviews-1', namespace: 'shop', identity: REVIEWS, labels: {}, enrolled: true }],
+    workloads: [
+      { key: 'shop/reviews-1', name: 'reviews-1', namespace: 'shop', identity: REVIEWS, labels: {}, enrolled: true },
+      { key: 'shop/frontend-1', name: 'frontend-1', namespace: 'shop', identity: CLIENT, labels: {}, enrolled: true, ip: FRONTEND_IP },
+    ],
   });
   const waypoint = await Waypoint.start({ name: 'shop/waypoint', identity: WAYPOINT, credentials: ids, config, listen: { port: 0, host: '127.0.0.1' }, endpointHbonePort: ep.port, drainMs: 200 });
   const wp = waypoint.address();
@@ -78,7 +84,12 @@ test('HBONE in, L7 policy with the peer identity, HBONE out with the waypoint id
     await rm(dir, { recursive: true, force: true });
   });
 
-  const open = (source: string, authority = `${VIP}:9080`) => pool.connect({ source, address: { host: '127.0.0.1', port: wp.port }, destinationIdentity: WAYPOINT, authority, forwardedFor: { host: '198.19.1.5', port: 40000 } });
+  const open = (source: string, authority = `${VIP}:9080`, forwardedFor = FRONTEND_IP) => pool.connect({ source, address: { host: '127.0.0.1', port: wp.port }, destinationIdentity: WAYPOINT, authority, forwardedFor: { host: forwardedFor, port: 40000 } });
+  return { open, peers, forwarded };
+}
+
+test('HBONE in, L7 policy with the peer identity, HBONE out with the waypoint identity', async (t) => {
+  const { open, peers } = await setup(t, { principals: ['cluster.local/ns/shop/sa/frontend'] });
   const ok = await viaStream(await open(CLIENT), '/reviews/1');
   t.is(ok.status, 200);
   t.is((JSON.parse(ok.body) as { url: string }).url, '/reviews/1');
@@ -89,4 +100,17 @@ test('HBONE in, L7 policy with the peer identity, HBONE out with the waypoint id
 
   const err = await t.throwsAsync(open(CLIENT, '198.18.128.99:80'));
   t.is((err as { code?: string }).code, 'AMBIT_ERR_TUNNEL_DENIED', 'an authority not bound to the waypoint is refused at the tunnel');
+});
+
+test('a forwarded client address is believed only from the identity of the pod that has it', async (t) => {
+  const { open, forwarded } = await setup(t, { ipBlocks: [FRONTEND_IP] });
+  // frontend's own address, under frontend's identity: the ipBlocks ALLOW applies, and the
+  // endpoint is told that address.
+  t.is((await viaStream(await open(CLIENT), '/r')).status, 200);
+  t.deepEqual(forwarded, [FRONTEND_IP]);
+  // The intruder claims frontend's address: not believed, so the policy sees the tunnel peer.
+  t.is((await viaStream(await open(INTRUDER), '/r')).status, 403);
+  // frontend claiming an address that is not its own is not believed either.
+  t.is((await viaStream(await open(CLIENT, `${VIP}:9080`, '198.19.1.6'), '/r')).status, 403);
+  t.deepEqual(forwarded, [FRONTEND_IP], 'refused requests reached no endpoint');
 });
