@@ -8,15 +8,18 @@
  * subscriber and change), the bytes each subscriber received for that change (exact protobuf
  * size), and the control plane's RSS. `--quick`: 1,000 pods, 20 subscribers, 5 changes.
  *
- * Rows (subject `ambit`): push_p50_ms, push_p99_ms, rss_mb, delta_bytes, plus full_view_s (time
- * for every subscriber to receive its first full view) for context.
+ * One control plane serves every round; each round starts a fresh subscriber process (so every
+ * subscriber connects and gets its full view again), then makes its changes. Rows per round
+ * (subject `ambit`): push_p50_ms, push_p99_ms (over every subscriber and change of the round),
+ * rss_mb (the control plane's peak during the round), delta_bytes (mean), plus full_view_s
+ * (time for every subscriber to receive its first full view) for context.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BenchOptions, Row } from './lib/report.js';
+import { interleaved, quantile, Samples, type BenchOptions } from './lib/report.js';
 
 const ROLE = process.env['AMBIT_BENCH_CONTROL_ROLE'];
 
@@ -58,14 +61,9 @@ function writePodFile(dir: string, f: number, p: Params, versions: Map<number, s
   renameSync(`${file}.tmp~`, file);
 }
 
-function percentile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-}
-
 const nowMs = () => performance.timeOrigin + performance.now();
 
-export async function run(opts: BenchOptions): Promise<Row[]> {
+export async function run(opts: BenchOptions): Promise<Samples> {
   process.env['AMBIT_LOG_LEVEL'] ??= 'warn';
   const p: Params = opts.quick
     ? { pods: 1000, nodes: 20, podsPerFile: 100, podsPerService: 10, subscribers: 20, changes: 5 }
@@ -92,64 +90,72 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     await cp.start();
     const findings = (cp.configDump().source as { problems: unknown[] }).problems.length;
     if (findings > 0) process.stderr.write(`note: ${findings} analyzer findings in the bench mesh\n`);
+    const plane = cp;
     if (!cp.ready) throw new Error(`bench mesh rejected: ${JSON.stringify(cp.configDump().lastRejected).slice(0, 500)}`);
     const mb = () => `rss ${(process.memoryUsage().rss / 1048576).toFixed(0)} MB, heap ${(process.memoryUsage().heapUsed / 1048576).toFixed(0)} MB`;
     process.stderr.write(`control plane up with ${cp.table.size} resources in ${((nowMs() - t0) / 1000).toFixed(1)} s (${mb()})\n`);
 
-    child = fork(fileURLToPath(import.meta.url), [], {
-      env: { ...process.env, AMBIT_BENCH_CONTROL_ROLE: 'subscribers', AMBIT_BENCH_ADDR: `127.0.0.1:${cp.ports.tls}`, AMBIT_BENCH_SUBS: String(p.subscribers), AMBIT_BENCH_NODES: String(p.nodes) },
-      execArgv: ['--import=tsx'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    const messages: { type: string; [k: string]: unknown }[] = [];
-    const waiters: (() => void)[] = [];
-    child.on('message', (m) => { messages.push(m as { type: string }); for (const w of waiters.splice(0)) w(); });
-    const next = async (pred: (m: { type: string; [k: string]: unknown }) => boolean, ms: number, what: string) => {
-      const end = Date.now() + ms;
-      for (;;) {
-        const i = messages.findIndex(pred);
-        if (i >= 0) return messages.splice(i, 1)[0]!;
-        if (Date.now() > end) throw new Error(`bench: timed out waiting for ${what}`);
-        await new Promise<void>((r) => { waiters.push(r); setTimeout(r, 200); });
-      }
-    };
-    child.send({ type: 'trust', pem: cp.trustBundlePem });
-    const tFull = nowMs();
-    await next((m) => m.type === 'ready', 300_000, 'every subscriber to get its full view');
-    const fullViewS = (nowMs() - tFull) / 1000;
-    process.stderr.write(`${p.subscribers} subscribers have their full view after ${fullViewS.toFixed(1)} s (${mb()})\n`);
-
-    const latencies: number[] = [];
-    const bytes: number[] = [];
-    let rss = process.memoryUsage().rss;
+    const out = new Samples();
     const versions = new Map<number, string>();
-    for (let c = 0; c < p.changes; c++) {
-      const pod = (c * 7919) % p.pods;
-      versions.set(pod, `v${c + 2}`);
-      const before = cp.table.version;
-      const start = nowMs();
-      writePodFile(mesh, Math.floor(pod / p.podsPerFile), p, versions);
-      while (cp.table.version === before) await new Promise((r) => setTimeout(r, 1));
-      const version = cp.table.version;
-      if (process.env['AMBIT_BENCH_DEBUG']) process.stderr.write(`change ${c}: table updated after ${(nowMs() - start).toFixed(1)} ms\n`);
-      child.send({ type: 'expect', version });
-      const m = await next((x) => x.type === 'applied' && x['version'] === version, 60_000, `version ${version} on every subscriber`);
-      for (const at of m['at'] as number[]) latencies.push(at - start);
-      if (process.env['AMBIT_BENCH_DEBUG']) process.stderr.write(`  all applied after ${(Math.max(...(m['at'] as number[])) - start).toFixed(1)} ms\n`);
-      bytes.push(...(m['bytes'] as number[]));
-      rss = Math.max(rss, process.memoryUsage().rss);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    latencies.sort((a, b) => a - b);
-    const meanBytes = bytes.reduce((a, b) => a + b, 0) / Math.max(1, bytes.length);
-    process.stderr.write(`${p.changes} one-pod changes x ${p.subscribers} subscribers; ${cp.table.size} resources\n`);
-    return [
-      { subject: 'ambit', metric: 'push_p50_ms', value: percentile(latencies, 0.5) },
-      { subject: 'ambit', metric: 'push_p99_ms', value: percentile(latencies, 0.99) },
-      { subject: 'ambit', metric: 'rss_mb', value: rss / 1048576 },
-      { subject: 'ambit', metric: 'delta_bytes', value: meanBytes },
-      { subject: 'ambit', metric: 'full_view_s', value: fullViewS },
-    ];
+    let change = 0;
+    await interleaved('control bench', opts.rounds, ['ambit'], async (subject) => {
+      // A fresh subscriber process per round: every subscriber connects and gets its full view.
+      const sub = fork(fileURLToPath(import.meta.url), [], {
+        env: { ...process.env, AMBIT_BENCH_CONTROL_ROLE: 'subscribers', AMBIT_BENCH_ADDR: `127.0.0.1:${plane.ports.tls}`, AMBIT_BENCH_SUBS: String(p.subscribers), AMBIT_BENCH_NODES: String(p.nodes) },
+        execArgv: ['--import=tsx'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      child = sub;
+      const messages: { type: string; [k: string]: unknown }[] = [];
+      const waiters: (() => void)[] = [];
+      sub.on('message', (m) => { messages.push(m as { type: string }); for (const w of waiters.splice(0)) w(); });
+      const next = async (pred: (m: { type: string; [k: string]: unknown }) => boolean, ms: number, what: string) => {
+        const end = Date.now() + ms;
+        for (;;) {
+          const i = messages.findIndex(pred);
+          if (i >= 0) return messages.splice(i, 1)[0]!;
+          if (Date.now() > end) throw new Error(`bench: timed out waiting for ${what}`);
+          await new Promise<void>((r) => { waiters.push(r); setTimeout(r, 200); });
+        }
+      };
+      let rss = process.memoryUsage().rss;
+      sub.send({ type: 'trust', pem: plane.trustBundlePem });
+      const tFull = nowMs();
+      await next((m) => m.type === 'ready', 300_000, 'every subscriber to get its full view');
+      const fullViewS = (nowMs() - tFull) / 1000;
+      process.stderr.write(`${p.subscribers} subscribers have their full view after ${fullViewS.toFixed(1)} s (${mb()})\n`);
+
+      const latencies: number[] = [];
+      const bytes: number[] = [];
+      for (let c = 0; c < p.changes; c++, change++) {
+        const pod = (change * 7919) % p.pods;
+        versions.set(pod, `v${change + 2}`);
+        const before = plane.table.version;
+        const start = nowMs();
+        writePodFile(mesh, Math.floor(pod / p.podsPerFile), p, versions);
+        while (plane.table.version === before) await new Promise((r) => setTimeout(r, 1));
+        const version = plane.table.version;
+        if (process.env['AMBIT_BENCH_DEBUG']) process.stderr.write(`change ${change}: table updated after ${(nowMs() - start).toFixed(1)} ms\n`);
+        sub.send({ type: 'expect', version });
+        const m = await next((x) => x.type === 'applied' && x['version'] === version, 60_000, `version ${version} on every subscriber`);
+        for (const at of m['at'] as number[]) latencies.push(at - start);
+        if (process.env['AMBIT_BENCH_DEBUG']) process.stderr.write(`  all applied after ${(Math.max(...(m['at'] as number[])) - start).toFixed(1)} ms\n`);
+        bytes.push(...(m['bytes'] as number[]));
+        rss = Math.max(rss, process.memoryUsage().rss);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      latencies.sort((x, y) => x - y);
+      const meanBytes = bytes.reduce((x, y) => x + y, 0) / Math.max(1, bytes.length);
+      process.stderr.write(`${p.changes} one-pod changes x ${p.subscribers} subscribers; ${plane.table.size} resources\n`);
+      out.add(subject, 'push_p50_ms', quantile(latencies, 0.5));
+      out.add(subject, 'push_p99_ms', quantile(latencies, 0.99));
+      out.add(subject, 'rss_mb', rss / 1048576);
+      out.add(subject, 'delta_bytes', meanBytes);
+      out.add(subject, 'full_view_s', fullViewS);
+      await new Promise<void>((r) => { sub.once('exit', () => r()); sub.kill(); });
+      child = undefined;
+    });
+    return out;
   } finally {
     child?.kill();
     await cp?.stop();

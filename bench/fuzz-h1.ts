@@ -6,7 +6,8 @@
  * responses) against node:http's strict llhttp.
  *
  * Not a benchmark and never part of `npm test`: the rows are counts (cases, failing, stricter,
- * hangs) and cases/s, and a FAIL sets the exit code to 1.
+ * hangs) and cases/s, and a FAIL sets the exit code to 1. Rounds do not apply: it is one run
+ * (`--rounds` is ignored, and the results JSON records `rounds: 1`).
  * - Default: fast-check stops at the first FAIL and shrinks it; the counterexample is printed
  *   with `--seed`/`--path` to replay exactly that case.
  * - `--survey`: no stopping, no shrinking; every FAIL is counted under a short label and the

@@ -13,12 +13,15 @@
  * Subjects:
  * - `ambit`: both ends offer ambit's default groups (X25519MLKEM768, X25519): X25519MLKEM768.
  * - `x25519`: both ends offer X25519 only (`--tls-groups X25519`): the classical baseline.
- * - `pq_to_classical`: an ambit client against an X25519-only server: a HelloRetryRequest, then X25519.
+ * - `pq_to_classical`: an ambit client against an X25519-only server: X25519, from the client's
+ *   second key share (`hello_retries` shows whether a HelloRetryRequest was needed).
  *
- * Rows per subject: handshake_p50_ms, handshake_min_ms, handshake_p90_ms, handshake_max_ms,
- * client_hello_bytes (all ClientHello records of one handshake on the wire, headers included,
- * read by a loopback relay) and hello_retries (HelloRetryRequests seen in that handshake).
- * `--quick`: 30 handshakes per subject instead of 300.
+ * Rows per subject and round (each round: N handshakes per subject, interleaved;
+ * bench/lib/report.ts reports the median and range over the rounds): handshake_p50_ms,
+ * handshake_min_ms, handshake_p90_ms, handshake_max_ms; once per run: client_hello_bytes (all
+ * ClientHello records of one handshake on the wire, headers included, read by a loopback relay)
+ * and hello_retries (HelloRetryRequests seen in that handshake).
+ * `--quick`: 30 handshakes per subject instead of 300 (and 1 round instead of 3).
  */
 import { createServer, connect, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
@@ -27,7 +30,7 @@ import { IdentityManager } from '../src/identity/manager.js';
 import { ALPN_H2, spiffeServerIdentityCheck, TLS_VERSION, workloadContextOptions, workloadSecureContext } from '../src/tunnel/tls-config.js';
 import { DEFAULT_TLS_GROUPS, negotiatedGroup } from '../src/tunnel/tls-groups.js';
 import { wireTap } from '../test/helpers/tls-wire.js';
-import type { BenchOptions, Row } from './lib/report.js';
+import { quantile, Samples, type BenchOptions } from './lib/report.js';
 
 const CLIENT_ID = 'spiffe://cluster.local/ns/bench/sa/client';
 const SERVER_ID = 'spiffe://cluster.local/ns/bench/sa/server';
@@ -40,12 +43,7 @@ const SUBJECTS: Subject[] = [
   { name: 'pq_to_classical', client: DEFAULT_TLS_GROUPS, server: ['X25519'], expect: 'X25519' },
 ];
 
-function quantile(sorted: number[], q: number): number {
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[i] as number;
-}
-
-export async function run(o: BenchOptions): Promise<Row[]> {
+export async function run(o: BenchOptions): Promise<Samples> {
   const ni = o.args.indexOf('--n');
   const n = ni !== -1 ? Number(o.args[ni + 1]) : o.quick ? 30 : 300;
   if (!Number.isInteger(n) || n < 1) throw new Error(`--n must be a positive integer, got ${o.args[ni + 1]}`);
@@ -104,31 +102,32 @@ export async function run(o: BenchOptions): Promise<Row[]> {
 
   const warmup = Math.min(20, n);
   for (let i = 0; i < warmup; i++) for (const e of ends) await e.handshake();
-  const samples = new Map<string, number[]>(SUBJECTS.map((s) => [s.name, []]));
-  for (let i = 0; i < n; i++) {
-    for (const e of ends) {
-      const { ms, group } = await e.handshake();
-      if (group !== e.s.expect) throw new Error(`${e.s.name}: negotiated ${group}, expected ${e.s.expect}`);
-      samples.get(e.s.name)?.push(ms);
+  const out = new Samples();
+  for (let round = 0; round < o.rounds; round++) {
+    process.stderr.write(`tls-handshake: round ${round + 1}/${o.rounds}: ${n} handshakes per subject, interleaved\n`);
+    const samples = new Map<string, number[]>(SUBJECTS.map((s) => [s.name, []]));
+    for (let i = 0; i < n; i++) {
+      for (const e of ends) {
+        const { ms, group } = await e.handshake();
+        if (group !== e.s.expect) throw new Error(`${e.s.name}: negotiated ${group}, expected ${e.s.expect}`);
+        samples.get(e.s.name)?.push(ms);
+      }
     }
+    for (const s of SUBJECTS) {
+      const xs = [...(samples.get(s.name) ?? [])].sort((a, b) => a - b);
+      out.add(s.name, 'handshake_p50_ms', quantile(xs, 0.5));
+      out.add(s.name, 'handshake_min_ms', xs[0] ?? NaN);
+      out.add(s.name, 'handshake_p90_ms', quantile(xs, 0.9));
+      out.add(s.name, 'handshake_max_ms', xs[xs.length - 1] ?? NaN);
+    }
+  }
+  for (const s of SUBJECTS) {
+    const w = wire.get(s.name);
+    out.add(s.name, 'client_hello_bytes', w?.clientHelloBytes ?? NaN);
+    out.add(s.name, 'hello_retries', w?.retries ?? NaN);
   }
   for (const e of ends) await new Promise<void>((r) => e.server.close(() => r()));
   ids.close();
-
-  const rows: Row[] = [];
-  for (const s of SUBJECTS) {
-    const xs = [...(samples.get(s.name) ?? [])].sort((a, b) => a - b);
-    const w = wire.get(s.name);
-    const r3 = (v: number) => Math.round(v * 1000) / 1000;
-    rows.push(
-      { subject: s.name, metric: 'handshake_p50_ms', value: r3(quantile(xs, 0.5)) },
-      { subject: s.name, metric: 'handshake_min_ms', value: r3(xs[0] ?? NaN) },
-      { subject: s.name, metric: 'handshake_p90_ms', value: r3(quantile(xs, 0.9)) },
-      { subject: s.name, metric: 'handshake_max_ms', value: r3(xs[xs.length - 1] ?? NaN) },
-      { subject: s.name, metric: 'client_hello_bytes', value: w?.clientHelloBytes ?? NaN },
-      { subject: s.name, metric: 'hello_retries', value: w?.retries ?? NaN },
-    );
-  }
-  process.stderr.write(`tls-handshake: ${n} handshakes per subject (after ${warmup} warm-up), interleaved; Node ${process.version}, OpenSSL ${process.versions.openssl}\n`);
-  return rows;
+  process.stderr.write(`tls-handshake: ${o.rounds} round(s) of ${n} handshakes per subject (after ${warmup} warm-up); Node ${process.version}, OpenSSL ${process.versions.openssl}\n`);
+  return out;
 }

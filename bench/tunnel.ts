@@ -12,7 +12,8 @@
  * Both tunnels use the same CA and workload certificates, TLS 1.3 and mutual authentication.
  *
  * Metrics per subject:
- *   (each measured in rounds that interleave the subjects; the median over rounds is reported)
+ *   (each measured in rounds that interleave the subjects: round 1 runs every subject, then
+ *   round 2 does...; bench/lib/report.ts reports the median and range over the rounds)
  *   throughput_gbps  iperf3 -c ... -J through the path (iperf3 -s is the target), receiver side
  *   cpu_s_per_gb     CPU seconds both tunnel processes used during that iperf3 run per GB carried
  *                    (from /proc; steadier than throughput when neighbours share the cores)
@@ -22,7 +23,12 @@
  *                    connections): a native client that paces itself without eating the cores
  *                    the tunnel processes need; percentiles come from its per-request log
  *                    (`--log-file`), the first second (connection warm-up) left out
- *   setup_ms         ambit only: fresh pool -> TLS handshake + first answered CONNECT (median)
+ *   setup_ms         a fresh pool -> TLS handshake + first answered CONNECT (the round's median of
+ *                    30 handshakes, 10 with --quick), for two subjects: `ambit` offering ambit's
+ *                    default groups (X25519MLKEM768, then X25519: the hybrid post-quantum group
+ *                    is negotiated) and `ambit-x25519` offering X25519 only (the classical
+ *                    baseline); the server offers the defaults. Handshakes alternate between the
+ *                    two, and each checks which group its session negotiated.
  *
  * The two ambit processes run with LONG_RUNNING_NODE_FLAGS (src/util/node-flags.ts);
  * `--node-flag=X` (repeatable) adds or overrides one.
@@ -35,7 +41,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import type { BenchOptions, Row } from './lib/report.js';
+import { interleavedRound, median, Samples, type BenchOptions } from './lib/report.js';
 import { CertificateAuthority } from '../src/identity/ca.js';
 import { IdentityManager, type WorkloadCertificate } from '../src/identity/manager.js';
 import { StaticCredentialSource } from '../src/identity/static-credentials.js';
@@ -43,6 +49,7 @@ import { HboneServer } from '../src/tunnel/server.js';
 import { HbonePool } from '../src/tunnel/pool.js';
 import { splice } from '../src/tunnel/splice.js';
 import { withLongRunningFlags } from '../src/util/node-flags.js';
+import { DEFAULT_TLS_GROUPS } from '../src/tunnel/tls-groups.js';
 
 const HERE = fileURLToPath(import.meta.url);
 const ROOT = resolve(dirname(HERE), '..');
@@ -246,36 +253,40 @@ async function fixedRate(port: number, rate: number, seconds: number, dir: strin
   return { p50: q(0.5), p99: q(0.99), errors };
 }
 
-async function setupMs(serverPort: number, targetPort: number, creds: StaticCredentialSource, n: number): Promise<number> {
-  const samples: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const pool = new HbonePool({ credentials: creds });
+/**
+ * One fresh pool's TLS handshake + first answered CONNECT, in ms, offering `groups`; checks that
+ * the session negotiated `expect` (so a classical subject really measures X25519).
+ */
+async function setupOnce(serverPort: number, targetPort: number, creds: StaticCredentialSource, groups: readonly string[], expect: string): Promise<number> {
+  const pool = new HbonePool({ credentials: creds, tlsGroups: groups });
+  try {
     const t0 = performance.now();
     const s = await pool.connect({ source: CLIENT_ID, address: { host: '127.0.0.1', port: serverPort }, destinationIdentity: SERVER_ID, authority: `127.0.0.1:${targetPort}` });
-    samples.push(performance.now() - t0);
+    const ms = performance.now() - t0;
+    const group = pool.stats()[0]?.tlsGroup;
     s.destroy();
+    if (group !== expect) throw new Error(`setup_ms offering ${groups.join(':')} negotiated ${group ?? 'nothing'}, expected ${expect}`);
+    return ms;
+  } finally {
     pool.destroy();
   }
-  samples.sort((a, b) => a - b);
-  return samples[Math.floor(samples.length / 2)] ?? Number.NaN;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  return ((s[Math.floor((s.length - 1) / 2)] ?? 0) + (s[Math.ceil((s.length - 1) / 2)] ?? 0)) / 2;
-}
+/** The setup_ms subjects: ambit's default groups (post-quantum hybrid first) and classical only. */
+const SETUP_SUBJECTS = [
+  { name: 'ambit', groups: DEFAULT_TLS_GROUPS, expect: 'X25519MLKEM768' },
+  { name: 'ambit-x25519', groups: ['X25519'], expect: 'X25519' },
+] as const;
 
 function stunnelConf(dir: string, name: string, lines: string[]): Promise<string> {
   const file = join(dir, `${name}.conf`);
   return writeFile(file, ['foreground = yes', 'syslog = no', `pid =`, 'debug = 3', `output = ${join(dir, `${name}.log`)}`, ...lines, ''].join('\n')).then(() => file);
 }
 
-export async function run(opts: BenchOptions): Promise<Row[]> {
+export async function run(opts: BenchOptions): Promise<Samples> {
   const seconds = opts.quick ? 2 : 5;
-  const rounds = opts.quick ? 1 : 3;
+  const rounds = opts.rounds;
   const dir = await mkdtemp(join(tmpdir(), 'ambit-bench-tunnel-'));
-  const rows: Row[] = [];
   try {
     // Certificates: one CA, a client and a server identity, shared by ambit and stunnel.
     const ca = await CertificateAuthority.open();
@@ -342,59 +353,54 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     await Promise.all([rAIperf, rAHttp, rBIperf, rBHttp].map(waitForPort));
 
     const pids = (...cs: ChildProcess[]) => cs.map((c) => c.pid ?? 0);
-    const subjects: Array<[string, number, number, number[]]> = [
-      ['ambit', ambitIperf ?? 0, ambitHttp ?? 0, pids(hboneClient.child, hboneServer.child)],
-      ['stunnel', sClientIperf, sClientHttp, pids(stunnelClient.child, stunnelServer.child)],
-      ['tcp-relay', rAIperf, rAHttp, pids(relayA.child, relayB.child)],
-      ['direct', iperfPort, httpPort, []],
+    const subjects = [
+      { name: 'ambit', iperf: ambitIperf ?? 0, http: ambitHttp ?? 0, pids: pids(hboneClient.child, hboneServer.child) },
+      { name: 'stunnel', iperf: sClientIperf, http: sClientHttp, pids: pids(stunnelClient.child, stunnelServer.child) },
+      { name: 'tcp-relay', iperf: rAIperf, http: rAHttp, pids: pids(relayA.child, relayB.child) },
+      { name: 'direct', iperf: iperfPort, http: httpPort, pids: [] as number[] },
     ];
-    // Rounds interleave the subjects so a noisy neighbour hurts all of them alike; each metric
-    // is the median over rounds.
-    const samples = new Map<string, number[]>();
-    const add = (subject: string, metric: string, value: number) => {
-      const k = `${subject}\u0000${metric}`;
-      samples.set(k, [...(samples.get(k) ?? []), value]);
-    };
+    // Rounds interleave the subjects so a noisy neighbour hurts all of them alike (each phase
+    // runs every subject in turn, then the next phase, then the next round).
+    const out = new Samples();
+    const setupN = opts.quick ? 10 : 30;
     for (let round = 0; round < rounds; round++) {
-      for (const [subject, ip, , tunnelPids] of subjects) {
-        process.stderr.write(`tunnel bench: round ${round + 1}/${rounds}: iperf3 via ${subject}\n`);
-        const cpu0 = await Promise.all(tunnelPids.map(cpuSeconds));
-        const r = await iperf(ip, seconds);
-        const cpu1 = await Promise.all(tunnelPids.map(cpuSeconds));
-        add(subject, 'throughput_gbps', r.gbps);
-        if (tunnelPids.length > 0 && r.bytes > 0) {
+      await interleavedRound('tunnel bench: iperf3', round, rounds, subjects, async (s) => {
+        const cpu0 = await Promise.all(s.pids.map(cpuSeconds));
+        const r = await iperf(s.iperf, seconds);
+        const cpu1 = await Promise.all(s.pids.map(cpuSeconds));
+        out.add(s.name, 'throughput_gbps', r.gbps);
+        if (s.pids.length > 0 && r.bytes > 0) {
           const used = cpu1.reduce((a, b) => a + b, 0) - cpu0.reduce((a, b) => a + b, 0);
-          add(subject, 'cpu_s_per_gb', used / (r.bytes / 1e9));
+          out.add(s.name, 'cpu_s_per_gb', used / (r.bytes / 1e9));
         }
+      });
+      await interleavedRound('tunnel bench: wrk', round, rounds, subjects, async (s) => {
+        const w = await wrk(s.http, seconds);
+        out.add(s.name, 'rps', w.rps);
+        out.add(s.name, 'wrk_p50_ms', w.p50);
+        out.add(s.name, 'wrk_p99_ms', w.p99);
+      });
+      await interleavedRound('tunnel bench: 1,000 req/s', round, rounds, subjects, async (s) => {
+        const f = await fixedRate(s.http, 1000, seconds, dir);
+        if (f.errors > 0) process.stderr.write(`tunnel bench: ${s.name}: ${f.errors} failed requests at 1,000 req/s\n`);
+        out.add(s.name, 'p50_ms', f.p50);
+        out.add(s.name, 'p99_ms', f.p99);
+      });
+      // setup_ms: handshakes alternate between the two group lists, one of each in turn; the
+      // round's figure per subject is the median of its `setupN` handshakes.
+      process.stderr.write(`tunnel bench: round ${round + 1}/${rounds}: setup_ms (${SETUP_SUBJECTS.map((s) => s.name).join(', ')})\n`);
+      const setup = new Map<string, number[]>(SETUP_SUBJECTS.map((s) => [s.name, []]));
+      for (let i = 0; i < setupN; i++) {
+        for (const s of SETUP_SUBJECTS) setup.get(s.name)?.push(await setupOnce(hboneServerPort, httpPort, creds, s.groups, s.expect));
       }
-      for (const [subject, , hp] of subjects) {
-        process.stderr.write(`tunnel bench: round ${round + 1}/${rounds}: wrk via ${subject}\n`);
-        const w = await wrk(hp, seconds);
-        add(subject, 'rps', w.rps);
-        add(subject, 'wrk_p50_ms', w.p50);
-        add(subject, 'wrk_p99_ms', w.p99);
-      }
-      for (const [subject, , hp] of subjects) {
-        process.stderr.write(`tunnel bench: round ${round + 1}/${rounds}: 1,000 req/s via ${subject}\n`);
-        const f = await fixedRate(hp, 1000, seconds, dir);
-        if (f.errors > 0) process.stderr.write(`tunnel bench: ${subject}: ${f.errors} failed requests at 1,000 req/s\n`);
-        add(subject, 'p50_ms', f.p50);
-        add(subject, 'p99_ms', f.p99);
-      }
+      for (const s of SETUP_SUBJECTS) out.add(s.name, 'setup_ms', median(setup.get(s.name) ?? []));
     }
-    for (const metric of ['throughput_gbps', 'cpu_s_per_gb', 'rps', 'p50_ms', 'p99_ms', 'wrk_p50_ms', 'wrk_p99_ms']) {
-      for (const [subject] of subjects) {
-        const xs = samples.get(`${subject}\u0000${metric}`);
-        if (xs !== undefined) rows.push({ subject, metric, value: median(xs) });
-      }
-    }
-    rows.push({ subject: 'ambit', metric: 'setup_ms', value: await setupMs(hboneServerPort, httpPort, creds, opts.quick ? 10 : 50) });
 
-    const v = (s: string, m: string) => rows.find((r) => r.subject === s && r.metric === m)?.value ?? Number.NaN;
+    const v = (s: string, m: string) => median(out.values(s, m));
     const added = (subject: string) => (v(subject, 'p50_ms') - v('direct', 'p50_ms')).toFixed(3);
-    process.stderr.write(`tunnel bench: added p50 at 1,000 req/s vs direct: ambit ${added('ambit')} ms, stunnel ${added('stunnel')} ms, plain TCP relay pair (no TLS) ${added('tcp-relay')} ms\n`);
-    process.stderr.write(`tunnel bench: throughput ambit/stunnel ${(v('ambit', 'throughput_gbps') / v('stunnel', 'throughput_gbps')).toFixed(2)}x\n`);
-    return rows;
+    process.stderr.write(`tunnel bench: added p50 at 1,000 req/s vs direct (medians): ambit ${added('ambit')} ms, stunnel ${added('stunnel')} ms, plain TCP relay pair (no TLS) ${added('tcp-relay')} ms\n`);
+    process.stderr.write(`tunnel bench: setup_ms post-quantum/classical ${(v('ambit', 'setup_ms') / v('ambit-x25519', 'setup_ms')).toFixed(2)}x\n`);
+    return out;
   } finally {
     for (const c of children) if (c.exitCode === null && c.pid !== undefined) c.kill('SIGTERM');
     await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));

@@ -20,11 +20,12 @@
  * the table says so on stderr.
  *
  * Metrics per subject: rps, p50_ms, p99_ms from `wrk -t2 -c32 --latency` (keep-alive), and
- * rss_mb of the proxy process(es) after the load (nginx: master + worker), and cpu_us_per_req:
- * the proxy process(es)' user + system CPU time over a round divided by the requests wrk counted
- * (what a request costs, which a busy neighbour on the machine does not move). The machines are
- * noisy, so every subject is measured in `rounds` interleaved rounds (ambit, haproxy, nginx,
- * ambit, ...) and the median round of each figure is reported.
+ * rss_mb of the proxy process(es) after each round's load (nginx: master + worker), and
+ * cpu_us_per_req: the proxy process(es)' user + system CPU time over a round divided by the
+ * requests wrk counted (what a request costs, which a busy neighbour on the machine does not
+ * move). The machines are noisy, so every subject is measured in interleaved rounds (ambit,
+ * haproxy, nginx, ambit, ...; 3 by default, `--rounds N`), and bench/lib/report.ts reports the
+ * median and range over the rounds.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
@@ -33,7 +34,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { BenchOptions, Row } from './lib/report.js';
+import { interleaved, Samples, type BenchOptions } from './lib/report.js';
 import { withLongRunningFlags } from '../src/util/node-flags.js';
 
 const HERE = fileURLToPath(import.meta.url);
@@ -180,11 +181,10 @@ async function bundleAmbitRole(): Promise<string | undefined> {
 
 // ---------------------------------------------------------------------------------------------
 
-export async function run(opts: BenchOptions): Promise<Row[]> {
+export async function run(opts: BenchOptions): Promise<Samples> {
   const seconds = opts.quick ? 3 : 6;
   const dir = await mkdtemp(join(tmpdir(), 'ambit-bench-waypoint-'));
   const children: ChildProcess[] = [];
-  const rows: Row[] = [];
   try {
     const [backendPort, ambitPort, nginxPort, haproxyPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     const nginxBase = (name: string, body: string) => `worker_processes 1;
@@ -250,35 +250,21 @@ backend be
     ];
     // Warm up every path (JIT, pooled connections), then measure in interleaved rounds.
     for (const s of subjects) await wrk(s.port, 2);
-    const rounds = opts.quick ? 1 : 3;
-    const results = new Map<string, WrkResult[]>(subjects.map((s) => [s.name, []]));
     // CPU per request: the proxy's utime + stime across a wrk run over the requests wrk counted
     // (robust against a noisy neighbour, which moves rps but not the work per request).
-    const cpu = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
-    for (let r = 0; r < rounds; r++) {
-      for (const s of subjects) {
-        const pids = await s.pids();
-        const before = await cpuUs(pids);
-        const w = await wrk(s.port, seconds);
-        const after = await cpuUs(pids);
-        results.get(s.name)?.push(w);
-        if (w.requests > 0) cpu.get(s.name)?.push((after - before) / w.requests);
-      }
-    }
-    const median = (xs: number[]) => {
-      const v = [...xs].sort((a, b) => a - b);
-      return v[Math.floor(v.length / 2)] as number;
-    };
-    for (const s of subjects) {
-      const rs = results.get(s.name) ?? [];
-      rows.push({ subject: s.name, metric: 'rps', value: Math.round(median(rs.map((x) => x.rps))) });
-      rows.push({ subject: s.name, metric: 'p50_ms', value: median(rs.map((x) => x.p50)) });
-      rows.push({ subject: s.name, metric: 'p99_ms', value: median(rs.map((x) => x.p99)) });
-      rows.push({ subject: s.name, metric: 'rss_mb', value: await rssMb(await s.pids()) });
-      const c = cpu.get(s.name) ?? [];
-      if (c.length > 0) rows.push({ subject: s.name, metric: 'cpu_us_per_req', value: Math.round(median(c) * 10) / 10 });
-    }
-    return rows;
+    const out = new Samples();
+    await interleaved('waypoint bench', opts.rounds, subjects, async (s) => {
+      const pids = await s.pids();
+      const before = await cpuUs(pids);
+      const w = await wrk(s.port, seconds);
+      const after = await cpuUs(pids);
+      out.add(s.name, 'rps', w.rps);
+      out.add(s.name, 'p50_ms', w.p50);
+      out.add(s.name, 'p99_ms', w.p99);
+      out.add(s.name, 'rss_mb', await rssMb(await s.pids()));
+      if (w.requests > 0) out.add(s.name, 'cpu_us_per_req', (after - before) / w.requests);
+    });
+    return out;
   } finally {
     for (const c of children) if (c.exitCode === null && c.pid !== undefined) c.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 300));
