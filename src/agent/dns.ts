@@ -46,6 +46,9 @@ export class AgentDns {
   readonly #log: Logger;
   #state: MeshState | undefined;
   #busy: Promise<void> = Promise.resolve();
+  #retryTimer: NodeJS.Timeout | undefined;
+  #failures = 0;
+  #closed = false;
 
   private constructor(capture: DnsCapture, proxy: DnsProxy, clusterDomain: string, log: Logger) {
     this.#capture = capture;
@@ -54,27 +57,54 @@ export class AgentDns {
     this.#log = log;
   }
 
-  /** Opens DNS capture, or (enabled false) removes a previous agent's and returns undefined. */
+  /**
+   * Opens DNS capture, or (enabled false) removes a previous agent's and returns undefined. A
+   * DNS capture that cannot be opened (kernel without the hooks, object not built) is logged and
+   * the agent runs without it (undefined): pods then resolve through their own resolvers, as DNS
+   * capture fails open anyway; connection capture is not affected.
+   */
   static async open(opts: AgentDnsOptions): Promise<AgentDns | undefined> {
-    const capture = await DnsCapture.open({
-      pinDir: opts.pinDir, cgroupPath: opts.cgroupPath, logger: opts.logger,
-      ...(opts.enabled !== undefined ? { enabled: opts.enabled } : {}),
-      ...(opts.port !== undefined ? { port: opts.port } : {}),
-    });
+    let capture: DnsCapture | undefined;
+    try {
+      capture = await DnsCapture.open({
+        pinDir: opts.pinDir, cgroupPath: opts.cgroupPath, logger: opts.logger,
+        ...(opts.enabled !== undefined ? { enabled: opts.enabled } : {}),
+        ...(opts.port !== undefined ? { port: opts.port } : {}),
+      });
+    } catch (err) {
+      opts.logger.error({ component: 'agent.dns', code: (err as { code?: string }).code, err: (err as Error).message }, 'DNS capture unavailable; pods resolve through their own resolvers (--dns-capture=false silences this)');
+      return undefined;
+    }
     if (capture === undefined) return undefined;
     const proxy = new DnsProxy({ metrics: createDnsMetrics(opts.registry), logger: opts.logger });
     return new AgentDns(capture, proxy, opts.clusterDomain ?? 'cluster.local', proxy.log);
   }
 
-  /** Aligns the name table with `state` and the captured pods with `pods` (one sync at a time). */
+  /**
+   * Aligns the name table with `state` and the captured pods with `pods` (one sync at a time;
+   * every enrollment pass calls it with the latest pods). Pods that failed are retried with the
+   * latest arguments, after 1 s doubling up to 30 s.
+   */
   sync(state: MeshState, pods: readonly { key: string; netnsPath: string }[]): Promise<void> {
-    this.#busy = this.#busy.then(() => this.#sync(state, pods)).catch((err: unknown) => {
+    clearTimeout(this.#retryTimer);
+    this.#busy = this.#busy.then(async () => {
+      if (this.#closed) return;
+      const failed = await this.#sync(state, pods);
+      if (failed === 0 || this.#closed) {
+        this.#failures = 0;
+        return;
+      }
+      const delay = Math.min(30_000, 1000 * 2 ** this.#failures++);
+      this.#retryTimer = setTimeout(() => { void this.sync(state, pods); }, delay);
+      this.#retryTimer.unref();
+    }).catch((err: unknown) => {
       this.#log.error({ err: (err as Error).message }, 'DNS sync failed');
     });
     return this.#busy;
   }
 
-  async #sync(state: MeshState, pods: readonly { key: string; netnsPath: string }[]): Promise<void> {
+  /** Returns how many pods could not be captured. */
+  async #sync(state: MeshState, pods: readonly { key: string; netnsPath: string }[]): Promise<number> {
     if (state !== this.#state) {
       this.#state = state;
       this.#proxy.setTable(DnsNameTable.fromServices(state.services.values(), { clusterDomain: this.#clusterDomain }));
@@ -83,14 +113,17 @@ export class AgentDns {
     for (const [key, p] of [...this.#pods]) {
       if (want.get(key)?.netnsPath !== p.netnsPath) this.#release(key);
     }
+    let failed = 0;
     for (const p of pods) {
       if (this.#pods.has(p.key)) continue;
       try {
         await this.#enroll(p, state.workloads.get(p.key)?.namespace);
       } catch (err) {
-        this.#log.warn({ pod: p.key, code: (err as { code?: string }).code, err: (err as Error).message }, 'cannot capture the pod\'s DNS; it resolves through its own resolver');
+        failed++;
+        this.#log.warn({ pod: p.key, code: (err as { code?: string }).code, err: (err as Error).message }, 'cannot capture the pod\'s DNS; it resolves through its own resolver until a retry succeeds');
       }
     }
+    return failed;
   }
 
   async #enroll(p: { key: string; netnsPath: string }, namespace: string | undefined): Promise<void> {
@@ -127,6 +160,8 @@ export class AgentDns {
 
   /** Closes the pods' DNS sockets; the programs stay pinned for the next agent unless `cleanup`. */
   async close(opts: { cleanup?: boolean } = {}): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
     await this.#busy;
     this.#proxy.close();
     for (const key of [...this.#pods.keys()]) {
