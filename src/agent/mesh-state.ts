@@ -9,6 +9,8 @@
  *   atomically, so one connection is resolved and authorized against one consistent view.
  * - Building reuses what did not change: a view resource that kept its object identity keeps its
  *   compiled policy (the cache is keyed by the parsed object).
+ * - `outboundTrafficPolicy` is the pushed MESH_CONFIG's mode; a view without one (an older control
+ *   plane) means ALLOW_ANY, what agents did before the setting existed.
  * - A resource the agent cannot use (a policy that does not compile) is skipped and listed in
  *   `problems`; for an AuthorizationPolicy that means fail closed: a DENY or ALLOW policy that
  *   cannot be evaluated turns into one that denies everything it selects (never a silent allow).
@@ -19,6 +21,23 @@ import { compileAuthorizationPolicy, policyAppliesTo } from '../model/authz/comp
 import type { AuthorizationPolicySpec, AuthzPolicy } from '../model/authz/types.js';
 import { effectiveMtls, peerAuthnScope } from '../model/compile/peer-authentication.js';
 import type { PeerAuthenticationResource } from '../model/kinds/security.js';
+import { parseCidr, parseIp, prefixLength, type ParsedCidr } from '../util/cidr.js';
+
+export type OutboundTrafficPolicyMode = 'ALLOW_ANY' | 'REGISTRY_ONLY';
+
+function within(c: ParsedCidr, ip: string): boolean {
+  const p = parseIp(ip);
+  if (p === undefined || p.family !== c.family) return false;
+  if (p.family === 4 && c.family === 4) return p.v4 >= c.lo && p.v4 <= c.hi;
+  if (p.family === 6 && c.family === 6) {
+    for (let i = 0; i < 4; i++) {
+      const w = p.v6[i] as number;
+      if (w < (c.lo[i] as number) || w > (c.hi[i] as number)) return false;
+    }
+    return true;
+  }
+  return false;
+}
 
 /** A workload as distributed to agents (the model's Workload without per-node policy fields). */
 export type WorkloadView = Omit<Workload, 'authorization' | 'mtls'>;
@@ -83,6 +102,10 @@ export class MeshState {
   readonly servicesByVip = new Map<string, ServiceView>();
   readonly waypoints = new Map<string, WaypointView>();
   readonly namespaces = new Map<string, Readonly<Record<string, string>>>();
+  /** Mesh-wide: what happens to connections to destinations outside the registry (default ALLOW_ANY). */
+  readonly outboundTrafficPolicy: OutboundTrafficPolicyMode;
+  /** ServiceEntry CIDR blocks (`addresses` with a prefix), longest prefix first. */
+  private readonly serviceRanges: { cidr: ParsedCidr; bits: number; service: ServiceView }[] = [];
   readonly authorizationPolicies: readonly AuthzPolicy[];
   readonly problems: string[] = [];
   private readonly peerAuthentications: PeerAuthenticationResource[] = [];
@@ -103,7 +126,15 @@ export class MeshState {
       const s = raw as ServiceView;
       this.services.set(key, s);
       for (const vip of s.vips ?? (s.vip ? [s.vip] : [])) this.servicesByVip.set(vip, s);
+      for (const r of s.serviceEntry?.addressRanges ?? []) {
+        const cidr = parseCidr(r);
+        if (cidr !== undefined) this.serviceRanges.push({ cidr, bits: prefixLength(cidr), service: s });
+      }
     }
+    this.serviceRanges.sort((a, b) => b.bits - a.bits);
+    const mode = (view.all('MESH_CONFIG').get('mesh') as { outboundTrafficPolicy?: { mode?: unknown } } | undefined)?.outboundTrafficPolicy?.mode;
+    this.outboundTrafficPolicy = mode === 'REGISTRY_ONLY' ? 'REGISTRY_ONLY' : 'ALLOW_ANY';
+    if (mode !== undefined && mode !== 'REGISTRY_ONLY' && mode !== 'ALLOW_ANY') this.problems.push(`MESH_CONFIG outboundTrafficPolicy.mode ${JSON.stringify(mode)} is unknown; using ALLOW_ANY`);
     for (const [key, raw] of view.all('WAYPOINT_BINDING')) this.waypoints.set(key, raw as WaypointView);
     for (const [name, raw] of view.all('NAMESPACE')) this.namespaces.set(name, (raw as { labels?: Record<string, string> }).labels ?? {});
     const authz: AuthzPolicy[] = [];
@@ -120,6 +151,13 @@ export class MeshState {
         status: undefined,
       });
     }
+  }
+
+  /** The service of a destination address: a VIP, else the ServiceEntry CIDR block with the longest prefix. */
+  serviceByAddress(ip: string): ServiceView | undefined {
+    const exact = this.servicesByVip.get(ip);
+    if (exact !== undefined || this.serviceRanges.length === 0) return exact;
+    return this.serviceRanges.find((r) => within(r.cidr, ip))?.service;
   }
 
   /** Workloads scheduled on this node. */

@@ -15,6 +15,9 @@
  *   node, connects inside that pod's netns to its own address, which connect4 never captures.
  * - Every accepted connection produces exactly one outbound record (connections.ts), whatever
  *   its fate.
+ * - Under outboundTrafficPolicy REGISTRY_ONLY a destination outside the registry is reset before
+ *   anything is sent, recorded with flag NR and destination_service BlackHoleCluster (as Istio
+ *   labels it), counted in ambit_agent_denials_total{reason="outbound_traffic_policy"} and logged.
  */
 import { createServer, type ListenOptions, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -81,6 +84,10 @@ export class OutboundProxy {
     }
     const resolution = this.ctx.resolver.resolve(state, source, dst);
     if (resolution.candidates.length === 0) {
+      if (resolution.blackhole === true) {
+        this.ctx.metrics.denials.inc({ reason: 'outbound_traffic_policy', policy: 'REGISTRY_ONLY', direction: 'outbound' });
+        this.ctx.log.info({ pod: source.key, dst: formatDst(dst), reason: resolution.reason }, 'outbound connection refused: destination outside the mesh registry (REGISTRY_ONLY)');
+      }
       this.fail(socket, source, srcAddr, dst, resolution, 'NR', resolution.reason ?? 'no route');
       return;
     }
@@ -148,6 +155,7 @@ export class OutboundProxy {
     const labels = c !== undefined && r !== undefined
       ? this.labels(source, c, r, flags)
       : tcpLabels({ reporter: 'source', source, sourcePrincipal: source.identity, destination: undefined, destinationPrincipal: undefined, service: r?.service, mtls: false, flags });
+    if (r?.blackhole === true) Object.assign(labels, { destination_service: 'BlackHoleCluster', destination_service_name: 'BlackHoleCluster' });
     const conn = this.ctx.tracker.start({ direction: 'outbound', pod: source.key, source: srcAddr, destination: dst, protocol: c === undefined ? 'passthrough' : c.kind === 'hbone' ? 'hbone' : c.kind, upstream: c === undefined ? undefined : upstreamOf(c), labels });
     conn.close({ bytesSent: 0, bytesReceived: 0, flags, reason, ...(policy !== undefined ? { policy } : {}) });
     if (flags === 'DENY') this.ctx.metrics.denials.inc({ reason: 'authorization', policy: policy ?? '-', direction: 'outbound' });

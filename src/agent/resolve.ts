@@ -13,7 +13,14 @@
  *   authority = pod address:target port and the pod's identity as the expected peer; on this
  *   node it is delivered in-process (the node's own address is not steered by sk_lookup, so a
  *   local HBONE hop is impossible and would be a wasted TLS handshake anyway).
- * - Anything else (outside the mesh, unknown addresses) passes through as plain TCP.
+ * - A ServiceEntry host (its VIP, or an address in one of its CIDR blocks) on a port it declares:
+ *   resolution NONE goes to the address the client dialed (by HBONE when that is a mesh pod);
+ *   the others over the entry's endpoints, a DNS endpoint passing through to its name, which the
+ *   agent resolves when it connects. On a port the entry does not declare, the address counts as
+ *   outside the registry.
+ * - Anything else (outside the registry: no service, pod or ServiceEntry) passes through as plain
+ *   TCP under outboundTrafficPolicy ALLOW_ANY, and has no route under REGISTRY_ONLY (Istio's
+ *   BlackHoleCluster; `blackhole` is set so the proxy counts and logs it as such).
  * - A waypoint never sends its own traffic back to itself.
  *
  * Round robin state is per service and lives in the Resolver (not in the immutable MeshState), so
@@ -59,6 +66,8 @@ export interface Resolution {
   service: ServiceView | undefined;
   /** Why there is no route (when `candidates` is empty). */
   reason?: string;
+  /** Refused because the destination is outside the registry under REGISTRY_ONLY. */
+  blackhole?: boolean;
 }
 
 export interface ResolverOptions {
@@ -79,15 +88,33 @@ export class Resolver {
   }
 
   resolve(state: MeshState, source: Pick<WorkloadView, 'key' | 'waypointFor' | 'namespace'> | undefined, dst: Destination): Resolution {
-    const svc = state.servicesByVip.get(dst.address);
-    if (svc !== undefined) return this.viaService(state, source, svc, dst);
+    const svc = state.serviceByAddress(dst.address);
+    if (svc !== undefined && svc.serviceEntry === undefined) return this.viaService(state, source, svc, dst);
+    if (svc !== undefined) {
+      const r = this.viaEntry(state, source, svc, dst);
+      if (r !== undefined) return r;
+    }
     const w = state.workloadsByIp.get(dst.address);
     if (w !== undefined) {
       const wp = this.waypointOf(state, source, w.waypoint);
       if (wp !== undefined) return { candidates: [this.toWaypoint(state, wp, dst)], service: undefined };
       return { candidates: [this.toWorkload(state, w, dst.address, dst.port)], service: undefined };
     }
+    if (state.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+      const at = svc !== undefined ? `ServiceEntry host ${svc.hostname} does not declare port ${dst.port}` : 'no service, pod or ServiceEntry has this address';
+      return { candidates: [], service: undefined, blackhole: true, reason: `${dst.address}:${dst.port} is outside the mesh registry (${at}) and outboundTrafficPolicy is REGISTRY_ONLY (BlackHoleCluster); declare it with a ServiceEntry to allow it` };
+    }
     return { candidates: [{ kind: 'passthrough', target: dst, workload: undefined }], service: undefined };
+  }
+
+  /** A ServiceEntry host; undefined when it does not declare the port (then it is not the registry's). */
+  private viaEntry(state: MeshState, source: Pick<WorkloadView, 'key' | 'waypointFor' | 'namespace'> | undefined, svc: ServiceView, dst: Destination): Resolution | undefined {
+    if (!svc.ports.some((p) => p.port === dst.port && p.protocol === 'TCP')) return undefined;
+    if (svc.serviceEntry?.resolution === 'NONE' || svc.serviceEntry?.resolution === 'DYNAMIC_DNS') {
+      const w = state.workloadsByIp.get(dst.address);
+      return { candidates: [w !== undefined ? this.toWorkload(state, w, dst.address, dst.port) : { kind: 'passthrough', target: dst, workload: undefined }], service: svc };
+    }
+    return this.viaService(state, source, svc, dst);
   }
 
   private viaService(state: MeshState, source: Pick<WorkloadView, 'key' | 'waypointFor' | 'namespace'> | undefined, svc: ServiceView, dst: Destination): Resolution {
@@ -109,7 +136,7 @@ export class Resolver {
       if (e === undefined) continue;
       const w = state.workloads.get(e.workload);
       const target = e.ports[dst.port] as number;
-      if (w === undefined) out.push({ kind: 'passthrough', target: { address: e.ip, port: target }, workload: undefined });
+      if (w === undefined) out.push({ kind: 'passthrough', target: { address: e.hostname ?? e.ip, port: target }, workload: undefined });
       else out.push(this.toWorkload(state, w, e.ip, target));
     }
     return { candidates: out, service: svc };

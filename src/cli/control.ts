@@ -18,6 +18,9 @@ import { KubeTokenReviewer } from '../control/kube/token-review.js';
 import { ControlConfigError } from '../control/errors.js';
 import type { ConfigSource } from '../control/source.js';
 import { tlsGroupsHelp, tlsGroupsOption } from './lib/tls-groups.js';
+import { readFileSync } from 'node:fs';
+import { allocateVips } from '../model/compile/service-entry.js';
+import { DEFAULT_MESH_CONFIG, outboundTrafficPolicyMode, parseMeshConfig, type MeshConfig } from '../control/mesh-config.js';
 
 const HELP = `usage: ambit control (--config DIR | --kubernetes) [options]
 
@@ -45,6 +48,15 @@ serving:
   --metrics-port N           metrics and /config_dump (default 15014)
   --readiness-port N         readiness (default 15021)
   --root-namespace NAME      Istio root namespace (default istio-system)
+
+mesh:
+  --mesh-config FILE         Istio MeshConfig YAML (or the istio ConfigMap holding it in data.mesh);
+                             ambit reads outboundTrafficPolicy.mode (default: none)
+  --outbound-traffic-policy M  ALLOW_ANY: enrolled pods reach any destination; REGISTRY_ONLY:
+                             only mesh services, pods and ServiceEntries, other connections
+                             are refused (default ALLOW_ANY, or the --mesh-config value)
+  --service-entry-vip-range CIDR  IPv4 block for ServiceEntry hosts without addresses
+                             (default 240.240.0.0/16, as Istio's auto-allocation)
 ${tlsGroupsHelp(29, 'the gRPC TLS port')}`;
 
 /** A whole number of milliseconds 0-3600000 (undefined when not given); throws naming the option. */
@@ -65,6 +77,7 @@ export async function run(argv: string[]): Promise<number> {
     'grpc-tls-port': { type: 'string' }, 'grpc-plaintext-port': { type: 'string' },
     'metrics-port': { type: 'string' }, 'readiness-port': { type: 'string' }, 'root-namespace': { type: 'string' },
     'tls-groups': { type: 'string' },
+    'mesh-config': { type: 'string' }, 'outbound-traffic-policy': { type: 'string' }, 'service-entry-vip-range': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (parsed === undefined) return 2;
@@ -76,16 +89,38 @@ export async function run(argv: string[]): Promise<number> {
   }
   let debounceMs: number | undefined;
   let tlsGroups: string[];
+  let mesh: MeshConfig = DEFAULT_MESH_CONFIG;
   try {
     debounceMs = milliseconds(values['debounce-ms'], 'debounce-ms');
     tlsGroups = tlsGroupsOption(values['tls-groups']);
+    const file = values['mesh-config'];
+    if (file !== undefined) {
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new ControlConfigError(`--mesh-config ${file}: ${(err as Error).message}`);
+      }
+      mesh = { ...mesh, ...parseMeshConfig(text, file) };
+    }
+    const otp = values['outbound-traffic-policy'];
+    if (otp !== undefined) mesh = { ...mesh, outboundTrafficPolicy: { mode: outboundTrafficPolicyMode(otp, '--outbound-traffic-policy') } };
+    const range = values['service-entry-vip-range'];
+    if (range !== undefined) {
+      try {
+        allocateVips([], range);
+      } catch (err) {
+        throw new ControlConfigError(`--service-entry-vip-range: ${(err as Error).message}`);
+      }
+    }
   } catch (err) {
     process.stderr.write(`ambit control: ${(err as Error).message}\n`);
     return 2;
   }
   const trustDomain = values['trust-domain'] ?? 'cluster.local';
   const rootNamespace = values['root-namespace'] ?? 'istio-system';
-  const compiler = new ModelCompiler({ trustDomain, rootNamespace });
+  const vipRange = values['service-entry-vip-range'];
+  const compiler = new ModelCompiler({ trustDomain, rootNamespace, ...(vipRange !== undefined ? { serviceEntryVipRange: vipRange } : {}) });
   let source: ConfigSource;
   let authenticator: Authenticator;
   let kube: KubeConfig | undefined;
@@ -109,7 +144,7 @@ export async function run(argv: string[]): Promise<number> {
   const ca = await CertificateAuthority.open({ dir: values['ca-dir'] ?? '/var/lib/ambit/ca', trustDomain });
   const plain = values['grpc-plaintext-port'];
   const cp = new ControlPlane({
-    source, authenticator, signer: ca, trustDomain,
+    source, authenticator, signer: ca, trustDomain, mesh,
     host: values.host ?? '0.0.0.0',
     tlsPort: port(values['grpc-tls-port'], 'grpc-tls-port', 15012),
     plaintextPort: plain === 'off' ? null : port(plain, 'grpc-plaintext-port', 15010),

@@ -30,6 +30,7 @@ import { DEFAULT_TLS_GROUPS } from '../tunnel/tls-groups.js';
 import type { ConfigProblem, ConfigSource, SourceSink } from './source.js';
 import { RESOURCE_KINDS, type MeshResource } from './mesh-resource.js';
 import { closeHttp, listenHttp, metricsServer, readinessServer, type AdminHandlers } from './admin-server.js';
+import { DEFAULT_MESH_CONFIG, meshConfigResource, type MeshConfig } from './mesh-config.js';
 
 export interface ControlPlaneOptions {
   source: ConfigSource;
@@ -58,6 +59,8 @@ export interface ControlPlaneOptions {
   drainMs?: number;
   /** History kept for resuming subscribers, in resource changes (default 200000). */
   maxHistory?: number;
+  /** Mesh-wide settings pushed to every agent as the MESH_CONFIG resource (default DEFAULT_MESH_CONFIG: ALLOW_ANY). */
+  mesh?: MeshConfig;
   /** Metrics registry (default: a new Registry). */
   registry?: Registry;
   logger?: Logger;
@@ -163,7 +166,8 @@ export class ControlPlane {
       }
     };
     return {
-      replaceAll: (resources: Iterable<MeshResource>, changedAtMs: number) => accepted(this.table.replaceAll(resources, changedAtMs)),
+      // The mesh settings are not the source's: they ride along with every complete set.
+      replaceAll: (resources: Iterable<MeshResource>, changedAtMs: number) => accepted(this.table.replaceAll([...resources, meshConfigResource(this.opts.mesh ?? DEFAULT_MESH_CONFIG)], changedAtMs)),
       applyDelta: (upserts, removals, changedAtMs) => accepted(this.table.apply(upserts, removals, changedAtMs)),
       rejected: (problems: ConfigProblem[]) => {
         this.configErrors++;

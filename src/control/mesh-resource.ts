@@ -12,11 +12,12 @@
 export const RESOURCE_KINDS = [
   'NAMESPACE', 'WORKLOAD', 'SERVICE', 'WAYPOINT_BINDING',
   'AUTHORIZATION_POLICY', 'PEER_AUTHENTICATION', 'REQUEST_AUTHENTICATION', 'ROUTE', 'DESTINATION_RULE', 'RATE_LIMIT',
+  'MESH_CONFIG',
 ] as const;
 export type MeshKind = (typeof RESOURCE_KINDS)[number];
 
 /** Kinds every agent and waypoint receives in full: they resolve destinations with them. */
-export const GLOBAL_KINDS: ReadonlySet<MeshKind> = new Set<MeshKind>(['NAMESPACE', 'WORKLOAD', 'SERVICE', 'WAYPOINT_BINDING']);
+export const GLOBAL_KINDS: ReadonlySet<MeshKind> = new Set<MeshKind>(['NAMESPACE', 'WORKLOAD', 'SERVICE', 'WAYPOINT_BINDING', 'MESH_CONFIG']);
 /** Kinds selected per subscriber (policies for an agent's workloads, routes for a waypoint's services). */
 export const SCOPED_KINDS: readonly MeshKind[] = RESOURCE_KINDS.filter((k) => !GLOBAL_KINDS.has(k));
 

@@ -16,6 +16,8 @@ import { parseYamlText } from '../../../src/model/load/yaml-text.js';
 import { parseObject } from '../../../src/model/load/parse-object.js';
 import type { Resource } from '../../../src/model/resource.js';
 import { ModelCompiler } from '../../../src/control/model-compiler.js';
+import type { CompileOptions } from '../../../src/model/compile/options.js';
+import { meshConfigResource, type MeshConfig } from '../../../src/control/mesh-config.js';
 import { Projector } from '../../../src/control/projection.js';
 import { LocalView } from '../../../src/discovery/local-view.js';
 import type { DiscoveryResponse__Output } from '../../../src/control/proto.js';
@@ -31,8 +33,12 @@ import type { ProxyContext } from '../../../src/agent/context.js';
 
 let version = 0;
 
-/** A LocalView holding what the control plane would distribute for `yaml`. */
-export function viewFromYaml(yaml: string): LocalView {
+/**
+ * A LocalView holding what the control plane would distribute for `yaml`; `opts.compile` are the
+ * model's options, `opts.mesh` adds the MESH_CONFIG the control plane would push (default: none,
+ * as from a control plane that predates it).
+ */
+export function viewFromYaml(yaml: string, opts: { compile?: CompileOptions; mesh?: MeshConfig } = {}): LocalView {
   const y = parseYamlText(yaml, 'test.yaml');
   const resources: Resource[] = [];
   const errors: string[] = [];
@@ -41,10 +47,11 @@ export function viewFromYaml(yaml: string): LocalView {
     for (const d of r.diagnostics) if (d.severity === 'error') errors.push(d.message);
     if (r.resource !== undefined) resources.push(r.resource);
   }
-  const { mesh, diagnostics } = new ModelCompiler().compile(resources);
+  const { mesh, diagnostics } = new ModelCompiler(opts.compile).compile(resources);
   for (const d of diagnostics) if (d.severity === 'error') errors.push(d.message);
   if (errors.length > 0 || mesh === undefined) throw new Error(`fixture YAML is invalid: ${errors.join('; ')}`);
   const projected = new Projector().project(mesh, resources);
+  if (opts.mesh !== undefined) projected.push(meshConfigResource(opts.mesh));
   const view = new LocalView();
   const push = {
     epoch: 'test', version: ++version, full: true, baseVersion: 0, changedAtMs: Date.now(), replaceKinds: [], removals: [],
@@ -54,8 +61,8 @@ export function viewFromYaml(yaml: string): LocalView {
   return view;
 }
 
-export function stateFromYaml(yaml: string, node: string): MeshState {
-  return new MeshState(viewFromYaml(yaml), { node });
+export function stateFromYaml(yaml: string, node: string, opts: { compile?: CompileOptions; mesh?: MeshConfig } = {}): MeshState {
+  return new MeshState(viewFromYaml(yaml, opts), { node });
 }
 
 export interface TestNode {

@@ -1,0 +1,166 @@
+/**
+ * outboundTrafficPolicy and ServiceEntry on the agent's outbound path, over real sockets on
+ * loopback, with the view the control plane would push (model → projection → LocalView, plus the
+ * MESH_CONFIG resource): under REGISTRY_ONLY a destination outside the registry is reset, logged
+ * with its reason, counted, and labelled BlackHoleCluster, while ServiceEntry destinations (a
+ * STATIC VIP, a NONE address, a DNS endpoint resolved at connect time) pass; under ALLOW_ANY (and
+ * with no MESH_CONFIG at all, as from an older control plane) everything passes. Capture is not
+ * involved: the test supplies the original destination, as Capture.originalDestination would.
+ */
+import test from 'ava';
+import type { Server } from 'node:net';
+import { OutboundProxy } from '../../../src/agent/outbound.js';
+import type { WorkloadView } from '../../../src/agent/mesh-state.js';
+import { DnsNameTable } from '../../../src/agent/dns-names.js';
+import { destinationBox, echoApp, freePort, makeIdentities, metricText, roundTrip, stateFromYaml, testNode, waitIdle, type TestNode } from './helpers.js';
+
+const CLIENT = '127.0.0.2';
+const STATIC_EP = '127.0.0.9';
+const NONE_ADDR = '127.0.0.10';
+const UNREGISTERED = '127.0.0.11';
+const DNS_EP = '127.0.0.1'; // what "localhost" resolves to
+const SE_VIP = '198.18.129.1';
+const RANGE = '198.18.224.0/20';
+
+function yaml(app: number): string {
+  return `
+apiVersion: v1
+kind: Node
+metadata: { name: node-1 }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: shop, labels: { ambit.dev/dataplane-mode: ambient } }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: client, namespace: shop, labels: { app: client } }
+spec: { nodeName: node-1, serviceAccountName: client, containers: [{ name: c, image: x }] }
+status: { phase: Running, podIP: ${CLIENT} }
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: payments, namespace: shop }
+spec:
+  hosts: [api.payments.example.com]
+  addresses: [${SE_VIP}]
+  ports: [{ number: 443, name: tls, protocol: TLS, targetPort: ${app} }]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{ address: ${STATIC_EP} }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: legacy-db, namespace: shop }
+spec:
+  hosts: [db.legacy.example.com]
+  addresses: [${NONE_ADDR}/32]
+  ports: [{ number: ${app}, name: tcp, protocol: TCP }]
+  resolution: NONE
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: by-name, namespace: shop }
+spec:
+  hosts: [mirror.example.com]
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  resolution: DNS
+  endpoints: [{ address: localhost, ports: { http: ${app} } }]
+`;
+}
+
+interface Ctx {
+  app: number;
+  node: TestNode;
+  out: number;
+  box: ReturnType<typeof destinationBox>;
+  mesh: string;
+  closers: (() => unknown)[];
+}
+
+let c: Ctx;
+
+test.before(async () => {
+  const closers: (() => unknown)[] = [];
+  const ids = await makeIdentities();
+  closers.push(() => ids.close());
+  const app = await freePort([STATIC_EP, NONE_ADDR, UNREGISTERED, DNS_EP]);
+  const mesh = yaml(app);
+  const node = testNode(ids.identities, 15008, stateFromYaml(mesh, 'node-1', { compile: { serviceEntryVipRange: RANGE } }));
+  closers.push(() => node.close());
+  const servers: Server[] = [];
+  for (const [name, ip] of [['static', STATIC_EP], ['none', NONE_ADDR], ['unregistered', UNREGISTERED], ['dns', DNS_EP]] as const) servers.push(await echoApp(name, ip, app));
+  const box = destinationBox();
+  const client = node.ctx.state().workloads.get('shop/client') as WorkloadView;
+  const out = await new OutboundProxy(node.ctx, box.lookup).listen(client, { host: CLIENT, port: 0 });
+  servers.push(out);
+  closers.push(() => { for (const s of servers) s.close(); });
+  c = { app, node, out: (out.address() as { port: number }).port, box, mesh, closers };
+});
+
+test.after.always(async () => {
+  for (const f of (c?.closers ?? []).reverse()) await f();
+});
+
+function setMode(mode: 'ALLOW_ANY' | 'REGISTRY_ONLY' | undefined): void {
+  const opts = { compile: { serviceEntryVipRange: RANGE }, ...(mode !== undefined ? { mesh: { outboundTrafficPolicy: { mode } } } : {}) };
+  c.node.setState(stateFromYaml(c.mesh, 'node-1', opts));
+}
+
+async function dial(address: string, port: number): Promise<string> {
+  c.box.set({ address, port });
+  const r = await roundTrip(CLIENT, c.out, 'hi');
+  await waitIdle(c.node);
+  return r;
+}
+
+test.serial('ALLOW_ANY (and no MESH_CONFIG at all): unregistered and ServiceEntry destinations all pass', async (t) => {
+  for (const mode of [undefined, 'ALLOW_ANY'] as const) {
+    setMode(mode);
+    t.is(c.node.ctx.state().outboundTrafficPolicy, 'ALLOW_ANY');
+    t.is(await dial(UNREGISTERED, c.app), 'unregistered:hi', `${mode ?? 'no MESH_CONFIG'}: passthrough`);
+    t.is(await dial(SE_VIP, 443), 'static:hi', 'the STATIC entry VIP goes to its endpoint on the targetPort');
+    t.is(await dial(NONE_ADDR, c.app), 'none:hi', 'resolution NONE goes to the address dialed');
+    t.is(await dial(NONE_ADDR, c.app + 1 === 65536 ? 1 : c.app + 1), 'ECONNRESET', 'nothing listens there: the passthrough fails');
+  }
+});
+
+test.serial('REGISTRY_ONLY: an unregistered destination is reset, logged with its reason, counted, labelled BlackHoleCluster', async (t) => {
+  setMode('REGISTRY_ONLY');
+  t.is(c.node.ctx.state().outboundTrafficPolicy, 'REGISTRY_ONLY');
+  const before = c.node.lines().length;
+  t.is(await dial(UNREGISTERED, c.app), 'ECONNRESET');
+  const lines = c.node.lines().slice(before);
+  const access = lines.find((l) => l['response_flags'] === 'NR');
+  t.truthy(access, JSON.stringify(lines));
+  t.regex(String(access?.['reason']), /^127\.0\.0\.11:\d+ is outside the mesh registry \(no service, pod or ServiceEntry has this address\) and outboundTrafficPolicy is REGISTRY_ONLY \(BlackHoleCluster\)/);
+  t.true(lines.some((l) => /destination outside the mesh registry \(REGISTRY_ONLY\)/.test(String(l['msg']))), 'an agent log line says why');
+  t.true((await metricText(c.node.registry, 'ambit_agent_denials_total')).some((l) => l.includes('reason="outbound_traffic_policy"') && l.includes('policy="REGISTRY_ONLY"') && l.endsWith(' 1')));
+  t.true((await metricText(c.node.registry, 'istio_tcp_connections_closed_total')).some((l) => l.includes('destination_service="BlackHoleCluster"') && l.includes('response_flags="NR"')));
+});
+
+test.serial('REGISTRY_ONLY: ServiceEntry destinations pass (STATIC VIP, NONE address in a CIDR, DNS name resolved at connect time) with destination_service = the host', async (t) => {
+  setMode('REGISTRY_ONLY');
+  t.is(await dial(SE_VIP, 443), 'static:hi');
+  t.is(await dial(NONE_ADDR, c.app), 'none:hi');
+  t.is(await dial(c.node.ctx.state().services.get('shop/mirror.example.com')?.vip ?? '', 80), 'dns:hi', 'the auto-allocated VIP of a DNS entry reaches what its endpoint name resolves to');
+  const closed = await metricText(c.node.registry, 'istio_tcp_connections_closed_total');
+  for (const host of ['api.payments.example.com', 'db.legacy.example.com', 'mirror.example.com']) {
+    t.true(closed.some((l) => l.includes(`destination_service="${host}"`) && l.includes('response_flags="-"')), host);
+  }
+  // A port the entry does not declare is outside the registry.
+  t.is(await dial(SE_VIP, 444), 'ECONNRESET');
+  t.true(c.node.lines().some((l) => l['response_flags'] === 'NR' && /ServiceEntry host api\.payments\.example\.com does not declare port 444/.test(String(l['reason']))));
+});
+
+test.serial('the auto-allocated VIP comes from the configured range, and the DNS name table answers ServiceEntry hosts with it', (t) => {
+  setMode(undefined);
+  const state = c.node.ctx.state();
+  const vip = state.services.get('shop/mirror.example.com')?.vip ?? '';
+  t.regex(vip, /^198\.18\.2(2[4-9]|3\d)\.\d+$/);
+  t.is(state.serviceByAddress(vip)?.hostname, 'mirror.example.com');
+  const table = DnsNameTable.fromServices(state.services.values());
+  t.deepEqual(table.lookup('mirror.example.com.')?.ipv4, [vip]);
+  t.deepEqual(table.lookup('API.payments.example.com')?.ipv4, [SE_VIP]);
+  t.is(table.lookup('db.legacy.example.com'), undefined, 'an entry with only a CIDR block has no address to answer');
+});
