@@ -3,8 +3,10 @@
  *
  * Entries are `DnsHost`s: a fully qualified host name (or a `*.` wildcard) with its addresses.
  * Services of the agent's view give one host each, `<name>.<namespace>.svc.<cluster-domain>` (the
- * model's `hostname`) with the Service's VIPs; ServiceEntry hosts with auto-allocated VIPs are to
- * come from the model as more `DnsHost`s (`extraHosts`), with nothing else to change here.
+ * model's `hostname`) with the Service's VIPs. ServiceEntry hosts arrive as services of the view
+ * too (the model compiles each host into one, `serviceEntry` set): they answer their exact name,
+ * or every subdomain for a `*.` host, with the entry's addresses or its auto-allocated VIP, and
+ * no short forms.
  *
  * Besides the FQDN, a Service answers the forms a pod's search path would otherwise have to reach
  * through the upstream (as Istio's DNS proxy does): `<name>.<namespace>.svc`, `<name>.<namespace>`,
@@ -90,12 +92,12 @@ export class DnsNameTable {
     this.#wildcards.sort((a, b) => b[0].length - a[0].length);
   }
 
-  /** A table of the view's Services plus `extraHosts` (ServiceEntry hosts, once the model has them). */
-  static fromServices(services: Iterable<Pick<ServiceView, 'name' | 'namespace' | 'hostname' | 'vip' | 'vips'>>, opts: DnsNameTableOptions & { extraHosts?: Iterable<DnsHost> } = {}): DnsNameTable {
+  /** A table of the view's Services (ServiceEntry hosts included) plus `extraHosts`. */
+  static fromServices(services: Iterable<Pick<ServiceView, 'name' | 'namespace' | 'hostname' | 'vip' | 'vips' | 'serviceEntry'>>, opts: DnsNameTableOptions & { extraHosts?: Iterable<DnsHost> } = {}): DnsNameTable {
     const hosts: DnsHost[] = [];
     for (const s of services) {
       const addresses = s.vips.length > 0 ? s.vips : s.vip !== undefined ? [s.vip] : [];
-      hosts.push({ hostname: s.hostname, addresses, serviceNamespace: s.namespace });
+      hosts.push(s.serviceEntry !== undefined ? { hostname: s.hostname, addresses } : { hostname: s.hostname, addresses, serviceNamespace: s.namespace });
     }
     for (const h of opts.extraHosts ?? []) hosts.push(h);
     return new DnsNameTable(hosts, opts);

@@ -6,12 +6,21 @@
  * STATIC VIP, a NONE address, a DNS endpoint resolved at connect time) pass; under ALLOW_ANY (and
  * with no MESH_CONFIG at all, as from an older control plane) everything passes. Capture is not
  * involved: the test supplies the original destination, as Capture.originalDestination would.
+ * The agent's DNS proxy, with the name table it builds from the same view, answers ServiceEntry
+ * hosts with their VIPs over real UDP.
  */
 import test from 'ava';
 import type { Server } from 'node:net';
 import { OutboundProxy } from '../../../src/agent/outbound.js';
 import type { WorkloadView } from '../../../src/agent/mesh-state.js';
 import { DnsNameTable } from '../../../src/agent/dns-names.js';
+import { DnsProxy } from '../../../src/agent/dns-proxy.js';
+import { createDnsMetrics } from '../../../src/agent/dns-metrics.js';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import dnsPacket from 'dns-packet';
+import { Registry } from 'prom-client';
 import { destinationBox, echoApp, freePort, makeIdentities, metricText, roundTrip, stateFromYaml, testNode, waitIdle, type TestNode } from './helpers.js';
 
 const CLIENT = '127.0.0.2';
@@ -163,4 +172,32 @@ test.serial('the auto-allocated VIP comes from the configured range, and the DNS
   t.deepEqual(table.lookup('mirror.example.com.')?.ipv4, [vip]);
   t.deepEqual(table.lookup('API.payments.example.com')?.ipv4, [SE_VIP]);
   t.is(table.lookup('db.legacy.example.com'), undefined, 'an entry with only a CIDR block has no address to answer');
+});
+
+test.serial('the DNS proxy answers an A query for a ServiceEntry host with its VIP, and the client reaches it under REGISTRY_ONLY', async (t) => {
+  setMode('REGISTRY_ONLY');
+  const state = c.node.ctx.state();
+  const proxy = new DnsProxy({ table: DnsNameTable.fromServices(state.services.values()), metrics: createDnsMetrics(new Registry()), forwardTimeoutMs: 300 });
+  const server = dgram.createSocket('udp4');
+  const client = dgram.createSocket('udp4');
+  t.teardown(() => { proxy.close(); server.close(); client.close(); });
+  server.bind(0, '127.0.0.1');
+  client.bind(0, '127.0.0.1');
+  await Promise.all([once(server, 'listening'), once(client, 'listening')]);
+  proxy.serve(server, { id: 'shop/client', namespace: 'shop', upstream: () => null });
+  let id = 1;
+  const ask = (name: string) => new Promise<{ rcode: string; answers: { type: string; data: unknown }[] }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no reply for ${name}`)), 2000);
+    client.once('message', (msg) => { clearTimeout(timer); const p = dnsPacket.decode(msg) as unknown as { rcode: string; answers?: { type: string; data: unknown }[] }; resolve({ rcode: p.rcode, answers: p.answers ?? [] }); });
+    client.send(dnsPacket.encode({ type: 'query', id: id++, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name, class: 'IN' }] }), (server.address() as AddressInfo).port, '127.0.0.1');
+  });
+  const vip = state.services.get('shop/mirror.example.com')?.vip;
+  const mirror = await ask('mirror.example.com');
+  t.is(mirror.rcode, 'NOERROR');
+  t.deepEqual(mirror.answers.map((a) => [a.type, a.data]), [['A', vip]]);
+  t.deepEqual((await ask('api.payments.example.com')).answers.map((a) => a.data), [SE_VIP]);
+  // Without an upstream the proxy cannot forward: a name the table does not hold gets SERVFAIL.
+  t.is((await ask('mirror')).rcode, 'SERVFAIL', 'only the exact entry host is answered');
+  // And the answered VIP is what the client then dials under REGISTRY_ONLY.
+  t.is(await dial(vip ?? '', 80), 'dns:hi');
 });
