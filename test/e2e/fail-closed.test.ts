@@ -97,10 +97,9 @@ privilegedTest('agent alive, STRICT: plaintext from the outside pod and masquera
 
 privilegedTest('agent SIGKILLed: echo-2 refuses plaintext and masqueraded traffic at once (fail closed) while node-2 probes still reach it; the restarted agent counts the refusals', async (t: ExecutionContext) => {
   await mesh.stop('agent-node-2', 'SIGKILL');
-  const t0 = Date.now();
+  // curl exits 7 when the connection is refused and 28 when its 4 s limit runs out: 7 is "at once".
   const outside = await curl(mesh, 'outside', `http://${echo2}:8080/`);
-  t.is(outside, 'ERR 7', 'plaintext from outside: connection refused (RST), not delivered around the agent');
-  t.true(Date.now() - t0 < 2000, 'refused at once, not a timeout');
+  t.is(outside, 'ERR 7', 'plaintext from outside: connection refused (RST), not delivered around the agent, not a timeout');
   t.is(await curlFrom(EXT_NETNS, `http://${echo2}:8080/`), 'ERR 7', 'masqueraded external traffic: refused');
   t.is(servedBy(await curlFrom(node2, `http://${echo2}:8080/`)), 'echo-2', 'the probe opened on node-2 still reaches the app');
   t.is(await curl(mesh, 'echo-2', `http://${mesh.cluster.pod('echo-1').ip}:8080/`), 'ERR 7', 'outbound of the enrolled pod fails fast instead of leaving uncaptured');
