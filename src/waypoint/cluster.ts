@@ -82,7 +82,9 @@ export class Cluster {
       if (port === undefined) continue;
       const w = config.workload(e.workload);
       const identity = e.enrolled ? w?.identity : undefined;
-      eps.push({ key: `${e.ip}:${port}`, ip: e.ip, port, identity, workload: e.workload, labels: e.labels, active: 0 });
+      // A ServiceEntry DNS endpoint has a name instead of an address; the connect resolves it.
+      const ip = e.hostname ?? e.ip;
+      eps.push({ key: `${ip}:${port}`, ip, port, identity, workload: e.workload, labels: e.labels, active: 0 });
     }
     const esig = eps.map((e) => `${e.key}|${e.identity ?? ''}`).join(',');
     if (esig !== this.endpointSig) {

@@ -125,3 +125,22 @@ test('a RATE_LIMIT payload in the wrong shape is refused as a whole', (t) => {
   const err = t.throws(() => configFromView(view, { waypoint: 'shop/wp' }), { instanceOf: WaypointError });
   t.regex(err?.message ?? '', /RATE_LIMIT 'shop\/cart'/);
 });
+
+test('a ServiceEntry host in the waypoint\'s view: its STATIC addresses and DNS names are the cluster\'s endpoints', (t) => {
+  const yaml = MESH + `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: shop}
+spec:
+  hosts: [api.example.com]
+  addresses: [198.18.230.7]
+  ports: [{number: 443, name: tls, protocol: TLS, targetPort: 8443}]
+  resolution: DNS
+  endpoints: [{address: eu.api.example.com}, {address: 198.18.231.7, ports: {tls: 9443}}]
+---
+`;
+  const config = configFromView(waypointView(t, yaml), { waypoint: 'shop/wp' });
+  const svc = config.serviceByHost('api.example.com');
+  if (svc === undefined) throw new Error('the ServiceEntry host is not in the waypoint view');
+  const cluster = new ClusterManager().get(config, svc, undefined, 443, 'http1');
+  t.deepEqual(cluster.endpoints.map((e) => [e.ip, e.port, e.identity]), [['eu.api.example.com', 8443, undefined], ['198.18.231.7', 9443, undefined]]);
+});
