@@ -7,11 +7,13 @@
  * with no MESH_CONFIG at all, as from an older control plane) everything passes. Capture is not
  * involved: the test supplies the original destination, as Capture.originalDestination would.
  * The agent's DNS proxy, with the name table it builds from the same view, answers ServiceEntry
- * hosts with their VIPs over real UDP.
+ * hosts with their VIPs over real UDP. A MESH_INTERNAL entry whose workloadSelector picks a pod of
+ * another node is reached by HBONE and authorized by that node's agent, like any service.
  */
 import test from 'ava';
 import type { Server } from 'node:net';
 import { OutboundProxy } from '../../../src/agent/outbound.js';
+import { InboundHbone, type PodHboneServer } from '../../../src/agent/inbound.js';
 import type { WorkloadView } from '../../../src/agent/mesh-state.js';
 import { DnsNameTable } from '../../../src/agent/dns-names.js';
 import { DnsProxy } from '../../../src/agent/dns-proxy.js';
@@ -28,14 +30,37 @@ const STATIC_EP = '127.0.0.9';
 const NONE_ADDR = '127.0.0.10';
 const UNREGISTERED = '127.0.0.11';
 const DNS_EP = '127.0.0.1'; // what "localhost" resolves to
+const LEGACY = '127.0.0.12';
 const SE_VIP = '198.18.129.1';
+const INTERNAL_VIP = '198.18.129.2';
 const RANGE = '198.18.224.0/20';
 
-function yaml(app: number): string {
+function yaml(app: number, extra = ''): string {
   return `
 apiVersion: v1
 kind: Node
 metadata: { name: node-1 }
+---
+apiVersion: v1
+kind: Node
+metadata: { name: node-2 }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: legacy, namespace: shop, labels: { app: legacy } }
+spec: { nodeName: node-2, serviceAccountName: legacy, containers: [{ name: c, image: x }] }
+status: { phase: Running, podIP: ${LEGACY} }
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: legacy, namespace: shop }
+spec:
+  hosts: [legacy.shop.internal]
+  addresses: [${INTERNAL_VIP}]
+  ports: [{ number: 80, name: http, protocol: HTTP, targetPort: ${app} }]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: { labels: { app: legacy } }
 ---
 apiVersion: v1
 kind: Namespace
@@ -75,12 +100,23 @@ spec:
   ports: [{ number: 80, name: http, protocol: HTTP }]
   resolution: DNS
   endpoints: [{ address: localhost, ports: { http: ${app} } }]
-`;
+${extra}`;
 }
+
+const DENY_CLIENT = `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-client, namespace: shop }
+spec:
+  selector: { matchLabels: { app: legacy } }
+  action: DENY
+  rules: [{ from: [{ source: { principals: ["cluster.local/ns/shop/sa/client"] } }] }]
+`;
 
 interface Ctx {
   app: number;
   node: TestNode;
+  node2: TestNode;
   out: number;
   box: ReturnType<typeof destinationBox>;
   mesh: string;
@@ -93,33 +129,39 @@ test.before(async () => {
   const closers: (() => unknown)[] = [];
   const ids = await makeIdentities();
   closers.push(() => ids.close());
-  const app = await freePort([STATIC_EP, NONE_ADDR, UNREGISTERED, DNS_EP]);
+  const app = await freePort([STATIC_EP, NONE_ADDR, UNREGISTERED, DNS_EP, LEGACY]);
+  const hb = await freePort([LEGACY]);
   const mesh = yaml(app);
-  const node = testNode(ids.identities, 15008, stateFromYaml(mesh, 'node-1', { compile: { serviceEntryVipRange: RANGE } }));
-  closers.push(() => node.close());
+  const node = testNode(ids.identities, hb, stateFromYaml(mesh, 'node-1', { compile: { serviceEntryVipRange: RANGE } }));
+  const node2 = testNode(ids.identities, hb, stateFromYaml(mesh, 'node-2', { compile: { serviceEntryVipRange: RANGE } }));
+  closers.push(() => node.close(), () => node2.close());
   const servers: Server[] = [];
-  for (const [name, ip] of [['static', STATIC_EP], ['none', NONE_ADDR], ['unregistered', UNREGISTERED], ['dns', DNS_EP]] as const) servers.push(await echoApp(name, ip, app));
+  for (const [name, ip] of [['static', STATIC_EP], ['none', NONE_ADDR], ['unregistered', UNREGISTERED], ['dns', DNS_EP], ['legacy', LEGACY]] as const) servers.push(await echoApp(name, ip, app));
+  const hbones: PodHboneServer[] = [await new InboundHbone(node2.ctx).listen(node2.ctx.state().workloads.get('shop/legacy') as WorkloadView, { host: LEGACY, port: hb })];
+  closers.push(() => { for (const h of hbones) void h.close(100); });
   const box = destinationBox();
   const client = node.ctx.state().workloads.get('shop/client') as WorkloadView;
   const out = await new OutboundProxy(node.ctx, box.lookup).listen(client, { host: CLIENT, port: 0 });
   servers.push(out);
   closers.push(() => { for (const s of servers) s.close(); });
-  c = { app, node, out: (out.address() as { port: number }).port, box, mesh, closers };
+  c = { app, node, node2, out: (out.address() as { port: number }).port, box, mesh, closers };
 });
 
 test.after.always(async () => {
   for (const f of (c?.closers ?? []).reverse()) await f();
 });
 
-function setMode(mode: 'ALLOW_ANY' | 'REGISTRY_ONLY' | undefined): void {
+function setMode(mode: 'ALLOW_ANY' | 'REGISTRY_ONLY' | undefined, extra = ''): void {
   const opts = { compile: { serviceEntryVipRange: RANGE }, ...(mode !== undefined ? { mesh: { outboundTrafficPolicy: { mode } } } : {}) };
-  c.node.setState(stateFromYaml(c.mesh, 'node-1', opts));
+  const mesh = extra === '' ? c.mesh : yaml(c.app, extra);
+  c.node.setState(stateFromYaml(mesh, 'node-1', opts));
+  c.node2.setState(stateFromYaml(mesh, 'node-2', opts));
 }
 
 async function dial(address: string, port: number): Promise<string> {
   c.box.set({ address, port });
   const r = await roundTrip(CLIENT, c.out, 'hi');
-  await waitIdle(c.node);
+  await waitIdle(c.node, c.node2);
   return r;
 }
 
@@ -200,4 +242,18 @@ test.serial('the DNS proxy answers an A query for a ServiceEntry host with its V
   t.is((await ask('mirror')).rcode, 'SERVFAIL', 'only the exact entry host is answered');
   // And the answered VIP is what the client then dials under REGISTRY_ONLY.
   t.is(await dial(vip ?? '', 80), 'dns:hi');
+});
+
+test.serial('MESH_INTERNAL with workloadSelector: the selected pod of another node is reached by HBONE and authorized there like any service', async (t) => {
+  setMode('REGISTRY_ONLY');
+  t.is(await dial(INTERNAL_VIP, 80), 'legacy:hi');
+  const src = await metricText(c.node.registry, 'istio_tcp_connections_closed_total');
+  t.true(src.some((l) => l.includes('destination_service="legacy.shop.internal"') && l.includes('connection_security_policy="mutual_tls"') && l.includes('destination_workload="legacy"')), src.join('\n'));
+  const dst = await metricText(c.node2.registry, 'istio_tcp_connections_closed_total');
+  t.true(dst.some((l) => l.includes('reporter="destination"') && l.includes('destination_service="legacy.shop.internal"') && l.includes('source_principal="spiffe://cluster.local/ns/shop/sa/client"')), dst.join('\n'));
+  // A DENY AuthorizationPolicy on the selected pod is enforced by its node's agent.
+  setMode('REGISTRY_ONLY', DENY_CLIENT);
+  t.is(await dial(INTERNAL_VIP, 80), 'ECONNRESET');
+  t.true((await metricText(c.node2.registry, 'ambit_agent_denials_total')).some((l) => l.includes('reason="authorization"') && l.includes('policy="shop/deny-client"')));
+  setMode('REGISTRY_ONLY');
 });
