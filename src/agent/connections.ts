@@ -81,9 +81,13 @@ export class ConnectionTracker {
     let closed = false;
     let sent = 0;
     let received = 0;
+    // A record's bytesSent is what the client sent (client to server), bytesReceived what it got
+    // back. Istio's counters are named the other way round: istio_tcp_received_bytes_total is
+    // "received during request" (client to server), istio_tcp_sent_bytes_total "sent during
+    // response" (server to client), as sidecars and ztunnel report them and Kiali reads them.
     const report = (labels: TcpLabels, bytesSent: number, bytesReceived: number) => {
-      if (bytesSent > sent) { this.metrics.sent.inc(labels, bytesSent - sent); sent = bytesSent; }
-      if (bytesReceived > received) { this.metrics.received.inc(labels, bytesReceived - received); received = bytesReceived; }
+      if (bytesSent > sent) { this.metrics.received.inc(labels, bytesSent - sent); sent = bytesSent; }
+      if (bytesReceived > received) { this.metrics.sent.inc(labels, bytesReceived - received); received = bytesReceived; }
     };
     const conn: OpenConnection = {
       record,

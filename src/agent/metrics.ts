@@ -5,7 +5,8 @@
  *   dashboards work: `istio_tcp_connections_opened_total`, `istio_tcp_connections_closed_total`,
  *   `istio_tcp_sent_bytes_total`, `istio_tcp_received_bytes_total`. `reporter` is `source` for
  *   the outbound side and `destination` for the inbound side; bytes are counted as Istio does
- *   (sent = client to server, received = server to client) whichever side reports. The labels
+ *   (received = during the request, client to server; sent = during the response, server to
+ *   client) whichever side reports. The labels
  *   are Istio's (ztunnel's) TCP label set: workload, app, version, canonical service and cluster
  *   of each peer, the destination service by host, name and namespace, `request_protocol="tcp"`.
  * - ambit's own process metrics with the `ambit_` prefix: enrolled pods, active connections,
@@ -66,8 +67,8 @@ export function createAgentMetrics(registry: Registry, opts: AgentMetricsOptions
     beforeScrape,
     opened: new Counter({ name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened', labelNames, registers }),
     closed: new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames, registers }),
-    sent: new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent by the client during TCP connections', labelNames, registers, collect: flush }),
-    received: new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received by the client during TCP connections', labelNames, registers, collect: flush }),
+    sent: new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent during the response (server to client) of TCP connections', labelNames, registers, collect: flush }),
+    received: new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received during the request (client to server) of TCP connections', labelNames, registers, collect: flush }),
     enrolledPods: new Gauge({ name: 'ambit_agent_enrolled_pods', help: 'Local pods whose traffic this agent captures', registers }),
     activeConnections: new Gauge({ name: 'ambit_agent_active_connections', help: 'Connections being proxied, by direction (outbound, inbound, inbound_plaintext)', labelNames: ['direction'], registers }),
     certificateExpiry: new Gauge({

@@ -146,7 +146,8 @@ test.serial('a pod address in the mesh is reached by HBONE under both identities
   // Istio's (ztunnel's) full TCP label set, each value derived from the workloads and service.
   t.true(dst.some((l) => ['source_app="client"', 'source_canonical_service="client"', 'source_cluster="Kubernetes"', 'destination_app="echo"', 'destination_version="unknown"',
     'destination_canonical_revision="latest"', 'destination_service_name="echo"', 'destination_service_namespace="shop"', 'request_protocol="tcp"'].every((x) => l.includes(x))), dst.join('\n'));
-  const src = await metricText(c.n1.registry, 'istio_tcp_sent_bytes_total');
+  // Istio's direction: received = during the request ('hi', 2 bytes), sent = during the response.
+  const src = await metricText(c.n1.registry, 'istio_tcp_received_bytes_total');
   t.true(src.some((l) => l.includes('reporter="source"') && l.includes('source_workload="client"') && /\} 2$/.test(l)), src.join('\n'));
   const access = c.n2.lines().filter((l) => l['msg'] === 'access');
   t.like(access.at(-1), { direction: 'inbound', src_addr: `${CLIENT}:${clientPort}`, connection_security_policy: 'mutual_tls', response_flags: '-', bytes_sent: 2, bytes_received: 9 });
@@ -159,7 +160,7 @@ async function total(registry: TestNode['registry'], name: string, reporter: str
 
 test.serial('a long-lived connection\'s bytes show at each scrape while it is open, and its close does not count them again', async (t) => {
   c.box.set({ address: A, port: c.app });
-  const before = { src: await total(c.n1.registry, 'istio_tcp_sent_bytes_total', 'source'), dst: await total(c.n2.registry, 'istio_tcp_received_bytes_total', 'destination') };
+  const before = { src: await total(c.n1.registry, 'istio_tcp_received_bytes_total', 'source'), dst: await total(c.n2.registry, 'istio_tcp_sent_bytes_total', 'destination') };
   const sock = connect({ host: CLIENT, port: c.out, localAddress: CLIENT });
   t.teardown(() => sock.destroy());
   const reply = await new Promise<string>((resolve, reject) => {
@@ -169,12 +170,12 @@ test.serial('a long-lived connection\'s bytes show at each scrape while it is op
   });
   t.is(reply, 'echo-a:hold');
   t.true(c.n1.tracker.size > 0 && c.n2.tracker.size > 0, 'the connection is still open on both agents');
-  t.is(await total(c.n1.registry, 'istio_tcp_sent_bytes_total', 'source') - before.src, 4, 'client to server bytes, reported by the source while open');
-  t.is(await total(c.n2.registry, 'istio_tcp_received_bytes_total', 'destination') - before.dst, reply.length, 'server to client bytes, reported by the destination while open');
+  t.is(await total(c.n1.registry, 'istio_tcp_received_bytes_total', 'source') - before.src, 4, 'client to server bytes (received during the request), reported by the source while open');
+  t.is(await total(c.n2.registry, 'istio_tcp_sent_bytes_total', 'destination') - before.dst, reply.length, 'server to client bytes (sent during the response), reported by the destination while open');
   sock.end();
   await waitIdle(c.n1, c.n2);
-  t.is(await total(c.n1.registry, 'istio_tcp_sent_bytes_total', 'source') - before.src, 4, 'the close adds nothing already reported');
-  t.is(await total(c.n2.registry, 'istio_tcp_received_bytes_total', 'destination') - before.dst, reply.length);
+  t.is(await total(c.n1.registry, 'istio_tcp_received_bytes_total', 'source') - before.src, 4, 'the close adds nothing already reported');
+  t.is(await total(c.n2.registry, 'istio_tcp_sent_bytes_total', 'destination') - before.dst, reply.length);
 });
 
 test.serial('a service VIP is spread round robin, and a dead endpoint is skipped by retrying another', async (t) => {
