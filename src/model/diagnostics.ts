@@ -76,7 +76,7 @@ export const DIAGNOSTIC_CODES = {
   AMBIT_YAML_ALIAS_LIMIT: { severity: 'error', summary: 'too many YAML alias expansions (an alias bomb); limit default 100' },
   // object identity
   AMBIT_OBJECT_NO_KIND: { severity: 'error', summary: 'apiVersion or kind missing or not a string' },
-  AMBIT_OBJECT_UNKNOWN_KIND: { severity: 'warning', summary: 'a kind that ambit does not model (ServiceEntry, EnvoyFilter, ...): its objects are ignored; reported once per kind, saying what to use instead' },
+  AMBIT_OBJECT_UNKNOWN_KIND: { severity: 'warning', summary: 'a kind that ambit does not model (WorkloadEntry, EnvoyFilter, ...): its objects are ignored; reported once per kind, saying what to use instead' },
   AMBIT_OBJECT_UNSUPPORTED_VERSION: { severity: 'error', summary: 'known kind with an apiVersion ambit does not accept' },
   AMBIT_OBJECT_DUPLICATE: { severity: 'error', summary: 'same kind, namespace and name defined twice' },
   // schema
@@ -97,7 +97,7 @@ export const DIAGNOSTIC_CODES = {
   AMBIT_SCHEMA_DUPLICATE_ITEM: { severity: 'error', summary: 'two list items with the same name or port' },
   AMBIT_SCHEMA_INVALID: { severity: 'error', summary: 'a value that is invalid for a reason given in the message' },
   // cross references
-  AMBIT_REF_UNKNOWN_HOST: { severity: 'error', summary: 'a route or policy names a host that no Service provides' },
+  AMBIT_REF_UNKNOWN_HOST: { severity: 'error', summary: 'a route or policy names a host that no Service or ServiceEntry provides' },
   AMBIT_REF_UNKNOWN_SUBSET: { severity: 'error', summary: 'a route names a subset no DestinationRule defines' },
   AMBIT_REF_UNKNOWN_SERVICE: { severity: 'error', summary: 'an HTTPRoute or policy refers to a Service that does not exist' },
   AMBIT_REF_UNKNOWN_PORT: { severity: 'error', summary: 'a route refers to a port the Service does not expose' },

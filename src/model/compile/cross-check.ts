@@ -20,8 +20,8 @@
  *
  * | check (section)            | subject        | reads                                                        |
  * |----------------------------|----------------|--------------------------------------------------------------|
- * | VirtualService             | the VS         | VSes, DRs, HTTPRoutes, Service resources (hosts, ports, route sources) |
- * | DestinationRule            | the DR         | DRs, its host's Service (existence, selector, endpoints)     |
+ * | VirtualService             | the VS         | VSes, DRs, HTTPRoutes, Service and ServiceEntry resources (hosts, ports, route sources) |
+ * | DestinationRule            | the DR         | DRs, its host's Service or ServiceEntry host (existence, selector, endpoints) |
  * | HTTPRoute                  | the route      | HTTPRoutes, Service resources (existence, ports)             |
  * | Service                    | the Service    | itself (selector matches, endpoints, binding), Services sharing a VIP |
  * | Namespace waypoint label   | the Namespace  | itself, Gateways                                             |
@@ -58,6 +58,7 @@ import {
   KIND_REQUEST_AUTHENTICATION,
   KIND_SERVICE,
   KIND_SERVICE_ACCOUNT,
+  KIND_SERVICE_ENTRY,
   KIND_VIRTUAL_SERVICE,
 } from './resource-index.js';
 import { virtualServicesFor } from './routes.js';
@@ -216,7 +217,7 @@ class Checker {
       const svc = snap.serviceByHost(host);
       if (svc === undefined) {
         const hint = shortFormHint(d.host, domain);
-        rep.add(vs, [...path, 'host'], 'AMBIT_REF_UNKNOWN_HOST', `destination host ${d.host}${host !== d.host ? ` (${host})` : ''} is not a Service in the mesh${hint !== undefined ? `; ${hint}` : ''}`);
+        rep.add(vs, [...path, 'host'], 'AMBIT_REF_UNKNOWN_HOST', `destination host ${d.host}${host !== d.host ? ` (${host})` : ''} is neither a Service nor a ServiceEntry host in the mesh${hint !== undefined ? `; ${hint}` : ''}`);
         return;
       }
       if (d.subset !== undefined) {
@@ -239,13 +240,13 @@ class Checker {
       if (isWildcard(full)) {
         let any = false;
         for (const s of this.st.services.values()) if (hostMatches(full, s.hostname)) { any = true; break; }
-        if (!any) rep.add(vs, ['spec', 'hosts', i], 'AMBIT_REF_UNKNOWN_HOST', `host ${h} matches no Service in the mesh`);
+        if (!any) rep.add(vs, ['spec', 'hosts', i], 'AMBIT_REF_UNKNOWN_HOST', `host ${h} matches no Service or ServiceEntry host in the mesh`);
         return;
       }
       const svc = snap.serviceByHost(full);
       if (svc === undefined) {
         const hint = shortFormHint(h, domain);
-        rep.add(vs, ['spec', 'hosts', i], 'AMBIT_REF_UNKNOWN_HOST', `host ${h}${full !== h ? ` (${full})` : ''} is not a Service in the mesh${hint !== undefined ? `; ${hint}` : ''}`);
+        rep.add(vs, ['spec', 'hosts', i], 'AMBIT_REF_UNKNOWN_HOST', `host ${h}${full !== h ? ` (${full})` : ''} is neither a Service nor a ServiceEntry host in the mesh${hint !== undefined ? `; ${hint}` : ''}`);
         return;
       }
       if (svc.routeSources.length > 0 && !svc.routeSources.some((r) => r.kind === 'VirtualService' && r.namespace === vs.ref.namespace && r.name === vs.ref.name)) {
@@ -273,7 +274,7 @@ class Checker {
     const svc = this.snap.serviceByHost(full);
     if (svc === undefined) {
       const hint = shortFormHint(dr.spec.host, this.domain);
-      rep.add(dr, ['spec', 'host'], 'AMBIT_REF_UNKNOWN_HOST', `host ${dr.spec.host}${full !== dr.spec.host ? ` (${full})` : ''} is not a Service in the mesh${hint !== undefined ? `; ${hint}` : ''}`);
+      rep.add(dr, ['spec', 'host'], 'AMBIT_REF_UNKNOWN_HOST', `host ${dr.spec.host}${full !== dr.spec.host ? ` (${full})` : ''} is neither a Service nor a ServiceEntry host in the mesh${hint !== undefined ? `; ${hint}` : ''}`);
       return rep.out;
     }
     const winner = destinationRulesFor(this.drs(), full, this.domain)[0];
@@ -572,8 +573,8 @@ export function crossCheckSince(snap: Snapshot, base: Snapshot, prior: CrossChec
   for (const s of services) touchedNamespaces.add((s.new ?? s.old)?.namespace ?? '');
 
   // VirtualServices, DestinationRules, HTTPRoutes: few; rechecked together when what they read changed.
-  if (kinds.has(KIND_VIRTUAL_SERVICE) || kinds.has(KIND_DESTINATION_RULE) || kinds.has(KIND_HTTP_ROUTE) || kinds.has(KIND_SERVICE)) markAll(S_VS);
-  if (kinds.has(KIND_DESTINATION_RULE) || kinds.has(KIND_SERVICE)) markAll(S_DR);
+  if (kinds.has(KIND_VIRTUAL_SERVICE) || kinds.has(KIND_DESTINATION_RULE) || kinds.has(KIND_HTTP_ROUTE) || kinds.has(KIND_SERVICE) || kinds.has(KIND_SERVICE_ENTRY)) markAll(S_VS);
+  if (kinds.has(KIND_DESTINATION_RULE) || kinds.has(KIND_SERVICE) || kinds.has(KIND_SERVICE_ENTRY)) markAll(S_DR);
   else if (services.length > 0) {
     const hosts = new Set(services.map((s) => (s.new ?? s.old)?.hostname));
     for (const dr of res.list<DestinationRuleResource>(KIND_DESTINATION_RULE)) {

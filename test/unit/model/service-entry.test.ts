@@ -178,3 +178,18 @@ test('incremental: adding, editing and removing a ServiceEntry, and a selected p
   t.is(snap.service('app/legacy.app.internal'), undefined);
   t.deepEqual(snap.toJSON(), compile([...base, ...newPod], OPTS).toJSON());
 });
+
+test('incremental diagnostics: adding the ServiceEntry a VirtualService names clears its unknown host, removing it brings it back, as a full check', (t) => {
+  const vs = parseYaml(`apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: api, namespace: app}\nspec:\n  hosts: [api.example.com]\n  http: [{route: [{destination: {host: api.example.com}}]}]\n---\n`).resources;
+  const base = [...parseYaml(ns('app')).resources, ...vs];
+  const entry = parseYaml(se('api', '  hosts: [api.example.com]\n  ports: [{number: 443, name: https, protocol: TLS}]\n  resolution: DNS\n')).resources;
+  const codesOf = (ds: readonly { code: string; message: string }[]) => ds.map((d) => `${d.code} ${d.message}`);
+  let snap = compile(base, OPTS);
+  t.is(snap.diagnostics().filter((d) => d.code === 'AMBIT_REF_UNKNOWN_HOST').length, 2);
+  snap = applyChange(snap, { upsert: entry });
+  t.deepEqual(codesOf(snap.diagnostics()), codesOf(compile([...base, ...entry], OPTS).diagnostics()));
+  t.false(snap.diagnostics().some((d) => d.code === 'AMBIT_REF_UNKNOWN_HOST'));
+  snap = applyChange(snap, { delete: [entry[0]!.ref] });
+  t.deepEqual(codesOf(snap.diagnostics()), codesOf(compile(base, OPTS).diagnostics()));
+  t.is(snap.diagnostics().filter((d) => d.code === 'AMBIT_REF_UNKNOWN_HOST').length, 2);
+});
