@@ -296,6 +296,7 @@ export class Agent {
         registry: this.registry,
         logger: this.opts.logger ?? this.log,
         ...(this.opts.dnsPort !== undefined ? { port: this.opts.dnsPort } : {}),
+        capturePort: ports.outbound ?? 15001,
         ...(this.opts.clusterDomain !== undefined ? { clusterDomain: this.opts.clusterDomain } : {}),
       });
     }

@@ -1,8 +1,10 @@
 /**
  * The agent's DNS proxy (Istio ambient's DNS capture role, port 15053 in each enrolled pod's netns).
  *
- * Captured UDP queries of a pod (src/ebpf/dns-capture.ts rewrites them to the pod's 127.0.0.1:15053)
- * arrive on a per-pod socket served by `serve()`. A query for a name of the mesh's table
+ * Captured queries of a pod (src/ebpf/dns-capture.ts rewrites them to the pod's 127.0.0.1:15053)
+ * arrive on a per-pod UDP socket served by `serve()`, and over TCP (RFC 7766: 2-byte length
+ * framing, several queries per connection, answered in order) on a per-pod listener served by
+ * `serveTcp()`; a TCP query is forwarded over TCP. A query for a name of the mesh's table
  * (dns-names.ts) is answered here: A with the VIPs, AAAA with the IPv6 VIPs or, for an IPv4-only
  * service, an empty NOERROR (never NXDOMAIN, which would make the resolver give up on the name), TTL
  * 30 s, authoritative. Everything else (other names, other types or classes, other opcodes,
@@ -17,13 +19,14 @@
  *   decode, or a query without a question, gets FORMERR;
  * - a forward that gets no answer within `forwardTimeoutMs`, that fails to send, or that has no
  *   known upstream gets SERVFAIL, so the pod's resolver moves on at once;
- * - at most `maxInFlight` forwards run at a time (each holds a socket); beyond that SERVFAIL.
+ * - at most `maxInFlight` forwards run at a time (each holds a socket); beyond that SERVFAIL;
+ * - a TCP connection idle for `tcpIdleMs`, or buffering more than one maximal message, is closed.
  * Forwards go out from the agent's own network namespace, each from a fresh socket (a kernel-chosen
  * source port) and are matched by upstream address, port and id, so an off-path spoofer has both
  * the port and the id to guess.
  */
 import dgram from 'node:dgram';
-import { isIP } from 'node:net';
+import { connect, isIP, type Server, type Socket } from 'node:net';
 import dnsPacket from 'dns-packet';
 import type { Answer, Packet, Question } from 'dns-packet';
 import { childLogger, type Logger } from '../util/log.js';
@@ -55,6 +58,8 @@ export interface DnsProxyOptions {
   forwardTimeoutMs?: number;
   /** Forwards in flight at once, over all pods (default 1024). */
   maxInFlight?: number;
+  /** A TCP client connection without a complete query for this long is closed, ms (default 10000). */
+  tcpIdleMs?: number;
   /** Metrics (default: none). */
   metrics?: DnsMetrics;
   /** Parent logger (default: the process root logger). */
@@ -77,6 +82,7 @@ export class DnsProxy {
   readonly ttlSeconds: number;
   readonly forwardTimeoutMs: number;
   readonly maxInFlight: number;
+  readonly tcpIdleMs: number;
   #table: DnsNameTable;
   #inFlight = 0;
   readonly #metrics: DnsMetrics | undefined;
@@ -89,6 +95,7 @@ export class DnsProxy {
     this.ttlSeconds = opts.ttlSeconds ?? 30;
     this.forwardTimeoutMs = opts.forwardTimeoutMs ?? 2500;
     this.maxInFlight = opts.maxInFlight ?? 1024;
+    this.tcpIdleMs = opts.tcpIdleMs ?? 10_000;
     this.#metrics = opts.metrics;
   }
 
@@ -124,8 +131,44 @@ export class DnsProxy {
     });
   }
 
-  /** What to answer to one datagram of `client`. Never rejects. */
-  async handle(msg: Buffer, client: DnsClient): Promise<DnsOutcome> {
+  /**
+   * Answers DNS over TCP on `server` (a listener in the pod's netns, already listening). The
+   * server stays the caller's to close.
+   */
+  serveTcp(server: Server, client: DnsClient): void {
+    server.on('error', (err) => this.log.warn({ pod: client.id, err: err.message }, 'DNS TCP listener error'));
+    server.on('connection', (socket: Socket) => this.#tcpConnection(socket, client));
+  }
+
+  #tcpConnection(socket: Socket, client: DnsClient): void {
+    socket.on('error', () => {});
+    socket.setTimeout(this.tcpIdleMs, () => socket.destroy());
+    let buf: Buffer = Buffer.alloc(0);
+    let chain: Promise<void> = Promise.resolve();
+    socket.on('data', (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      if (buf.length > 2 + 65535) { socket.destroy(); return; }
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        buf = buf.subarray(2 + msg.length);
+        chain = chain.then(async () => {
+          const out = await this.handle(Buffer.from(msg), client, 'tcp');
+          this.#metrics?.requests.inc({ result: out.result });
+          if (out.reply === null || socket.destroyed) return;
+          const len = Buffer.alloc(2);
+          len.writeUInt16BE(out.reply.length);
+          socket.write(Buffer.concat([len, out.reply]));
+        }).catch((err: unknown) => {
+          this.#metrics?.requests.inc({ result: 'failed' });
+          this.log.error({ pod: client.id, err: String(err) }, 'DNS query handling failed');
+        });
+      }
+    });
+    socket.on('end', () => { void chain.then(() => socket.end()); });
+  }
+
+  /** What to answer to one query of `client` (a datagram, or a TCP message without its length). Never rejects. */
+  async handle(msg: Buffer, client: DnsClient, transport: 'udp' | 'tcp' = 'udp'): Promise<DnsOutcome> {
     if (msg.length < HEADER_BYTES) return { reply: null, result: 'failed' };
     const id = msg.readUInt16BE(0);
     if ((msg[2]! & 0x80) !== 0) return { reply: null, result: 'failed' }; // a response: never loop one back
@@ -145,7 +188,7 @@ export class DnsProxy {
         return { reply: this.#answer(id, msg, q, addresses), result: 'answered' };
       }
     }
-    return this.#forward(id, msg, q, client);
+    return this.#forward(id, msg, q, client, transport);
   }
 
   #answer(id: number, msg: Buffer, q: Question, addresses: readonly string[]): Buffer {
@@ -159,7 +202,7 @@ export class DnsProxy {
     });
   }
 
-  async #forward(id: number, msg: Buffer, q: Question, client: DnsClient): Promise<DnsOutcome> {
+  async #forward(id: number, msg: Buffer, q: Question, client: DnsClient, transport: 'udp' | 'tcp'): Promise<DnsOutcome> {
     let upstream: DnsUpstream | null;
     try {
       upstream = client.upstream();
@@ -177,7 +220,9 @@ export class DnsProxy {
     }
     this.#inFlight++;
     try {
-      const reply = await exchange(msg, id, upstream, family === 6 ? 'udp6' : 'udp4', this.forwardTimeoutMs);
+      const reply = transport === 'tcp'
+        ? await exchangeTcp(msg, id, upstream, this.forwardTimeoutMs)
+        : await exchange(msg, id, upstream, family === 6 ? 'udp6' : 'udp4', this.forwardTimeoutMs);
       return { reply, result: 'forwarded' };
     } catch (err) {
       this.log.debug({ pod: client.id, name: q.name, upstream: `${upstream.address}:${upstream.port}`, err: (err as Error).message }, 'DNS forward failed: SERVFAIL');
@@ -214,6 +259,37 @@ function exchange(msg: Buffer, id: number, upstream: DnsUpstream, type: 'udp4' |
       finish(null, reply);
     });
     sock.send(msg, upstream.port, upstream.address, (err) => { if (err) finish(err); });
+  });
+}
+
+/** One query to `upstream` over TCP: the first message it answers with the same id. */
+function exchangeTcp(msg: Buffer, id: number, upstream: DnsUpstream, timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: upstream.address, port: upstream.port });
+    let done = false;
+    let buf: Buffer = Buffer.alloc(0);
+    const finish = (err: Error | null, reply?: Buffer) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (err !== null) reject(err);
+      else resolve(reply!);
+    };
+    const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    sock.on('error', (err) => finish(err));
+    sock.on('end', () => finish(new Error('upstream closed the connection without an answer')));
+    sock.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const reply = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        buf = buf.subarray(2 + reply.length);
+        if (reply.length >= HEADER_BYTES && reply.readUInt16BE(0) === id && (reply[2]! & 0x80) !== 0) return finish(null, Buffer.from(reply));
+      }
+    });
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(msg.length);
+    sock.write(Buffer.concat([len, msg]));
   });
 }
 

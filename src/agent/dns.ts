@@ -12,6 +12,7 @@
  *   capture and resolves through its own resolver (retried at the next pass).
  */
 import dgram from 'node:dgram';
+import { createServer, type Server } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../util/log.js';
 import { DnsCapture } from '../ebpf/dns-capture.js';
@@ -25,8 +26,10 @@ export interface AgentDnsOptions {
   cgroupPath: string;
   /** Capture pods' DNS (default true); false detaches a previous agent's DNS programs. */
   enabled?: boolean;
-  /** DNS listener port on 127.0.0.1 in each pod netns (default 15053). */
+  /** DNS listener port (UDP and TCP) on 127.0.0.1 in each pod netns (default 15053). */
   port?: number;
+  /** Capture's outbound listener port in each pod netns (default 15001). */
+  capturePort?: number;
   /** Kubernetes cluster domain (default cluster.local). */
   clusterDomain?: string;
   registry: Registry;
@@ -36,6 +39,7 @@ export interface AgentDnsOptions {
 interface DnsPod {
   netnsPath: string;
   socket: dgram.Socket;
+  tcp: Server | undefined;
 }
 
 export class AgentDns {
@@ -70,6 +74,7 @@ export class AgentDns {
         pinDir: opts.pinDir, cgroupPath: opts.cgroupPath, logger: opts.logger,
         ...(opts.enabled !== undefined ? { enabled: opts.enabled } : {}),
         ...(opts.port !== undefined ? { port: opts.port } : {}),
+        ...(opts.capturePort !== undefined ? { capturePort: opts.capturePort } : {}),
       });
     } catch (err) {
       opts.logger.error({ component: 'agent.dns', code: (err as { code?: string }).code, err: (err as Error).message }, 'DNS capture unavailable; pods resolve through their own resolvers (--dns-capture=false silences this)');
@@ -129,18 +134,29 @@ export class AgentDns {
   async #enroll(p: { key: string; netnsPath: string }, namespace: string | undefined): Promise<void> {
     const l = await this.#capture.enroll({ id: p.key, netnsPath: p.netnsPath });
     const socket = dgram.createSocket('udp4');
+    const tcp = l.tcpFd === undefined ? undefined : createServer({ pauseOnConnect: false });
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
         socket.bind({ fd: l.fd }, () => { socket.off('error', reject); resolve(); });
       });
+      if (tcp !== undefined) {
+        await new Promise<void>((resolve, reject) => {
+          tcp.once('error', reject);
+          tcp.listen({ fd: l.tcpFd }, () => { tcp.off('error', reject); resolve(); });
+        });
+      }
     } catch (err) {
       this.#capture.release(p.key);
+      socket.close();
+      tcp?.close();
       throw err;
     }
     const capture = this.#capture;
-    this.#proxy.serve(socket, { id: p.key, ...(namespace !== undefined ? { namespace } : {}), upstream: () => capture.upstream(l.netnsCookie) });
-    this.#pods.set(p.key, { netnsPath: p.netnsPath, socket });
+    const client = { id: p.key, ...(namespace !== undefined ? { namespace } : {}), upstream: () => capture.upstream(l.netnsCookie) };
+    this.#proxy.serve(socket, client);
+    if (tcp !== undefined) this.#proxy.serveTcp(tcp, client);
+    this.#pods.set(p.key, { netnsPath: p.netnsPath, socket, tcp });
   }
 
   #release(key: string): void {
@@ -148,6 +164,7 @@ export class AgentDns {
     if (p === undefined) return;
     try { this.#capture.release(key); } catch (err) { this.#log.warn({ pod: key, err: (err as Error).message }, 'DNS release failed'); }
     p.socket.close();
+    p.tcp?.close();
     this.#pods.delete(key);
   }
 
@@ -166,7 +183,7 @@ export class AgentDns {
     this.#proxy.close();
     for (const key of [...this.#pods.keys()]) {
       if (opts.cleanup === true) this.#release(key);
-      else { this.#pods.get(key)?.socket.close(); this.#pods.delete(key); }
+      else { this.#pods.get(key)?.socket.close(); this.#pods.get(key)?.tcp?.close(); this.#pods.delete(key); }
     }
     this.#capture.close(opts);
   }

@@ -43,7 +43,7 @@ ports (in each pod's netns / in the node's netns):
   --outbound-port N        outbound capture listener (default 15001)
   --inbound-port N         inbound plaintext listener (default 15006)
   --hbone-port N           inbound HBONE listener, and the port dialled on other nodes (default 15008)
-  --dns-port N             DNS proxy listener on 127.0.0.1, UDP (default 15053)
+  --dns-port N             DNS proxy listeners on 127.0.0.1, UDP and TCP (default 15053)
   --admin-port N           admin: /config_dump /certs /connections (default 15000, on --admin-host)
   --metrics-port N         Prometheus /metrics (default 15020)
   --readiness-port N       /healthz/ready (default 15021)

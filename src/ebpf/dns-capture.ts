@@ -5,9 +5,10 @@
  * `DnsCapture.open()` loads bpf/.output/dns.bpf.o and attaches its four cgroup programs
  * (connect4, sendmsg4, recvmsg4, getpeername4) to the same cgroup as Capture, with bpf_links
  * pinned beside Capture's: maps under `<pinDir>/maps/ambit_dns_*`, links as
- * `<pinDir>/links/cg_dns_<program>`. `enroll(pod)` binds the pod's DNS socket (127.0.0.1:15053
- * inside its netns), registers it as the liveness token and the netns cookie in ambit_dns_pods;
- * `release(podId)` undoes that.
+ * `<pinDir>/links/cg_dns_<program>`. `enroll(pod)` binds the pod's DNS sockets (UDP and TCP
+ * 127.0.0.1:15053 inside its netns), registers them as liveness tokens and the netns cookie in
+ * ambit_dns_pods; `release(podId)` undoes that. DNS over TCP reads capture's ambit_pending (the
+ * same pin), so open Capture first.
  *
  * Invariants:
  *  - after a restart, open() adopts pinned links with bpf_link_update (never a second attachment);
@@ -34,8 +35,10 @@ export interface DnsCaptureOptions {
   pinDir: string;
   /** cgroup v2 directory, the same as Capture's (required). */
   cgroupPath: string;
-  /** The DNS listener's port on 127.0.0.1 inside each pod netns (default 15053, Istio's). */
+  /** The DNS listeners' port (UDP and TCP) on 127.0.0.1 inside each pod netns (default 15053, Istio's). */
   port?: number;
+  /** Capture's outbound listener port in each pod netns, as Capture was opened with (default 15001). */
+  capturePort?: number;
   /** Attach the programs (default true); false detaches and unpins a previous agent's. */
   enabled?: boolean;
   /** Compiled BPF object (default bpf/.output/dns.bpf.o). */
@@ -47,6 +50,8 @@ export interface DnsCaptureOptions {
 export interface DnsPodListener {
   /** The bound UDP socket, for dgram.Socket#bind({ fd }); the caller's to close. */
   fd: number;
+  /** The TCP listener, for net.Server#listen({ fd }); absent when it could not be bound (DNS over TCP then goes to the resolver). */
+  tcpFd?: number;
   netnsCookie: bigint;
 }
 
@@ -56,17 +61,21 @@ export interface DnsResolverAddress {
 }
 
 export const DNS_PROGRAMS = ['ambit_dns_connect4', 'ambit_dns_sendmsg4', 'ambit_dns_recvmsg4', 'ambit_dns_getpeername4'] as const;
-const MAPS = { pods: 'ambit_dns_pods', listen: 'ambit_dns_listen', orig: 'ambit_dns_orig', upstream: 'ambit_dns_upstream', counters: 'ambit_dns_counters' } as const;
-const COUNTERS = ['captured', 'restored', 'noListener', 'recordFailed'] as const;
+const MAPS = { pods: 'ambit_dns_pods', listen: 'ambit_dns_listen', listenTcp: 'ambit_dns_listen_tcp', orig: 'ambit_dns_orig', upstream: 'ambit_dns_upstream', counters: 'ambit_dns_counters' } as const;
+const COUNTERS = ['captured', 'restored', 'noListener', 'recordFailed', 'capturedTcp'] as const;
+const POD_FLAG_TCP = 0x1;
 export type DnsCaptureStats = Record<(typeof COUNTERS)[number], number> & { pods: number };
 
 function linkPin(pinDir: string, program: string): string {
   return join(pinDir, 'links', `cg_${program.replace(/^ambit_/, '')}`);
 }
 
-function encodePodRecord(port: number): Buffer {
+/** struct ambit_dns_pod. */
+function encodePodRecord(port: number, capturePort: number, flags: number): Buffer {
   const b = Buffer.alloc(8);
   b.writeUInt16LE(port, 0);
+  b.writeUInt16LE(capturePort, 2);
+  b.writeUInt32LE(flags, 4);
   return b;
 }
 
@@ -79,16 +88,18 @@ export class DnsCapture {
   readonly pinDir: string;
   readonly cgroupPath: string;
   readonly port: number;
+  readonly capturePort: number;
   readonly log: Logger;
   #obj: LoadedObject | undefined;
   readonly #maps = new Map<string, BpfMap>();
   readonly #links = new Map<string, number>();
   readonly #pods = new Map<string, bigint>();
 
-  private constructor(opts: { pinDir: string; cgroupPath: string; port: number; log: Logger; obj: LoadedObject }) {
+  private constructor(opts: { pinDir: string; cgroupPath: string; port: number; capturePort: number; log: Logger; obj: LoadedObject }) {
     this.pinDir = opts.pinDir;
     this.cgroupPath = opts.cgroupPath;
     this.port = opts.port;
+    this.capturePort = opts.capturePort;
     this.log = opts.log;
     this.#obj = opts.obj;
     for (const name of Object.values(MAPS)) this.#maps.set(name, new BpfMap(name, opts.obj.mapFd(name)));
@@ -102,7 +113,10 @@ export class DnsCapture {
     if (typeof opts?.pinDir !== 'string' || opts.pinDir === '') throw new CaptureConfigError('AMBIT_ERR_EBPF_CONFIG', 'pinDir', 'pinDir is required (a directory under /sys/fs/bpf)');
     if (typeof opts.cgroupPath !== 'string' || opts.cgroupPath === '') throw new CaptureConfigError('AMBIT_ERR_EBPF_CONFIG', 'cgroupPath', 'cgroupPath is required (a cgroup v2 directory)');
     const port = opts.port ?? 15053;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CaptureConfigError('AMBIT_ERR_EBPF_CONFIG', 'port', `DNS port must be 1..65535, got ${String(port)}`);
+    const capturePort = opts.capturePort ?? 15001;
+    for (const [field, v] of [['port', port], ['capturePort', capturePort]] as const) {
+      if (!Number.isInteger(v) || v < 1 || v > 65535) throw new CaptureConfigError('AMBIT_ERR_EBPF_CONFIG', field, `${field} must be 1..65535, got ${String(v)}`);
+    }
     const log = childLogger('ebpf.dns', opts.logger);
     const pinDir = ensurePinDir(opts.pinDir);
     if (opts.enabled === false) {
@@ -113,8 +127,15 @@ export class DnsCapture {
     ensurePinDir(join(pinDir, 'maps'));
     ensurePinDir(join(pinDir, 'links'));
     const spec = ObjectSpec.open(opts.objectPath ?? join(BPF_OUTPUT_DIR, 'dns.bpf.o'), { pinRoot: join(pinDir, 'maps') });
+    // Reuse capture's pinned ambit_pending as it was sized (Capture's maxConnections).
+    const pendingPin = join(pinDir, 'maps', 'ambit_pending');
+    if (existsSync(pendingPin)) {
+      const native = addon();
+      const fd = native.objGet(pendingPin);
+      try { spec.setMaxEntries('ambit_pending', native.mapInfo(fd).maxEntries); } finally { native.closeFd(fd); }
+    }
     const obj = await spec.load();
-    const dns = new DnsCapture({ pinDir, cgroupPath, port, log, obj });
+    const dns = new DnsCapture({ pinDir, cgroupPath, port, capturePort, log, obj });
     try {
       dns.#attach();
     } catch (err) {
@@ -189,13 +210,16 @@ export class DnsCapture {
     }
   }
 
-  /** Binds the pod's DNS socket in its netns and starts capturing its DNS. */
+  /** Binds the pod's DNS sockets in its netns and starts capturing its DNS. */
   async enroll(pod: { id: string; netnsPath: string }): Promise<DnsPodListener> {
     this.#object();
     const native = addon();
-    let made: { netnsCookie: bigint; fds: number[] };
+    let made: { netnsCookie: bigint; fds: number[]; skipped: (string | null)[] };
     try {
-      made = await native.listenInNetns(pod.netnsPath, [{ host: '127.0.0.1', port: this.port, udp: true }]);
+      made = await native.listenInNetns(pod.netnsPath, [
+        { host: '127.0.0.1', port: this.port, udp: true },
+        { host: '127.0.0.1', port: this.port, optional: true },
+      ]);
     } catch (err) {
       const e = err as { code?: string; syscall?: string };
       if (e.code === 'ENOENT' && e.syscall === 'open') {
@@ -206,18 +230,20 @@ export class DnsCapture {
       }
       throw fromNative(err, `bind the DNS socket in ${pod.netnsPath}`);
     }
-    const fd = made.fds[0] ?? -1;
+    const [fd = -1, tcpFd = -1] = made.fds;
     const cookie = made.netnsCookie;
+    if (tcpFd < 0) this.log.warn({ pod: pod.id, reason: made.skipped[1] }, `TCP 127.0.0.1:${this.port} cannot be bound in the pod netns; its DNS over TCP goes to its resolver`);
     try {
       this.#map(MAPS.listen).insertSocket(u64Key(cookie), fd);
-      this.#map(MAPS.pods).update(u64Key(cookie), encodePodRecord(this.port));
+      if (tcpFd >= 0) this.#map(MAPS.listenTcp).insertSocket(u64Key(cookie), tcpFd);
+      this.#map(MAPS.pods).update(u64Key(cookie), encodePodRecord(this.port, this.capturePort, tcpFd >= 0 ? POD_FLAG_TCP : 0));
     } catch (err) {
-      try { native.closeFd(fd); } catch { /* closed */ }
+      for (const f of [fd, tcpFd]) if (f >= 0) try { native.closeFd(f); } catch { /* closed */ }
       throw err;
     }
     this.#pods.set(pod.id, cookie);
-    this.log.debug({ pod: pod.id, netnsCookie: String(cookie) }, 'pod DNS captured');
-    return { fd, netnsCookie: cookie };
+    this.log.debug({ pod: pod.id, netnsCookie: String(cookie), tcp: tcpFd >= 0 }, 'pod DNS captured');
+    return { fd, ...(tcpFd >= 0 ? { tcpFd } : {}), netnsCookie: cookie };
   }
 
   /** Stops capturing a pod's DNS (the caller closes its socket). False when unknown. */
@@ -226,6 +252,7 @@ export class DnsCapture {
     if (cookie === undefined) return false;
     this.#map(MAPS.pods).delete(u64Key(cookie));
     this.#map(MAPS.listen).delete(u64Key(cookie));
+    this.#map(MAPS.listenTcp).delete(u64Key(cookie));
     this.#pods.delete(podId);
     return true;
   }

@@ -4,13 +4,15 @@
  * node's 198.18.0.x address) resolves `echo.demo.svc.cluster.local` (and `echo` through its search
  * path) to the Service's VIP, while other names are
  * forwarded to and answered by that upstream; a pod outside the mesh asks the upstream itself and
- * gets no mesh answers. The agent counts both in ambit_dns_requests_total.
+ * gets no mesh answers. DNS over TCP is answered too, though capture's own connect4 sees the connect
+ * first. The agent counts both in ambit_dns_requests_total.
  */
 import test, { type ExecutionContext } from 'ava';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import dnsPacket from 'dns-packet';
 import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
 import type { DemoMesh } from '../../src/demo/mesh.js';
 import { ECHO_VIP, REPO_ROOT } from '../../src/demo/mesh.js';
@@ -65,6 +67,20 @@ function inPod(pod: string, cmd: string[]): Promise<{ code: number | null; stdou
   return mesh.exec(pod, 'unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolvConf, ...cmd], 20_000);
 }
 
+/** Sends one framed DNS message (hex) over TCP and prints the framed reply (hex). */
+const PY_TCP_QUERY = `
+import socket, struct, sys
+q = bytes.fromhex(sys.argv[2])
+s = socket.create_connection((sys.argv[1], 53), timeout=5)
+s.sendall(struct.pack('!H', len(q)) + q)
+n = b''
+while len(n) < 2: n += s.recv(2 - len(n))
+size = struct.unpack('!H', n)[0]
+r = b''
+while len(r) < size: r += s.recv(size - len(r))
+print(r.hex())
+`;
+
 function dnsCount(metrics: string, result: string): number {
   const m = new RegExp(`^ambit_dns_requests_total\\{result="${result}"\\} (\\d+)`, 'm').exec(metrics);
   return m === null ? 0 : Number(m[1]);
@@ -81,6 +97,14 @@ privilegedTest('an enrolled pod resolves a mesh service to its VIP; other names 
   t.is(other.code, 0, other.stderr);
   t.is(other.stdout.trim().split(/\s+/)[0], '198.18.77.7', 'forwarded to and answered by the pod\'s resolver');
   t.false(upstreamSeen.some((l) => / echo\.demo\.svc\.cluster\.local A/.test(l)), `mesh names never reach the upstream (${upstreamSeen.join('; ')})`);
+  // DNS over TCP: capture's connect4 runs first here (the agent opens capture before DNS) and the
+  // DNS program takes the connect over from capture's parked destination.
+  const q = dnsPacket.encode({ type: 'query', id: 4711, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'echo.demo.svc.cluster.local', class: 'IN' }] });
+  const tcp = await inPod('client', ['python3', '-c', PY_TCP_QUERY, mesh.cluster.node('node-2').address, q.toString('hex')]);
+  t.is(tcp.code, 0, tcp.stderr);
+  const reply = dnsPacket.decode(Buffer.from(tcp.stdout.trim(), 'hex'));
+  t.is(reply.id, 4711);
+  t.deepEqual(reply.answers?.map((a) => (a as { data: string }).data), [ECHO_VIP], 'answered over TCP from the mesh');
   const metrics = await mesh.agentMetrics('node-1');
   t.true(dnsCount(metrics, 'answered') >= 3, metrics.split('\n').filter((l) => l.startsWith('ambit_dns')).join('\n'));
   t.true(dnsCount(metrics, 'forwarded') >= 1);

@@ -4,7 +4,8 @@
  * name to its VIP through the agent's DNS proxy (bpf/dns.bpf.c + src/agent/dns-proxy.ts), while
  * other names are forwarded to and answered by that upstream. Three resolver libraries: glibc
  * (getent, connected UDP sockets), c-ares (Node's dns.Resolver) and a plain unconnected sendto()
- * from python, which also checks that the reply shows the original resolver as its source.
+ * from python, which also checks that the reply shows the original resolver as its source; and
+ * DNS over TCP (pipelined queries on one python connection, forwarded over TCP).
  * Released, the pod resolves through its upstream directly again.
  */
 import type { ExecutionContext } from 'ava';
@@ -88,6 +89,24 @@ data, src = s.recvfrom(4096)
 print(src[0], src[1], data.hex())
 `;
 
+const PY_TCP = `
+import socket, struct, sys
+s = socket.create_connection((sys.argv[1], 53), timeout=5)
+peer = s.getpeername()
+out = []
+for q in sys.argv[2:]:
+    b = bytes.fromhex(q)
+    s.sendall(struct.pack('!H', len(b)) + b)
+for q in sys.argv[2:]:
+    n = b''
+    while len(n) < 2: n += s.recv(2 - len(n))
+    size = struct.unpack('!H', n)[0]
+    data = b''
+    while len(data) < size: data += s.recv(size - len(data))
+    out.append(data.hex())
+print(peer[0], peer[1], ' '.join(out))
+`;
+
 const C_ARES = `
 const { Resolver } = require('node:dns').promises;
 const r = new Resolver({ timeout: 3000, tries: 1 });
@@ -167,9 +186,23 @@ privilegedTest('an enrolled pod resolves mesh services to their VIP and the rest
   t.is(reply.id, 777);
   t.deepEqual(reply.answers?.map((x) => (x as { data: string }).data), [VIP]);
 
+  // DNS over TCP: two queries pipelined on one connection, one answered, one forwarded over TCP.
+  const tcpQueries = [
+    dnsPacket.encode({ type: 'query', id: 801, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'web.shop.svc.cluster.local', class: 'IN' }] }),
+    dnsPacket.encode({ type: 'query', id: 802, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'upstream.example', class: 'IN' }] }),
+  ];
+  const tcp = await inPod(sb, topo.pod, topo.podsCg, resolvConf, ['python3', '-c', PY_TCP, UPSTREAM, ...tcpQueries.map((q) => q.toString('hex'))]);
+  t.is(tcp.code, 0, tcp.stdout);
+  const [tcpPeer, tcpPort, ...tcpReplies] = tcp.stdout.trim().split(' ');
+  t.is(`${tcpPeer}:${tcpPort}`, `${UPSTREAM}:53`, 'getpeername4 shows the original resolver');
+  const decoded = tcpReplies.map((h) => dnsPacket.decode(Buffer.from(h, 'hex')));
+  t.deepEqual(decoded.map((d) => [d.id, d.answers?.map((x) => (x as { data: string }).data)]), [[801, [VIP]], [802, ['198.18.77.7']]]);
+  t.true(upstreamSeen.includes(`${UPSTREAM_GW} upstream.example A tcp`), `forwarded over TCP from the node (${upstreamSeen.join('; ')})`);
+
   const stats = await agent.call<{ kernel: Record<string, number>; requests: Record<string, number> }>('stats');
   t.true((stats.kernel['captured'] ?? 0) >= 5, JSON.stringify(stats));
   t.true((stats.kernel['restored'] ?? 0) >= 1, JSON.stringify(stats));
+  t.is(stats.kernel['capturedTcp'], 1, JSON.stringify(stats));
   t.true((stats.requests['answered'] ?? 0) >= 3, JSON.stringify(stats));
   t.true((stats.requests['forwarded'] ?? 0) >= 2, JSON.stringify(stats));
 

@@ -6,6 +6,7 @@
  */
 import test from 'ava';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import dnsPacket from 'dns-packet';
@@ -18,6 +19,8 @@ import { createDnsMetrics } from '../../../src/agent/dns-metrics.js';
 /** dns-packet decodes rcode (and per-answer ttl) though its types omit them. */
 type Reply = Omit<DecodedPacket, 'answers'> & { rcode: string; answers?: { type: string; name: string; ttl: number; data: unknown }[] };
 const decode = (b: Buffer) => dnsPacket.decode(b) as Reply;
+
+const VIP_WEB = '198.18.128.10';
 
 const SERVICES = [
   { name: 'web', namespace: 'shop', hostname: 'web.shop.svc.cluster.local', vip: '198.18.128.10', vips: ['198.18.128.10'] },
@@ -195,4 +198,76 @@ test('the name table: wildcards (ServiceEntry hosts), exact over wildcard, merge
   t.is(table.lookup('db'), undefined, 'non-Service hosts answer their exact name only');
   const custom = DnsNameTable.fromServices([{ ...SERVICES[0]!, hostname: 'web.shop.svc.corp.internal' }], { clusterDomain: 'corp.internal' });
   t.truthy(custom.lookup('web.shop'));
+});
+
+/** A TCP rig: the proxy serving a loopback listener, and a TCP upstream answering `example.org` (and never `silent.example`). */
+async function tcpRig(t: import('ava').ExecutionContext, opts: { forwardTimeoutMs?: number; tcpIdleMs?: number } = {}) {
+  const registry = new Registry();
+  const proxy = new DnsProxy({ table: DnsNameTable.fromServices(SERVICES), metrics: createDnsMetrics(registry), forwardTimeoutMs: opts.forwardTimeoutMs ?? 1000, tcpIdleMs: opts.tcpIdleMs ?? 2000 });
+  const framed = (b: Buffer) => { const l = Buffer.alloc(2); l.writeUInt16BE(b.length); return Buffer.concat([l, b]); };
+  const upstreamSeen: string[] = [];
+  const upstream = net.createServer((c) => {
+    let buf = Buffer.alloc(0);
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const q = dnsPacket.decode(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+        buf = buf.subarray(2 + buf.readUInt16BE(0));
+        const question = q.questions![0]!;
+        upstreamSeen.push(question.name);
+        if (question.name === 'silent.example') continue;
+        c.write(framed(dnsPacket.encode({ type: 'response', id: q.id, questions: [question], answers: [{ type: 'A', name: question.name, ttl: 5, data: '198.18.5.6' }] })));
+      }
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  proxy.serveTcp(server, { id: 'shop/client', namespace: 'shop', upstream: () => ({ address: '127.0.0.1', port: (upstream.address() as AddressInfo).port }) });
+  t.teardown(() => { proxy.close(); server.close(); upstream.close(); });
+  const connectClient = () => net.connect((server.address() as AddressInfo).port, '127.0.0.1');
+  /** Sends `bytes` (in pieces of `chunk` bytes) and collects `n` framed replies. */
+  const exchange = (bytes: Buffer, n: number, chunk = bytes.length) => new Promise<Reply[]>((resolve, reject) => {
+    const c = connectClient();
+    let buf = Buffer.alloc(0);
+    const out: Reply[] = [];
+    c.on('error', reject);
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        out.push(decode(buf.subarray(2, 2 + buf.readUInt16BE(0))));
+        buf = buf.subarray(2 + buf.readUInt16BE(0));
+      }
+      if (out.length === n) { c.end(); resolve(out); }
+    });
+    c.on('close', () => { if (out.length < n) resolve(out); });
+    for (let i = 0; i < bytes.length; i += chunk) c.write(bytes.subarray(i, i + chunk));
+  });
+  return { proxy, registry, framed, exchange, connectClient, upstreamSeen };
+}
+
+const query = (id: number, name: string, type: 'A' | 'AAAA' = 'A') => dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }] });
+
+test('DNS over TCP: pipelined queries (split byte by byte) are answered in order, unknown names forwarded over TCP', async (t) => {
+  const r = await tcpRig(t);
+  const bytes = Buffer.concat([r.framed(query(1, 'web.shop.svc.cluster.local')), r.framed(query(2, 'example.org')), r.framed(query(3, 'web', 'AAAA'))]);
+  const replies = await r.exchange(bytes, 3, 1);
+  t.deepEqual(replies.map((p) => [p.id, p.rcode, p.answers?.map((a) => a.data)]), [[1, 'NOERROR', [VIP_WEB]], [2, 'NOERROR', ['198.18.5.6']], [3, 'NOERROR', []]]);
+  t.deepEqual(r.upstreamSeen, ['example.org']);
+  t.deepEqual(await results(r.registry), { answered: 2, forwarded: 1 });
+});
+
+test('DNS over TCP: a forward timeout is SERVFAIL, a malformed message FORMERR, an idle connection is closed', async (t) => {
+  const r = await tcpRig(t, { forwardTimeoutMs: 200, tcpIdleMs: 300 });
+  const [servfail] = await r.exchange(r.framed(query(9, 'silent.example')), 1);
+  t.is(servfail?.rcode, 'SERVFAIL');
+  const garbage = Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f, 0x61]);
+  const [formerr] = await r.exchange(r.framed(garbage), 1);
+  t.is(formerr?.rcode, 'FORMERR');
+  const idle = r.connectClient();
+  idle.write(Buffer.from([0, 40, 1])); // a length and one byte of the message, then nothing
+  const closedAfter = await new Promise<number>((resolve) => { const at = Date.now(); idle.on('close', () => resolve(Date.now() - at)); idle.on('error', () => {}); });
+  t.true(closedAfter < 2000, `closed after ${closedAfter} ms`);
+  const [ok] = await r.exchange(r.framed(query(10, 'web.shop')), 1);
+  t.deepEqual(ok?.answers?.map((a) => a.data), [VIP_WEB]);
 });
