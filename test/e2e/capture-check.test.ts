@@ -190,7 +190,8 @@ privilegedTest('a detached cgroup program breaks every pod of its node; an agent
   const n = mesh.cluster.node(node);
   const pods = MESH_PODS.filter((p) => mesh.cluster.pod(p).node === node).map((p) => `${mesh.cluster.pod(p).namespace}/${p}`);
   const progs = JSON.parse(execFileSync('bpftool', ['-j', 'cgroup', 'show', n.cgroup], { encoding: 'utf8' }).trim() || '[]') as { id: number; attach_type: string; name: string }[];
-  const connect4 = progs.find((p) => p.attach_type === 'cgroup_inet4_connect' || p.attach_type === 'connect4');
+  // Capture's connect4, not DNS capture's (ambit_dns_connect4, attached to the same hook).
+  const connect4 = progs.find((p) => (p.attach_type === 'cgroup_inet4_connect' || p.attach_type === 'connect4') && p.name === 'ambit_connect4');
   t.truthy(connect4, JSON.stringify(progs));
   const links = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { id: number; type: string; prog_id: number }[];
   const link = links.find((l) => l.type === 'cgroup' && l.prog_id === connect4?.id);
