@@ -2,7 +2,7 @@
  * The agent's DNS proxy end to end in the demo mesh (real control plane, agents, eBPF): an
  * enrolled pod whose resolv.conf names a fake upstream resolver (run in node-2's netns, at the
  * node's 198.18.0.x address) resolves `echo.demo.svc.cluster.local` (and `echo` through its search
- * path) to the Service's VIP, while other names are
+ * path) to the Service's VIP and reaches it by name through the mesh, while other names are
  * forwarded to and answered by that upstream; a pod outside the mesh asks the upstream itself and
  * gets no mesh answers. DNS over TCP is answered too, though capture's own connect4 sees the connect
  * first. The agent counts both in ambit_dns_requests_total.
@@ -17,9 +17,9 @@ import { privilegedTest, privilegeGap } from '../helpers/privileged.js';
 import type { DemoMesh } from '../../src/demo/mesh.js';
 import { ECHO_VIP, REPO_ROOT } from '../../src/demo/mesh.js';
 import { spawnIn } from '../../src/demo/cluster.js';
-import { NEEDS, startMesh } from './helpers.js';
+import { NEEDS, startMesh, servedBy } from './helpers.js';
 
-const needs = { ...NEEDS, paths: [...NEEDS.paths, join(REPO_ROOT, 'bpf/.output/dns.bpf.o'), '/usr/bin/getent', '/usr/bin/unshare'] };
+const needs = { ...NEEDS, paths: [...NEEDS.paths, join(REPO_ROOT, 'bpf/.output/dns.bpf.o'), '/usr/bin/getent', '/usr/bin/unshare', '/usr/bin/curl'] };
 const FAKE_RESOLVER = join(REPO_ROOT, 'test/integration/ebpf/fixtures/fake-resolver.ts');
 
 let mesh: DemoMesh;
@@ -86,13 +86,16 @@ function dnsCount(metrics: string, result: string): number {
   return m === null ? 0 : Number(m[1]);
 }
 
-privilegedTest('an enrolled pod resolves a mesh service to its VIP; other names go to its own resolver', async (t: ExecutionContext) => {
+privilegedTest('an enrolled pod resolves a mesh service to its VIP and reaches it by name; other names go to its own resolver', async (t: ExecutionContext) => {
   const fqdn = await inPod('client', ['getent', 'ahostsv4', 'echo.demo.svc.cluster.local']);
   t.is(fqdn.code, 0, fqdn.stderr);
   t.is(fqdn.stdout.trim().split(/\s+/)[0], ECHO_VIP);
   const short = await inPod('client', ['getent', 'hosts', 'echo']);
   t.is(short.code, 0, short.stderr);
   t.is(short.stdout.trim().split(/\s+/)[0], ECHO_VIP, 'the search path reaches the service name');
+  const body = await inPod('client', ['curl', '-s', '-S', '-m', '4', 'http://echo.demo.svc.cluster.local/']);
+  t.is(body.code, 0, body.stderr);
+  t.regex(servedBy(body.stdout), /^echo-[12]$/, 'the service answers by name, through the mesh');
   const other = await inPod('client', ['getent', 'ahostsv4', 'upstream.example']);
   t.is(other.code, 0, other.stderr);
   t.is(other.stdout.trim().split(/\s+/)[0], '198.18.77.7', 'forwarded to and answered by the pod\'s resolver');
