@@ -32,6 +32,7 @@ export const WATCHED_KINDS: readonly KubeKind[] = [
   { group: 'security.istio.io', version: 'v1', kind: 'RequestAuthentication', plural: 'requestauthentications', optional: true },
   { group: 'networking.istio.io', version: 'v1', kind: 'VirtualService', plural: 'virtualservices', optional: true },
   { group: 'networking.istio.io', version: 'v1', kind: 'DestinationRule', plural: 'destinationrules', optional: true },
+  { group: 'networking.istio.io', version: 'v1', kind: 'ServiceEntry', plural: 'serviceentries', optional: true },
   { group: 'gateway.networking.k8s.io', version: 'v1', kind: 'HTTPRoute', plural: 'httproutes', optional: true },
   { group: 'gateway.networking.k8s.io', version: 'v1', kind: 'Gateway', plural: 'gateways', optional: true },
 ];
