@@ -392,7 +392,7 @@ export class Agent {
       controlPlane: { address: this.opts.control, connected: this.discovery.connected },
       view: {
         epoch: this.discovery.view.epoch, version: this.discovery.view.version,
-        workloads: s.workloads.size, services: s.services.size, waypoints: s.waypoints.size,
+        workloads: s.workloads.size, services: s.services.size, waypoints: s.waypoints.size, outboundTrafficPolicy: s.outboundTrafficPolicy,
         authorizationPolicies: s.authorizationPolicies.map((p) => p.key), problems: s.problems,
       },
       localPods: s.localWorkloads().map((w) => {
