@@ -120,9 +120,14 @@ export class DnsProxy {
       this.handle(msg, client).then((out) => {
         this.#metrics?.requests.inc({ result: out.result });
         if (out.reply === null || this.#closed) return;
-        socket.send(out.reply, rinfo.port, rinfo.address, (err) => {
-          if (err) this.log.debug({ pod: client.id, err: err.message }, 'cannot send DNS reply');
-        });
+        try {
+          socket.send(out.reply, rinfo.port, rinfo.address, (err) => {
+            if (err) this.log.debug({ pod: client.id, err: err.message }, 'cannot send DNS reply');
+          });
+        } catch (err) {
+          // The socket was closed while the query was forwarded (pod released).
+          this.log.debug({ pod: client.id, err: (err as Error).message }, 'cannot send DNS reply');
+        }
       }, (err: unknown) => {
         // handle() resolves on every input; this is a bug, not a pod's doing.
         this.#metrics?.requests.inc({ result: 'failed' });
@@ -169,6 +174,15 @@ export class DnsProxy {
 
   /** What to answer to one query of `client` (a datagram, or a TCP message without its length). Never rejects. */
   async handle(msg: Buffer, client: DnsClient, transport: 'udp' | 'tcp' = 'udp'): Promise<DnsOutcome> {
+    try {
+      return await this.#handle(msg, client, transport);
+    } catch (err) {
+      this.log.warn({ pod: client.id, err: (err as Error).message }, 'DNS query dropped: it cannot be answered');
+      return { reply: null, result: 'failed' };
+    }
+  }
+
+  async #handle(msg: Buffer, client: DnsClient, transport: 'udp' | 'tcp'): Promise<DnsOutcome> {
     if (msg.length < HEADER_BYTES) return { reply: null, result: 'failed' };
     const id = msg.readUInt16BE(0);
     if ((msg[2]! & 0x80) !== 0) return { reply: null, result: 'failed' }; // a response: never loop one back

@@ -154,6 +154,23 @@ test('a forward timeout answers SERVFAIL, as does an unknown upstream', async (t
   t.deepEqual(await results(r.registry), { failed: 2 });
 });
 
+test('a pod socket closed while its query is forwarded (pod released) drops the late reply quietly', async (t) => {
+  const r = await rig({ forwardTimeoutMs: 200 });
+  t.teardown(r.close);
+  const socket = dgram.createSocket('udp4');
+  socket.bind(0, '127.0.0.1');
+  await once(socket, 'listening');
+  r.proxy.serve(socket, { id: 'shop/released', upstream: () => ({ address: '127.0.0.1', port: 9 }) });
+  const client = dgram.createSocket('udp4');
+  t.teardown(() => client.close());
+  client.send(dnsPacket.encode({ type: 'query', id: 5, questions: [{ type: 'A', name: 'silent.example', class: 'IN' }] }), (socket.address() as AddressInfo).port, '127.0.0.1');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  socket.close();
+  await new Promise((resolve) => setTimeout(resolve, 400)); // past the forward timeout: the SERVFAIL has nowhere to go
+  const ok = await r.ask('web.shop.svc.cluster.local', 'A');
+  t.deepEqual(ok.answers?.map((a) => a.data), [VIP_WEB], 'the proxy (and the process) carry on');
+});
+
 test('malformed input gets FORMERR or is dropped, and the proxy keeps answering', async (t) => {
   const r = await rig();
   t.teardown(r.close);
