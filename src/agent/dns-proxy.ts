@@ -137,8 +137,9 @@ export class DnsProxy {
   }
 
   /**
-   * Answers DNS over TCP on `server` (a listener in the pod's netns, already listening). The
-   * server stays the caller's to close.
+   * Answers DNS over TCP on `server` (a listener in the pod's netns, already listening; create it
+   * with `allowHalfOpen: true` so a client that half-closes after its queries still gets every
+   * answer). The server stays the caller's to close.
    */
   serveTcp(server: Server, client: DnsClient): void {
     server.on('error', (err) => this.log.warn({ pod: client.id, err: err.message }, 'DNS TCP listener error'));

@@ -134,7 +134,7 @@ export class AgentDns {
   async #enroll(p: { key: string; netnsPath: string }, namespace: string | undefined): Promise<void> {
     const l = await this.#capture.enroll({ id: p.key, netnsPath: p.netnsPath });
     const socket = dgram.createSocket('udp4');
-    const tcp = l.tcpFd === undefined ? undefined : createServer({ pauseOnConnect: false });
+    const tcp = l.tcpFd === undefined ? undefined : createServer({ allowHalfOpen: true });
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);

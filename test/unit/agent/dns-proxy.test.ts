@@ -238,7 +238,7 @@ async function tcpRig(t: import('ava').ExecutionContext, opts: { forwardTimeoutM
     });
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-  const server = net.createServer();
+  const server = net.createServer({ allowHalfOpen: true });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   proxy.serveTcp(server, { id: 'shop/client', namespace: 'shop', upstream: () => ({ address: '127.0.0.1', port: (upstream.address() as AddressInfo).port }) });
   t.teardown(() => { proxy.close(); server.close(); upstream.close(); });
@@ -272,6 +272,21 @@ test('DNS over TCP: pipelined queries (split byte by byte) are answered in order
   t.deepEqual(replies.map((p) => [p.id, p.rcode, p.answers?.map((a) => a.data)]), [[1, 'NOERROR', [VIP_WEB]], [2, 'NOERROR', ['198.18.5.6']], [3, 'NOERROR', []]]);
   t.deepEqual(r.upstreamSeen, ['example.org']);
   t.deepEqual(await results(r.registry), { answered: 2, forwarded: 1 });
+});
+
+test('DNS over TCP: a client that half-closes after its queries gets every answer', async (t) => {
+  const r = await tcpRig(t);
+  const c = r.connectClient();
+  const chunks: Buffer[] = [];
+  c.on('data', (d: Buffer) => chunks.push(d));
+  c.end(Buffer.concat([r.framed(query(21, 'example.org')), r.framed(query(22, 'web.shop'))]));
+  await once(c, 'close');
+  const all = Buffer.concat(chunks);
+  const first = decode(all.subarray(2, 2 + all.readUInt16BE(0)));
+  const rest = all.subarray(2 + all.readUInt16BE(0));
+  const second = decode(rest.subarray(2, 2 + rest.readUInt16BE(0)));
+  t.deepEqual([first.id, second.id], [21, 22]);
+  t.deepEqual(second.answers?.map((a) => a.data), [VIP_WEB]);
 });
 
 test('DNS over TCP: a forward timeout is SERVFAIL, a malformed message FORMERR, an idle connection is closed', async (t) => {
