@@ -18,7 +18,7 @@ import type { Logger } from '../util/log.js';
 import { DnsCapture } from '../ebpf/dns-capture.js';
 import { DnsNameTable } from './dns-names.js';
 import { DnsProxy } from './dns-proxy.js';
-import { createDnsMetrics } from './dns-metrics.js';
+import { createDnsMetrics, registerDnsCaptureMetrics } from './dns-metrics.js';
 import type { MeshState } from './mesh-state.js';
 
 export interface AgentDnsOptions {
@@ -82,6 +82,8 @@ export class AgentDns {
     }
     if (capture === undefined) return undefined;
     const proxy = new DnsProxy({ metrics: createDnsMetrics(opts.registry), logger: opts.logger });
+    const open = capture;
+    registerDnsCaptureMetrics(opts.registry, () => open.stats());
     return new AgentDns(capture, proxy, opts.clusterDomain ?? 'cluster.local', proxy.log);
   }
 

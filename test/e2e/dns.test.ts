@@ -111,6 +111,7 @@ privilegedTest('an enrolled pod resolves a mesh service to its VIP and reaches i
   const metrics = await mesh.agentMetrics('node-1');
   t.true(dnsCount(metrics, 'answered') >= 3, metrics.split('\n').filter((l) => l.startsWith('ambit_dns')).join('\n'));
   t.true(dnsCount(metrics, 'forwarded') >= 1);
+  t.regex(metrics, /^ambit_dns_capture_events_total\{event="captured_tcp"\} [1-9]/m, 'the kernel counters are exported');
 });
 
 privilegedTest('a pod outside the mesh asks its resolver itself and gets no mesh answers', async (t: ExecutionContext) => {
