@@ -23,7 +23,7 @@
  * | VirtualService             | the VS         | VSes, DRs, HTTPRoutes, Service and ServiceEntry resources (hosts, ports, route sources) |
  * | DestinationRule            | the DR         | DRs, its host's Service or ServiceEntry host (existence, selector, endpoints) |
  * | HTTPRoute                  | the route      | HTTPRoutes, Service resources (existence, ports)             |
- * | Service                    | the Service    | itself (selector matches, endpoints, binding), Services sharing a VIP |
+ * | Service                    | the Service    | itself (selector matches, endpoints, binding), Services sharing a VIP; for a ServiceEntry host, its entry |
  * | Namespace waypoint label   | the Namespace  | itself, Gateways                                             |
  * | waypoint without pods      | the waypoint   | itself                                                       |
  * | pod                        | the workload   | itself, its Node, its ServiceAccount, workloads sharing an IP |
@@ -332,6 +332,7 @@ class Checker {
   // ---- Services: selectors matching nothing, named target ports, waypoints, duplicate VIPs
   private service(key: string): Diagnostic[] {
     const svc = this.st.services.get(key);
+    if (svc?.serviceEntry !== undefined) return this.serviceEntryHost(svc);
     const r = svc === undefined ? undefined : (this.st.resources.getByKey(KIND_SERVICE, `${KIND_SERVICE}/${key}`) as ServiceResource | undefined);
     if (svc === undefined || r === undefined) return [];
     const rep = new Reporter();
@@ -351,6 +352,27 @@ class Checker {
       const other = first !== undefined && first !== svc.key ? first : claimed.has(vip) ? svc.key : undefined;
       if (other !== undefined) rep.add(r, ['spec', 'clusterIP'], 'AMBIT_REF_DUPLICATE_IP', `cluster IP ${vip} is also used by Service ${other}`);
       else claimed.add(vip);
+    }
+    return rep.out;
+  }
+
+  // ---- ServiceEntry hosts: a workloadSelector without ready pods, addresses another service has
+  private serviceEntryHost(svc: MeshService): Diagnostic[] {
+    const r = this.st.resources.get(svc.source);
+    if (r === undefined) return [];
+    const rep = new Reporter();
+    if (svc.selector !== undefined && svc.endpoints.length === 0) {
+      rep.add(r, ['spec', 'workloadSelector'], 'AMBIT_REF_SERVICE_NO_PODS', `workloadSelector ${JSON.stringify(svc.selector)} selects no ready pod in namespace ${svc.namespace}, so host ${svc.hostname} has no endpoint and its connections are refused`);
+    }
+    if (svc.serviceEntry?.autoAllocated !== true) {
+      for (const vip of svc.vips) {
+        // Hosts of one entry share its addresses by design.
+        const sameEntry = (k: string): boolean => { const o = this.st.services.get(k)?.source; return o?.namespace === svc.source.namespace && o?.name === svc.source.name && o?.kind === svc.source.kind; };
+        const other = (this.st.servicesByVip.get(vip) ?? []).find((k) => k !== svc.key && !sameEntry(k));
+        if (other === undefined) continue;
+        const what = this.st.serviceEntryKeys.has(other) ? 'ServiceEntry host' : 'Service';
+        rep.add(r, ['spec', 'addresses'], 'AMBIT_REF_DUPLICATE_IP', `address ${vip} of host ${svc.hostname} is also used by ${what} ${other}; agents send connections to it to only one of them`, 'warning');
+      }
     }
     return rep.out;
   }
@@ -583,7 +605,10 @@ export function crossCheckSince(snap: Snapshot, base: Snapshot, prior: CrossChec
   }
   if (kinds.has(KIND_HTTP_ROUTE) || kinds.has(KIND_SERVICE)) markAll(S_HR);
 
-  // Services: recomputed ones, and every Service sharing a VIP with one (before or after).
+  // Services: recomputed ones, and every Service sharing a VIP with one (before or after); every
+  // ServiceEntry host when a ServiceEntry changed (an unchanged host keeps its object, but its
+  // diagnostics point into the edited resource).
+  if (kinds.has(KIND_SERVICE_ENTRY)) for (const k of now.serviceEntryKeys) mark(S_SVC, k);
   for (const s of services) {
     mark(S_SVC, s.key);
     for (const vip of new Set([...(s.old?.vips ?? []), ...(s.new?.vips ?? [])])) for (const k of now.servicesByVip.get(vip) ?? []) mark(S_SVC, k);

@@ -193,3 +193,28 @@ test('incremental diagnostics: adding the ServiceEntry a VirtualService names cl
   t.deepEqual(codesOf(snap.diagnostics()), codesOf(compile(base, OPTS).diagnostics()));
   t.is(snap.diagnostics().filter((d) => d.code === 'AMBIT_REF_UNKNOWN_HOST').length, 2);
 });
+
+test('analyze: a workloadSelector with no ready pod, and an address another service has, are warnings on the entry; incremental equals full', (t) => {
+  const svc = `apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: app}\nspec: {clusterIP: 198.18.128.9, selector: {app: db}, ports: [{name: tcp, port: 5432}]}\n---\n`;
+  const entries = se('legacy', '  hosts: [legacy.app.internal]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: nothing}}\n')
+    + se('clash', '  hosts: [db.example.com]\n  addresses: [198.18.128.9]\n  ports: [{number: 5432, name: tcp}]\n  resolution: STATIC\n  endpoints: [{address: 198.18.231.1}]\n')
+    + se('two', '  hosts: [x.example.com, y.example.com]\n  addresses: [198.18.230.20]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: 198.18.231.2}]\n');
+  const found = (ds: readonly { code: string; message: string; path?: string; severity: string }[]) =>
+    ds.filter((d) => d.message.startsWith('ServiceEntry')).map((d) => `${d.severity} ${d.code} ${d.path}: ${d.message}`);
+  const full = found(analyzeYaml(ns('app') + svc + entries, OPTS));
+  t.deepEqual(full, [
+    'warning AMBIT_REF_DUPLICATE_IP spec.addresses: ServiceEntry app/clash: address 198.18.128.9 of host db.example.com is also used by Service app/db; agents send connections to it to only one of them',
+    'warning AMBIT_REF_SERVICE_NO_PODS spec.workloadSelector: ServiceEntry app/legacy: workloadSelector {"app":"nothing"} selects no ready pod in namespace app, so host legacy.app.internal has no endpoint and its connections are refused',
+  ], 'two hosts of one entry sharing its address are fine');
+  // Incremental: the entries arrive after the rest, then a pod the selector picks.
+  const base = parseYaml(ns('app') + svc).resources;
+  const added = parseYaml(entries).resources;
+  const newPod = parseYaml(pod('app', 'n-1', '198.19.1.9', { app: 'nothing' })).resources;
+  let snap = compile(base, OPTS);
+  snap.diagnostics();
+  snap = applyChange(snap, { upsert: added });
+  t.deepEqual(found(snap.diagnostics()), found(compile([...base, ...added], OPTS).diagnostics()));
+  snap = applyChange(snap, { upsert: newPod });
+  t.deepEqual(found(snap.diagnostics()), found(compile([...base, ...added, ...newPod], OPTS).diagnostics()));
+  t.false(found(snap.diagnostics()).some((d) => d.includes('AMBIT_REF_SERVICE_NO_PODS')));
+});
