@@ -10,11 +10,28 @@ import { DIAGNOSTIC_CODES, type Diagnostic } from '../model/diagnostics.js';
 import { AmbitError } from '../util/errors.js';
 import { DEFAULT_MAX_FILE_BYTES } from '../model/load/load-paths.js';
 import { compatibilityMarkdown } from '../model/compat-table.js';
+import type { RouteStatus } from '../model/compile/route-status.js';
+
+/** One line per route parent with a False condition: `status Kind ns/name parent ...: Type=False Reason: message`. */
+export function routeStatusLines(statuses: readonly RouteStatus[]): string[] {
+  const out: string[] = [];
+  for (const s of statuses) {
+    for (const p of s.parents) {
+      const bad = p.conditions.filter((c) => c.status === 'False');
+      if (bad.length === 0) continue;
+      const parent = `${p.parentRef.kind ?? 'Gateway'} ${p.parentRef.namespace ?? s.route.namespace}/${p.parentRef.name}${p.parentRef.port !== undefined ? `:${p.parentRef.port}` : ''}`;
+      out.push(`status ${s.route.kind} ${s.route.namespace}/${s.route.name} parent ${parent}: ${bad.map((c) => `${c.type}=False ${c.reason}: ${c.message}`).join('; ')}`);
+    }
+  }
+  return out;
+}
 
 const HELP = `usage: ambit analyze PATH... [options]
 
 Validates Kubernetes, Istio and Gateway API resources (files or folders of *.yaml, *.yml,
 *.json) and reports every problem with file:line:col, severity, code and field path.
+Gateway API routes get the status conditions ambit computes for each parentRef (Accepted,
+ResolvedRefs): every route in --output json (routeStatus), those with a False condition in text.
 
 options:
   --output text|json     output format (default text)
@@ -157,10 +174,12 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   const { diagnostics, counts, files } = result;
+  const routeStatus = result.snapshot.routeStatuses();
   if (args.output === 'json') {
-    process.stdout.write(JSON.stringify({ diagnostics, summary: { ...counts, files: files.length } }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ diagnostics, routeStatus, summary: { ...counts, files: files.length } }, null, 2) + '\n');
   } else {
     for (const d of diagnostics) process.stdout.write(formatText(d) + '\n');
+    for (const line of routeStatusLines(routeStatus)) process.stdout.write(line + '\n');
     process.stdout.write(
       `${plural(counts.error, 'error')}, ${plural(counts.warning, 'warning')}, ${plural(counts.info, 'info')} in ${plural(files.length, 'file')} (${plural(counts.resources, 'resource')})\n`,
     );

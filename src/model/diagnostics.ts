@@ -101,6 +101,7 @@ export const DIAGNOSTIC_CODES = {
   AMBIT_REF_UNKNOWN_SUBSET: { severity: 'error', summary: 'a route names a subset no DestinationRule defines' },
   AMBIT_REF_UNKNOWN_SERVICE: { severity: 'error', summary: 'an HTTPRoute or policy refers to a Service that does not exist' },
   AMBIT_REF_UNKNOWN_PORT: { severity: 'error', summary: 'a route refers to a port the Service does not expose' },
+  AMBIT_REF_NOT_PERMITTED: { severity: 'error', summary: 'a route backendRef names a Service of another namespace that no ReferenceGrant there opens to it (ResolvedRefs=False, RefNotPermitted)' },
   AMBIT_REF_SELECTOR_NO_MATCH: { severity: 'warning', summary: 'a policy selector matches no pod' },
   AMBIT_REF_SERVICE_NO_PODS: { severity: 'warning', summary: 'a Service selector matches no pod' },
   AMBIT_REF_SUBSET_NO_PODS: { severity: 'warning', summary: 'a DestinationRule subset matches no pod of its Service' },

@@ -39,6 +39,10 @@ import {
   KIND_DESTINATION_RULE,
   KIND_GATEWAY,
   KIND_HTTP_ROUTE,
+  KIND_GRPC_ROUTE,
+  KIND_TCP_ROUTE,
+  KIND_TLS_ROUTE,
+  KIND_REFERENCE_GRANT,
   KIND_LOCAL_RATE_LIMIT,
   KIND_NAMESPACE,
   KIND_POD,
@@ -355,7 +359,14 @@ function markDirty(c: Changed, prev: SnapshotState, dirty: Dirty): void {
       dirty.services.add(`${ns}/${any.ref.name}`);
       break;
     case KIND_HTTP_ROUTE:
+    case KIND_GRPC_ROUTE:
+    case KIND_TCP_ROUTE:
+    case KIND_TLS_ROUTE:
       for (const r of both) for (const p of httpRouteParents(r as HttpRouteResource)) dirty.services.add(p.service);
+      break;
+    case KIND_REFERENCE_GRANT:
+      // Few and rarely changed; which routes a grant opens depends on every route's backends.
+      dirty.allServices = true;
       break;
     case KIND_SERVICE_ENTRY:
       dirty.entries = true;

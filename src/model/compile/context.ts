@@ -24,7 +24,11 @@ import {
   KIND_AUTHORIZATION_POLICY,
   KIND_DESTINATION_RULE,
   KIND_GATEWAY,
+  KIND_GRPC_ROUTE,
   KIND_HTTP_ROUTE,
+  KIND_REFERENCE_GRANT,
+  KIND_TCP_ROUTE,
+  KIND_TLS_ROUTE,
   KIND_LOCAL_RATE_LIMIT,
   KIND_NAMESPACE,
   KIND_PEER_AUTHENTICATION,
@@ -32,6 +36,8 @@ import {
   type ResourceIndex,
 } from './resource-index.js';
 import { rateLimitTargets } from './rate-limits.js';
+import { ReferenceGrants } from './reference-grants.js';
+import type { GrpcRouteResource, ReferenceGrantResource, TcpRouteResource, TlsRouteResource } from '../kinds/gateway-routes.js';
 
 /** Authorization policies of one namespace that select workloads (no targetRefs). */
 export interface AuthzGroup {
@@ -62,6 +68,8 @@ export class BuildContext {
   private hr: HttpRouteResource[] | undefined;
   private hrByService: Map<string, HttpRouteResource[]> | undefined;
   private rlByTarget: Map<string, LocalRateLimitResource[]> | undefined;
+  private readonly gwRoutesByService = new Map<string, Map<string, Resource[]>>();
+  private grants: ReferenceGrants | undefined;
   private readonly namespaces = new Map<string, NamespaceResource | undefined>();
   private readonly labelIndexes = new WeakMap<readonly Workload[], Map<string, Workload[]>>();
 
@@ -187,6 +195,28 @@ export class BuildContext {
       }
     }
     return this.hrByService.get(serviceKey) ?? [];
+  }
+
+  /** GRPCRoutes, TCPRoutes or TLSRoutes (by `kind`, a KIND_* key) with a parentRef to the Service `namespace/name`. */
+  gatewayRoutesFor<R extends GrpcRouteResource | TcpRouteResource | TlsRouteResource>(kind: typeof KIND_GRPC_ROUTE | typeof KIND_TCP_ROUTE | typeof KIND_TLS_ROUTE, serviceKey: string): readonly R[] {
+    let byService = this.gwRoutesByService.get(kind);
+    if (byService === undefined) {
+      byService = new Map();
+      for (const r of this.resources.list<R>(kind)) {
+        for (const key of new Set(httpRouteParents(r).map((p) => p.service))) {
+          const l = byService.get(key);
+          if (l === undefined) byService.set(key, [r]);
+          else l.push(r);
+        }
+      }
+      this.gwRoutesByService.set(kind, byService);
+    }
+    return (byService.get(serviceKey) ?? []) as R[];
+  }
+
+  /** Every ReferenceGrant, indexed by namespace. */
+  referenceGrants(): ReferenceGrants {
+    return (this.grants ??= new ReferenceGrants(this.resources.list<ReferenceGrantResource>(KIND_REFERENCE_GRANT)));
   }
 
   /**

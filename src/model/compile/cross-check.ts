@@ -38,6 +38,8 @@
  */
 import { describeRef, formatPath, severityOf, type Diagnostic, type DiagnosticCode, type FieldPath, type Severity } from '../diagnostics.js';
 import type { HttpRouteResource, GatewayResource } from '../kinds/gateway-api.js';
+import type { ReferenceGrantResource } from '../kinds/gateway-routes.js';
+import { backendRefProblem, ReferenceGrants } from './reference-grants.js';
 import { WAYPOINT_GATEWAY_CLASS } from '../kinds/gateway-api.js';
 import type { PodResource, ServiceResource, NamespaceResource } from '../kinds/core.js';
 import { vsAppliesToMesh, type DestinationRuleResource, type VirtualServiceResource, type VsDestinationSpec } from '../kinds/networking.js';
@@ -50,6 +52,10 @@ import {
   KIND_DESTINATION_RULE,
   KIND_GATEWAY,
   KIND_HTTP_ROUTE,
+  KIND_GRPC_ROUTE,
+  KIND_TCP_ROUTE,
+  KIND_TLS_ROUTE,
+  KIND_REFERENCE_GRANT,
   KIND_LOCAL_RATE_LIMIT,
   KIND_NAMESPACE,
   KIND_NODE,
@@ -171,7 +177,7 @@ class Checker {
     switch (section) {
       case S_VS: return keysOf(KIND_VIRTUAL_SERVICE);
       case S_DR: return keysOf(KIND_DESTINATION_RULE);
-      case S_HR: return keysOf(KIND_HTTP_ROUTE);
+      case S_HR: return [KIND_HTTP_ROUTE, KIND_GRPC_ROUTE, KIND_TCP_ROUTE, KIND_TLS_ROUTE].flatMap(keysOf);
       case S_SVC: return [...this.st.services.keys()];
       case S_NS: return keysOf(KIND_NAMESPACE);
       case S_WP: return [...this.st.waypoints.keys()];
@@ -292,8 +298,11 @@ class Checker {
 
   // ---- HTTPRoutes: parents and backends
   private httpRoute(key: string): Diagnostic[] {
-    const hr = this.st.resources.getByKey(KIND_HTTP_ROUTE, key) as HttpRouteResource | undefined;
+    const kind = key.split('/', 2).join('/');
+    const hr = this.st.resources.getByKey(kind, key) as HttpRouteResource | undefined;
     if (hr === undefined) return [];
+    const grants = new ReferenceGrants(this.st.resources.list<ReferenceGrantResource>(KIND_REFERENCE_GRANT));
+    const from = { group: 'gateway.networking.k8s.io', kind: hr.ref.kind, namespace: hr.ref.namespace };
     const rep = new Reporter();
     const snap = this.snap;
     (hr.spec.parentRefs ?? []).forEach((p, i) => {
@@ -315,6 +324,10 @@ class Checker {
           return;
         }
         const key = `${b.namespace ?? hr.ref.namespace}/${b.name}`;
+        if (backendRefProblem(b, from, grants) === 'RefNotPermitted') {
+          rep.add(hr, [...path, 'namespace'], 'AMBIT_REF_NOT_PERMITTED', `backend Service ${key} is in another namespace and no ReferenceGrant in ${b.namespace ?? ''} lets ${hr.ref.kind}s from ${hr.ref.namespace} refer to it; the backend is not used (ResolvedRefs=False, RefNotPermitted)`);
+          return;
+        }
         const svc = snap.service(key);
         if (svc === undefined) rep.add(hr, [...path, 'name'], 'AMBIT_REF_UNKNOWN_SERVICE', `backend Service ${key} does not exist`);
         else if (b.port === undefined) rep.add(hr, path, 'AMBIT_SCHEMA_REQUIRED', `backendRef to Service ${key} needs a port`);
@@ -603,7 +616,7 @@ export function crossCheckSince(snap: Snapshot, base: Snapshot, prior: CrossChec
       if (hosts.has(resolveHost(dr.spec.host, dr.ref.namespace, snap.options.clusterDomain))) mark(S_DR, dr.key);
     }
   }
-  if (kinds.has(KIND_HTTP_ROUTE) || kinds.has(KIND_SERVICE)) markAll(S_HR);
+  if (kinds.has(KIND_HTTP_ROUTE) || kinds.has(KIND_GRPC_ROUTE) || kinds.has(KIND_TCP_ROUTE) || kinds.has(KIND_TLS_ROUTE) || kinds.has(KIND_REFERENCE_GRANT) || kinds.has(KIND_SERVICE)) markAll(S_HR);
 
   // Services: recomputed ones, and every Service sharing a VIP with one (before or after); every
   // ServiceEntry host when a ServiceEntry changed (an unchanged host keeps its object, but its

@@ -21,10 +21,11 @@
 import type { ResourceRef } from '../diagnostics.js';
 import { formatPath } from '../diagnostics.js';
 import { parseDurationMs } from '../duration.js';
-import type { HttpRouteFilterSpec, HttpRouteResource, HttpRouteRuleSpec } from '../kinds/gateway-api.js';
+import type { HttpRouteFilterSpec, HttpRouteResource, HttpRouteRuleSpec, ParentRefSpec, RequestMirrorSpec } from '../kinds/gateway-api.js';
 import { vsAppliesToMesh, type VirtualServiceResource, type VsDestinationSpec, type VsHeadersSpec, type VsHttpMatchSpec, type VsHttpRouteSpec } from '../kinds/networking.js';
 import type { StringMatchSpec } from '../schema/common.js';
 import { hostMatches, isWildcard, resolveHost, serviceHostname } from './hosts.js';
+import { backendRefProblem, GATEWAY_GROUP, NO_GRANTS, type ReferenceGrants } from './reference-grants.js';
 import { compareAge } from './selectors.js';
 import type { HeaderMatch, HeaderOperations, MirrorPolicy, RetryPolicy, Route, RouteAction, RouteDestination, RouteMatch, StringMatch } from './types.js';
 
@@ -38,6 +39,8 @@ const EMPTY_RECORD: Readonly<Record<string, string>> = Object.freeze({});
 export interface HostContext {
   /** Cluster DNS domain (`cluster.local`). */
   clusterDomain: string;
+  /** ReferenceGrants for Gateway API backendRefs (default none: same-namespace references only). */
+  grants?: ReferenceGrants;
 }
 
 function stringMatch(m: StringMatchSpec | undefined): StringMatch | undefined {
@@ -159,7 +162,7 @@ export function virtualServiceRoutes(vs: VirtualServiceResource, ctx: HostContex
 
 // ---------------------------------------------------------------------------- HTTPRoute
 
-function gwHeaderOps(m: { set?: { name: string; value: string }[]; add?: { name: string; value: string }[]; remove?: string[] } | undefined): HeaderOperations | undefined {
+export function gwHeaderOps(m: { set?: { name: string; value: string }[]; add?: { name: string; value: string }[]; remove?: string[] } | undefined): HeaderOperations | undefined {
   if (m === undefined) return undefined;
   const rec = (l: { name: string; value: string }[] | undefined): Record<string, string> => Object.fromEntries((l ?? []).map((h) => [h.name.toLowerCase(), h.value]));
   return { set: rec(m.set), add: rec(m.add), remove: (m.remove ?? []).map((s) => s.toLowerCase()) };
@@ -170,13 +173,37 @@ function isServiceRef(r: { group?: string | undefined; kind?: string | undefined
   return (group === '' || group === 'core') && (r.kind ?? defaultKind) === 'Service';
 }
 
-function gwBackend(b: { name: string; namespace?: string; port?: number; group?: string; kind?: string }, routeNs: string, weight: number, ctx: HostContext): RouteDestination {
+export function gwBackend(b: { name: string; namespace?: string; port?: number; group?: string; kind?: string }, routeNs: string, weight: number, ctx: HostContext): RouteDestination {
   const host = isServiceRef(b, 'Service') ? serviceHostname(b.name, b.namespace ?? routeNs, ctx.clusterDomain) : b.name;
   return { host, subset: undefined, port: b.port, weight };
 }
 
+/**
+ * A route's backendRefs that it may use: Services of its namespace, or of another one whose
+ * ReferenceGrant lets it (reference-grants.ts). The others are left out; their share of the
+ * traffic goes to the rest, and with none left the rule answers 500.
+ */
+export function usableBackends<B extends { group?: string; kind?: string; name: string; namespace?: string }>(route: { ref: ResourceRef }, backends: readonly B[], ctx: HostContext): B[] {
+  const from = { group: GATEWAY_GROUP, kind: route.ref.kind, namespace: route.ref.namespace };
+  return backends.filter((b) => backendRefProblem(b, from, ctx.grants ?? NO_GRANTS) === undefined);
+}
+
+/** The rule's RequestMirror filters whose backend the route may use. */
+export function gwMirrors(route: { ref: ResourceRef }, filters: readonly { type: string; requestMirror?: RequestMirrorSpec | undefined }[], ctx: HostContext): MirrorPolicy[] {
+  const mirrors: MirrorPolicy[] = [];
+  for (const f of filters) {
+    if (f.type !== 'RequestMirror' || f.requestMirror === undefined) continue;
+    if (usableBackends(route, [f.requestMirror.backendRef], ctx).length === 0) continue;
+    const fr = f.requestMirror.fraction;
+    const percent = f.requestMirror.percent ?? (fr !== undefined ? (100 * fr.numerator) / (fr.denominator ?? 100) : 100);
+    mirrors.push({ destination: gwBackend(f.requestMirror.backendRef, route.ref.namespace, 100, ctx), percent });
+  }
+  return mirrors;
+}
+
 function gwRule(route: HttpRouteResource, ruleIndex: number, matchIndex: number | undefined, rule: HttpRouteRuleSpec, parentPort: number | undefined, ctx: HostContext): Route {
   const ns = route.ref.namespace;
+  const backends = usableBackends(route, rule.backendRefs ?? [], ctx);
   const filters: HttpRouteFilterSpec[] = rule.filters ?? [];
   const m = matchIndex === undefined ? undefined : rule.matches?.[matchIndex];
   const matches: RouteMatch[] = [];
@@ -206,19 +233,12 @@ function gwRule(route: HttpRouteResource, ruleIndex: number, matchIndex: number 
       prefixPath: redirect.path?.type === 'ReplacePrefixMatch' ? redirect.path.replacePrefixMatch : undefined,
       status: redirect.statusCode ?? 302,
     };
-  } else if ((rule.backendRefs ?? []).length === 0) {
+  } else if (backends.length === 0) {
     action = { type: 'direct-response', status: 500, body: undefined };
   } else {
-    action = { type: 'forward', destinations: (rule.backendRefs ?? []).map((b) => gwBackend(b, ns, b.weight ?? 1, ctx)) };
+    action = { type: 'forward', destinations: backends.map((b) => gwBackend(b, ns, b.weight ?? 1, ctx)) };
   }
-  const mirrors: MirrorPolicy[] = [];
-  for (const f of filters) {
-    if (f.type === 'RequestMirror' && f.requestMirror !== undefined) {
-      const fr = f.requestMirror.fraction;
-      const percent = f.requestMirror.percent ?? (fr !== undefined ? (100 * fr.numerator) / (fr.denominator ?? 100) : 100);
-      mirrors.push({ destination: gwBackend(f.requestMirror.backendRef, ns, 100, ctx), percent });
-    }
-  }
+  const mirrors = gwMirrors(route, filters, ctx);
   const rw = filters.find((f) => f.type === 'URLRewrite')?.urlRewrite;
   const retry = rule.retry;
   return {
@@ -247,14 +267,14 @@ function gwRule(route: HttpRouteResource, ruleIndex: number, matchIndex: number 
   };
 }
 
-/** Services (`namespace/name`) an HTTPRoute attaches to, with the parentRef port if any. */
-export function httpRouteParents(route: HttpRouteResource): { service: string; port: number | undefined }[] {
+/** Services (`namespace/name`) a Gateway API route attaches to, with the parentRef port if any. */
+export function httpRouteParents(route: { ref: ResourceRef; spec: { parentRefs?: ParentRefSpec[] | undefined } }): { service: string; port: number | undefined }[] {
   return (route.spec.parentRefs ?? [])
     .filter((p) => isServiceRef(p, 'Gateway'))
     .map((p) => ({ service: `${p.namespace ?? route.ref.namespace}/${p.name}`, port: p.port }));
 }
 
-interface Ranked {
+export interface Ranked {
   route: Route;
   rank: readonly number[];
 }

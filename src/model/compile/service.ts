@@ -14,6 +14,9 @@ import { destinationPolicy } from './destination-policy.js';
 import { serviceHostname } from './hosts.js';
 import { serviceRateLimits } from './rate-limits.js';
 import { httpRouteTable, refsOf, virtualServiceRoutes } from './routes.js';
+import { grpcRouteTable, l4RouteTable } from './gateway-routes.js';
+import type { GrpcRouteResource, TcpRouteResource, TlsRouteResource } from '../kinds/gateway-routes.js';
+import { KIND_GRPC_ROUTE, KIND_TCP_ROUTE, KIND_TLS_ROUTE } from './resource-index.js';
 import type { Endpoint, MeshService, Route, ServicePort, Workload } from './types.js';
 import { serviceSelects, waypointLabel } from './workload.js';
 
@@ -54,19 +57,21 @@ export function buildService(svc: ServiceResource, ctx: BuildContext, workloadsI
   const target = svcBinding === undefined ? waypointLabel(ctx.namespace(namespace)?.metadata.labels, namespace, 'namespace') ?? undefined : svcBinding ?? undefined;
   const waypoint = target !== undefined && ctx.waypointExists(target.namespace, target.name) ? target : undefined;
 
-  const hostCtx = { clusterDomain: ctx.options.clusterDomain };
+  const hostCtx = { clusterDomain: ctx.options.clusterDomain, grants: ctx.referenceGrants() };
   const httpRoutes = ctx.httpRoutesFor(key);
+  const grpcRoutes = ctx.gatewayRoutesFor<GrpcRouteResource>(KIND_GRPC_ROUTE, key);
   let routes: Route[];
   let routeSources;
-  if (httpRoutes.length > 0) {
-    routes = httpRouteTable(httpRoutes, key, hostCtx);
-    routeSources = refsOf(httpRoutes);
+  if (httpRoutes.length > 0 || grpcRoutes.length > 0) {
+    routes = [...grpcRouteTable(grpcRoutes, key, hostCtx), ...httpRouteTable(httpRoutes, key, hostCtx)];
+    routeSources = [...refsOf(grpcRoutes), ...refsOf(httpRoutes)];
   } else {
     const vs = ctx.virtualServicesFor(hostname)[0];
     routes = vs === undefined ? [] : virtualServiceRoutes(vs, hostCtx);
     routeSources = vs === undefined ? [] : [vs.ref];
   }
   const dr = ctx.destinationRulesFor(hostname)[0];
+  const l4Routes = l4RouteTable(ctx.gatewayRoutesFor<TlsRouteResource>(KIND_TLS_ROUTE, key), ctx.gatewayRoutesFor<TcpRouteResource>(KIND_TCP_ROUTE, key), key, hostCtx);
 
   return Object.freeze({
     key,
@@ -83,6 +88,7 @@ export function buildService(svc: ServiceResource, ctx: BuildContext, workloadsI
     waypoint,
     routes: Object.freeze(routes),
     routeSources: Object.freeze(routeSources),
+    ...(l4Routes.length > 0 ? { l4Routes: Object.freeze(l4Routes) } : {}),
     destinationPolicy: dr === undefined ? undefined : destinationPolicy(dr, hostname),
     rateLimits: serviceRateLimits(key, waypoint, (target) => ctx.rateLimitsTargeting(target)),
     source: svc.ref,

@@ -18,7 +18,11 @@ import { refKey, type Resource } from '../resource.js';
 import { hostMatches, isWildcard, resolveHost } from './hosts.js';
 import type { ResolvedOptions } from './options.js';
 import type { PersistentMap } from './persistent-map.js';
-import { KIND_NAMESPACE, KIND_NODE, type ResourceIndex } from './resource-index.js';
+import { KIND_GRPC_ROUTE, KIND_HTTP_ROUTE, KIND_NAMESPACE, KIND_NODE, KIND_REFERENCE_GRANT, KIND_TCP_ROUTE, KIND_TLS_ROUTE, type ResourceIndex } from './resource-index.js';
+import { ReferenceGrants } from './reference-grants.js';
+import { routeBackendRefs, routeStatus, type RouteStatus } from './route-status.js';
+import type { ParentRefSpec } from '../kinds/gateway-api.js';
+import type { ReferenceGrantResource } from '../kinds/gateway-routes.js';
 import { isEmptySelector, matchesLabels } from './selectors.js';
 import type { EffectiveMtlsMode, MeshService, Waypoint, Workload } from './types.js';
 import { serviceSelects } from './workload.js';
@@ -311,6 +315,29 @@ export class Snapshot {
   serviceByVip(ip: string): MeshService | undefined {
     const keys = this.state.servicesByVip.get(ip);
     return keys === undefined ? undefined : this.state.services.get(keys[0] as string);
+  }
+
+  private routeStatusList: readonly RouteStatus[] | undefined;
+
+  /**
+   * Status of every HTTPRoute, GRPCRoute, TCPRoute and TLSRoute (route-status.ts), sorted by
+   * resource key; computed on first call.
+   */
+  routeStatuses(): readonly RouteStatus[] {
+    if (this.routeStatusList === undefined) {
+      const res = this.state.resources;
+      const grants = new ReferenceGrants(res.list<ReferenceGrantResource>(KIND_REFERENCE_GRANT));
+      const look = { service: (k: string) => this.service(k), grants };
+      const out: RouteStatus[] = [];
+      for (const kind of [KIND_HTTP_ROUTE, KIND_GRPC_ROUTE, KIND_TCP_ROUTE, KIND_TLS_ROUTE]) {
+        for (const r of res.list<Resource<{ parentRefs?: ParentRefSpec[]; rules?: Parameters<typeof routeBackendRefs>[0] }>>(kind)) {
+          out.push(routeStatus({ ref: r.ref, parentRefs: r.spec.parentRefs ?? [], backendRefs: routeBackendRefs(r.spec.rules ?? []) }, look));
+        }
+      }
+      out.sort((a, b) => (refKey(a.route) < refKey(b.route) ? -1 : 1));
+      this.routeStatusList = Object.freeze(out);
+    }
+    return this.routeStatusList;
   }
 
   /**

@@ -139,6 +139,11 @@ export interface MeshService {
   readonly routes: readonly Route[];
   /** Which objects provided `routes`. */
   readonly routeSources: readonly ResourceRef[];
+  /**
+   * TCPRoute and TLSRoute rules attached to this Service, in evaluation order; absent or empty:
+   * L4 traffic goes to the Service itself. Present only when there are some.
+   */
+  readonly l4Routes?: readonly L4Route[];
   readonly destinationPolicy: DestinationPolicy | undefined;
   /**
    * LocalRateLimits enforced for this Service by its waypoint: those targeting the Service, then
@@ -258,6 +263,26 @@ export interface Route {
   readonly rewrite: { readonly path: string | undefined; readonly prefixPath: string | undefined; readonly authority: string | undefined } | undefined;
   readonly requestHeaders: HeaderOperations | undefined;
   readonly responseHeaders: HeaderOperations | undefined;
+}
+
+/**
+ * A TCPRoute or TLSRoute rule as the waypoint applies it to a connection. The waypoint takes the
+ * first whose `port` (if set) is the destination port and whose `sniHosts` (TLSRoute; if set)
+ * match the ClientHello's server name, then picks one destination by weight. Backends that are
+ * refused (no ReferenceGrant, not a Service) are left out of `destinations`; none left: the
+ * connection is closed.
+ */
+export interface L4Route {
+  readonly source: ResourceRef;
+  /** Path of the rule inside its resource (`spec.rules[0]`). */
+  readonly path: string;
+  readonly name: string | undefined;
+  readonly protocol: 'tcp' | 'tls';
+  /** The parentRef's port; absent: every port of the Service. */
+  readonly port: number | undefined;
+  /** TLSRoute hostnames, lower case (`*.example.com` matches one or more labels); empty: any. */
+  readonly sniHosts: readonly string[];
+  readonly destinations: readonly RouteDestination[];
 }
 
 // --------------------------------------------------------------------- destination policy

@@ -7,6 +7,7 @@ import { authorizationPolicyKind, peerAuthenticationKind, requestAuthenticationK
 import { destinationRuleKind, virtualServiceKind } from './networking.js';
 import { serviceEntryKind } from './service-entry.js';
 import { gatewayKind, httpRouteKind } from './gateway-api.js';
+import { grpcRouteKind, referenceGrantKind, tcpRouteKind, tlsRouteKind } from './gateway-routes.js';
 import { localRateLimitKind } from './ambit-rate-limit.js';
 import { kindKey } from '../resource.js';
 import type { KindDefinition } from './kind.js';
@@ -26,6 +27,10 @@ export const KINDS: readonly KindDefinition<unknown, unknown>[] = [
   httpRouteKind,
   gatewayKind,
   localRateLimitKind,
+  grpcRouteKind,
+  tcpRouteKind,
+  tlsRouteKind,
+  referenceGrantKind,
 ] as readonly KindDefinition<unknown, unknown>[];
 
 const BY_KEY = new Map<string, KindDefinition<unknown, unknown>>(KINDS.map((k) => [kindKey(k.group, k.kind), k]));

@@ -16,10 +16,10 @@ const GATEWAY_API_VERSIONS = ['v1', 'v1beta1'] as const;
 
 /** Gateway API Duration (GEP-2257): up to four `<number><h|m|s|ms>` parts. */
 const gwDuration = duration();
-const gwHostname = str({ check: hostProblem });
-const objectName = str({ minLength: 1, maxLength: 253 });
+export const gwHostname = str({ check: hostProblem });
+export const objectName = str({ minLength: 1, maxLength: 253 });
 
-const parentRef = obj({
+export const parentRef = obj({
   group: opt(str()),
   kind: opt(str()),
   namespace: opt(str()),
@@ -28,7 +28,7 @@ const parentRef = obj({
   port: opt(portNumber),
 });
 
-const headerMatch = obj({
+export const headerMatch = obj({
   type: opt(enumOf(['Exact', 'RegularExpression'])),
   name: req(str({ minLength: 1 })),
   value: req(str()),
@@ -58,9 +58,9 @@ const routeMatch = obj({
 });
 
 const httpHeader = obj({ name: req(str({ minLength: 1 })), value: req(str()) });
-const headerModifier = obj({ set: opt(arr(httpHeader)), add: opt(arr(httpHeader)), remove: opt(arr(str())) });
+export const headerModifier = obj({ set: opt(arr(httpHeader)), add: opt(arr(httpHeader)), remove: opt(arr(str())) });
 
-const backendObjectRef = obj({
+export const backendObjectRef = obj({
   group: opt(str()),
   kind: opt(str()),
   name: req(objectName),
@@ -77,6 +77,13 @@ const pathModifier = obj(
   { atMostOne: [['replaceFullPath', 'replacePrefixMatch']] },
 );
 
+/** RequestMirror's `percent` or `fraction` (GEP-1731). */
+export const requestMirror = obj({
+  backendRef: req(backendObjectRef),
+  percent: opt(int({ min: 0, max: 100 })),
+  fraction: opt(obj({ numerator: req(int({ min: 0 })), denominator: opt(int({ min: 1 })) })),
+});
+
 const filter = obj({
   type: req(enumOf(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'RequestRedirect', 'URLRewrite', 'ExtensionRef', 'CORS', 'ExternalAuth'], {
     unimplemented: ['ExtensionRef', 'CORS', 'ExternalAuth'],
@@ -84,13 +91,7 @@ const filter = obj({
   })),
   requestHeaderModifier: opt(headerModifier),
   responseHeaderModifier: opt(headerModifier),
-  requestMirror: opt(
-    obj({
-      backendRef: req(backendObjectRef),
-      percent: opt(int({ min: 0, max: 100 })),
-      fraction: opt(obj({ numerator: req(int({ min: 0 })), denominator: opt(int({ min: 1 })) })),
-    }),
-  ),
+  requestMirror: opt(requestMirror),
   requestRedirect: opt(
     obj({
       scheme: opt(enumOf(['http', 'https'])),
@@ -148,6 +149,9 @@ export type HttpRouteSpec = Infer<typeof httpRouteSpec>;
 export type HttpRouteRuleSpec = Infer<typeof routeRule>;
 export type HttpRouteFilterSpec = Infer<typeof filter>;
 export type HttpRouteResource = Resource<HttpRouteSpec, unknown>;
+export type ParentRefSpec = Infer<typeof parentRef>;
+export type HeaderModifierSpec = Infer<typeof headerModifier>;
+export type RequestMirrorSpec = Infer<typeof requestMirror>;
 
 // --------------------------------------------------------------------------------- Gateway
 

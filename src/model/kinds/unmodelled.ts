@@ -18,7 +18,6 @@ export interface UnmodelledKind {
 }
 
 const INGRESS = 'ingress and egress gateways are not implemented yet; ambit waypoints are Gateway API Gateways with gatewayClassName ambit-waypoint';
-const L4_ROUTE = 'L4 routes are not implemented: the traffic is forwarded at L4 to the Service the client dialed, under AuthorizationPolicy';
 const CONTROLLER = 'workloads are Pods: ambit reads the Pods this controller creates, not the controller';
 
 export const UNMODELLED_KINDS: readonly UnmodelledKind[] = [
@@ -35,11 +34,7 @@ export const UNMODELLED_KINDS: readonly UnmodelledKind[] = [
   { group: 'install.istio.io', kind: 'IstioOperator', note: 'it installs Istio, not ambit' },
   // gateway.networking.k8s.io
   { group: 'gateway.networking.k8s.io', kind: 'GatewayClass', note: 'a waypoint is named by gatewayClassName ambit-waypoint on the Gateway; the GatewayClass object is not needed' },
-  { group: 'gateway.networking.k8s.io', kind: 'GRPCRoute', note: 'gRPC calls are HTTP/2 requests: route them with an HTTPRoute or VirtualService matching the path /package.Service/Method' },
-  { group: 'gateway.networking.k8s.io', kind: 'TLSRoute', note: L4_ROUTE },
-  { group: 'gateway.networking.k8s.io', kind: 'TCPRoute', note: L4_ROUTE },
   { group: 'gateway.networking.k8s.io', kind: 'UDPRoute', note: 'ambit carries TCP only' },
-  { group: 'gateway.networking.k8s.io', kind: 'ReferenceGrant', note: 'ambit does not check grants: routes may refer to Services in any namespace' },
   { group: 'gateway.networking.k8s.io', kind: 'BackendTLSPolicy', note: 'mTLS between workloads is automatic (HBONE); TLS origination to backends is not implemented' },
   { group: 'gateway.networking.k8s.io', kind: 'ListenerSet', note: INGRESS },
   // Kubernetes

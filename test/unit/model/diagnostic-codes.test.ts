@@ -56,6 +56,7 @@ const CASES: Record<DiagnosticCode, Case> = {
   AMBIT_REF_UNKNOWN_SUBSET: `${WEB}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a, namespace: app}\nspec:\n  hosts: [web]\n  http: [{route: [{destination: {host: web, subset: v9}}]}]\n`,
   AMBIT_REF_UNKNOWN_SERVICE: `${WEB}apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: a, namespace: app}\nspec:\n  parentRefs: [{group: "", kind: Service, name: nope}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]\n`,
   AMBIT_REF_UNKNOWN_PORT: `${WEB}apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: a, namespace: app}\nspec:\n  parentRefs: [{group: "", kind: Service, name: web}]\n  rules: [{backendRefs: [{name: web, port: 81}]}]\n`,
+  AMBIT_REF_NOT_PERMITTED: `${WEB}${ns('other')}apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: a, namespace: other}\nspec:\n  parentRefs: [{group: "", kind: Service, name: web, namespace: app}]\n  rules: [{backendRefs: [{name: web, namespace: app, port: 80}]}]\n`,
   AMBIT_REF_SELECTOR_NO_MATCH: `${WEB}apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a, namespace: app}\nspec: {selector: {matchLabels: {app: nothing}}}\n`,
   AMBIT_REF_SERVICE_NO_PODS: BASE + service('app', 'lonely', '198.18.128.9', { app: 'none' }),
   AMBIT_REF_SUBSET_NO_PODS: `${WEB}apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a, namespace: app}\nspec: {host: web, subsets: [{name: v2, labels: {version: v2}}]}\n`,
@@ -120,6 +121,8 @@ const SEVERITY: Record<DiagnosticCode, Severity> = {
   AMBIT_REF_UNKNOWN_PORT: 'error',
   AMBIT_REF_UNKNOWN_WAYPOINT: 'error',
   AMBIT_REF_UNKNOWN_NODE: 'error',
+  // Gateway API: the reference is not permitted, and the backend is not used.
+  AMBIT_REF_NOT_PERMITTED: 'error',
   AMBIT_REF_DUPLICATE_IP: 'error',
   // Valid, but matches nothing or does nothing (istioctl analyze warns about these).
   AMBIT_REF_SELECTOR_NO_MATCH: 'warning',
