@@ -14,7 +14,8 @@
  *   node it is delivered in-process (the node's own address is not steered by sk_lookup, so a
  *   local HBONE hop is impossible and would be a wasted TLS handshake anyway).
  * - A ServiceEntry host (its VIP, or an address in one of its CIDR blocks) on a port it declares:
- *   resolution NONE goes to the address the client dialed (by HBONE when that is a mesh pod);
+ *   resolution NONE goes to the address the client dialed (by HBONE when that is a mesh pod and
+ *   the entry is MESH_INTERNAL);
  *   the others over the entry's endpoints, a DNS endpoint passing through to its name, which the
  *   agent resolves when it connects. On a port the entry does not declare, the address counts as
  *   outside the registry.
@@ -111,7 +112,7 @@ export class Resolver {
   private viaEntry(state: MeshState, source: Pick<WorkloadView, 'key' | 'waypointFor' | 'namespace'> | undefined, svc: ServiceView, dst: Destination): Resolution | undefined {
     if (!svc.ports.some((p) => p.port === dst.port && p.protocol === 'TCP')) return undefined;
     if (svc.serviceEntry?.resolution === 'NONE' || svc.serviceEntry?.resolution === 'DYNAMIC_DNS') {
-      const w = state.workloadsByIp.get(dst.address);
+      const w = svc.serviceEntry.location === 'MESH_INTERNAL' ? state.workloadsByIp.get(dst.address) : undefined;
       return { candidates: [w !== undefined ? this.toWorkload(state, w, dst.address, dst.port) : { kind: 'passthrough', target: dst, workload: undefined }], service: svc };
     }
     return this.viaService(state, source, svc, dst);

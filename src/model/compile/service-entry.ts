@@ -9,10 +9,11 @@
  *   host that is not a wildcard, no opt-out label `networking.istio.io/enable-autoallocate-ip:
  *   "false"`), one auto-allocated VIP (`allocateVips`);
  * - endpoints: the ready pods `workloadSelector` picks in the entry's namespace; STATIC: the
- *   endpoint addresses (a pod's address keeps the pod, so a MESH_INTERNAL endpoint is reached by
- *   HBONE); DNS / DNS_ROUND_ROBIN: IP endpoints as STATIC, name endpoints (or the host itself when
- *   there are none) as `hostname` endpoints the agent resolves when it connects; NONE: none (the
- *   agent forwards to the address the client dialed).
+ *   endpoint addresses; DNS / DNS_ROUND_ROBIN: IP endpoints as STATIC, name endpoints (or the
+ *   host itself when there are none) as `hostname` endpoints the agent resolves when it
+ *   connects; NONE: none (the agent forwards to the address the client dialed). Only a MESH_INTERNAL endpoint address is
+ *   linked to the pod that has it (reached by HBONE, under its identity and policy); MESH_EXTERNAL
+ *   endpoints are outside the mesh by declaration and reached in plain TCP.
  *
  * Invariants:
  * - The result depends only on the set of ServiceEntries, their namespaces' pods and the
@@ -127,7 +128,7 @@ function endpointsOf(se: ServiceEntryResource, host: string, ports: readonly Ser
     const resolved: Record<number, number> = {};
     for (const p of ports) resolved[p.port] = (p.name !== undefined ? e.ports?.[p.name] : undefined) ?? (p.targetPort as number);
     const isAddress = parseCidr(address) !== undefined && !address.includes('/');
-    const pod = isAddress ? inputs.workloadByIp(address) : undefined;
+    const pod = isAddress && spec.location === 'MESH_INTERNAL' ? inputs.workloadByIp(address) : undefined;
     out.push(Object.freeze({
       workload: pod?.key ?? '',
       ip: isAddress ? address : '',

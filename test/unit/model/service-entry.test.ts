@@ -83,8 +83,8 @@ test('each host becomes a service: key namespace/host, its addresses as VIPs, en
   t.deepEqual(db?.vips, ['198.18.230.10']);
   t.deepEqual(db?.ports.map((p) => [p.port, p.targetPort, p.protocol]), [[5432, 6432, 'TCP']]);
   t.deepEqual(db?.endpoints.map((e) => [e.ip, e.ports[5432], e.workload, e.enrolled]), [
-    ['198.18.231.1', 6432, '', false], ['198.18.231.2', 7432, '', false], ['198.19.1.7', 6432, 'app/other', true],
-  ]);
+    ['198.18.231.1', 6432, '', false], ['198.18.231.2', 7432, '', false], ['198.19.1.7', 6432, '', false],
+  ], 'MESH_EXTERNAL: even an address a mesh pod has is outside the mesh');
   t.deepEqual(db?.serviceEntry, { location: 'MESH_EXTERNAL', resolution: 'STATIC', addressRanges: [], autoAllocated: false });
   t.is(snap.serviceByVip('198.18.230.10')?.key, 'app/db.example.com');
 
@@ -93,6 +93,9 @@ test('each host becomes a service: key namespace/host, its addresses as VIPs, en
   t.true(api?.serviceEntry?.autoAllocated);
   t.regex(api?.vip ?? '', /^198\.18\.2(2[4-9]|3\d)\.\d+$/, 'inside the configured range');
   t.deepEqual(api?.endpoints.map((e) => [e.ip, e.hostname, e.ports[443]]), [['', 'api.example.com', 443]]);
+
+  const pinned = compileYaml(t, MESH + se('pinned', '  hosts: [p.app.internal]\n  addresses: [198.18.230.11]\n  location: MESH_INTERNAL\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoints: [{address: 198.19.1.7}, {address: 198.18.231.1}]\n'), OPTS);
+  t.deepEqual(pinned.service('app/p.app.internal')?.endpoints.map((e) => [e.ip, e.workload, e.enrolled]), [['198.19.1.7', 'app/other', true], ['198.18.231.1', '', false]], 'MESH_INTERNAL: a pod address is that pod');
 
   const legacy = snap.service('app/legacy.app.internal');
   t.deepEqual(legacy?.endpoints.map((e) => [e.workload, e.ip, e.ports[80]]), [['app/legacy-1', '198.19.1.5', 8080], ['app/legacy-2', '198.19.1.6', 8080]]);
