@@ -11,7 +11,7 @@ import { InboundHbone, type PodHboneServer } from '../../../src/agent/inbound.js
 import type { WorkloadView } from '../../../src/agent/mesh-state.js';
 import { HbonePool } from '../../../src/tunnel/pool.js';
 import type { TunnelError } from '../../../src/tunnel/errors.js';
-import { echoApp, freePort, makeIdentities, metricText, stateFromYaml, testNode, waitIdle, type TestNode } from './helpers.js';
+import { clusterYaml, echoApp, freePort, makeIdentities, metricText, podYaml, stateFromYaml, testNode, waitIdle, type TestNode } from './helpers.js';
 
 const SERVER = '127.0.0.13';
 const CLIENT = '127.0.0.12';
@@ -20,44 +20,19 @@ const NOBODY = '127.0.0.15';
 const td = 'cluster.local';
 const id = (ns: string, sa: string) => `spiffe://${td}/ns/${ns}/sa/${sa}`;
 
-const yaml = (app: number) => `
-apiVersion: v1
-kind: Node
-metadata: { name: node-1 }
----
-apiVersion: v1
-kind: Node
-metadata: { name: node-2 }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: shop, labels: { ambit.dev/dataplane-mode: ambient } }
----
-apiVersion: v1
-kind: Pod
-metadata: { name: client, namespace: shop, labels: { app: client } }
-spec: { nodeName: node-1, serviceAccountName: client, containers: [{ name: c, image: x }] }
-status: { phase: Running, podIP: ${CLIENT} }
----
-apiVersion: v1
-kind: Pod
-metadata: { name: admin, namespace: shop, labels: { app: admin } }
-spec: { nodeName: node-1, serviceAccountName: admin, containers: [{ name: c, image: x }] }
-status: { phase: Running, podIP: ${OTHER} }
----
-apiVersion: v1
-kind: Pod
-metadata: { name: echo, namespace: shop, labels: { app: echo } }
-spec: { nodeName: node-2, serviceAccountName: echo, containers: [{ name: c, image: x, ports: [{ containerPort: ${app} }] }] }
-status: { phase: Running, podIP: ${SERVER} }
----
-apiVersion: security.istio.io/v1
+const yaml = (app: number) => [
+  clusterYaml(['node-1', 'node-2'], ['shop']),
+  podYaml({ name: 'client', namespace: 'shop', node: 'node-1', serviceAccount: 'client', ip: CLIENT }),
+  podYaml({ name: 'admin', namespace: 'shop', node: 'node-1', serviceAccount: 'admin', ip: OTHER }),
+  podYaml({ name: 'echo', namespace: 'shop', node: 'node-2', serviceAccount: 'echo', ip: SERVER, containerPort: app }),
+  `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: { name: admin-only, namespace: shop }
 spec:
   selector: { matchLabels: { app: echo } }
   rules: [{ from: [{ source: { ipBlocks: ["${OTHER}/32"] } }] }]
-`;
+`,
+].join('---\n');
 
 let node: TestNode;
 let pool: HbonePool;

@@ -31,6 +31,25 @@ import { AccessLog } from '../../../src/agent/access-log.js';
 import { Resolver, type Destination } from '../../../src/agent/resolve.js';
 import type { ProxyContext } from '../../../src/agent/context.js';
 
+/** YAML of the Nodes and of namespaces enrolled in ambient mode, the start of a test mesh. */
+export function clusterYaml(nodes: readonly string[], ambientNamespaces: readonly string[]): string {
+  return [
+    ...nodes.map((n) => `apiVersion: v1\nkind: Node\nmetadata: { name: ${n} }\n`),
+    ...ambientNamespaces.map((ns) => `apiVersion: v1\nkind: Namespace\nmetadata: { name: ${ns}, labels: { ambit.dev/dataplane-mode: ambient } }\n`),
+  ].join('---\n');
+}
+
+/** YAML of one running Pod (label `app` defaults to its name; `containerPort` is declared when given). */
+export function podYaml(p: { name: string; namespace: string; node: string; serviceAccount: string; ip: string; app?: string; containerPort?: number }): string {
+  const ports = p.containerPort !== undefined ? `, ports: [{ containerPort: ${p.containerPort} }]` : '';
+  return `apiVersion: v1
+kind: Pod
+metadata: { name: ${p.name}, namespace: ${p.namespace}, labels: { app: ${p.app ?? p.name} } }
+spec: { nodeName: ${p.node}, serviceAccountName: ${p.serviceAccount}, containers: [{ name: c, image: x${ports} }] }
+status: { phase: Running, podIP: ${p.ip} }
+`;
+}
+
 let version = 0;
 
 /**
