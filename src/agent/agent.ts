@@ -200,7 +200,7 @@ export class Agent {
     this.metrics = createAgentMetrics(this.registry, {
       certificates: () => this.identities.identities().map((id) => this.identities.current(id)).filter((c) => c !== undefined).map((c) => ({ identity: c.identity, notAfter: c.notAfter })),
     });
-    this.tracker = new ConnectionTracker(this.metrics, new AccessLog(childLogger('agent.access', opts.logger)));
+    this.tracker = new ConnectionTracker(this.metrics, new AccessLog(childLogger('agent.access', opts.logger)), (pod, mode) => this.state.telemetryFor(pod)[mode]);
     this.pool = new HbonePool({ credentials: this.identities, registry: this.registry, logger: childLogger('agent.pool', opts.logger), ...(opts.tlsGroups !== undefined ? { tlsGroups: opts.tlsGroups } : {}) });
     const ports = opts.ports ?? {};
     this.sourceAddress = new SourceAddress({ log: childLogger('agent.source-address', opts.logger), registry: this.registry, ...(opts.preserveSourceAddress !== undefined ? { enabled: opts.preserveSourceAddress } : {}) });

@@ -12,9 +12,16 @@
  *   close), as Envoy's periodic TCP reports do.
  * - Denied and failed connections are recorded too (opened and closed at once, with their flag),
  *   as Envoy and ztunnel count them.
+ * - Telemetry is decided once per connection, at open, from the local pod's effective settings
+ *   (outbound: CLIENT, inbound: SERVER): a disabled metric is never incremented for it (so no
+ *   series appears), a removed tag is left out of its labels, an upserted one takes its value;
+ *   the access-log line is written only when the log is enabled and its filter holds.
  */
-import type { AgentMetrics, TcpLabels } from './metrics.js';
+import type { Counter } from 'prom-client';
+import type { AgentMetrics, TcpLabelName, TcpLabels } from './metrics.js';
 import type { AccessLog } from './access-log.js';
+import { applyTagOverrides, type ConcreteMetric, type ModeTelemetry } from '../model/compile/telemetry.js';
+import type { Attributes, Value } from '../model/telemetry/expression.js';
 
 export type Direction = 'outbound' | 'inbound' | 'inbound_plaintext';
 
@@ -52,6 +59,29 @@ export interface ConnectionRecord {
   policy: string | undefined;
 }
 
+/** The Telemetry settings of a local pod for one side (outbound: CLIENT, inbound: SERVER). */
+export type TelemetryLookup = (pod: string, mode: 'client' | 'server') => ModeTelemetry;
+
+/** What an expression can read of a connection (L4 only: HTTP attributes are absent). */
+function connectionAttributes(r: ConnectionRecord): Attributes {
+  const mtls = r.labels.connection_security_policy === 'mutual_tls';
+  const peer = r.direction === 'outbound' ? r.labels.destination_principal : r.labels.source_principal;
+  return {
+    get(name): Value | undefined {
+      switch (name) {
+        case 'connection.mtls': return mtls;
+        case 'connection.uri_san_peer_certificate': return mtls && peer !== 'unknown' ? peer : undefined;
+        case 'source.address': return r.source.address;
+        case 'source.port': return r.source.port;
+        case 'destination.address': return r.destination.address;
+        case 'destination.port': return r.destination.port;
+        default: return undefined;
+      }
+    },
+    header: () => undefined,
+  };
+}
+
 export interface OpenConnection {
   readonly record: ConnectionRecord;
   /** Ends the connection's accounting (idempotent). */
@@ -70,14 +100,26 @@ export class ConnectionTracker {
   private readonly reporters = new Map<number, () => void>();
   private readonly idle: (() => void)[] = [];
 
-  constructor(private readonly metrics: AgentMetrics, private readonly accessLog: AccessLog) {
+  /**
+   * `telemetry`: the effective Telemetry of a pod (default: none, every metric and every line,
+   * as without Telemetry resources).
+   */
+  constructor(private readonly metrics: AgentMetrics, private readonly accessLog: AccessLog, private readonly telemetry?: TelemetryLookup) {
     metrics.beforeScrape.add(() => { for (const r of this.reporters.values()) r(); });
   }
 
   start(init: Omit<ConnectionRecord, 'id' | 'startedAt' | 'endedAt' | 'bytesSent' | 'bytesReceived' | 'reason' | 'policy' | 'tlsGroup'> & { tlsGroup?: string | undefined }): OpenConnection {
     const record: ConnectionRecord = { ...init, tlsGroup: init.tlsGroup, id: ++nextId, startedAt: new Date(), endedAt: undefined, bytesSent: 0, bytesReceived: 0, reason: undefined, policy: undefined };
+    const tel = this.telemetry?.(record.pod, record.direction === 'outbound' ? 'client' : 'server');
+    const overrides = tel === undefined || tel.metricsDefault ? undefined : tel.metrics;
+    const attributes = tel === undefined || (overrides === undefined && tel.accessLog.filter === undefined) ? undefined : connectionAttributes(record);
+    const count = (counter: Counter<TcpLabelName>, metric: ConcreteMetric, labels: TcpLabels, n?: number): void => {
+      if (overrides === undefined) { counter.inc(labels, n); return; }
+      const s = overrides[metric];
+      if (!s.disabled) counter.inc(applyTagOverrides(labels, s, attributes as Attributes), n);
+    };
     this.metrics.activeConnections.inc({ direction: record.direction });
-    this.metrics.opened.inc(record.labels);
+    count(this.metrics.opened, 'TCP_OPENED_CONNECTIONS', record.labels);
     let closed = false;
     let sent = 0;
     let received = 0;
@@ -86,8 +128,8 @@ export class ConnectionTracker {
     // "received during request" (client to server), istio_tcp_sent_bytes_total "sent during
     // response" (server to client), as sidecars and ztunnel report them and Kiali reads them.
     const report = (labels: TcpLabels, bytesSent: number, bytesReceived: number) => {
-      if (bytesSent > sent) { this.metrics.received.inc(labels, bytesSent - sent); sent = bytesSent; }
-      if (bytesReceived > received) { this.metrics.sent.inc(labels, bytesReceived - received); received = bytesReceived; }
+      if (bytesSent > sent) { count(this.metrics.received, 'TCP_RECEIVED_BYTES', labels, bytesSent - sent); sent = bytesSent; }
+      if (bytesReceived > received) { count(this.metrics.sent, 'TCP_SENT_BYTES', labels, bytesReceived - received); received = bytesReceived; }
     };
     const conn: OpenConnection = {
       record,
@@ -102,12 +144,13 @@ export class ConnectionTracker {
         record.reason = end.reason;
         record.policy = end.policy;
         if (end.flags !== undefined) record.labels = { ...record.labels, response_flags: end.flags };
-        this.metrics.closed.inc(record.labels);
+        count(this.metrics.closed, 'TCP_CLOSED_CONNECTIONS', record.labels);
         report(record.labels, end.bytesSent, end.bytesReceived);
         this.metrics.activeConnections.dec({ direction: record.direction });
         this.open.delete(record.id);
         this.reporters.delete(record.id);
-        this.accessLog.write(record);
+        const log = tel?.accessLog;
+        if (log === undefined || (log.enabled && (log.filter === undefined || log.filter.evaluate(attributes as Attributes) === true))) this.accessLog.write(record);
         if (this.open.size === 0) for (const f of this.idle.splice(0)) f();
       },
     };

@@ -9,6 +9,9 @@
  *   atomically, so one connection is resolved and authorized against one consistent view.
  * - Building reuses what did not change: a view resource that kept its object identity keeps its
  *   compiled policy (the cache is keyed by the parsed object).
+ * - Telemetry (TELEMETRY) is resolved per local workload with the model's precedence
+ *   (src/model/compile/telemetry.ts), once per view and workload; `telemetryFor` hands the
+ *   connection tracker precomputed settings (compiled filters, per-metric decisions).
  * - `outboundTrafficPolicy` is the pushed MESH_CONFIG's mode; a view without one (an older control
  *   plane) means ALLOW_ANY, what agents did before the setting existed.
  * - A resource the agent cannot use (a policy that does not compile) is skipped and listed in
@@ -21,6 +24,7 @@ import { compileAuthorizationPolicy, policyAppliesTo } from '../model/authz/comp
 import type { AuthorizationPolicySpec, AuthzPolicy } from '../model/authz/types.js';
 import { effectiveMtls, peerAuthnScope } from '../model/compile/peer-authentication.js';
 import type { PeerAuthenticationResource } from '../model/kinds/security.js';
+import { DEFAULT_TELEMETRY, effectiveTelemetry, workloadLevels, type EffectiveTelemetry, type TelemetryPolicy } from '../model/compile/telemetry.js';
 import { parseCidr, parseIp, prefixLength, type ParsedCidr } from '../util/cidr.js';
 
 export type OutboundTrafficPolicyMode = 'ALLOW_ANY' | 'REGISTRY_ONLY';
@@ -111,6 +115,8 @@ export class MeshState {
   private readonly peerAuthentications: PeerAuthenticationResource[] = [];
   private readonly policyCache = new Map<string, readonly AuthzPolicy[]>();
   private readonly mtlsCache = new Map<string, EffectiveMtls>();
+  private readonly telemetries: TelemetryPolicy[] = [];
+  private readonly telemetryCache = new Map<string, EffectiveTelemetry>();
 
   constructor(view: Pick<LocalView, 'all' | 'version'>, opts: MeshStateOptions) {
     this.version = view.version;
@@ -140,6 +146,11 @@ export class MeshState {
     const authz: AuthzPolicy[] = [];
     for (const raw of view.all('AUTHORIZATION_POLICY').values()) authz.push(compilePolicy(raw as PolicyView, this.problems));
     this.authorizationPolicies = authz;
+    for (const raw of view.all('TELEMETRY').values()) {
+      const v = raw as TelemetryPolicy;
+      if (typeof v?.namespace === 'string' && typeof v.name === 'string' && typeof v.spec === 'object' && v.spec !== null) this.telemetries.push(v);
+      else this.problems.push('a TELEMETRY resource is not in the expected shape; it is ignored');
+    }
     for (const raw of view.all('PEER_AUTHENTICATION').values()) {
       const v = raw as PolicyView;
       this.peerAuthentications.push({
@@ -151,6 +162,27 @@ export class MeshState {
         status: undefined,
       });
     }
+  }
+
+  /**
+   * Effective Telemetry of a workload by key (DEFAULT_TELEMETRY for an unknown one, or when a
+   * Telemetry cannot be compiled: that is listed in `problems`, and the defaults log and count).
+   */
+  telemetryFor(workloadKey: string): EffectiveTelemetry {
+    if (this.telemetries.length === 0) return DEFAULT_TELEMETRY;
+    const hit = this.telemetryCache.get(workloadKey);
+    if (hit !== undefined) return hit;
+    const w = this.workloads.get(workloadKey);
+    let t = DEFAULT_TELEMETRY;
+    if (w !== undefined) {
+      try {
+        t = effectiveTelemetry(workloadLevels(this.telemetries, w, this.rootNamespace));
+      } catch (err) {
+        this.problems.push(`Telemetry for ${workloadKey} cannot be applied (${(err as Error).message}); using the defaults`);
+      }
+    }
+    this.telemetryCache.set(workloadKey, t);
+    return t;
   }
 
   /** The service of a destination address: a VIP, else the ServiceEntry CIDR block with the longest prefix. */

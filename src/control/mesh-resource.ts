@@ -12,7 +12,7 @@
 export const RESOURCE_KINDS = [
   'NAMESPACE', 'WORKLOAD', 'SERVICE', 'WAYPOINT_BINDING',
   'AUTHORIZATION_POLICY', 'PEER_AUTHENTICATION', 'REQUEST_AUTHENTICATION', 'ROUTE', 'DESTINATION_RULE', 'RATE_LIMIT',
-  'MESH_CONFIG',
+  'MESH_CONFIG', 'TELEMETRY',
 ] as const;
 export type MeshKind = (typeof RESOURCE_KINDS)[number];
 
@@ -44,12 +44,14 @@ export interface BindingFacts {
  *   carrying every label of `selector`; no selector means the whole namespace).
  * - `waypointServices` / `waypointNamespaces` / `waypoints`: waypoints bound to one of these
  *   services, to a service in one of these namespaces, or named here.
+ * - `waypointsIn`: every waypoint (`meshWide`), or the waypoints whose Gateway is in `namespace`.
  */
 export interface Selection {
   agents?: { meshWide: true } | { meshWide?: false; namespace: string; selector?: Readonly<Record<string, string>> };
   waypointServices?: readonly string[];
   waypointNamespaces?: readonly string[];
   waypoints?: readonly string[];
+  waypointsIn?: { meshWide: true } | { meshWide?: false; namespace: string };
 }
 
 export interface MeshResource {

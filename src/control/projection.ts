@@ -19,6 +19,12 @@
  *   destination policy and LocalRateLimits of one service, keyed by the service. Rate limits
  *   are compiled per service (a limit on the waypoint Gateway appears under each bound service,
  *   with the same key, so the waypoint keeps one bucket for it); agents never receive them.
+ * - TELEMETRY: the validated spec as written (with its creationTimestamp for tie-breaks), to
+ *   agents as a PeerAuthentication goes (a selector: the agents of matching workloads; none:
+ *   the namespace's, every agent from the root namespace) and to waypoints (targetRefs: the
+ *   waypoints they name or that serve the named Service; none: the waypoints in the namespace,
+ *   all of them from the root namespace). Subscribers resolve precedence with the model's
+ *   src/model/compile/telemetry.ts.
  *
  * Invariant: projecting the same model object twice yields the identical MeshResource object
  * (cached by object identity), so an unchanged resource costs a map lookup, not a serialization.
@@ -49,6 +55,7 @@ export interface ProjectedChanges {
 /** The MeshKind a distributed resource kind projects to (the others are not distributed as such). */
 function distributedKind(ref: ResourceRef): MeshKind | undefined {
   if (ref.group === '' && ref.kind === 'Namespace') return 'NAMESPACE';
+  if (ref.group === 'telemetry.istio.io' && ref.kind === 'Telemetry') return 'TELEMETRY';
   if (ref.group !== 'security.istio.io') return undefined;
   switch (ref.kind) {
     case 'AuthorizationPolicy': return 'AUTHORIZATION_POLICY';
@@ -203,6 +210,33 @@ export class Projector {
     return m;
   }
 
+  private telemetry(r: Resource, name: string): MeshResource {
+    const ns = r.ref.namespace;
+    const spec = r.spec as { selector?: { matchLabels?: Record<string, string> }; targetRef?: TargetRef; targetRefs?: TargetRef[] };
+    const targets = [...(spec.targetRef ? [spec.targetRef] : []), ...(spec.targetRefs ?? [])];
+    const selector = spec.selector?.matchLabels;
+    const hasSelector = selector !== undefined && Object.keys(selector).length > 0;
+    const ts = r.metadata.creationTimestamp;
+    const json = JSON.stringify({ namespace: ns, name: r.ref.name, labels: r.metadata.labels ?? {}, ...(ts !== undefined ? { creationTimestamp: ts } : {}), spec: r.spec });
+    let select: Selection;
+    if (targets.length > 0) {
+      const services: string[] = [];
+      const waypoints: string[] = [];
+      for (const t of targets) {
+        const key = `${t.namespace ?? ns}/${t.name ?? ''}`;
+        if (t.kind === 'Service') services.push(key);
+        else if (t.kind === 'Gateway') waypoints.push(key);
+      }
+      select = { waypointServices: services, waypoints };
+    } else if (hasSelector) {
+      select = { agents: { namespace: ns, selector } };
+    } else {
+      const wide = ns === this.root;
+      select = { agents: wide ? { meshWide: true } : { namespace: ns }, waypointsIn: wide ? { meshWide: true } : { namespace: ns } };
+    }
+    return { kind: 'TELEMETRY', name, json, select };
+  }
+
   private build(r: Resource): MeshResource | undefined {
     const ns = r.ref.namespace;
     const name = `${ns}/${r.ref.name}`;
@@ -211,6 +245,7 @@ export class Projector {
     if (r.group === '' && r.kind === 'Namespace') {
       return { kind: 'NAMESPACE', name: r.ref.name, json: JSON.stringify({ name: r.ref.name, labels: r.metadata.labels ?? {} }) };
     }
+    if (r.group === 'telemetry.istio.io' && r.kind === 'Telemetry') return this.telemetry(r, name);
     if (r.group !== 'security.istio.io') return undefined;
     const targets = [...(spec.targetRef ? [spec.targetRef] : []), ...(spec.targetRefs ?? [])];
     const selector = spec.selector?.matchLabels;

@@ -62,6 +62,8 @@ export function selects(sel: Selection | undefined, ctx: ViewContext): boolean {
   if (sel.waypoints?.includes(ctx.sub.name)) return true;
   if (sel.waypointServices?.some((s) => ctx.services.has(s))) return true;
   if (sel.waypointNamespaces?.some((n) => ctx.namespaces.has(n))) return true;
+  const wi = sel.waypointsIn;
+  if (wi !== undefined && (wi.meshWide === true || ctx.sub.name.startsWith(`${wi.namespace}/`))) return true;
   return false;
 }
 

@@ -96,6 +96,7 @@ export const DIAGNOSTIC_CODES = {
   AMBIT_SCHEMA_WEIGHT_SUM: { severity: 'error', summary: 'the route weights of several destinations are all 0 (weights are relative: 1 and 3 mean 25% and 75%)' },
   AMBIT_SCHEMA_DUPLICATE_ITEM: { severity: 'error', summary: 'two list items with the same name or port' },
   AMBIT_SCHEMA_INVALID: { severity: 'error', summary: 'a value that is invalid for a reason given in the message' },
+  AMBIT_TELEMETRY_EXPRESSION: { severity: 'error', summary: 'a Telemetry access-log filter or tag value outside the CEL subset ambit evaluates (the message names the construct); the Telemetry is refused' },
   // cross references
   AMBIT_REF_UNKNOWN_HOST: { severity: 'error', summary: 'a route or policy names a host that no Service or ServiceEntry provides' },
   AMBIT_REF_UNKNOWN_SUBSET: { severity: 'error', summary: 'a route names a subset no DestinationRule defines' },

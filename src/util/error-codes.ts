@@ -70,6 +70,7 @@ export const ERROR_CODES = {
   AMBIT_ERR_MODEL_INPUT_UNREADABLE: 'A configuration path does not exist or cannot be read (permission, I/O error).',
   AMBIT_ERR_MODEL_INVALID_CHANGE: 'A change to the resource model cannot apply (a resource without kind or name, an unknown kind).',
   AMBIT_ERR_MODEL_INVALID_RESOURCE: 'A resource is invalid; its diagnostics name the file, line and field.',
+  AMBIT_ERR_TELEMETRY_EXPRESSION: 'A Telemetry expression (access-log filter, metric tag value) is outside the CEL subset ambit evaluates; the message names the construct.',
   // TLS
   AMBIT_ERR_TLS_GROUPS: 'The --tls-groups list names a key-exchange group this OpenSSL does not offer, names one twice, uses OpenSSL list operators, or is empty.',
   // HBONE tunnel

@@ -9,9 +9,10 @@
  * resources, only this.
  */
 import type { AuthzPolicy } from '../model/authz/types.js';
-import type { DestinationPolicy, Endpoint, Route, ServicePort } from '../model/compile/types.js';
+import type { DestinationPolicy, Endpoint, L4Route, Route, ServicePort } from '../model/compile/types.js';
 import type { RequestAuthenticationSpec } from '../model/kinds/security.js';
 import type { LocalRateLimitSpec } from '../model/kinds/ambit-rate-limit.js';
+import { DEFAULT_TELEMETRY, type EffectiveTelemetry } from '../model/compile/telemetry.js';
 import { WaypointError } from './errors.js';
 import { isPathNormalization, PATH_NORMALIZATIONS, type PathNormalization } from './request-target.js';
 
@@ -34,6 +35,8 @@ export interface ServiceBinding {
   readonly service: WaypointServiceInfo;
   /** L7 routes in evaluation order; empty: everything goes to the service itself. */
   readonly routes: readonly Route[];
+  /** TCPRoute and TLSRoute rules in evaluation order (l4-route.ts); absent or empty: none. */
+  readonly l4Routes?: readonly L4Route[];
   readonly destinationPolicy: DestinationPolicy | undefined;
   /** AuthorizationPolicies enforced for this service (targeting it or the waypoint). */
   readonly authorization: readonly AuthzPolicy[];
@@ -70,6 +73,12 @@ export interface WaypointConfigData {
    * routing and authorization (request-target.ts; default `BASE`, Istio's default).
    */
   readonly pathNormalization?: PathNormalization;
+  /**
+   * Effective Telemetry (src/model/compile/telemetry.ts) of the requests this waypoint handles:
+   * `waypoint` for requests no bound service claims and services without their own, `services`
+   * per bound service key (default: DEFAULT_TELEMETRY, every line and series, no sampling).
+   */
+  readonly telemetry?: { readonly waypoint: EffectiveTelemetry; readonly services?: ReadonlyMap<string, EffectiveTelemetry> };
 }
 
 export class WaypointConfig {
@@ -82,9 +91,16 @@ export class WaypointConfig {
   private readonly bindings = new Map<string, ServiceBinding>();
   private readonly workloadsByKey = new Map<string, WorkloadInfo>();
   private readonly workloadsByIp = new Map<string, WorkloadInfo>();
+  private readonly telemetryDefault: EffectiveTelemetry;
+  private readonly telemetryByService: ReadonlyMap<string, EffectiveTelemetry>;
+  /** Some Telemetry sets a sampling percentage (else the per-request lookup is skipped). */
+  private readonly sampling: boolean;
 
   constructor(data: WaypointConfigData) {
     this.version = data.version ?? 'static';
+    this.telemetryDefault = data.telemetry?.waypoint ?? DEFAULT_TELEMETRY;
+    this.telemetryByService = data.telemetry?.services ?? new Map();
+    this.sampling = this.telemetryDefault.samplingPercentage !== undefined || [...this.telemetryByService.values()].some((t) => t.samplingPercentage !== undefined);
     const pn: unknown = data.pathNormalization ?? 'BASE';
     if (!isPathNormalization(pn)) {
       throw new WaypointError('AMBIT_ERR_WAYPOINT_CONFIG', `pathNormalization.normalization: unknown value ${JSON.stringify(pn)}; expected one of ${PATH_NORMALIZATIONS.join(', ')} (Istio MeshConfig names, upper case)`);
@@ -122,6 +138,18 @@ export class WaypointConfig {
   /** Any known service by fully qualified host name. */
   serviceByHost(hostname: string): WaypointServiceInfo | undefined {
     return this.byHost.get(hostname);
+  }
+
+  /** The effective Telemetry of a request to `service` (the waypoint's own when none). */
+  telemetryFor(service: WaypointServiceInfo | undefined): EffectiveTelemetry {
+    if (service === undefined || this.telemetryByService.size === 0) return this.telemetryDefault;
+    return this.telemetryByService.get(service.key) ?? this.telemetryDefault;
+  }
+
+  /** Percent of the new traces of a request to this address to sample (undefined: none set). */
+  samplingPercent(ip: string, port: number): number | undefined {
+    if (!this.sampling) return undefined;
+    return this.telemetryFor(this.bindingByAddress(ip, port)?.service).samplingPercentage;
   }
 
   workload(key: string): WorkloadInfo | undefined {

@@ -143,7 +143,7 @@ export class WaypointProxy {
   /** Handles one HTTP request from a front end. Never throws. */
   async handle(req: DownstreamRequest, res: DownstreamResponse, down: DownstreamInfo): Promise<void> {
     const config = this.config;
-    const st = newState(req, down, this.now);
+    const st = newState(req, down, this.now, config.samplingPercent(down.destinationIp, down.destinationPort));
     const header = (n: string) => firstHeader(req.headers[n]);
     const abort = new RequestCancel();
     res.on('close', () => {

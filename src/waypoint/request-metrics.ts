@@ -9,12 +9,26 @@
  * names, types, `le` buckets with cumulative counts, `_sum` and `_count`), so dashboards cannot
  * tell the difference; series are never dropped (counters stay monotonic for the process's life);
  * label values come from bounded sets (the caller's responsibility, see metrics.ts).
+ * A record names the metrics it counts (`mask`, default all four): a metric Telemetry disables
+ * for a request is not counted, and a series that no request counted for a metric is not
+ * rendered for it (so a disabled metric has no series; a metric whose tag overrides differ
+ * counts into a series of its own labels).
  */
 import type { Metric, Registry } from 'prom-client';
+
+/** `mask` bits of RequestSeries.record: which of the four metrics a record counts. */
+export const METRIC_COUNT = 1;
+export const METRIC_DURATION = 2;
+export const METRIC_REQUEST_SIZE = 4;
+export const METRIC_RESPONSE_SIZE = 8;
+export const ALL_METRICS = 15;
 
 /** One label combination: counts and bucket counts of the three histograms. */
 export class RequestSeries {
   requests = 0;
+  durationCount = 0;
+  requestBytesCount = 0;
+  responseBytesCount = 0;
   readonly duration: Float64Array;
   durationSum = 0;
   readonly requestBytes: Float64Array;
@@ -28,15 +42,25 @@ export class RequestSeries {
     this.responseBytes = new Float64Array(owner.sizeBuckets.length);
   }
 
-  /** Records one finished request. */
-  record(durationMs: number, requestBytes: number, responseBytes: number): void {
-    this.requests++;
-    this.durationSum += durationMs;
-    bump(this.duration, this.owner.durationBuckets, durationMs);
-    this.requestBytesSum += requestBytes;
-    bump(this.requestBytes, this.owner.sizeBuckets, requestBytes);
-    this.responseBytesSum += responseBytes;
-    bump(this.responseBytes, this.owner.sizeBuckets, responseBytes);
+  /** Records one finished request in the metrics `mask` names (default all four). */
+  record(durationMs: number, requestBytes: number, responseBytes: number, mask = ALL_METRICS): void {
+    if (mask === ALL_METRICS) {
+      this.requests++;
+      this.durationCount++;
+      this.requestBytesCount++;
+      this.responseBytesCount++;
+      this.durationSum += durationMs;
+      bump(this.duration, this.owner.durationBuckets, durationMs);
+      this.requestBytesSum += requestBytes;
+      bump(this.requestBytes, this.owner.sizeBuckets, requestBytes);
+      this.responseBytesSum += responseBytes;
+      bump(this.responseBytes, this.owner.sizeBuckets, responseBytes);
+      return;
+    }
+    if ((mask & METRIC_COUNT) !== 0) this.requests++;
+    if ((mask & METRIC_DURATION) !== 0) { this.durationCount++; this.durationSum += durationMs; bump(this.duration, this.owner.durationBuckets, durationMs); }
+    if ((mask & METRIC_REQUEST_SIZE) !== 0) { this.requestBytesCount++; this.requestBytesSum += requestBytes; bump(this.requestBytes, this.owner.sizeBuckets, requestBytes); }
+    if ((mask & METRIC_RESPONSE_SIZE) !== 0) { this.responseBytesCount++; this.responseBytesSum += responseBytes; bump(this.responseBytes, this.owner.sizeBuckets, responseBytes); }
   }
 }
 
@@ -87,10 +111,10 @@ export class RequestMetrics {
     this.sizeBuckets = [...o.sizeBuckets].sort((a, b) => a - b);
     const all = () => [...this.series.values()];
     const views = [
-      new View('istio_requests_total', 'Requests handled, by Istio labels', 'counter', () => all().map((s) => ({ value: s.requests, labels: { ...s.labels } }))),
-      new View('istio_request_duration_milliseconds', 'Request duration in ms', 'histogram', () => histogram('istio_request_duration_milliseconds', all(), this.durationBuckets, (s) => [s.duration, s.durationSum])),
-      new View('istio_request_bytes', 'Request size (headers and body) in bytes', 'histogram', () => histogram('istio_request_bytes', all(), this.sizeBuckets, (s) => [s.requestBytes, s.requestBytesSum])),
-      new View('istio_response_bytes', 'Response size (headers and body) in bytes', 'histogram', () => histogram('istio_response_bytes', all(), this.sizeBuckets, (s) => [s.responseBytes, s.responseBytesSum])),
+      new View('istio_requests_total', 'Requests handled, by Istio labels', 'counter', () => all().filter((s) => s.requests > 0).map((s) => ({ value: s.requests, labels: { ...s.labels } }))),
+      new View('istio_request_duration_milliseconds', 'Request duration in ms', 'histogram', () => histogram('istio_request_duration_milliseconds', all(), this.durationBuckets, (s) => [s.duration, s.durationSum, s.durationCount])),
+      new View('istio_request_bytes', 'Request size (headers and body) in bytes', 'histogram', () => histogram('istio_request_bytes', all(), this.sizeBuckets, (s) => [s.requestBytes, s.requestBytesSum, s.requestBytesCount])),
+      new View('istio_response_bytes', 'Response size (headers and body) in bytes', 'histogram', () => histogram('istio_response_bytes', all(), this.sizeBuckets, (s) => [s.responseBytes, s.responseBytesSum, s.responseBytesCount])),
     ];
     // The registry renders anything with prom-client's metric shape (name, help, type, get()).
     for (const v of views) registry.registerMetric(v as unknown as Metric);
@@ -109,18 +133,19 @@ export class RequestMetrics {
   }
 }
 
-function histogram(name: string, series: RequestSeries[], bounds: readonly number[], pick: (s: RequestSeries) => [Float64Array, number]): Value[] {
+function histogram(name: string, series: RequestSeries[], bounds: readonly number[], pick: (s: RequestSeries) => [Float64Array, number, number]): Value[] {
   const out: Value[] = [];
   for (const s of series) {
-    const [counts, sum] = pick(s);
+    const [counts, sum, total] = pick(s);
+    if (total === 0) continue;
     let acc = 0;
     for (let i = 0; i < bounds.length; i++) {
       acc += counts[i] as number;
       out.push({ value: acc, labels: { ...s.labels, le: bounds[i] as number }, metricName: `${name}_bucket` });
     }
-    out.push({ value: s.requests, labels: { ...s.labels, le: '+Inf' }, metricName: `${name}_bucket` });
+    out.push({ value: total, labels: { ...s.labels, le: '+Inf' }, metricName: `${name}_bucket` });
     out.push({ value: sum, labels: { ...s.labels }, metricName: `${name}_sum` });
-    out.push({ value: s.requests, labels: { ...s.labels }, metricName: `${name}_count` });
+    out.push({ value: total, labels: { ...s.labels }, metricName: `${name}_count` });
   }
   return out;
 }

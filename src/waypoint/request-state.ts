@@ -46,6 +46,8 @@ export interface RequestState {
   readonly trace: TraceContext;
   readonly requestId: string;
   readonly down: DownstreamInfo;
+  /** The request's headers as received (read only by Telemetry expressions, never logged). */
+  readonly headers: DownstreamRequest['headers'];
   flags: Set<ResponseFlag>;
   retries: number;
   route: string;
@@ -75,8 +77,11 @@ export function firstHeader(v: string | string[] | undefined): string | undefine
   return Array.isArray(v) ? v.join(',') : v;
 }
 
-/** A fresh state for a request that starts now (`now()`, the proxy's clock). */
-export function newState(req: DownstreamRequest, down: DownstreamInfo, now: () => number): RequestState {
+/**
+ * A fresh state for a request that starts now (`now()`, the proxy's clock); a trace it starts is
+ * sampled with probability `samplePercent` / 100 (default undefined: not sampled).
+ */
+export function newState(req: DownstreamRequest, down: DownstreamInfo, now: () => number, samplePercent?: number): RequestState {
   const h = req.headers;
   const ct = firstHeader(h['content-type']) ?? '';
   return {
@@ -87,9 +92,10 @@ export function newState(req: DownstreamRequest, down: DownstreamInfo, now: () =
     authority: firstHeader(h[':authority']) ?? firstHeader(h.host) ?? '',
     protocol: req.httpVersion === '2.0' ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
     grpc: ct.startsWith('application/grpc'),
-    trace: traceFor(h['traceparent']),
+    trace: traceFor(h['traceparent'], samplePercent),
     requestId: firstHeader(h['x-request-id']) ?? randomUUID(),
     down,
+    headers: h,
     flags: new Set(),
     retries: 0,
     route: '-',

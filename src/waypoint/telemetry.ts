@@ -9,6 +9,10 @@
  *   older config are dropped when it changes.
  * - The series cache holds at most 10,000 label combinations; past that, series are looked
  *   up without being kept.
+ * - Telemetry resources (the config's `telemetryFor`, SERVER mode: the waypoint serves the
+ *   request) are applied with what the model precomputed: a disabled log or a false filter
+ *   (compiled closure) skips the line, a disabled metric is not counted, tag overrides give a
+ *   metric its own series (removed labels left out). Without Telemetry the path is unchanged.
  */
 import { canonicalRevision, canonicalService, workloadApp, workloadCluster, workloadName, workloadVersion } from '../metrics/workload-name.js';
 import { logPath, type AccessLog, type AccessLogEntry } from './access-log.js';
@@ -17,7 +21,48 @@ import type { WaypointConfig, WaypointServiceInfo } from './config.js';
 import { formatFlags } from './flags.js';
 import type { IstioRequestLabels, WaypointMetrics } from './metrics.js';
 import type { DownstreamInfo, DownstreamResponse, RequestState } from './request-state.js';
-import type { RequestSeries } from './request-metrics.js';
+import { METRIC_COUNT, METRIC_DURATION, METRIC_REQUEST_SIZE, METRIC_RESPONSE_SIZE, type RequestSeries } from './request-metrics.js';
+import { applyTagOverrides, type ConcreteMetric, type ModeTelemetry } from '../model/compile/telemetry.js';
+import type { Attributes, Value } from '../model/telemetry/expression.js';
+
+/** The request metrics and their RequestSeries.record mask bits. */
+const REQUEST_METRICS: readonly (readonly [ConcreteMetric, number])[] = [
+  ['REQUEST_COUNT', METRIC_COUNT], ['REQUEST_DURATION', METRIC_DURATION], ['REQUEST_SIZE', METRIC_REQUEST_SIZE], ['RESPONSE_SIZE', METRIC_RESPONSE_SIZE],
+];
+
+/** Where one request is counted under Telemetry overrides: series and the metrics each takes. */
+type Plan = readonly (readonly [RequestSeries, number])[];
+
+/** What a Telemetry expression can read of a request. */
+function requestAttributes(st: RequestState): Attributes {
+  return {
+    get(name): Value | undefined {
+      switch (name) {
+        case 'response.code': return st.status;
+        case 'request.method': return st.method;
+        case 'request.path': return st.target;
+        case 'request.url_path': return logPath(st.target);
+        case 'request.host': return st.authority;
+        case 'request.protocol': return st.protocol;
+        case 'request.useragent': return headerValue(st, 'user-agent');
+        case 'request.id': return st.requestId;
+        case 'connection.mtls': return st.down.peerIdentity !== undefined;
+        case 'connection.uri_san_peer_certificate': return st.down.peerIdentity;
+        case 'source.address': return st.down.sourceIp;
+        case 'source.port': return st.down.sourcePort;
+        case 'destination.address': return st.down.destinationIp;
+        case 'destination.port': return st.down.destinationPort;
+        default: return undefined;
+      }
+    },
+    header: (n) => headerValue(st, n),
+  };
+}
+
+function headerValue(st: RequestState, name: string): string | undefined {
+  const v = st.headers[name];
+  return Array.isArray(v) ? v.join(',') : v;
+}
 
 /** What a connection's last request was counted under (see `series`). */
 interface SeriesMemo {
@@ -38,6 +83,7 @@ export class Telemetry {
   /** The series each connection's last request went to (labels of one connection rarely vary). */
   private readonly lastSeries = new WeakMap<DownstreamInfo, SeriesMemo>();
   private seriesConfig: WaypointConfig | undefined;
+  private readonly planCache = new Map<string, Plan>();
 
   constructor(
     config: WaypointConfig,
@@ -60,8 +106,62 @@ export class Telemetry {
     if (st.status === 0) st.status = res.headersSent ? res.statusCode : 0;
     if (st.body !== undefined) st.bytesReceived = st.body.bytes;
     const durationMs = this.now() - st.start;
-    if (this.accessLog.enabled) this.writeEntry(st, durationMs);
-    if (this.metrics !== undefined) this.series(st).record(durationMs, st.bytesReceived, st.bytesSent);
+    const tel = this.config.telemetryFor(st.service).server;
+    if (this.accessLog.enabled && logs(tel, st)) this.writeEntry(st, durationMs);
+    if (this.metrics !== undefined) this.record(st, tel, durationMs);
+  }
+
+  private record(st: RequestState, tel: ModeTelemetry, durationMs: number): void {
+    if (tel.metricsDefault) {
+      this.series(st).record(durationMs, st.bytesReceived, st.bytesSent);
+      return;
+    }
+    for (const [series, mask] of this.plan(st, tel)) series.record(durationMs, st.bytesReceived, st.bytesSent, mask);
+  }
+
+  /**
+   * The series of a request under metric overrides: the label key of its values plus the values
+   * of upserted tags (evaluated from the request) find a cached plan; a miss builds each
+   * metric's labels and groups metrics with equal labels into one series.
+   */
+  private plan(st: RequestState, tel: ModeTelemetry): Plan {
+    const flags = formatFlags(st.flags);
+    let attributes: Attributes | undefined;
+    let key = this.baseKey(st, flags);
+    for (const [metric] of REQUEST_METRICS) {
+      const s = tel.metrics[metric];
+      if (s.disabled) { key += '|x'; continue; }
+      for (const [, t] of s.tags) {
+        if (!t.remove) key += `|${String(t.value.evaluate((attributes ??= requestAttributes(st))) ?? '')}`;
+      }
+    }
+    this.checkConfig();
+    const hit = this.planCache.get(key);
+    if (hit !== undefined) return hit;
+    const labels = this.labels(st);
+    const groups = new Map<string, [Record<string, string>, number]>();
+    for (const [metric, bit] of REQUEST_METRICS) {
+      const s = tel.metrics[metric];
+      if (s.disabled) continue;
+      const l = applyTagOverrides(labels, s, (attributes ??= requestAttributes(st))) as Record<string, string>;
+      const k = JSON.stringify(l);
+      const g = groups.get(k);
+      if (g !== undefined) g[1] |= bit;
+      else groups.set(k, [l, bit]);
+    }
+    const requests = (this.metrics as WaypointMetrics).requests;
+    const plan: Plan = [...groups.values()].map(([l, mask]) => [requests.get(l), mask] as const);
+    if (this.planCache.size < 10_000) this.planCache.set(key, plan);
+    return plan;
+  }
+
+  private checkConfig(): void {
+    if (this.seriesConfig !== this.config) {
+      // Labels derive from the config (workload names and labels): look them up again.
+      this.seriesCache.clear();
+      this.planCache.clear();
+      this.seriesConfig = this.config;
+    }
   }
 
   private writeEntry(st: RequestState, durationMs: number): void {
@@ -111,13 +211,13 @@ export class Telemetry {
     return series;
   }
 
+  private baseKey(st: RequestState, flags: string): string {
+    return `${st.down.peerIdentity ?? ''}|${st.service?.key ?? ''}|${st.endpoint?.workload ?? ''}|${st.endpoint?.identity ?? ''}|${st.status}|${st.grpcStatus}|${st.grpc ? 1 : 0}|${flags}`;
+  }
+
   private seriesByKey(st: RequestState, flags: string): RequestSeries {
-    const key = `${st.down.peerIdentity ?? ''}|${st.service?.key ?? ''}|${st.endpoint?.workload ?? ''}|${st.endpoint?.identity ?? ''}|${st.status}|${st.grpcStatus}|${st.grpc ? 1 : 0}|${flags}`;
-    if (this.seriesConfig !== this.config) {
-      // Labels derive from the config (workload names and labels): look them up again.
-      this.seriesCache.clear();
-      this.seriesConfig = this.config;
-    }
+    const key = this.baseKey(st, flags);
+    this.checkConfig();
     let s = this.seriesCache.get(key);
     if (s === undefined) {
       s = (this.metrics as WaypointMetrics).requests.get(this.labels(st));
@@ -175,7 +275,15 @@ export class Telemetry {
       userAgent: '-', requestId: st.requestId, traceId: st.trace.traceId,
       ...(st.detail !== undefined ? { detail: st.detail } : {}), ...(st.policy !== undefined ? { policy: st.policy } : {}),
     };
-    this.accessLog.write(entry);
-    if (this.metrics !== undefined) this.series(st).record(entry.durationMs, st.bytesReceived, st.bytesSent);
+    const tel = this.config.telemetryFor(st.service).server;
+    if (logs(tel, st)) this.accessLog.write(entry);
+    if (this.metrics !== undefined) this.record(st, tel, entry.durationMs);
   }
+}
+
+/** Whether Telemetry lets the request's access-log line through (enabled, and its filter true). */
+function logs(tel: ModeTelemetry, st: RequestState): boolean {
+  const l = tel.accessLog;
+  if (!l.enabled) return false;
+  return l.filter === undefined || l.filter.evaluate(requestAttributes(st)) === true;
 }

@@ -1,8 +1,10 @@
 /**
  * W3C Trace Context at the waypoint: a request's `traceparent` is continued (same trace id, a
  * new span id for the hop to the upstream, flags kept) and `tracestate` passed on untouched; a
- * request without a valid `traceparent` starts a new trace (sampled flag clear: the waypoint does
- * not decide sampling for the application).
+ * request without a valid `traceparent` starts a new trace, sampled (flag 01) with the
+ * probability Telemetry's `randomSamplingPercentage` gives, else not sampled (flag 00: without
+ * a Telemetry the waypoint does not decide sampling for the application). A trace that comes
+ * with the request keeps its caller's decision (parent-based sampling, as Envoy does).
  *
  * Invariants: the trace id never changes across the hop; the span id sent upstream is never the
  * one received; invalid input (wrong version 00 shape, all-zero ids) is treated as absent, as the
@@ -54,13 +56,17 @@ export function parseTraceparent(value: string | string[] | undefined): { traceI
   return { traceId, spanId, flags };
 }
 
-/** Continues the trace of an incoming request, or starts one. */
-export function traceFor(incoming: string | string[] | undefined): TraceContext {
+/**
+ * Continues the trace of an incoming request, or starts one, sampled with probability
+ * `samplePercent` / 100 (default undefined: not sampled).
+ */
+export function traceFor(incoming: string | string[] | undefined, samplePercent?: number, rand: () => number = Math.random): TraceContext {
   const parsed = parseTraceparent(incoming);
   const spanId = nonZeroHex(8);
   if (parsed === undefined) {
     const traceId = nonZeroHex(16);
-    return { traceId, parentSpanId: undefined, spanId, flags: '00', traceparent: `00-${traceId}-${spanId}-00`, generated: true };
+    const flags = samplePercent !== undefined && samplePercent > 0 && (samplePercent >= 100 || rand() * 100 < samplePercent) ? '01' : '00';
+    return { traceId, parentSpanId: undefined, spanId, flags, traceparent: `00-${traceId}-${spanId}-${flags}`, generated: true };
   }
   return { traceId: parsed.traceId, parentSpanId: parsed.spanId, spanId, flags: parsed.flags, traceparent: `00-${parsed.traceId}-${spanId}-${parsed.flags}`, generated: false };
 }

@@ -10,13 +10,18 @@
  * namespace-wide (or mesh-wide from the root namespace). Selector-based AuthorizationPolicies
  * are the agent's business (the waypoint never receives them).
  *
+ * Telemetry (TELEMETRY): resolved here with the model's precedence (waypointLevels: mesh, the
+ * waypoint's namespace, targetRefs to its Gateway, then to the Service), once per bound service,
+ * with the expressions compiled; the proxy applies the result per request.
+ *
  * Invariant: a view that cannot be fully understood throws (the discovery client then nacks the
  * push and the waypoint keeps serving the last good config); nothing is half applied.
  */
 import { compileAuthorizationPolicy } from '../model/authz/compile.js';
 import type { AuthorizationPolicySpec, AuthzPolicy } from '../model/authz/types.js';
-import type { DestinationPolicy, MeshService, RateLimitPolicy, Route, Workload } from '../model/compile/types.js';
+import type { DestinationPolicy, L4Route, MeshService, RateLimitPolicy, Route, Workload } from '../model/compile/types.js';
 import type { LocalRateLimitSpec } from '../model/kinds/ambit-rate-limit.js';
+import { effectiveTelemetry, waypointLevels, type EffectiveTelemetry, type TelemetryPolicy } from '../model/compile/telemetry.js';
 import type { RequestAuthenticationSpec } from '../model/kinds/security.js';
 import type { LocalView } from '../discovery/local-view.js';
 import { WaypointConfig, type ServiceBinding, type WaypointServiceInfo, type WorkloadInfo } from './config.js';
@@ -68,6 +73,17 @@ function rateLimitsOf(payload: { limits?: unknown } | undefined, serviceName: st
   return out;
 }
 
+/**
+ * The WaypointConfigData `telemetry` of a waypoint (`namespace/name`) serving `services` (keys).
+ * Throws ExpressionError on an expression outside the supported subset.
+ */
+export function waypointTelemetry(policies: readonly TelemetryPolicy[], waypoint: string, services: Iterable<string>, rootNamespace = 'istio-system'): { waypoint: EffectiveTelemetry; services: Map<string, EffectiveTelemetry> } {
+  const own = effectiveTelemetry(waypointLevels(policies, waypoint, undefined, rootNamespace));
+  const out = new Map<string, EffectiveTelemetry>();
+  if (policies.length > 0) for (const s of services) out.set(s, effectiveTelemetry(waypointLevels(policies, waypoint, s, rootNamespace)));
+  return { waypoint: own, services: out };
+}
+
 export interface ViewConfigOptions {
   /** `namespace/name` of this waypoint. */
   waypoint: string;
@@ -107,12 +123,14 @@ export function configFromView(view: LocalView, o: ViewConfigOptions): WaypointC
   const bound: ServiceBinding[] = [];
   for (const svc of services) {
     if (!boundKeys.has(svc.key)) continue;
-    const route = view.get('ROUTE', svc.key) as { routes?: Route[] } | undefined;
+    const route = view.get('ROUTE', svc.key) as { routes?: Route[]; l4Routes?: L4Route[] } | undefined;
+    if (route?.l4Routes !== undefined && !Array.isArray(route.l4Routes)) bad('ROUTE', svc.key);
     const dr = view.get('DESTINATION_RULE', svc.key) as { policy?: DestinationPolicy } | undefined;
     const rateLimits = rateLimitsOf(view.get('RATE_LIMIT', svc.key) as { limits?: unknown } | undefined, svc.name, o.waypoint.slice(o.waypoint.indexOf('/') + 1)) ?? bad('RATE_LIMIT', svc.key);
     bound.push({
       service: svc,
       routes: route?.routes ?? [],
+      ...(route?.l4Routes !== undefined && route.l4Routes.length > 0 ? { l4Routes: route.l4Routes } : {}),
       destinationPolicy: dr?.policy,
       authorization: authz.filter((a) => targets(a.payload, svc.key, o.waypoint)).map((a) => a.compiled).sort((a, b) => (a.key < b.key ? -1 : 1)),
       requestAuthentication: authn
@@ -126,5 +144,17 @@ export function configFromView(view: LocalView, o: ViewConfigOptions): WaypointC
       rateLimits,
     });
   }
-  return new WaypointConfig({ bound, others: services.filter((s) => !boundKeys.has(s.key)), workloads, version: `${view.epoch}@${view.version}`, pathNormalization: o.pathNormalization });
+  const telemetries: TelemetryPolicy[] = [];
+  for (const [name, v] of view.all('TELEMETRY')) {
+    const p = v as TelemetryPolicy;
+    if (typeof p?.namespace !== 'string' || typeof p.name !== 'string' || typeof p.spec !== 'object' || p.spec === null) bad('TELEMETRY', name);
+    telemetries.push(p);
+  }
+  let telemetry: ReturnType<typeof waypointTelemetry>;
+  try {
+    telemetry = waypointTelemetry(telemetries, o.waypoint, bound.map((b) => b.service.key), root);
+  } catch (err) {
+    throw new WaypointError('AMBIT_ERR_WAYPOINT_CONFIG', `discovery view: a Telemetry cannot be applied (${(err as Error).message}); keeping the previous configuration`);
+  }
+  return new WaypointConfig({ bound, others: services.filter((s) => !boundKeys.has(s.key)), workloads, version: `${view.epoch}@${view.version}`, pathNormalization: o.pathNormalization, telemetry });
 }

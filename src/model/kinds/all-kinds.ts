@@ -9,6 +9,7 @@ import { serviceEntryKind } from './service-entry.js';
 import { gatewayKind, httpRouteKind } from './gateway-api.js';
 import { grpcRouteKind, referenceGrantKind, tcpRouteKind, tlsRouteKind } from './gateway-routes.js';
 import { localRateLimitKind } from './ambit-rate-limit.js';
+import { telemetryKind } from './telemetry.js';
 import { kindKey } from '../resource.js';
 import type { KindDefinition } from './kind.js';
 
@@ -31,6 +32,7 @@ export const KINDS: readonly KindDefinition<unknown, unknown>[] = [
   tcpRouteKind,
   tlsRouteKind,
   referenceGrantKind,
+  telemetryKind,
 ] as readonly KindDefinition<unknown, unknown>[];
 
 const BY_KEY = new Map<string, KindDefinition<unknown, unknown>>(KINDS.map((k) => [kindKey(k.group, k.kind), k]));

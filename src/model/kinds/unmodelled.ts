@@ -29,7 +29,6 @@ export const UNMODELLED_KINDS: readonly UnmodelledKind[] = [
   { group: 'networking.istio.io', kind: 'Sidecar', note: 'ambient mode has no sidecars; every Service is visible mesh-wide' },
   { group: 'networking.istio.io', kind: 'ProxyConfig', note: 'ambit has no Envoy proxies to configure; the agent and waypoint take their settings from flags' },
   // other Istio groups
-  { group: 'telemetry.istio.io', kind: 'Telemetry', note: 'metrics, access logs and traces are configured with the agent and waypoint flags, not per workload' },
   { group: 'extensions.istio.io', kind: 'WasmPlugin', note: 'ambit runs no Wasm extensions' },
   { group: 'install.istio.io', kind: 'IstioOperator', note: 'it installs Istio, not ambit' },
   // gateway.networking.k8s.io

@@ -110,13 +110,13 @@ export function testNode(identities: IdentityManager, hbonePort: number, state: 
   const registry = new Registry();
   const metrics = createAgentMetrics(registry, { processMetrics: false });
   const { logger, lines } = logSink();
-  const tracker = new ConnectionTracker(metrics, new AccessLog(logger));
+  let current = state;
+  const tracker = new ConnectionTracker(metrics, new AccessLog(logger), (pod, mode) => current.telemetryFor(pod)[mode]);
   const hbonePool = new HbonePool({
     credentials: identities, logger,
     ...(pool.tlsGroups !== undefined ? { tlsGroups: pool.tlsGroups } : {}),
     ...(pool.metrics === true ? { registry } : {}),
   });
-  let current = state;
   const ctx: ProxyContext = {
     state: () => current, tracker, metrics, credentials: identities, pool: hbonePool,
     resolver: new Resolver({ hbonePort }), connectTimeoutMs: 2000, log: logger,

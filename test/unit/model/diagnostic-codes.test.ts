@@ -52,6 +52,7 @@ const CASES: Record<DiagnosticCode, Case> = {
   AMBIT_SCHEMA_NOT_APPLIED: `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a}\nspec:\n  host: web\n  trafficPolicy: {connectionPool: {http: {http2KeepAlive: {interval: 30s}}}}\n`,
   AMBIT_SCHEMA_DUPLICATE_ITEM: 'apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a}\nspec: {host: web, subsets: [{name: v1}, {name: v1}]}\n',
   AMBIT_SCHEMA_INVALID: 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels:\n    __proto__: x\n',
+  AMBIT_TELEMETRY_EXPRESSION: 'apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: a}\nspec:\n  accessLogging: [{filter: {expression: "size(request.path) > 3"}}]\n',
   AMBIT_REF_UNKNOWN_HOST: `${WEB}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a, namespace: app}\nspec:\n  hosts: [web]\n  http: [{route: [{destination: {host: web.app}}]}]\n`,
   AMBIT_REF_UNKNOWN_SUBSET: `${WEB}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a, namespace: app}\nspec:\n  hosts: [web]\n  http: [{route: [{destination: {host: web, subset: v9}}]}]\n`,
   AMBIT_REF_UNKNOWN_SERVICE: `${WEB}apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: a, namespace: app}\nspec:\n  parentRefs: [{group: "", kind: Service, name: nope}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]\n`,
@@ -109,6 +110,7 @@ const SEVERITY: Record<DiagnosticCode, Severity> = {
   AMBIT_SCHEMA_WEIGHT_SUM: 'error',
   AMBIT_SCHEMA_DUPLICATE_ITEM: 'error',
   AMBIT_SCHEMA_INVALID: 'error',
+  AMBIT_TELEMETRY_EXPRESSION: 'error',
   // Valid Istio that ambit accepts without acting on it: a field it does not implement is a
   // warning; a deprecated field still works, and an HTTP/2 keepalive setting weakens no policy.
   AMBIT_SCHEMA_UNIMPLEMENTED: 'warning',
