@@ -33,7 +33,7 @@
 import { Readable, Writable, type Duplex } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { takeReads } from './direct-read.js';
-import { headerName, isToken } from './header-names.js';
+import { badHeaderValue, headerName, isToken } from './header-names.js';
 import { Http1Parser, ParseFailure, type MessageHead } from './llhttp.js';
 import { holdWrites } from './write-batch.js';
 
@@ -96,11 +96,6 @@ export interface H1PoolOptions {
   maxHeadBytes?: number;
 }
 
-/**
- * What may not go into a header value: CTLs but HTAB, and anything beyond latin1 (heads are
- * written as latin1, so U+010A would leave as a LF byte).
- */
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 /** A request target is visible ASCII only (llhttp's strict URL rule). */
 const BAD_TARGET = /[^\x21-\x7e]|^$/;
 const EMPTY = Buffer.alloc(0);
@@ -111,7 +106,7 @@ const MAX_HEADER_COUNT = 100;
 
 /** Serialises the request head; throws H1Failure on a header that cannot be written safely. */
 function requestHead(req: H1Request, chunked: boolean, emptyBody: boolean): string {
-  if (!isToken(req.method) || BAD_TARGET.test(req.path) || BAD_VALUE.test(req.authority)) {
+  if (!isToken(req.method) || BAD_TARGET.test(req.path) || badHeaderValue(req.authority)) {
     throw new H1Failure('reset', `invalid upstream request line ${JSON.stringify(`${req.method} ${req.path}`.slice(0, 80))}`, false);
   }
   let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${req.authority}\r\n`;
@@ -125,19 +120,19 @@ function requestHead(req: H1Request, chunked: boolean, emptyBody: boolean): stri
       hasLength = true;
     }
     if (typeof v === 'string') {
-      if (BAD_VALUE.test(v)) throw new H1Failure('reset', `invalid value of upstream header ${name}`, false);
+      if (badHeaderValue(v)) throw new H1Failure('reset', `invalid value of upstream header ${name}`, false);
       head += `${name}: ${v}\r\n`;
     } else if (typeof v === 'number') {
       head += `${name}: ${v}\r\n`;
     } else {
       for (const x of v) {
-        if (BAD_VALUE.test(x)) throw new H1Failure('reset', `invalid value of upstream header ${name}`, false);
+        if (badHeaderValue(x)) throw new H1Failure('reset', `invalid value of upstream header ${name}`, false);
         head += `${name}: ${x}\r\n`;
       }
     }
   }
   if (req.upgrade !== undefined) {
-    if (BAD_VALUE.test(req.upgrade)) throw new H1Failure('reset', 'invalid upgrade protocol', false);
+    if (badHeaderValue(req.upgrade)) throw new H1Failure('reset', 'invalid upgrade protocol', false);
     head += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`;
   }
   if (chunked) head += 'transfer-encoding: chunked\r\n';

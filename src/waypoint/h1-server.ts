@@ -38,7 +38,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Readable, type Duplex } from 'node:stream';
-import { headerName } from './header-names.js';
+import { badHeaderValue, headerName } from './header-names.js';
 import { Http1Parser, ParseFailure, type MessageHead } from './llhttp.js';
 import { holdWrites } from './write-batch.js';
 
@@ -66,8 +66,6 @@ export interface H1ServerHandlers {
   refused(stream: Duplex, reason: RefusalReason, status: number, detail: string): void;
 }
 
-/** What may not go into a response header value: CTLs but HTAB, and anything beyond latin1 (heads go out as latin1). */
-const BAD_OUT = /[^\t\x20-\x7e\x80-\xff]/;
 const EMPTY = Buffer.alloc(0);
 /** First body chunks up to this size go out in one buffer with the head. */
 const SMALL_BODY = 16_384;
@@ -161,12 +159,12 @@ export class H1ServerResponse extends EventEmitter {
       if (lower === 'content-length') length = true;
       if (Array.isArray(v)) {
         for (const x of v) {
-          if (BAD_OUT.test(x)) throw new Error(`invalid value of response header ${name}`);
+          if (badHeaderValue(x)) throw new Error(`invalid value of response header ${name}`);
           h += `${name}: ${x}\r\n`;
         }
       } else {
         const s = typeof v === 'string' ? v : String(v);
-        if (BAD_OUT.test(s)) throw new Error(`invalid value of response header ${name}`);
+        if (badHeaderValue(s)) throw new Error(`invalid value of response header ${name}`);
         h += `${name}: ${s}\r\n`;
       }
     }
@@ -235,7 +233,7 @@ export class H1ServerResponse extends EventEmitter {
   /** Trailers sent after a chunked body (dropped for other framings); an unsafe one is skipped, never thrown. */
   addTrailers(t: Record<string, string>): void {
     for (const [k, v] of Object.entries(t)) {
-      if (headerName(k) === undefined || typeof v !== 'string' || BAD_OUT.test(v)) continue;
+      if (headerName(k) === undefined || typeof v !== 'string' || badHeaderValue(v)) continue;
       this.trailerLines += `${k}: ${v}\r\n`;
     }
   }
@@ -593,7 +591,7 @@ export class H1ServerConnection {
     for (const name in headers) {
       const v = headers[name];
       if (v === undefined || headerName(name) === undefined) continue;
-      for (const x of Array.isArray(v) ? v : [String(v)]) if (!BAD_OUT.test(x)) h += `${name}: ${x}\r\n`;
+      for (const x of Array.isArray(v) ? v : [String(v)]) if (!badHeaderValue(x)) h += `${name}: ${x}\r\n`;
     }
     res.headersSent = true;
     res.statusCode = 101;
