@@ -111,7 +111,7 @@ export class ConnectionTracker {
   start(init: Omit<ConnectionRecord, 'id' | 'startedAt' | 'endedAt' | 'bytesSent' | 'bytesReceived' | 'reason' | 'policy' | 'tlsGroup'> & { tlsGroup?: string | undefined }): OpenConnection {
     const record: ConnectionRecord = { ...init, tlsGroup: init.tlsGroup, id: ++nextId, startedAt: new Date(), endedAt: undefined, bytesSent: 0, bytesReceived: 0, reason: undefined, policy: undefined };
     const tel = this.telemetry?.(record.pod, record.direction === 'outbound' ? 'client' : 'server');
-    const overrides = tel === undefined || tel.metricsDefault ? undefined : tel.metrics;
+    const overrides = tel === undefined || tel.tcpMetricsDefault ? undefined : tel.metrics;
     const attributes = tel === undefined || (overrides === undefined && tel.accessLog.filter === undefined) ? undefined : connectionAttributes(record);
     const count = (counter: Counter<TcpLabelName>, metric: ConcreteMetric, labels: TcpLabels, n?: number): void => {
       if (overrides === undefined) { counter.inc(labels, n); return; }

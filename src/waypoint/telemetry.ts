@@ -112,7 +112,7 @@ export class Telemetry {
   }
 
   private record(st: RequestState, tel: ModeTelemetry, durationMs: number): void {
-    if (tel.metricsDefault) {
+    if (tel.requestMetricsDefault) {
       this.series(st).record(durationMs, st.bytesReceived, st.bytesSent);
       return;
     }

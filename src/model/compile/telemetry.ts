@@ -64,6 +64,10 @@ export interface ModeTelemetry {
   readonly metrics: Readonly<Record<ConcreteMetric, MetricSetting>>;
   /** True when no metric has an override (the proxy's fast path). */
   readonly metricsDefault: boolean;
+  /** True when none of the four request metrics (the waypoint's) has an override. */
+  readonly requestMetricsDefault: boolean;
+  /** True when none of the four TCP metrics (the agent's) has an override. */
+  readonly tcpMetricsDefault: boolean;
 }
 
 export interface EffectiveTelemetry {
@@ -82,6 +86,8 @@ const MODE_DEFAULT: ModeTelemetry = Object.freeze({
   accessLog: LOG_DEFAULT,
   metrics: Object.freeze(Object.fromEntries(CONCRETE_METRICS.map((m) => [m, METRIC_DEFAULT])) as Record<ConcreteMetric, MetricSetting>),
   metricsDefault: true,
+  requestMetricsDefault: true,
+  tcpMetricsDefault: true,
 });
 export const DEFAULT_TELEMETRY: EffectiveTelemetry = Object.freeze({ client: MODE_DEFAULT, server: MODE_DEFAULT, samplingPercentage: undefined, isDefault: true });
 
@@ -189,7 +195,13 @@ export function effectiveTelemetry(levels: readonly TelemetryPolicy[][]): Effect
   const mode = (m: TelemetryMode): ModeTelemetry => {
     const accessLog = accessLogFor(levels, m);
     const { metrics, isDefault } = metricsFor(levels, m);
-    return accessLog === LOG_DEFAULT && isDefault ? MODE_DEFAULT : { accessLog, metrics, metricsDefault: isDefault };
+    if (accessLog === LOG_DEFAULT && isDefault) return MODE_DEFAULT;
+    const untouched = (names: readonly ConcreteMetric[]): boolean => isDefault || names.every((c) => metrics[c] === METRIC_DEFAULT);
+    return {
+      accessLog, metrics, metricsDefault: isDefault,
+      requestMetricsDefault: untouched(['REQUEST_COUNT', 'REQUEST_DURATION', 'REQUEST_SIZE', 'RESPONSE_SIZE']),
+      tcpMetricsDefault: untouched(['TCP_OPENED_CONNECTIONS', 'TCP_CLOSED_CONNECTIONS', 'TCP_SENT_BYTES', 'TCP_RECEIVED_BYTES']),
+    };
   };
   const client = mode('client');
   const server = mode('server');

@@ -144,3 +144,49 @@ spec:
   const cluster = new ClusterManager().get(config, svc, undefined, 443, 'http1');
   t.deepEqual(cluster.endpoints.map((e) => [e.ip, e.port, e.identity]), [['eu.api.example.com', 8443, undefined], ['198.18.231.7', 9443, undefined]]);
 });
+
+test('Telemetry reaches the waypoint through its scoped view and applies per bound service', (t) => {
+  const telemetry = (name: string, namespace: string, spec: string) => `apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: ${name}, namespace: ${namespace}}\nspec: ${spec}\n---\n`;
+  const yaml = MESH + service('shop', 'other', '198.18.128.2', { app: 'cart' }) +
+    telemetry('mesh', 'istio-system', '{tracing: [{randomSamplingPercentage: 25}]}') +
+    telemetry('errors', 'shop', '{accessLogging: [{filter: {expression: "response.code >= 500"}}]}') +
+    telemetry('cart', 'shop', '{targetRefs: [{kind: Service, name: cart}], accessLogging: [{disabled: true}], tracing: [{randomSamplingPercentage: 100}]}') +
+    telemetry('elsewhere', 'legacy', '{accessLogging: [{disabled: true}]}');
+  const view = waypointView(t, ns('istio-system') + ns('legacy') + yaml);
+  t.deepEqual([...view.all('TELEMETRY').keys()].sort(), ['istio-system/mesh', 'shop/cart', 'shop/errors'], 'not the Telemetry of another namespace');
+  const config = configFromView(view, { waypoint: 'shop/wp' });
+  const cart = config.telemetryFor(config.binding('shop/cart')?.service);
+  t.false(cart.server.accessLog.enabled);
+  t.is(config.samplingPercent('198.18.128.1', 80), 100);
+  const other = config.telemetryFor(config.binding('shop/other')?.service);
+  t.truthy(config.binding('shop/other'), 'other is bound too (the namespace uses the waypoint)');
+  t.is(other.server.accessLog.source, 'shop/errors');
+  t.is(config.samplingPercent('198.18.128.2', 80), 25);
+  t.is(config.samplingPercent('198.18.128.99', 80), 25, 'an address no service claims: the waypoint\'s own');
+});
+
+test('GRPCRoute and TCPRoute of a bound service reach the waypoint: gRPC rules as routes, TCPRoute rules as L4 routes of its binding (not in the SERVICE payload)', (t) => {
+  const yaml = MESH + `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: cart-grpc, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: cart}]
+  rules: [{matches: [{method: {service: shop.Cart, method: Add}}], backendRefs: [{name: cart, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: cart-tcp, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: cart, port: 80}]
+  rules: [{backendRefs: [{name: cart, port: 80}]}]
+---
+`;
+  const view = waypointView(t, yaml);
+  t.false('l4Routes' in (view.get('SERVICE', 'shop/cart') as object), 'L4 routes go to bound waypoints only');
+  const binding = configFromView(view, { waypoint: 'shop/wp' }).binding('shop/cart');
+  t.deepEqual(binding?.routes.map((r) => `${r.source.kind} ${JSON.stringify(r.matches[0]?.path)}`), ['GRPCRoute {"type":"exact","value":"/shop.Cart/Add"}']);
+  t.deepEqual(binding?.l4Routes?.map((r) => `${r.source.kind} ${r.protocol} ${r.port} ${r.destinations.map((d) => d.host).join(',')}`), ['TCPRoute tcp 80 cart.shop.svc.cluster.local']);
+  const bad = JSON.stringify({ service: 'shop/cart', routes: [], l4Routes: 'no' });
+  view.apply({ epoch: view.epoch, version: view.version + 1, full: false, baseVersion: view.version, upserts: [{ kind: 'ROUTE', name: 'shop/cart', json: bad }], removals: [], changedAtMs: Date.now(), replaceKinds: [] } as DiscoveryResponse__Output);
+  t.throws(() => configFromView(view, { waypoint: 'shop/wp' }), { instanceOf: WaypointError, message: /ROUTE 'shop\/cart'/ });
+});
