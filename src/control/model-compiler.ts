@@ -11,6 +11,7 @@ import { refKey, type Resource, type ResourceRef } from '../model/resource.js';
 import { applyChange, compile } from '../model/compile/compile.js';
 import type { CompileOptions } from '../model/compile/options.js';
 import type { Snapshot } from '../model/compile/snapshot.js';
+import type { SecretResource } from '../model/kinds/core.js';
 import type { CompileResult, MeshChanges, MeshCompiler } from './model-port.js';
 
 const NO_CHANGES: MeshChanges = Object.freeze({ workloads: [], services: [], waypoints: [], upserted: [], removed: [] });
@@ -72,6 +73,8 @@ export class ModelCompiler implements MeshCompiler {
         waypoints: snap.waypoints(),
         workloadByKey: (key) => snap.workload(key),
         serviceByKey: (key) => snap.service(key),
+        get ingresses() { return snap.ingresses(); },
+        secret: (namespace, name) => snap.resource({ group: '', kind: 'Secret', namespace, name }) as SecretResource | undefined,
       },
       diagnostics: snap.diagnostics(),
       ...(changes !== undefined ? { changes } : {}),

@@ -26,6 +26,14 @@
  *   all of them from the root namespace). Subscribers resolve precedence with the model's
  *   src/model/compile/telemetry.ts.
  *
+ * - WAYPOINT_BINDING of an ingress gateway (everyone): its key, service account and no services,
+ *   so the CA signs its identity, agents believe the client address it forwards, and nothing is
+ *   ever routed through it as a waypoint.
+ * - INGRESS (that ingress only, `select.waypoints`): its listener ports, routes and TLS
+ *   certificates with their private keys, read from the Secrets its listeners name. This is the
+ *   only resource that carries key material; no other subscriber selects it, and it is never
+ *   logged.
+ *
  * Invariant: projecting the same model object twice yields the identical MeshResource object
  * (cached by object identity), so an unchanged resource costs a map lookup, not a serialization.
  * `projectChanges` yields, for what one compile changed, the upserts and removals that turn the
@@ -33,6 +41,8 @@
  */
 import type { Resource, ResourceRef } from '../model/resource.js';
 import type { MeshService, Waypoint, Workload } from '../model/compile/types.js';
+import type { IngressGateway } from '../model/compile/ingress.js';
+import { secretValue, type SecretResource } from '../model/kinds/core.js';
 import { resourceKey, type MeshKind, type MeshResource, type Selection } from './mesh-resource.js';
 import type { MeshChanges } from './model-port.js';
 
@@ -44,6 +54,10 @@ export interface CompiledMesh {
   /** Lookups by `namespace/name`; needed by `projectChanges` (optional for `project`). */
   workloadByKey?(key: string): Workload | undefined;
   serviceByKey?(key: string): MeshService | undefined;
+  /** Ingress gateways (Gateways of class `ambit`) (default none). */
+  readonly ingresses?: Iterable<IngressGateway>;
+  /** A Secret by namespace and name: the TLS certificates of ingress listeners (default none). */
+  secret?(namespace: string, name: string): SecretResource | undefined;
 }
 
 /** A delta for the resource table: MeshResources to upsert, and resourceKey()s to remove. */
@@ -83,6 +97,8 @@ export class Projector {
   /** Services bound to a waypoint in the last projection (key → waypoint key), and the bindings sent. */
   private boundServices = new Map<string, string>();
   private bindingKeys = new Set<string>();
+  /** The ingress resources of the last projection, by resourceKey. */
+  private ingressSent = new Map<string, MeshResource>();
 
   constructor(opts: ProjectionOptions = {}) {
     this.root = opts.rootNamespace ?? 'istio-system';
@@ -94,6 +110,7 @@ export class Projector {
     for (const w of mesh.workloads) out.push(this.workload(w));
     for (const s of mesh.services) out.push(...this.service(s));
     out.push(...this.bindings(mesh));
+    out.push(...this.ingressChanges(mesh).upserts);
     for (const r of resources) {
       const m = this.resource(r);
       if (m !== undefined) out.push(m);
@@ -130,6 +147,9 @@ export class Projector {
       for (const k of this.bindingKeys) if (!live.has(k)) removals.push(resourceKey('WAYPOINT_BINDING', k));
       this.bindingKeys = live;
     }
+    const ingress = this.ingressChanges(mesh);
+    upserts.push(...ingress.upserts);
+    removals.push(...ingress.removals);
     for (const r of changes.upserted) {
       const m = this.resource(r);
       if (m !== undefined) upserts.push(m);
@@ -169,6 +189,46 @@ export class Projector {
     }
     this.bindingKeys = new Set(out.map((m) => m.name));
     return out;
+  }
+
+  /**
+   * The ingress resources (a WAYPOINT_BINDING and an INGRESS per ingress gateway), compared with
+   * the last projection by payload: ingresses are few and their Secrets are not tracked by the
+   * model's change sets, so they are rebuilt on every compile and only what differs is sent.
+   */
+  private ingressChanges(mesh: CompiledMesh): ProjectedChanges {
+    const next = new Map<string, MeshResource>();
+    for (const g of mesh.ingresses ?? []) {
+      const binding = { waypoint: g.key, serviceAccount: g.serviceAccount, services: [] as string[] };
+      next.set(resourceKey('WAYPOINT_BINDING', g.key), {
+        kind: 'WAYPOINT_BINDING', name: g.key,
+        json: JSON.stringify({ key: g.key, name: g.name, namespace: g.namespace, ports: g.ports.map((p) => p.port), addresses: [], workloads: g.workloads, serviceAccount: g.serviceAccount, services: [], ingress: true }),
+        binding,
+      });
+      const ports = g.ports.map((p) => ({
+        port: p.port,
+        protocol: p.protocol,
+        routes: p.routes,
+        certificates: p.certificates.flatMap((c) => {
+          const slash = c.secret.indexOf('/');
+          const s = mesh.secret?.(c.secret.slice(0, slash), c.secret.slice(slash + 1));
+          const certPem = s === undefined ? undefined : secretValue(s.spec, 'tls.crt');
+          const keyPem = s === undefined ? undefined : secretValue(s.spec, 'tls.key');
+          return certPem === undefined || keyPem === undefined ? [] : [{ hostname: c.hostname ?? null, secret: c.secret, certPem, keyPem }];
+        }),
+      }));
+      next.set(resourceKey('INGRESS', g.key), {
+        kind: 'INGRESS', name: g.key,
+        json: JSON.stringify({ key: g.key, name: g.name, namespace: g.namespace, listeners: g.listeners, ports, sources: g.routeSources }),
+        select: { waypoints: [g.key] },
+      });
+    }
+    const upserts: MeshResource[] = [];
+    const removals: string[] = [];
+    for (const [k, m] of next) if (this.ingressSent.get(k)?.json !== m.json) upserts.push(m);
+    for (const k of this.ingressSent.keys()) if (!next.has(k)) removals.push(k);
+    this.ingressSent = next;
+    return { upserts, removals };
   }
 
   private workload(w: Workload): MeshResource {

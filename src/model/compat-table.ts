@@ -84,7 +84,7 @@ function apiVersions(k: KindDefinition<unknown, unknown>): string {
 
 function kindRows(k: KindDefinition<unknown, unknown>): Row[] {
   const rows: Row[] = [];
-  walk(k.spec as Schema<unknown>, 'spec', rows);
+  walk(k.spec as Schema<unknown>, k.specFromTopLevel !== undefined ? '' : 'spec', rows);
   if (k.status !== undefined) walk(k.status as Schema<unknown>, 'status', rows);
   for (const f of k.otherFields ?? []) rows.push({ field: f, status: 'ignored', note: 'known, irrelevant to the mesh: accepted silently' });
   return rows;

@@ -312,8 +312,10 @@ class Checker {
         const svc = snap.service(key);
         if (svc === undefined) rep.add(hr, ['spec', 'parentRefs', i, 'name'], 'AMBIT_REF_UNKNOWN_SERVICE', `parent Service ${key} does not exist`);
         else if (p.port !== undefined && !svc.ports.some((sp) => sp.port === p.port)) rep.add(hr, ['spec', 'parentRefs', i, 'port'], 'AMBIT_REF_UNKNOWN_PORT', `Service ${key} has no port ${p.port}`);
+      } else if (kind === 'Gateway' && (p.group ?? 'gateway.networking.k8s.io') === 'gateway.networking.k8s.io' && snap.ingress(`${p.namespace ?? hr.ref.namespace}/${p.name}`) !== undefined) {
+        // An ingress gateway's route (src/model/compile/ingress.ts decides which listeners take it).
       } else {
-        rep.add(hr, ['spec', 'parentRefs', i], 'AMBIT_SCHEMA_UNIMPLEMENTED', `parentRef ${kind} ${p.name}: only Service parents (GAMMA mesh routing) are implemented; ingress Gateways are not`);
+        rep.add(hr, ['spec', 'parentRefs', i], 'AMBIT_SCHEMA_UNIMPLEMENTED', `parentRef ${kind} ${p.name}: only Service parents (GAMMA mesh routing) and ingress Gateways (gatewayClassName ambit) are implemented; this parent is ignored`);
       }
     });
     (hr.spec.rules ?? []).forEach((rule, ri) => {
@@ -488,7 +490,8 @@ class Checker {
           rep.add(p, [...path, 'name'], 'AMBIT_POLICY_RATE_LIMIT_WITHOUT_WAYPOINT', `targets Service ${svc.key}, which is not bound to a waypoint, so nothing enforces this limit; bind one (label ${LABEL_USE_WAYPOINT} on the Service or its namespace)`);
         }
       } else if (t.kind === 'Gateway') {
-        if (this.snap.waypoint(`${p.ref.namespace}/${t.name}`) === undefined) rep.add(p, [...path, 'name'], 'AMBIT_REF_UNKNOWN_WAYPOINT', `targetRef Gateway ${p.ref.namespace}/${t.name} is not a waypoint (no Gateway with gatewayClassName ${WAYPOINT_GATEWAY_CLASS})`);
+        const atIngress = p.kind === 'AuthorizationPolicy' && this.snap.ingress(`${p.ref.namespace}/${t.name}`) !== undefined;
+        if (!atIngress && this.snap.waypoint(`${p.ref.namespace}/${t.name}`) === undefined) rep.add(p, [...path, 'name'], 'AMBIT_REF_UNKNOWN_WAYPOINT', `targetRef Gateway ${p.ref.namespace}/${t.name} is not a waypoint (no Gateway with gatewayClassName ${WAYPOINT_GATEWAY_CLASS})`);
       }
     });
     return rep.out;

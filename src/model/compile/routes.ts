@@ -201,7 +201,8 @@ export function gwMirrors(route: { ref: ResourceRef }, filters: readonly { type:
   return mirrors;
 }
 
-function gwRule(route: HttpRouteResource, ruleIndex: number, matchIndex: number | undefined, rule: HttpRouteRuleSpec, parentPort: number | undefined, ctx: HostContext): Route {
+/** One HTTPRoute rule as a Route: its match `matchIndex`, or the whole rule when that is undefined. */
+export function gwRule(route: HttpRouteResource, ruleIndex: number, matchIndex: number | undefined, rule: HttpRouteRuleSpec, parentPort: number | undefined, ctx: HostContext): Route {
   const ns = route.ref.namespace;
   const backends = usableBackends(route, rule.backendRefs ?? [], ctx);
   const filters: HttpRouteFilterSpec[] = rule.filters ?? [];
@@ -279,7 +280,8 @@ export interface Ranked {
   rank: readonly number[];
 }
 
-function precedence(r: Route): number[] {
+/** Gateway API precedence of a route's (only) match: larger sorts first, element by element. */
+export function precedence(r: Route): number[] {
   const m = r.matches[0];
   const path = m?.path;
   return [

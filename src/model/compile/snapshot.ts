@@ -26,6 +26,10 @@ import type { ReferenceGrantResource } from '../kinds/gateway-routes.js';
 import { isEmptySelector, matchesLabels } from './selectors.js';
 import type { EffectiveMtlsMode, MeshService, Waypoint, Workload } from './types.js';
 import { serviceSelects } from './workload.js';
+import { KIND_GATEWAY, KIND_HTTP_ROUTE as KIND_INGRESS_ROUTE } from './resource-index.js';
+import type { GatewayResource, HttpRouteResource } from '../kinds/gateway-api.js';
+import type { SecretResource } from '../kinds/core.js';
+import { buildIngresses, secretKey, type IngressGateway } from './ingress.js';
 
 /** What the last `applyChange` recomputed (keys), for pushing deltas. */
 export interface SnapshotChanges {
@@ -83,6 +87,7 @@ export class Snapshot {
   readonly state: SnapshotState;
   private checked: CrossCheckResult | undefined;
   private pending: PendingCheck | undefined;
+  private ingressCache: readonly IngressGateway[] | undefined;
 
   /**
    * @internal use `compile()` or `applyChange()`. `prev`: the snapshot this one was derived
@@ -411,6 +416,37 @@ export class Snapshot {
 
   waypoints(): readonly Waypoint[] {
     return Object.freeze([...this.state.waypoints.values()].sort((a, b) => (a.key < b.key ? -1 : 1)));
+  }
+
+  // -------------------------------------------------------------------------- ingresses
+
+  /**
+   * Ingress gateways (Gateways of class `ambit`) with their listeners and routes, built on
+   * first call from this snapshot's resources (they are few, and only the control plane asks).
+   */
+  ingresses(): readonly IngressGateway[] {
+    if (this.ingressCache === undefined) {
+      const res = this.state.resources;
+      const gateways = res.list<GatewayResource>(KIND_GATEWAY);
+      this.ingressCache = Object.freeze(
+        gateways.length === 0
+          ? []
+          : buildIngresses(
+              {
+                gateways,
+                routes: res.list<HttpRouteResource>(KIND_INGRESS_ROUTE),
+                secret: (ns, name) => res.getByKey('core/Secret', secretKey(ns, name)) as SecretResource | undefined,
+                workloadsInNamespace: (ns) => this.workloadsInNamespace(ns),
+              },
+              { clusterDomain: this.options.clusterDomain },
+            ),
+      );
+    }
+    return this.ingressCache;
+  }
+
+  ingress(key: string): IngressGateway | undefined {
+    return this.ingresses().find((g) => g.key === key);
   }
 
   // ------------------------------------------------------------------------ diagnostics

@@ -2,7 +2,7 @@
  * The registry of kinds the model understands. To add a kind, write one file under
  * src/model/kinds/ that exports a `defineKind({...})` and add it to `KINDS` below (one line).
  */
-import { namespaceKind, nodeKind, podKind, serviceAccountKind, serviceKind } from './core.js';
+import { namespaceKind, nodeKind, podKind, secretKind, serviceAccountKind, serviceKind } from './core.js';
 import { authorizationPolicyKind, peerAuthenticationKind, requestAuthenticationKind } from './security.js';
 import { destinationRuleKind, virtualServiceKind } from './networking.js';
 import { serviceEntryKind } from './service-entry.js';
@@ -19,6 +19,7 @@ export const KINDS: readonly KindDefinition<unknown, unknown>[] = [
   serviceKind,
   serviceAccountKind,
   nodeKind,
+  secretKind,
   peerAuthenticationKind,
   authorizationPolicyKind,
   requestAuthenticationKind,

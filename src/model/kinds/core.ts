@@ -1,10 +1,11 @@
 /**
- * The Kubernetes core (v1) kinds the mesh reads: Namespace, Pod, Service, ServiceAccount, Node.
+ * The Kubernetes core (v1) kinds the mesh reads: Namespace, Pod, Service, ServiceAccount, Node,
+ * and Secret (TLS certificates of ingress listeners).
  * Only the fields that matter to the mesh are validated and kept; the many fields that do not
  * (container images, volumes, probes, ...) are known and accepted silently, so real manifests
  * do not drown the operator in warnings, while typos are still reported as unknown fields.
  */
-import { bool, enumOf, ignored, intOrString, obj, opt, req, str, arr, type Infer, type Schema } from '../schema/dsl.js';
+import { bool, enumOf, ignored, intOrString, obj, opt, record, req, str, arr, type Infer, type Schema } from '../schema/dsl.js';
 import { cidr, dnsName, ipAddress, ipProblem, labels, portNumber, protocol } from '../schema/common.js';
 import type { Resource } from '../resource.js';
 import { defineKind } from './kind.js';
@@ -227,3 +228,52 @@ export type NodeResource = Resource<Infer<typeof nodeSpec>, Infer<typeof nodeSta
 
 /** The IANA port-name rule, shared with other kinds. */
 export const ianaPortName: Schema<string> = portName;
+
+// ---------------------------------------------------------------------------------- Secret
+
+/** The Secret type of a TLS certificate and key (kubernetes.io/tls: `tls.crt`, `tls.key`). */
+export const TLS_SECRET_TYPE = 'kubernetes.io/tls';
+
+/** A Secret's `data` value: base64 (RFC 4648, as the API server stores it). */
+const base64Value = str({ pattern: /^[A-Za-z0-9+/\s]*={0,2}\s*$/, code: 'AMBIT_SCHEMA_FORMAT', format: 'base64' });
+
+/** The value of `key` in a Secret: `stringData` wins over `data`, as the API server merges them. */
+export function secretValue(spec: SecretSpec, key: string): string | undefined {
+  const s = spec.stringData?.[key];
+  if (s !== undefined) return s;
+  const d = spec.data?.[key];
+  return d === undefined ? undefined : Buffer.from(d, 'base64').toString('utf8');
+}
+
+const secretContent = obj(
+  {
+    type: opt(str({ minLength: 1 }), 'kubernetes.io/tls is read (certificateRefs of ingress listeners); other types are accepted and unused'),
+    data: opt(record(base64Value)),
+    stringData: opt(record(str())),
+    immutable: ignored(),
+  },
+  {
+    // Messages name keys, never values: a Secret's content must not reach a log or a terminal.
+    check(s, path, ctx) {
+      if (s.type !== TLS_SECRET_TYPE) return;
+      for (const [key, block] of [['tls.crt', 'CERTIFICATE'], ['tls.key', 'PRIVATE KEY']] as const) {
+        const v = secretValue(s, key);
+        if (v === undefined) ctx.report('AMBIT_SCHEMA_REQUIRED', `a Secret of type ${TLS_SECRET_TYPE} needs data["${key}"]`, [...path, 'data']);
+        else if (!new RegExp(`-----BEGIN [A-Z ]*${block}-----`).test(v)) ctx.report('AMBIT_SCHEMA_FORMAT', `data["${key}"] is not a PEM ${block} block (base64 of the PEM text)`, [...path, 'data', key]);
+      }
+    },
+  },
+);
+
+export const secretKind = defineKind({
+  group: '',
+  kind: 'Secret',
+  versions: ['v1'],
+  namespaced: true,
+  nameRule: 'dns1123-subdomain',
+  spec: secretContent,
+  specFromTopLevel: ['type', 'data', 'stringData', 'immutable'],
+  summary: `${TLS_SECRET_TYPE} certificates of ingress listeners (certificateRefs, credentialName); the key goes only to the ingress that refers to it`,
+});
+export type SecretSpec = Infer<typeof secretContent>;
+export type SecretResource = Resource<SecretSpec, undefined>;

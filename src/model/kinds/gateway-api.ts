@@ -1,8 +1,9 @@
 /**
  * Gateway API kinds (gateway.networking.k8s.io/v1): HTTPRoute used the GAMMA way (parentRef a
- * Service: mesh routing at the waypoint) and Gateway, which declares a waypoint when its
- * `gatewayClassName` is `ambit-waypoint`. Ingress gateways are recognised and reported as
- * unimplemented.
+ * Service: mesh routing at the waypoint) or bound to an ingress Gateway (parentRef a Gateway),
+ * and Gateway, which declares a waypoint when its `gatewayClassName` is `ambit-waypoint` and an
+ * ingress gateway (HTTP and HTTPS listeners, TLS terminated with a kubernetes.io/tls Secret)
+ * when it is `ambit`.
  */
 import { arr, duration, enumOf, int, obj, opt, req, str, unimplemented, anyValue, ignored, type Infer } from '../schema/dsl.js';
 import { annotations, hostProblem, labels, portNumber } from '../schema/common.js';
@@ -11,6 +12,8 @@ import { defineKind } from './kind.js';
 
 /** The GatewayClass that marks a Gateway as an ambit waypoint. */
 export const WAYPOINT_GATEWAY_CLASS = 'ambit-waypoint';
+/** The GatewayClass of ambit's ingress gateways (`ambit waypoint --ingress`). */
+export const INGRESS_GATEWAY_CLASS = 'ambit';
 
 const GATEWAY_API_VERSIONS = ['v1', 'v1beta1'] as const;
 
@@ -155,14 +158,42 @@ export type RequestMirrorSpec = Infer<typeof requestMirror>;
 
 // --------------------------------------------------------------------------------- Gateway
 
+/** A Secret of type kubernetes.io/tls, by name (Gateway API SecretObjectReference). */
+const secretRef = obj({
+  group: opt(str(), 'absent or "": the core group'),
+  kind: opt(str(), 'absent or Secret'),
+  name: req(objectName),
+  namespace: opt(str({ minLength: 1 }), 'absent: the Gateway\'s namespace (ReferenceGrants are not checked)'),
+});
+
+const listenerTls = obj({
+  mode: opt(enumOf(['Terminate', 'Passthrough'], { unimplemented: ['Passthrough'], note: 'the ingress terminates TLS' }), 'absent: Terminate'),
+  certificateRefs: opt(arr(secretRef, { maxItems: 64 }), 'the first certificate whose Secret exists serves the listener'),
+  options: unimplemented(anyValue(), 'no TLS options'),
+  frontendValidation: unimplemented(anyValue(), 'client certificates are not requested'),
+});
+
+const allowedRoutes = obj({
+  namespaces: opt(
+    obj({
+      from: opt(enumOf(['All', 'Same', 'Selector'], { unimplemented: ['Selector'], note: 'treated as Same' }), 'absent: Same'),
+      selector: unimplemented(anyValue(), 'namespace selectors are not implemented'),
+    }),
+  ),
+  kinds: opt(arr(obj({ group: opt(str()), kind: req(str({ minLength: 1 })) })), 'HTTPRoute is the only route kind an ingress listener takes'),
+});
+
 const listener = obj({
   name: req(str({ minLength: 1 })),
-  hostname: opt(gwHostname),
+  hostname: opt(gwHostname, 'ingress: only requests for this host (and routes whose hostnames intersect it) use the listener'),
   port: req(portNumber),
-  protocol: req(str({ minLength: 1 })),
-  tls: unimplemented(anyValue(), 'waypoints terminate HBONE only'),
-  allowedRoutes: unimplemented(anyValue(), 'routes attach to Services (GAMMA), not to the waypoint'),
+  protocol: req(str({ minLength: 1 }), `ingress (gatewayClassName ${'ambit'}): HTTP or HTTPS`),
+  tls: opt(listenerTls, 'ingress HTTPS listeners: certificateRefs to Secrets of type kubernetes.io/tls; waypoints terminate HBONE only'),
+  allowedRoutes: opt(allowedRoutes, 'ingress: which namespaces may attach HTTPRoutes; waypoint routes attach to Services (GAMMA)'),
 });
+
+/** The protocols an ingress listener serves. */
+const INGRESS_PROTOCOLS = ['HTTP', 'HTTPS'];
 
 const gatewaySpec = obj(
   {
@@ -170,15 +201,35 @@ const gatewaySpec = obj(
     listeners: req(arr(listener, { minItems: 1, uniqueBy: { key: (l) => l.name, what: 'listener name' } })),
     addresses: opt(arr(obj({ type: opt(str()), value: req(str()) }))),
     infrastructure: opt(obj({ labels: opt(labels), annotations: opt(annotations), parametersRef: unimplemented(anyValue(), 'no parameters') })),
-    allowedListeners: unimplemented(anyValue(), 'ListenerSets are for ingress gateways, which are not implemented'),
-    defaultScope: unimplemented(anyValue(), 'default Gateways are for ingress, which is not implemented'),
-    tls: unimplemented(anyValue(), 'waypoints terminate HBONE only'),
+    allowedListeners: unimplemented(anyValue(), 'ListenerSets are not implemented'),
+    defaultScope: unimplemented(anyValue(), 'default Gateways are not implemented'),
+    tls: unimplemented(anyValue(), 'no Gateway-level TLS settings'),
   },
   {
     check(spec, path, ctx) {
-      if (spec.gatewayClassName !== WAYPOINT_GATEWAY_CLASS) {
-        ctx.report('AMBIT_SCHEMA_UNIMPLEMENTED', `gatewayClassName ${JSON.stringify(spec.gatewayClassName)}: only waypoints (gatewayClassName ${WAYPOINT_GATEWAY_CLASS}) are implemented; this Gateway is ignored`, [...path, 'gatewayClassName']);
+      const cls = spec.gatewayClassName;
+      if (cls !== WAYPOINT_GATEWAY_CLASS && cls !== INGRESS_GATEWAY_CLASS) {
+        ctx.report('AMBIT_SCHEMA_UNIMPLEMENTED', `gatewayClassName ${JSON.stringify(cls)}: ambit implements waypoints (gatewayClassName ${WAYPOINT_GATEWAY_CLASS}) and ingress gateways (gatewayClassName ${INGRESS_GATEWAY_CLASS}); this Gateway is ignored`, [...path, 'gatewayClassName']);
+        return;
       }
+      spec.listeners.forEach((l, i) => {
+        const at = [...path, 'listeners', i];
+        if (cls === WAYPOINT_GATEWAY_CLASS) {
+          if (l.tls !== undefined) ctx.report('AMBIT_SCHEMA_UNIMPLEMENTED', 'tls: waypoints terminate HBONE only; this field is ignored', [...at, 'tls']);
+          if (l.allowedRoutes !== undefined) ctx.report('AMBIT_SCHEMA_UNIMPLEMENTED', 'allowedRoutes: routes attach to Services (GAMMA), not to the waypoint; this field is ignored', [...at, 'allowedRoutes']);
+          return;
+        }
+        if (!INGRESS_PROTOCOLS.includes(l.protocol)) {
+          ctx.report('AMBIT_SCHEMA_UNIMPLEMENTED', `protocol ${JSON.stringify(l.protocol)}: an ingress listener serves ${INGRESS_PROTOCOLS.join(' or ')}; this listener is ignored`, [...at, 'protocol']);
+        } else if (l.protocol === 'HTTPS' && (l.tls?.certificateRefs ?? []).length === 0) {
+          ctx.report('AMBIT_SCHEMA_REQUIRED', 'an HTTPS listener needs tls.certificateRefs (a Secret of type kubernetes.io/tls)', [...at, 'tls']);
+        } else if (l.protocol === 'HTTP' && l.tls !== undefined) {
+          ctx.report('AMBIT_SCHEMA_INVALID', 'tls is only for HTTPS listeners', [...at, 'tls']);
+        }
+        (l.tls?.certificateRefs ?? []).forEach((r, j) => {
+          if ((r.group ?? '') !== '' || (r.kind ?? 'Secret') !== 'Secret') ctx.report('AMBIT_SCHEMA_INVALID', `certificateRefs: only core Secrets are supported, not ${r.group ?? ''}/${r.kind ?? ''}`, [...at, 'tls', 'certificateRefs', j]);
+        });
+      });
     },
   },
 );
@@ -192,7 +243,7 @@ export const gatewayKind = defineKind({
   spec: gatewaySpec,
   specRequired: true,
   status: obj({ addresses: ignored(), conditions: ignored(), listeners: ignored() }),
-  summary: `a waypoint when gatewayClassName is ${WAYPOINT_GATEWAY_CLASS}; its pods carry label gateway.networking.k8s.io/gateway-name`,
+  summary: `a waypoint when gatewayClassName is ${WAYPOINT_GATEWAY_CLASS}, an ingress gateway when it is ${INGRESS_GATEWAY_CLASS}; its pods carry label gateway.networking.k8s.io/gateway-name`,
 });
 export type GatewaySpec = Infer<typeof gatewaySpec>;
 export type GatewayResource = Resource<GatewaySpec, unknown>;

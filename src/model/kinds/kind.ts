@@ -38,6 +38,12 @@ export interface KindDefinition<Spec = unknown, Status = unknown> {
   /** Other top-level fields the kind has and ambit ignores (ServiceAccount `secrets`) (default none). */
   readonly otherFields?: readonly string[];
   /**
+   * Top-level fields that hold the object's content where other kinds have `spec` (a Secret's
+   * `type`, `data`, `stringData`): they are validated together with the `spec` schema and kept
+   * as the resource's `spec` (default none).
+   */
+  readonly specFromTopLevel?: readonly string[];
+  /**
    * How the kind applies to workloads (default `none`). `workload-selector`: like Istio policies,
    * `spec.selector.matchLabels` picks workloads of the namespace (all namespaces from the root
    * namespace), no selector means the whole namespace (the mesh from the root namespace), and

@@ -17,7 +17,7 @@ export interface UnmodelledKind {
   readonly note: string;
 }
 
-const INGRESS = 'ingress and egress gateways are not implemented yet; ambit waypoints are Gateway API Gateways with gatewayClassName ambit-waypoint';
+const INGRESS = 'ambit\'s ingress gateways are Gateway API Gateways with gatewayClassName ambit (HTTPRoutes bound to them); waypoints are gatewayClassName ambit-waypoint; egress gateways are not implemented';
 const CONTROLLER = 'workloads are Pods: ambit reads the Pods this controller creates, not the controller';
 
 export const UNMODELLED_KINDS: readonly UnmodelledKind[] = [
@@ -46,7 +46,6 @@ export const UNMODELLED_KINDS: readonly UnmodelledKind[] = [
   { group: '', kind: 'Endpoints', note: 'ambit computes endpoints from the Pods a Service selects' },
   { group: 'discovery.k8s.io', kind: 'EndpointSlice', note: 'ambit computes endpoints from the Pods a Service selects' },
   { group: '', kind: 'ConfigMap', note: 'ambit reads no ConfigMaps' },
-  { group: '', kind: 'Secret', note: 'workload certificates come from ambit\'s CA, and JWKS from jwks or jwksUri' },
   { group: 'networking.k8s.io', kind: 'NetworkPolicy', note: 'the CNI enforces NetworkPolicy; ambit enforces AuthorizationPolicy' },
   { group: 'networking.k8s.io', kind: 'Ingress', note: INGRESS },
 ];

@@ -125,10 +125,18 @@ export function parseObject(raw: unknown, opts: ParseObjectOptions = {}): ParseR
 
   let spec: unknown = {};
   let status: unknown;
+  const topLevel = def.specFromTopLevel;
+  if (topLevel !== undefined) {
+    const content: Record<string, unknown> = {};
+    for (const k of topLevel) if (raw[k] !== undefined && raw[k] !== null) content[k] = raw[k];
+    const r = def.spec.parse(content, [], ctx);
+    if (r !== INVALID) spec = r;
+  }
   for (const key of Object.keys(raw)) {
     if (key === 'apiVersion' || key === 'kind' || key === 'metadata') continue;
+    if (topLevel?.includes(key)) continue;
     const value = raw[key];
-    if (key === 'spec') {
+    if (key === 'spec' && topLevel === undefined) {
       if (value === null || value === undefined) continue;
       const r = def.spec.parse(value, ['spec'], ctx);
       if (r !== INVALID) spec = r;

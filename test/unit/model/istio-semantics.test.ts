@@ -311,7 +311,7 @@ test('kinds ambit does not model: one warning per kind, saying why, at the first
   ]);
   const [seMsg, gwMsg, efMsg, udpMsg, widgetMsg] = r.diagnostics.map((d) => d.message);
   t.regex(seMsg ?? '', /Sidecar .*ignored: ambient mode has no sidecars.*\(3 objects; this is the first\)$/);
-  t.regex(gwMsg ?? '', /ingress and egress gateways are not implemented yet/);
+  t.regex(gwMsg ?? '', /ingress gateways are Gateway API Gateways with gatewayClassName ambit/);
   t.regex(efMsg ?? '', /LocalRateLimit/);
   t.regex(udpMsg ?? '', /ambit carries TCP only/);
   t.regex(widgetMsg ?? '', /ambit does not model Widget \(example\.com\)/);

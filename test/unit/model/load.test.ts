@@ -187,7 +187,7 @@ test('apiVersion and kind: missing, unknown kind, unsupported version', (t) => {
   const g = parseYaml('apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: a}\n').diagnostics;
   t.deepEqual(codes(g), ['AMBIT_OBJECT_UNKNOWN_KIND'], 'Istio ingress Gateway is not the Gateway API Gateway: warned and ignored');
   t.is(g[0]?.severity, 'warning');
-  t.regex(g[0]?.message ?? '', /ingress and egress gateways are not implemented yet/);
+  t.regex(g[0]?.message ?? '', /ingress gateways are Gateway API Gateways with gatewayClassName ambit/);
 });
 
 test('duplicate kind/namespace/name across files: the first wins, the second is an error', async (t) => {
