@@ -15,9 +15,10 @@
  *   AuthorizationPolicies and RequestAuthentications go to the waypoints they target): the
  *   validated spec as written. Agents evaluate them with the model's own functions
  *   (src/model/authz, src/model/compile/peer-authentication.ts), so semantics stay in one place.
- * - ROUTE, DESTINATION_RULE, RATE_LIMIT (waypoints bound to the service): the compiled routes,
- *   destination policy and LocalRateLimits of one service, keyed by the service. Rate limits
- *   are compiled per service (a limit on the waypoint Gateway appears under each bound service,
+ * - ROUTE, DESTINATION_RULE, RATE_LIMIT (waypoints bound to the service): the compiled routes
+ *   (`routes`, and `l4Routes` from TCPRoutes and TLSRoutes when there are some), destination
+ *   policy and LocalRateLimits of one service, keyed by the service. Rate limits are compiled
+ *   per service (a limit on the waypoint Gateway appears under each bound service,
  *   with the same key, so the waypoint keeps one bucket for it); agents never receive them.
  * - TELEMETRY: the validated spec as written (with its creationTimestamp for tie-breaks), to
  *   agents as a PeerAuthentication goes (a selector: the agents of matching workloads; none:
@@ -246,11 +247,12 @@ export class Projector {
   private service(s: MeshService): MeshResource[] {
     const hit = this.two.get(s);
     if (hit !== undefined) return hit;
-    const { routes, routeSources, destinationPolicy, rateLimits, ...rest } = s;
+    const { routes, routeSources, l4Routes, destinationPolicy, rateLimits, ...rest } = s;
     const out: MeshResource[] = [{ kind: 'SERVICE', name: s.key, json: JSON.stringify(rest) }];
     const select: Selection = { waypointServices: [s.key] };
-    if (routes.length > 0) {
-      out.push({ kind: 'ROUTE', name: s.key, json: JSON.stringify({ service: s.key, hostname: s.hostname, routes, sources: routeSources }), select });
+    if (routes.length > 0 || (l4Routes?.length ?? 0) > 0) {
+      const l4 = l4Routes !== undefined && l4Routes.length > 0 ? { l4Routes } : {};
+      out.push({ kind: 'ROUTE', name: s.key, json: JSON.stringify({ service: s.key, hostname: s.hostname, routes, ...l4, sources: routeSources }), select });
     }
     if (destinationPolicy !== undefined) {
       out.push({ kind: 'DESTINATION_RULE', name: s.key, json: JSON.stringify({ service: s.key, hostname: s.hostname, policy: destinationPolicy }), select });

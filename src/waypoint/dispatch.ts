@@ -1,8 +1,9 @@
 /**
  * Hands each client byte stream to the right front end: the bound service port's declared
- * protocol decides (http, http2/grpc, tcp), otherwise the first bytes are sniffed (the HTTP/2
- * connection preface, an HTTP/1 request line) and a client that sends nothing within
- * `sniffTimeoutMs` (a server-first protocol such as MySQL) is carried as TCP.
+ * protocol decides (http, http2/grpc, tcp; a port with a TCPRoute or TLSRoute is tcp), otherwise
+ * the first bytes are sniffed (the HTTP/2 connection preface, an HTTP/1 request line) and a client
+ * that sends nothing within `sniffTimeoutMs` (a server-first protocol such as MySQL) is carried
+ * as TCP.
  *
  * Invariants: bytes read while sniffing are given back to the stream before the front end sees
  * it; a declared HTTP port never falls back to TCP (garbage gets the HTTP/1 parser's 400); the
@@ -11,6 +12,7 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { portProtocol } from './config.js';
+import { l4RoutesFor } from './l4-route.js';
 import { duplexPair } from './duplex-pair.js';
 import { Http1Front, type FrontLimits } from './http1-front.js';
 import { Http2Front } from './http2-front.js';
@@ -78,7 +80,8 @@ export class StreamDispatcher {
     const b = this.proxy.currentConfig.bindingByAddress(down.destinationIp, down.destinationPort);
     const port = b?.service.ports.find((p) => p.port === down.destinationPort);
     const declared = port === undefined ? 'detect' : portProtocol(port);
-    if (declared === 'tcp') {
+    // A TCPRoute or TLSRoute on the port makes it TCP, whatever the port's name says.
+    if (declared === 'tcp' || (b?.l4Routes !== undefined && l4RoutesFor(b.l4Routes, down.destinationPort).length > 0)) {
       void this.proxy.handleTcp(stream, down);
       return;
     }

@@ -1,7 +1,9 @@
 /**
  * Connections the waypoint splices rather than proxies request by request: HTTP/1.1 upgrades
  * (WebSocket) once the upstream switched protocols, and TCP services, authorized at L4 and
- * connected to an endpoint by the destination's balancer.
+ * connected to an endpoint by the destination's balancer. A bound service's TCPRoutes and
+ * TLSRoutes (l4-route.ts) choose the destination service of a TCP connection by weight, by port
+ * and, for TLSRoutes, by the ClientHello's SNI, read without terminating TLS.
  *
  * Invariants:
  * - An upgrade request is an ordinary request until then (forward.ts: admission, routing, one
@@ -16,14 +18,15 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { evaluateAuthorization } from '../model/authz/evaluate.js';
-import type { Route } from '../model/compile/types.js';
+import type { L4Route, Route } from '../model/compile/types.js';
 import type { ClusterManager } from './cluster.js';
 import type { WaypointConfig } from './config.js';
 import { FLAG } from './flags.js';
 import { headerTokens, type H1ServerResponse } from './h1-server.js';
 import { localReply } from './local-reply.js';
 import { HOP_BY_HOP, type DownstreamInfo, type RequestState } from './request-state.js';
-import { applyHeaderOps, type HeaderMap } from './route-action.js';
+import { applyHeaderOps, pickDestination, type HeaderMap } from './route-action.js';
+import { l4RoutesFor, needsSni, readSni, selectL4Route } from './l4-route.js';
 import type { Telemetry } from './telemetry.js';
 import type { Connector, UpstreamResponse } from './upstream.js';
 import { spliceStreams } from '../tunnel/splice.js';
@@ -88,7 +91,8 @@ export class Passthrough {
 
   /**
    * A TCP service (or a connection that is not HTTP): L4 authorization with the model's
-   * evaluator, an endpoint by the destination's balancer, and a byte-for-byte splice.
+   * evaluator, the destination by the service's TCPRoutes/TLSRoutes (else the service itself), an
+   * endpoint by the destination's balancer, and a byte-for-byte splice.
    */
   async handleTcp(config: WaypointConfig, socket: Duplex, down: DownstreamInfo): Promise<void> {
     const binding = config.bindingByAddress(down.destinationIp, down.destinationPort);
@@ -110,7 +114,33 @@ export class Passthrough {
         return;
       }
     }
-    const cluster = this.clusters.get(config, binding.service, undefined, down.destinationPort, 'http1');
+    let service = binding.service;
+    let port = down.destinationPort;
+    let route: L4Route | undefined;
+    const routes = l4RoutesFor(binding.l4Routes, down.destinationPort);
+    if (routes.length > 0) {
+      const sni = needsSni(routes) ? await readSni(socket) : undefined;
+      if (socket.destroyed) {
+        done({ reason: 'the client closed before its ClientHello' }, 'TCP connection closed');
+        return;
+      }
+      route = selectL4Route(routes, sni);
+      const routeName = route === undefined ? undefined : `${route.source.kind} ${route.source.namespace}/${route.source.name} ${route.path}`;
+      const dest = route === undefined ? undefined : pickDestination(route.destinations);
+      const svc = dest === undefined ? undefined : dest.host === binding.service.hostname ? binding.service : config.serviceByHost(dest.host);
+      if (route === undefined || dest === undefined || svc === undefined) {
+        socket.destroy();
+        const reason =
+          route === undefined ? `no TCPRoute or TLSRoute of ${binding.service.key} matches ${sni === undefined ? 'a connection without a TLS server name' : `server name ${sni}`}`
+          : dest === undefined ? 'the route has no usable backend (refused backendRefs are left out; see ambit analyze)'
+          : `backend ${dest.host} is not a known service`;
+        done({ ...(routeName !== undefined ? { route: routeName } : {}), ...(sni !== undefined ? { sni } : {}), reason }, 'refused TCP connection');
+        return;
+      }
+      service = svc;
+      port = dest.port ?? down.destinationPort;
+    }
+    const cluster = this.clusters.get(config, service, undefined, port, 'http1');
     const tried = new Set<string>();
     for (let i = 0; i < Math.max(1, cluster.endpoints.length) && i < 3; i++) {
       const ep = cluster.pick(tried, undefined);
@@ -125,7 +155,7 @@ export class Passthrough {
         continue;
       }
       pipeBothWays(socket, upstream, ep, (sent, received) => {
-        done({ upstream: ep.key, cluster: cluster.name, bytesSent: sent, bytesReceived: received }, 'TCP connection closed');
+        done({ upstream: ep.key, cluster: cluster.name, ...(route !== undefined ? { route: `${route.source.kind} ${route.source.namespace}/${route.source.name} ${route.path}` } : {}), bytesSent: sent, bytesReceived: received }, 'TCP connection closed');
       });
       return;
     }
