@@ -34,5 +34,9 @@ export const WATCHED_KINDS: readonly KubeKind[] = [
   { group: 'networking.istio.io', version: 'v1', kind: 'DestinationRule', plural: 'destinationrules', optional: true },
   { group: 'networking.istio.io', version: 'v1', kind: 'ServiceEntry', plural: 'serviceentries', optional: true },
   { group: 'gateway.networking.k8s.io', version: 'v1', kind: 'HTTPRoute', plural: 'httproutes', optional: true },
+  { group: 'gateway.networking.k8s.io', version: 'v1', kind: 'GRPCRoute', plural: 'grpcroutes', optional: true },
+  { group: 'gateway.networking.k8s.io', version: 'v1alpha2', kind: 'TCPRoute', plural: 'tcproutes', optional: true },
+  { group: 'gateway.networking.k8s.io', version: 'v1alpha2', kind: 'TLSRoute', plural: 'tlsroutes', optional: true },
+  { group: 'gateway.networking.k8s.io', version: 'v1beta1', kind: 'ReferenceGrant', plural: 'referencegrants', optional: true },
   { group: 'gateway.networking.k8s.io', version: 'v1', kind: 'Gateway', plural: 'gateways', optional: true },
 ];
