@@ -243,6 +243,7 @@ export class Agent {
       this.current = new MeshState(this.discovery.view, { node: opts.node, trustDomain, ...(opts.rootNamespace ? { rootNamespace: opts.rootNamespace } : {}) });
       this.metrics.viewVersion.set(change.version);
       for (const p of this.current.problems) this.log.warn({ version: change.version }, p);
+      this.tracker.pruneDisabled(this.current).catch((err: Error) => this.log.warn({ err: err.message }, 'cannot remove the series Telemetry disabled'));
       this.log.info({ version: change.version, source: change.source, full: change.full, upserted: change.upserted.length, removed: change.removed.length }, 'view updated');
       if (this.capture !== undefined && !this.draining && this.handedOverTo === undefined) void this.enrollment.update(this.current).then(() => this.afterEnrollment());
     });

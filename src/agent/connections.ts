@@ -15,13 +15,17 @@
  * - Telemetry is decided once per connection, at open, from the local pod's effective settings
  *   (outbound: CLIENT, inbound: SERVER): a disabled metric is never incremented for it (so no
  *   series appears), a removed tag is left out of its labels, an upserted one takes its value;
- *   the access-log line is written only when the log is enabled and its filter holds.
+ *   the access-log line is written only when the log is enabled and its filter holds. When a
+ *   view disables a metric for a local workload, `pruneDisabled` removes the series it already
+ *   had (a connection opened before the change keeps its decision until it closes).
  */
 import type { Counter } from 'prom-client';
 import type { AgentMetrics, TcpLabelName, TcpLabels } from './metrics.js';
 import type { AccessLog } from './access-log.js';
 import { applyTagOverrides, type ConcreteMetric, type ModeTelemetry } from '../model/compile/telemetry.js';
 import type { Attributes, Value } from '../model/telemetry/expression.js';
+import type { EffectiveTelemetry } from '../model/compile/telemetry.js';
+import { workloadName } from '../metrics/workload-name.js';
 
 export type Direction = 'outbound' | 'inbound' | 'inbound_plaintext';
 
@@ -165,6 +169,42 @@ export class ConnectionTracker {
 
   get size(): number {
     return this.open.size;
+  }
+
+  /**
+   * Removes the series of TCP metrics that Telemetry disables for the local workloads of `state`:
+   * reporter `source` series of the workload (CLIENT) and reporter `destination` ones (SERVER).
+   * Resolves to the number of series removed.
+   */
+  async pruneDisabled(state: { localWorkloads(): readonly { key: string; name: string; namespace: string; labels: Readonly<Record<string, string>> }[]; telemetryFor(key: string): EffectiveTelemetry }): Promise<number> {
+    const disabled: { reporter: string; side: 'source' | 'destination'; name: string; namespace: string; metric: ConcreteMetric }[] = [];
+    for (const w of state.localWorkloads()) {
+      const t = state.telemetryFor(w.key);
+      if (t.isDefault) continue;
+      for (const [mode, reporter, side] of [['client', 'source', 'source'], ['server', 'destination', 'destination']] as const) {
+        for (const metric of ['TCP_OPENED_CONNECTIONS', 'TCP_CLOSED_CONNECTIONS', 'TCP_SENT_BYTES', 'TCP_RECEIVED_BYTES'] as const) {
+          if (t[mode].metrics[metric].disabled) disabled.push({ reporter, side, name: workloadName(w), namespace: w.namespace, metric });
+        }
+      }
+    }
+    if (disabled.length === 0) return 0;
+    const counters: [ConcreteMetric, Counter<TcpLabelName>][] = [
+      ['TCP_OPENED_CONNECTIONS', this.metrics.opened], ['TCP_CLOSED_CONNECTIONS', this.metrics.closed],
+      ['TCP_SENT_BYTES', this.metrics.sent], ['TCP_RECEIVED_BYTES', this.metrics.received],
+    ];
+    let removed = 0;
+    for (const [metric, counter] of counters) {
+      const rules = disabled.filter((d) => d.metric === metric);
+      if (rules.length === 0) continue;
+      for (const v of (await counter.get()).values) {
+        const l = v.labels as Partial<TcpLabels>;
+        if (rules.some((d) => l.reporter === d.reporter && l[`${d.side}_workload`] === d.name && l[`${d.side}_workload_namespace`] === d.namespace)) {
+          counter.remove(v.labels as TcpLabels);
+          removed++;
+        }
+      }
+    }
+    return removed;
   }
 
   list(): ConnectionRecord[] {

@@ -140,6 +140,11 @@ export class WaypointConfig {
     return this.byHost.get(hostname);
   }
 
+  /** Some Telemetry applies to this waypoint's requests. */
+  get hasTelemetry(): boolean {
+    return !this.telemetryDefault.isDefault || [...this.telemetryByService.values()].some((t) => !t.isDefault);
+  }
+
   /** The effective Telemetry of a request to `service` (the waypoint's own when none). */
   telemetryFor(service: WaypointServiceInfo | undefined): EffectiveTelemetry {
     if (service === undefined || this.telemetryByService.size === 0) return this.telemetryDefault;

@@ -12,7 +12,8 @@
  * A record names the metrics it counts (`mask`, default all four): a metric Telemetry disables
  * for a request is not counted, and a series that no request counted for a metric is not
  * rendered for it (so a disabled metric has no series; a metric whose tag overrides differ
- * counts into a series of its own labels).
+ * counts into a series of its own labels). `clear` zeroes metrics of series that Telemetry
+ * has since disabled, so their series disappear (a reset, as Prometheus sees it, if re-enabled).
  */
 import type { Metric, Registry } from 'prom-client';
 
@@ -62,6 +63,14 @@ export class RequestSeries {
     if ((mask & METRIC_REQUEST_SIZE) !== 0) { this.requestBytesCount++; this.requestBytesSum += requestBytes; bump(this.requestBytes, this.owner.sizeBuckets, requestBytes); }
     if ((mask & METRIC_RESPONSE_SIZE) !== 0) { this.responseBytesCount++; this.responseBytesSum += responseBytes; bump(this.responseBytes, this.owner.sizeBuckets, responseBytes); }
   }
+}
+
+/** Zeroes the metrics `mask` names in one series. */
+function clearSeries(s: RequestSeries, mask: number): void {
+  if ((mask & METRIC_COUNT) !== 0) s.requests = 0;
+  if ((mask & METRIC_DURATION) !== 0) { s.durationCount = 0; s.durationSum = 0; s.duration.fill(0); }
+  if ((mask & METRIC_REQUEST_SIZE) !== 0) { s.requestBytesCount = 0; s.requestBytesSum = 0; s.requestBytes.fill(0); }
+  if ((mask & METRIC_RESPONSE_SIZE) !== 0) { s.responseBytesCount = 0; s.responseBytesSum = 0; s.responseBytes.fill(0); }
 }
 
 /** Counts `v` in the first bucket whose bound is >= v (values above every bound only in +Inf). */
@@ -118,6 +127,14 @@ export class RequestMetrics {
     ];
     // The registry renders anything with prom-client's metric shape (name, help, type, get()).
     for (const v of views) registry.registerMetric(v as unknown as Metric);
+  }
+
+  /** Zeroes, in every series, the metrics `mask(labels)` names (0: none); not on the request path. */
+  clear(mask: (labels: Readonly<Record<string, string>>) => number): void {
+    for (const s of this.series.values()) {
+      const m = mask(s.labels);
+      if (m !== 0) clearSeries(s, m);
+    }
   }
 
   /** The series of a label combination (callers cache it: this builds a key of every value). */

@@ -94,9 +94,20 @@ export class Telemetry {
     this.config = config;
   }
 
-  /** The config whose workloads label the series from now on. */
+  /**
+   * The config whose workloads label the series from now on. Request metrics its Telemetry
+   * disables lose the series they had (by the series' destination_service).
+   */
   setConfig(config: WaypointConfig): void {
     this.config = config;
+    if (this.metrics === undefined || !config.hasTelemetry) return;
+    this.metrics.requests.clear((labels) => {
+      const host = labels['destination_service'];
+      const m = config.telemetryFor(host === undefined ? undefined : config.serviceByHost(host)).server.metrics;
+      let mask = 0;
+      for (const [metric, bit] of REQUEST_METRICS) if (m[metric].disabled) mask |= bit;
+      return mask;
+    });
   }
 
   /** Writes the access-log line and metrics once per request. */

@@ -148,3 +148,18 @@ test('sampling 100% marks every new trace sampled, 0% none; a caller\'s decision
   await send(none.h.port, { headers: { traceparent: sampledCaller } });
   t.regex(none.seen.at(-1) ?? '', /-01$/, 'a sampled caller stays sampled');
 });
+
+test('a new config that disables a metric removes the series it already had', async (t) => {
+  const { h, b } = await start(t, '');
+  await send(h.port);
+  await send(h.port, { path: '/status/404' });
+  t.is((await series(h, 'istio_requests_total')).length, 2);
+  const services: ServiceSpec[] = [{ name: 'reviews', endpoints: [{ backend: b, labels: { app: 'reviews', version: 'v1' } }] }];
+  const yaml = telemetry('off', 'shop', 'targetRefs: [{ kind: Service, name: reviews }]\nmetrics: [{ overrides: [{ match: { metric: REQUEST_COUNT }, disabled: true }] }]');
+  h.proxy.setConfig(makeConfigWith(services, { telemetry: waypointTelemetry(policies(yaml), WAYPOINT, ['shop/reviews']) }));
+  t.deepEqual(await series(h, 'istio_requests_total'), []);
+  t.is((await series(h, 'istio_request_duration_milliseconds_count')).length, 2, 'the duration histogram keeps its series');
+  await send(h.port);
+  t.deepEqual(await series(h, 'istio_requests_total'), [], 'and new requests add none');
+  t.regex((await series(h, 'istio_request_duration_milliseconds_count')).join('\n'), /response_code="200"[^}]*\} 2/);
+});

@@ -178,3 +178,23 @@ test.serial('tag overrides remove a label and set another from an expression', a
   const clientClosed = await metricText(m.n1.registry, 'istio_tcp_connections_closed_total{');
   t.true(clientClosed[0]?.includes('destination_version="v1"'), 'the SERVER override does not touch the client side');
 });
+
+test.serial('a view that disables a metric for a workload removes the series it already had', async (t) => {
+  const m = await mesh('');
+  t.teardown(() => m.close());
+  t.is(await m.send('hi'), 'echo-a:hi');
+  await waitIdle(m.n1, m.n2);
+  t.is((await metricText(m.n1.registry, 'istio_tcp_connections_opened_total{')).length, 1);
+  const yaml = meshYaml(m.app, telemetry('client-off', 'shop', `selector: { matchLabels: { app: client } }
+metrics: [{ overrides: [{ match: { metric: TCP_OPENED_CONNECTIONS, mode: CLIENT }, disabled: true }] }]`));
+  const next = stateFromYaml(yaml, 'node-1');
+  m.n1.setState(next);
+  t.is(await m.n1.tracker.pruneDisabled(next), 1);
+  t.deepEqual(await metricText(m.n1.registry, 'istio_tcp_connections_opened_total{'), []);
+  t.is((await metricText(m.n1.registry, 'istio_tcp_connections_closed_total{')).length, 1, 'other metrics keep their series');
+  t.is(await m.send('again'), 'echo-a:again');
+  await waitIdle(m.n1, m.n2);
+  t.deepEqual(await metricText(m.n1.registry, 'istio_tcp_connections_opened_total{'), [], 'and new connections add none');
+  const server = stateFromYaml(yaml, 'node-2');
+  t.is(await m.n2.tracker.pruneDisabled(server), 0, 'the server side is not selected');
+});
