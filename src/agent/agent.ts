@@ -32,6 +32,7 @@ import { GrpcSigner } from '../discovery/grpc-signer.js';
 import type { Socket } from 'node:net';
 import { AgentConfigError } from './errors.js';
 import { MeshState, emptyMeshState } from './mesh-state.js';
+import { describeTelemetry } from '../model/compile/telemetry.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { AccessLog } from './access-log.js';
 import { ConnectionTracker } from './connections.js';
@@ -408,6 +409,7 @@ export class Agent {
           ...(c !== undefined ? { sourceAddressPreserved: this.sourceAddress.status()[w.key] ?? false } : {}),
           mtls: { mode: mtls.mode, source: mtls.source.level, ...(mtls.source.policy ? { policy: `${mtls.source.policy.namespace}/${mtls.source.policy.name}` } : {}) },
           authorizationPolicies: s.policiesFor(w).map((p) => `${p.key} (${p.action})`),
+          telemetry: describeTelemetry(s.telemetryFor(w.key)),
         };
       }),
       capture: (() => { try { return this.capture?.stats(); } catch { return undefined; } })(),

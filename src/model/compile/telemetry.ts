@@ -227,3 +227,23 @@ export function applyTagOverrides<L extends Record<string, string>>(labels: L, s
   }
   return out as Partial<L>;
 }
+
+/** A JSON summary of effective settings for config dumps: what differs from the defaults. */
+export function describeTelemetry(t: EffectiveTelemetry): Record<string, unknown> {
+  const mode = (m: ModeTelemetry): Record<string, unknown> => {
+    const l = m.accessLog;
+    const metrics: Record<string, unknown> = {};
+    for (const c of CONCRETE_METRICS) {
+      const s = m.metrics[c];
+      if (s === METRIC_DEFAULT) continue;
+      metrics[c] = s.disabled ? 'disabled' : Object.fromEntries([...s.tags].map(([tag, a]) => [tag, a.remove ? 'REMOVE' : a.value.source]));
+    }
+    return {
+      accessLog: !l.enabled ? 'disabled' : l.filter !== undefined ? `filter: ${l.filter.source}` : 'enabled',
+      ...(l.source !== undefined ? { accessLogFrom: l.source } : {}),
+      ...(Object.keys(metrics).length > 0 ? { metrics } : {}),
+    };
+  };
+  if (t.isDefault) return { default: true };
+  return { client: mode(t.client), server: mode(t.server), ...(t.samplingPercentage !== undefined ? { samplingPercentage: t.samplingPercentage } : {}) };
+}

@@ -157,6 +157,7 @@ export const telemetryKind = defineKind({
   namespaced: true,
   nameRule: 'dns1123-subdomain',
   spec: telemetrySpec,
+  attachment: 'workload-selector',
   summary: 'access logging (disable, CEL filter), metric overrides (disable, tag overrides) and trace sampling, mesh-, namespace- or workload-wide',
 });
 export type TelemetrySpec = Infer<typeof telemetrySpec>;

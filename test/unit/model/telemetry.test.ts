@@ -6,7 +6,7 @@
 import test from 'ava';
 import { parseYaml } from './helpers.js';
 import type { TelemetryResource } from '../../../src/model/kinds/telemetry.js';
-import { effectiveTelemetry, waypointLevels, workloadLevels, type TelemetryPolicy } from '../../../src/model/compile/telemetry.js';
+import { describeTelemetry, effectiveTelemetry, waypointLevels, workloadLevels, type TelemetryPolicy } from '../../../src/model/compile/telemetry.js';
 import { compileExpression, ExpressionError, type Attributes, type Value } from '../../../src/model/telemetry/expression.js';
 
 function policies(yaml: string): TelemetryPolicy[] {
@@ -89,6 +89,9 @@ test('precedence: the workload over the namespace over the mesh; metric override
 
   const none = effectiveTelemetry(workloadLevels([], { namespace: 'shop', labels: {} }, 'istio-system'));
   t.true(none.isDefault);
+  t.deepEqual(describeTelemetry(none), { default: true });
+  t.deepEqual(describeTelemetry(ratings).server, { accessLog: 'filter: response.code >= 400', accessLogFrom: 'shop/errors-only', metrics: Object.fromEntries(['REQUEST_COUNT', 'REQUEST_DURATION', 'REQUEST_SIZE', 'RESPONSE_SIZE', 'TCP_OPENED_CONNECTIONS', 'TCP_CLOSED_CONNECTIONS', 'TCP_SENT_BYTES', 'TCP_RECEIVED_BYTES'].map((m) => [m, { source_version: 'REMOVE' }])) });
+  t.like(describeTelemetry(reviews), { client: { accessLog: 'disabled', metrics: { REQUEST_COUNT: 'disabled', TCP_OPENED_CONNECTIONS: { source_version: 'REMOVE', destination_app: "'reviews-renamed'" } } }, server: { metrics: { TCP_OPENED_CONNECTIONS: 'disabled' } }, samplingPercentage: 100 });
 });
 
 test('waypoints: targetRefs to the Gateway and to a Service are the most specific levels', (t) => {
