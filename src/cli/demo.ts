@@ -19,7 +19,7 @@
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { DemoMesh, DEMO_EXAMPLES, DEMO_PODS, ECHO_VIP, TCP_ECHO_VIP, REPO_ROOT, defaultCommand } from '../demo/mesh.js';
+import { DemoMesh, DEMO_EXAMPLES, DEMO_INGRESS, DEMO_PODS, ECHO_VIP, TCP_ECHO_VIP, REPO_ROOT, defaultCommand } from '../demo/mesh.js';
 import { Cluster, CONTROL_ADDRESS, spawnIn } from '../demo/cluster.js';
 import { startHttpEcho } from '../demo/apps/http-echo.js';
 import { startTcpEcho } from '../demo/apps/tcp-echo.js';
@@ -36,10 +36,11 @@ const OPERATOR_COMMANDS = new Set(['status', 'config-dump', 'why', 'top']);
 const HELP = `usage:
   ambit demo [--state-dir DIR] [--detach] [--no-waypoint] [--prefix NAME]
                                             build the two-node demo mesh and show it working,
-                                            L4 then L7 through a waypoint; stays in the foreground
+                                            L4, L7 through a waypoint, then HTTPS from outside
+                                            through the ingress gateway; stays in the foreground
                                             until Ctrl-C, SIGTERM or SIGHUP (then removes
                                             everything); --detach leaves it running;
-                                            --no-waypoint stops at L4
+                                            --no-waypoint stops at L4 (no waypoint, no ingress)
   ambit demo down [--state-dir DIR]          remove everything the demo made
   ambit demo status|config-dump|why|top [--state-dir DIR] [ARGS...]
                                             that operator command against the running demo (run
@@ -250,6 +251,25 @@ async function showWaypoint(mesh: DemoMesh, say: (l: string) => void): Promise<v
   say(`   GET /admin/stats -> ${await curl('/admin/stats')} (denied by AuthorizationPolicy demo/echo-no-admin at L7)`);
 }
 
+/**
+ * Step 5 of the demo: declare the ingress gateway demo/ingress (examples/demo/try/ingress.yaml
+ * and a generated TLS Secret), run it, and call echo from the pod outside the mesh through it
+ * over HTTPS: the request enters the mesh over HBONE with the ingress's identity.
+ */
+async function showIngress(mesh: DemoMesh, say: (l: string) => void): Promise<void> {
+  say('\n5. declaring ingress gateway demo/ingress (examples/demo/try/ingress.yaml, TLS Secret generated), starting it ...');
+  const { address } = await mesh.startIngress();
+  const certFile = join(mesh.stateDir, 'ingress-cert.pem');
+  const curl = () => mesh.exec('outside', 'curl', ['-s', '-m', '4', '--cacert', certFile, '--resolve', `${DEMO_INGRESS.hostname}:443:${address}`, '-o', '/dev/null', '-w', '%{http_code}', `https://${DEMO_INGRESS.hostname}/`], 10_000).then((r) => r.stdout.trim());
+  const deadline = Date.now() + 30_000;
+  let answer = await curl();
+  while (answer !== '200' && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 300));
+    answer = await curl();
+  }
+  say(`   outside -> https://${DEMO_INGRESS.hostname}/ at ${address}:443 -> ${answer} (TLS at the ingress, HBONE to echo as spiffe://cluster.local/ns/demo/sa/ingress)`);
+}
+
 async function runUp(args: string[]): Promise<number> {
   const root = needRoot();
   if (root !== undefined) return root;
@@ -303,7 +323,7 @@ async function runUp(args: string[]): Promise<number> {
   for (const s of STOP_SIGNALS) process.on(s, onSignal);
   const release = () => { for (const s of STOP_SIGNALS) process.off(s, onSignal); };
   try {
-    built = await DemoMesh.up({ prefix: values.prefix ?? DEFAULT_PREFIX, stateDir, examplesDir: DEMO_EXAMPLES, waypoint: withWaypoint, signal: stop.signal }, (l) => say(`• ${l}`));
+    built = await DemoMesh.up({ prefix: values.prefix ?? DEFAULT_PREFIX, stateDir, examplesDir: DEMO_EXAMPLES, waypoint: withWaypoint, ingress: withWaypoint, signal: stop.signal }, (l) => say(`• ${l}`));
   } catch (err) {
     // up() has removed what it made; the state directory goes too (logs with it, as on success).
     if (stoppedBy === undefined) { release(); throw err; }
@@ -332,6 +352,7 @@ async function runUp(args: string[]): Promise<number> {
     const mtls = metrics.split('\n').filter((l) => l.startsWith('istio_tcp_connections_opened_total') && l.includes('mutual_tls')).length;
     say(`   node-2's agent reports ${mtls} istio_tcp_connections_opened_total series with connection_security_policy="mutual_tls"`);
     if (withWaypoint) await showWaypoint(mesh, say);
+    if (withWaypoint) await showIngress(mesh, say);
     const n1 = mesh.cluster.node('node-1').netns;
     const n2 = mesh.cluster.node('node-2').netns;
     say(`
@@ -357,7 +378,11 @@ The demo mesh is running (state, logs and the mesh folder in ${stateDir}). Try:
 
   # L7 through the waypoint: header routing, and its request metrics (reporter="waypoint")
   ${me} demo exec client -- curl -s -i -H 'x-canary: yes' http://${ECHO_VIP}/
-  ip netns exec ${n2} curl -s ${mesh.cluster.pod('waypoint').ip}:15020/metrics | grep istio_requests_total` : ''}
+  ip netns exec ${n2} curl -s ${mesh.cluster.pod('waypoint').ip}:15020/metrics | grep istio_requests_total
+
+  # from outside the mesh through the ingress gateway (TLS terminated there, HBONE into the mesh)
+  ${me} demo exec outside -- curl -s --cacert ${join(stateDir, 'ingress-cert.pem')} --resolve ${DEMO_INGRESS.hostname}:443:${mesh.cluster.pod('ingress').ip} https://${DEMO_INGRESS.hostname}/
+  ${me} demo exec outside -- curl -s -H 'host: ${DEMO_INGRESS.hostname}' http://${mesh.cluster.pod('ingress').ip}/` : ''}
 
   # apply a policy: deny the client, or require mTLS (the outside pod is then refused)
   cp ${join(REPO_ROOT, 'examples/demo/try/deny-client.yaml')} ${mesh.meshDir}/

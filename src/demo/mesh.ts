@@ -7,11 +7,17 @@
  *   node-1 netns  198.18.0.1     ambit agent --node node-1     pods: client, echo-1
  *   node-2 netns  198.18.0.2     ambit agent --node node-2     pods: echo-2, tcp-echo, outside
  *                                                               (+ waypoint, with `waypoint: true`)
+ *                                 node-1 also: ingress, with `ingress: true`
  *
  * With `waypoint: true` node-2 also gets a pod `waypoint` in namespace demo, labelled as the pod
  * of Gateway demo/waypoint and not captured itself (it receives HBONE on 15008 directly);
  * `startWaypoint()` runs `ambit waypoint` in it once the Gateway is declared (examples/demo/try/
  * waypoint.yaml), and `bindWaypoint()` labels a Service so that agents send it there.
+ *
+ * With `ingress: true` node-1 also gets a pod `ingress` in namespace demo, the pod of the ingress
+ * Gateway demo/ingress (class ambit), not captured; `startIngress()` declares it
+ * (examples/demo/try/ingress.yaml plus a generated kubernetes.io/tls Secret) and runs
+ * `ambit waypoint --ingress` in it, listening on the pod's address for the `outside` pod.
  *
  * Invariants:
  * - Every process runs in the cluster's cgroup subtree (pods under their node's cgroup, which
@@ -27,6 +33,7 @@ import { closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFi
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withLongRunningFlags } from '../util/node-flags.js';
+import { selfSignedTlsCertificate } from '../identity/self-signed.js';
 import { Cluster, CONTROL_ADDRESS, ClusterError, destroyCluster, execIn, spawnIn, type RunIn } from './cluster.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -67,6 +74,16 @@ export const WAYPOINT_POD: DemoPod = {
   labels: { 'gateway.networking.k8s.io/gateway-name': DEMO_WAYPOINT.name, 'ambit.dev/dataplane-mode': 'none' },
 };
 
+/** The ingress Gateway of namespace demo (declared by examples/demo/try/ingress.yaml). */
+export const DEMO_INGRESS = { namespace: 'demo', name: 'ingress', hostname: 'echo.demo.example' } as const;
+
+/** The pod that runs `ambit waypoint --ingress` for Gateway demo/ingress (with `ingress: true`). */
+export const INGRESS_POD: DemoPod = {
+  name: 'ingress', namespace: 'demo', node: 'node-1', serviceAccount: 'ingress', app: 'ingress', serves: 'none',
+  // The gateway's own pod, outside capture: it enters the mesh over HBONE with its own identity.
+  labels: { 'gateway.networking.k8s.io/gateway-name': DEMO_INGRESS.name, 'ambit.dev/dataplane-mode': 'none' },
+};
+
 export interface DemoMeshOptions {
   /** Prefix of every name the cluster creates, 1-8 of [a-z0-9] (required). */
   prefix: string;
@@ -84,6 +101,8 @@ export interface DemoMeshOptions {
   agentArgs?: string[];
   /** Add the waypoint pod of namespace demo and its bootstrap token (default false). */
   waypoint?: boolean;
+  /** Add the ingress pod of namespace demo and its bootstrap token (default false). */
+  ingress?: boolean;
   /**
    * Stops the mesh from starting anything more once aborted (default none): `up()` then removes
    * what it made and rejects, and later spawns, execs and waits reject at once, so a demo that
@@ -153,9 +172,9 @@ export class DemoMesh {
     return new DemoMesh(Cluster.load(opts.stateDir), opts);
   }
 
-  /** The pods of this mesh: the demo's, plus the waypoint pod when asked for. */
+  /** The pods of this mesh: the demo's, plus the waypoint and ingress pods when asked for. */
   get pods(): readonly DemoPod[] {
-    return this.opts.waypoint === true ? [...DEMO_PODS, WAYPOINT_POD] : DEMO_PODS;
+    return [...DEMO_PODS, ...(this.opts.waypoint === true ? [WAYPOINT_POD] : []), ...(this.opts.ingress === true ? [INGRESS_POD] : [])];
   }
 
   private writeMesh(): void {
@@ -190,6 +209,11 @@ export class DemoMesh {
       const t = randomBytes(24).toString('base64url');
       tokens.push(`${t} waypoint ${DEMO_WAYPOINT.namespace}/${DEMO_WAYPOINT.name}`);
       writeFileSync(join(this.stateDir, 'waypoint.token'), `${t}\n`, { mode: 0o600 });
+    }
+    if (this.opts.ingress === true) {
+      const t = randomBytes(24).toString('base64url');
+      tokens.push(`${t} waypoint ${DEMO_INGRESS.namespace}/${DEMO_INGRESS.name}`);
+      writeFileSync(join(this.stateDir, 'ingress.token'), `${t}\n`, { mode: 0o600 });
     }
     writeFileSync(join(this.stateDir, 'tokens'), tokens.join('\n') + '\n', { mode: 0o600 });
   }
@@ -230,6 +254,30 @@ export class DemoMesh {
       '--token-file', join(this.stateDir, 'waypoint.token'),
     ]);
     await this.waitHttp(this.cluster.node(pod.node).netns, `http://${pod.ip}:15021/healthz/ready`, 30_000, 'the waypoint');
+  }
+
+  /**
+   * Declares the ingress Gateway demo/ingress (examples/demo/try/ingress.yaml, and the Secret
+   * demo/ingress-cert with a self-signed certificate for echo.demo.example made now), runs
+   * `ambit waypoint --ingress` in the ingress pod (needs `ingress: true`) and waits until it
+   * serves its first configuration. Returns the certificate (PEM) for clients to trust.
+   */
+  async startIngress(): Promise<{ address: string; certPem: string }> {
+    if (this.opts.ingress !== true) throw new ClusterError('this demo mesh was started without its ingress pod (option ingress)');
+    const { certPem, keyPem } = await selfSignedTlsCertificate({ hostnames: [DEMO_INGRESS.hostname] });
+    const b64 = (x: string) => Buffer.from(x).toString('base64');
+    // The key lives in the mesh folder (the control plane's input, mode 0600) and in the ingress's view only.
+    writeFileSync(join(this.meshDir, '61-ingress-cert.yaml'), `# Generated by ambit demo: the ingress's TLS certificate (self-signed, for ${DEMO_INGRESS.hostname}).\napiVersion: v1\nkind: Secret\nmetadata:\n  name: ingress-cert\n  namespace: ${DEMO_INGRESS.namespace}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: ${b64(certPem)}\n  tls.key: ${b64(keyPem)}\n`, { mode: 0o600 });
+    writeFileSync(join(this.stateDir, 'ingress-cert.pem'), certPem);
+    this.setResource('61-ingress.yaml', readFileSync(join(DEMO_EXAMPLES, 'try', 'ingress.yaml'), 'utf8'));
+    const pod = this.cluster.pod(INGRESS_POD.name);
+    this.spawnAmbit('ingress', this.cluster.podPlace(INGRESS_POD.name), [
+      'waypoint', '--ingress', '--name', `${DEMO_INGRESS.namespace}/${DEMO_INGRESS.name}`, '--service-account', INGRESS_POD.serviceAccount,
+      '--host', pod.ip, '--control-plane', `${CONTROL_ADDRESS}:15012`, '--trust-bundle', join(this.stateDir, 'ca', 'root-cert.pem'),
+      '--token-file', join(this.stateDir, 'ingress.token'),
+    ]);
+    await this.waitHttp(this.cluster.node(pod.node).netns, `http://${pod.ip}:15021/healthz/ready`, 30_000, 'the ingress');
+    return { address: pod.ip, certPem };
   }
 
   /** The waypoint's metrics text. */
