@@ -1,6 +1,6 @@
 /**
  * The Kubernetes resources the control plane watches (docs/architecture.md#resources): core kinds,
- * EndpointSlices, and the mesh kinds (Istio security and networking, Gateway API). Paths are
+ * EndpointSlices, and the mesh kinds (Istio security, networking and telemetry, Gateway API). Paths are
  * cluster-wide lists.
  */
 export interface KubeKind {
@@ -33,6 +33,7 @@ export const WATCHED_KINDS: readonly KubeKind[] = [
   { group: 'networking.istio.io', version: 'v1', kind: 'VirtualService', plural: 'virtualservices', optional: true },
   { group: 'networking.istio.io', version: 'v1', kind: 'DestinationRule', plural: 'destinationrules', optional: true },
   { group: 'networking.istio.io', version: 'v1', kind: 'ServiceEntry', plural: 'serviceentries', optional: true },
+  { group: 'telemetry.istio.io', version: 'v1', kind: 'Telemetry', plural: 'telemetries', optional: true },
   { group: 'gateway.networking.k8s.io', version: 'v1', kind: 'HTTPRoute', plural: 'httproutes', optional: true },
   { group: 'gateway.networking.k8s.io', version: 'v1', kind: 'GRPCRoute', plural: 'grpcroutes', optional: true },
   { group: 'gateway.networking.k8s.io', version: 'v1alpha2', kind: 'TCPRoute', plural: 'tcproutes', optional: true },
