@@ -4,6 +4,7 @@
  * namespaces follow ReferenceGrants, and every route gets Accepted and ResolvedRefs conditions.
  */
 import test from 'ava';
+import { applyChange, compile } from '../../../src/model/compile/compile.js';
 import { grpcMethodPath } from '../../../src/model/compile/gateway-routes.js';
 import type { RouteStatus } from '../../../src/model/compile/route-status.js';
 import { codes, compileYaml, node, ns, parseYaml, pod, service } from './helpers.js';
@@ -203,4 +204,32 @@ spec:
   // The Bucket is not a backend the waypoint can use; the missing Service stays (the waypoint answers 503 for it).
   const a = s.service('app/echo')!.routes[0]?.action;
   t.deepEqual(a?.type === 'forward' ? a.destinations.map((d) => d.host) : a, ['missing.app.svc.cluster.local']);
+});
+
+test('incremental: adding and removing a ReferenceGrant, a GRPCRoute or a TCPRoute gives what a full compile gives (routes, L4 routes, status, diagnostics)', (t) => {
+  const base = parseYaml(BASE + CROSS).resources;
+  const grant = parseYaml('apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: other}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: TCPRoute, namespace: app}]\n  to: [{group: "", kind: Service}]\n').resources;
+  const grpc = parseYaml(GRPC).resources;
+  const same = (inc: ReturnType<typeof compile>, full: ReturnType<typeof compile>, what: string) => {
+    for (const key of ['app/echo', 'app/echo2']) {
+      t.deepEqual(inc.service(key)?.routes, full.service(key)?.routes, `${what}: routes of ${key}`);
+      t.deepEqual(inc.service(key)?.l4Routes, full.service(key)?.l4Routes, `${what}: L4 routes of ${key}`);
+    }
+    t.deepEqual(inc.routeStatuses(), full.routeStatuses(), `${what}: status`);
+    t.deepEqual(codes(inc.diagnostics()).sort(), codes(full.diagnostics()).sort(), `${what}: diagnostics`);
+  };
+  let snap = compile(base);
+  snap.diagnostics();
+  snap = applyChange(snap, { upsert: grant });
+  same(snap, compile([...base, ...grant]), 'grant added');
+  t.deepEqual(snap.service('app/echo')?.l4Routes?.[0]?.destinations.map((d) => d.host), ['db.other.svc.cluster.local']);
+  snap = applyChange(snap, { upsert: grpc });
+  same(snap, compile([...base, ...grant, ...grpc]), 'GRPCRoute added');
+  snap = applyChange(snap, { delete: grant.map((r) => r.ref) });
+  same(snap, compile([...base, ...grpc]), 'grant removed');
+  t.deepEqual(snap.service('app/echo')?.l4Routes?.[0]?.destinations, []);
+  const tcp = base.filter((r) => r.kind === 'TCPRoute');
+  snap = applyChange(snap, { delete: tcp.map((r) => r.ref) });
+  same(snap, compile(base.filter((r) => r.kind !== 'TCPRoute').concat(grpc)), 'TCPRoute removed');
+  t.is(snap.service('app/echo')?.l4Routes, undefined);
 });
