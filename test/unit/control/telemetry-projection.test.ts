@@ -63,3 +63,16 @@ test('each Telemetry reaches the agents and waypoints it can apply to', (tt) => 
   tt.deepEqual(names('waypoint', 'data/wp'), ['data/db-svc', 'istio-system/mesh']);
   tt.deepEqual(names('waypoint', 'other/wp'), ['istio-system/mesh'], 'a waypoint in another namespace gets only the mesh-wide one');
 });
+
+test('an edited or deleted Telemetry is a one-resource delta', (tt) => {
+  const [mesh] = telemetries(t('mesh', 'istio-system', '{ accessLogging: [{ disabled: true }] }'));
+  const projector = new Projector();
+  const empty = { workloads: [], services: [], waypoints: [], workloadByKey: () => undefined, serviceByKey: () => undefined };
+  projector.project(empty, []);
+  const up = projector.projectChanges(empty, { workloads: [], services: [], waypoints: [], upserted: [mesh as Resource], removed: [] });
+  tt.deepEqual(up.upserts.map((m) => `${m.kind} ${m.name}`), ['TELEMETRY istio-system/mesh']);
+  tt.deepEqual(up.removals, []);
+  const down = projector.projectChanges(empty, { workloads: [], services: [], waypoints: [], upserted: [], removed: [(mesh as Resource).ref] });
+  tt.deepEqual(down.upserts, []);
+  tt.deepEqual(down.removals, ['TELEMETRY\u0000istio-system/mesh']);
+});
