@@ -317,11 +317,6 @@ export class Snapshot {
     return this.state.services.get(key);
   }
 
-  serviceByVip(ip: string): MeshService | undefined {
-    const keys = this.state.servicesByVip.get(ip);
-    return keys === undefined ? undefined : this.state.services.get(keys[0] as string);
-  }
-
   private routeStatusList: readonly RouteStatus[] | undefined;
 
   /**
@@ -343,6 +338,11 @@ export class Snapshot {
       this.routeStatusList = Object.freeze(out);
     }
     return this.routeStatusList;
+  }
+
+  serviceByVip(ip: string): MeshService | undefined {
+    const keys = this.state.servicesByVip.get(ip);
+    return keys === undefined ? undefined : this.state.services.get(keys[0] as string);
   }
 
   /**

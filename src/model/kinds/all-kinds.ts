@@ -27,12 +27,12 @@ export const KINDS: readonly KindDefinition<unknown, unknown>[] = [
   destinationRuleKind,
   serviceEntryKind,
   httpRouteKind,
-  gatewayKind,
-  localRateLimitKind,
   grpcRouteKind,
   tcpRouteKind,
   tlsRouteKind,
   referenceGrantKind,
+  gatewayKind,
+  localRateLimitKind,
   telemetryKind,
 ] as readonly KindDefinition<unknown, unknown>[];
 
