@@ -5,16 +5,18 @@
  * `ambit analyze`.
  *
  * - Accepted: True (Accepted) for a parent Service that exists and has the parentRef's port;
- *   False NoMatchingParent for a Service that does not exist or lacks that port; False
- *   NotAllowedByListeners for a Gateway parent (ambit attaches routes to Services, GAMMA; a
- *   waypoint Gateway's listeners take none) or any other kind of parent.
+ *   False NoMatchingParent for a Service that does not exist or lacks that port. For a Gateway
+ *   parent: True when a listener of that ingress Gateway (class `ambit`) took the route; False
+ *   NotAllowedByListeners when none did, or when it is a waypoint (whose listeners take no
+ *   routes: routes attach to its Services, GAMMA); False NoMatchingParent when there is no such
+ *   Gateway or it is of another class. Any other kind of parent: False NotAllowedByListeners.
  * - ResolvedRefs (the same for every parent, as backends are per route): False with the first
  *   problem found, in rule and backend order: InvalidKind (not a core Service), RefNotPermitted
  *   (another namespace's Service without a ReferenceGrant), BackendNotFound (no such Service);
  *   True (ResolvedRefs) otherwise. The message lists every problem.
  */
 import type { ResourceRef } from '../diagnostics.js';
-import type { ParentRefSpec } from '../kinds/gateway-api.js';
+import { INGRESS_GATEWAY_CLASS, WAYPOINT_GATEWAY_CLASS, type ParentRefSpec } from '../kinds/gateway-api.js';
 import { backendRefProblem, GATEWAY_GROUP, type ReferenceGrants } from './reference-grants.js';
 import type { MeshService } from './types.js';
 
@@ -52,6 +54,8 @@ export interface RouteStatusInput {
 
 export interface RouteStatusLookups {
   service(key: string): MeshService | undefined;
+  /** A Gateway by `namespace/name`: its class, and whether one of its listeners took the route (default: none exist). */
+  gateway?(key: string): { readonly gatewayClassName: string; attached(route: ResourceRef): boolean } | undefined;
   readonly grants: ReferenceGrants;
 }
 
@@ -68,7 +72,13 @@ function accepted(route: RouteStatusInput, p: ParentRefSpec, look: RouteStatusLo
     return { type: 'Accepted', status: 'True', reason: 'Accepted', message: `attached to Service ${key}; applied by its waypoint` };
   }
   if (group === GATEWAY_GROUP && kind === 'Gateway') {
-    return no('NotAllowedByListeners', `Gateway ${p.namespace ?? route.ref.namespace}/${p.name}: ambit attaches routes to Services (GAMMA); no Gateway listener takes routes`);
+    const key = `${p.namespace ?? route.ref.namespace}/${p.name}`;
+    const gw = look.gateway?.(key);
+    if (gw === undefined) return no('NoMatchingParent', `Gateway ${key} does not exist`);
+    if (gw.gatewayClassName === WAYPOINT_GATEWAY_CLASS) return no('NotAllowedByListeners', `Gateway ${key} is a waypoint: its listeners take no routes; attach the route to a Service bound to it (GAMMA)`);
+    if (gw.gatewayClassName !== INGRESS_GATEWAY_CLASS) return no('NoMatchingParent', `Gateway ${key} has gatewayClassName ${gw.gatewayClassName}, which is not ambit's (${INGRESS_GATEWAY_CLASS}, ${WAYPOINT_GATEWAY_CLASS})`);
+    if (gw.attached(route.ref)) return { type: 'Accepted', status: 'True', reason: 'Accepted', message: `attached to a listener of ingress Gateway ${key}` };
+    return no('NotAllowedByListeners', `no listener of ingress Gateway ${key} takes this ${route.ref.kind} (protocol, port, sectionName, hostnames or allowedRoutes)`);
   }
   return no('NotAllowedByListeners', `parentRef ${kind} ${p.name}: only Service parents are implemented`);
 }

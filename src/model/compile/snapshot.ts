@@ -30,6 +30,8 @@ import { KIND_GATEWAY, KIND_HTTP_ROUTE as KIND_INGRESS_ROUTE } from './resource-
 import type { GatewayResource, HttpRouteResource } from '../kinds/gateway-api.js';
 import type { SecretResource } from '../kinds/core.js';
 import { buildIngresses, secretKey, type IngressGateway } from './ingress.js';
+import type { IstioGatewayResource } from '../kinds/istio-gateway.js';
+import type { VirtualServiceResource } from '../kinds/networking.js';
 
 /** What the last `applyChange` recomputed (keys), for pushing deltas. */
 export interface SnapshotChanges {
@@ -327,7 +329,14 @@ export class Snapshot {
     if (this.routeStatusList === undefined) {
       const res = this.state.resources;
       const grants = new ReferenceGrants(res.list<ReferenceGrantResource>(KIND_REFERENCE_GRANT));
-      const look = { service: (k: string) => this.service(k), grants };
+      const gateway = (key: string) => {
+        const slash = key.indexOf('/');
+        const gw = res.getByKey(KIND_GATEWAY, refKey({ group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: key.slice(0, slash), name: key.slice(slash + 1) })) as GatewayResource | undefined;
+        if (gw === undefined) return undefined;
+        const attached = new Set((this.ingress(key)?.routeSources ?? []).map(refKey));
+        return { gatewayClassName: gw.spec.gatewayClassName, attached: (r: ResourceRef) => attached.has(refKey(r)) };
+      };
+      const look = { service: (k: string) => this.service(k), gateway, grants };
       const out: RouteStatus[] = [];
       for (const kind of [KIND_HTTP_ROUTE, KIND_GRPC_ROUTE, KIND_TCP_ROUTE, KIND_TLS_ROUTE]) {
         for (const r of res.list<Resource<{ parentRefs?: ParentRefSpec[]; rules?: Parameters<typeof routeBackendRefs>[0] }>>(kind)) {
@@ -429,16 +438,19 @@ export class Snapshot {
       const res = this.state.resources;
       const gateways = res.list<GatewayResource>(KIND_GATEWAY);
       this.ingressCache = Object.freeze(
-        gateways.length === 0
+        gateways.length === 0 && res.list('networking.istio.io/Gateway').length === 0
           ? []
           : buildIngresses(
               {
                 gateways,
                 routes: res.list<HttpRouteResource>(KIND_INGRESS_ROUTE),
+                istioGateways: res.list<IstioGatewayResource>('networking.istio.io/Gateway'),
+                virtualServices: res.list<VirtualServiceResource>('networking.istio.io/VirtualService'),
+                workloads: () => this.workloads(),
                 secret: (ns, name) => res.getByKey('core/Secret', secretKey(ns, name)) as SecretResource | undefined,
                 workloadsInNamespace: (ns) => this.workloadsInNamespace(ns),
               },
-              { clusterDomain: this.options.clusterDomain },
+              { clusterDomain: this.options.clusterDomain, grants: new ReferenceGrants(res.list<ReferenceGrantResource>(KIND_REFERENCE_GRANT)) },
             ),
       );
     }

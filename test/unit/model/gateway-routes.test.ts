@@ -172,7 +172,7 @@ test('ReferenceGrant allowed: a grant in the target namespace for the route kind
   t.deepEqual(bad.diagnostics.map((d) => `${d.code} ${d.path}`).sort(), ['AMBIT_SCHEMA_RANGE spec.from', 'AMBIT_SCHEMA_UNKNOWN_FIELD spec.to[0].port']);
 });
 
-test('route status: NoMatchingParent for a missing Service or port, NotAllowedByListeners for a Gateway parent, BackendNotFound and InvalidKind for backends', (t) => {
+test('route status: NoMatchingParent for a missing Service, port or Gateway, BackendNotFound and InvalidKind for backends', (t) => {
   const y =
     BASE +
     `apiVersion: gateway.networking.k8s.io/v1
@@ -195,7 +195,7 @@ spec:
     'nope ResolvedRefs=False BackendNotFound',
     'echo Accepted=False NoMatchingParent',
     'echo ResolvedRefs=False BackendNotFound',
-    'some-gateway Accepted=False NotAllowedByListeners',
+    'some-gateway Accepted=False NoMatchingParent',
     'some-gateway ResolvedRefs=False BackendNotFound',
   ]);
   const st = s.routeStatuses().find((r) => r.route.name === 'g')!;
@@ -232,4 +232,40 @@ test('incremental: adding and removing a ReferenceGrant, a GRPCRoute or a TCPRou
   snap = applyChange(snap, { delete: tcp.map((r) => r.ref) });
   same(snap, compile(base.filter((r) => r.kind !== 'TCPRoute').concat(grpc)), 'TCPRoute removed');
   t.is(snap.service('app/echo')?.l4Routes, undefined);
+});
+
+test('route status of Gateway parents: an ingress Gateway (class ambit) accepts the HTTPRoutes its listeners take; a waypoint\'s listeners take none (NotAllowedByListeners)', (t) => {
+  const y =
+    BASE +
+    `apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: app}
+spec:
+  gatewayClassName: ambit
+  listeners: [{name: web, port: 80, protocol: HTTP, hostname: shop.example.com}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: wp, namespace: app}
+spec: {gatewayClassName: ambit-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: in, namespace: app}
+spec:
+  parentRefs: [{name: edge}, {name: wp}]
+  hostnames: [shop.example.com]
+  rules: [{backendRefs: [{name: echo, port: 9000}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: other-host, namespace: app}
+spec:
+  parentRefs: [{name: edge}]
+  hostnames: [else.example.org]
+  rules: [{backendRefs: [{name: echo, port: 9000}]}]
+`;
+  const s = compileYaml(t, y);
+  t.deepEqual(conditions(s.routeStatuses(), 'in'), ['edge Accepted=True Accepted', 'edge ResolvedRefs=True ResolvedRefs', 'wp Accepted=False NotAllowedByListeners', 'wp ResolvedRefs=True ResolvedRefs']);
+  t.deepEqual(conditions(s.routeStatuses(), 'other-host'), ['edge Accepted=False NotAllowedByListeners', 'edge ResolvedRefs=True ResolvedRefs']);
 });
