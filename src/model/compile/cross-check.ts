@@ -95,7 +95,9 @@ const SEP = '\u0000';
 const groupKey = (section: Section, subject: string): string => `${section}${SEP}${subject}`;
 
 /** Policy kinds whose selectors and targetRefs are checked. */
-const SELECTOR_POLICY_KINDS = [KIND_PEER_AUTHENTICATION, KIND_AUTHORIZATION_POLICY, KIND_REQUEST_AUTHENTICATION, KIND_LOCAL_RATE_LIMIT] as const;
+/** Telemetry (telemetry.istio.io): its selector and targetRefs are checked as a policy's. */
+const KIND_TELEMETRY = 'telemetry.istio.io/Telemetry';
+const SELECTOR_POLICY_KINDS = [KIND_PEER_AUTHENTICATION, KIND_AUTHORIZATION_POLICY, KIND_REQUEST_AUTHENTICATION, KIND_LOCAL_RATE_LIMIT, KIND_TELEMETRY] as const;
 
 type PolicySpec = { selector?: { matchLabels?: Record<string, string> }; targetRef?: { kind: string; name: string; group?: string }; targetRefs?: { kind: string; name: string; group?: string }[] };
 
@@ -470,7 +472,8 @@ class Checker {
     if (!isEmptySelector(sel)) {
       const matches = (w: Workload): boolean => matchesLabels(sel ?? {}, w.labels);
       let any = false;
-      if (p.ref.namespace === this.root && p.kind !== 'PeerAuthentication') {
+      // A root-namespace selector selects mesh-wide, except PeerAuthentication's and Telemetry's (the root namespace's own pods).
+      if (p.ref.namespace === this.root && p.kind !== 'PeerAuthentication' && p.kind !== 'Telemetry') {
         for (const w of this.st.workloads.values()) if (matches(w)) { any = true; break; }
       } else {
         any = this.snap.workloadsInNamespace(p.ref.namespace).some(matches);

@@ -4,7 +4,7 @@
  * refused with a diagnostic naming the construct), and fields accepted but not applied.
  */
 import test from 'ava';
-import { parseYaml } from './helpers.js';
+import { analyzeYaml, ns, node, parseYaml, pod } from './helpers.js';
 import type { TelemetryResource } from '../../../src/model/kinds/telemetry.js';
 import { describeTelemetry, effectiveTelemetry, waypointLevels, workloadLevels, type TelemetryPolicy } from '../../../src/model/compile/telemetry.js';
 import { compileExpression, ExpressionError, type Attributes, type Value } from '../../../src/model/telemetry/expression.js';
@@ -237,4 +237,24 @@ spec:
 `);
   t.is(typo.resources.length, 0);
   t.regex(typo.diagnostics.find((d) => d.code === 'AMBIT_SCHEMA_UNKNOWN_FIELD')?.message ?? '', /did you mean "accessLogging"/);
+});
+
+test('a selector that matches no pod and a targetRef to nothing are reported, as for policies', (t) => {
+  const base = ns('istio-system') + ns('shop', { 'ambit.dev/dataplane-mode': 'ambient' }) + node('node-1', '198.18.0.1') + pod('shop', 'web-1', '198.19.1.1', { app: 'web' });
+  const tel = (name: string, namespace: string, spec: string) => `apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: ${name}, namespace: ${namespace}}\nspec: ${spec}\n---\n`;
+  const ds = analyzeYaml(base +
+    tel('web', 'shop', '{selector: {matchLabels: {app: web}}, accessLogging: [{disabled: true}]}') +
+    tel('typo', 'shop', '{selector: {matchLabels: {app: wbe}}, accessLogging: [{disabled: true}]}') +
+    tel('root-sel', 'istio-system', '{selector: {matchLabels: {app: web}}, accessLogging: [{disabled: true}]}') +
+    tel('gone', 'shop', '{targetRefs: [{kind: Service, name: nope}], accessLogging: [{disabled: true}]}') +
+    tel('no-wp', 'shop', '{targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}], accessLogging: [{disabled: true}]}'));
+  const refs = ds.filter((d) => d.code.startsWith('AMBIT_REF_') && d.code !== 'AMBIT_REF_UNKNOWN_NAMESPACE').map((d) => `${d.code} ${d.path ?? ''}`);
+  t.deepEqual(refs.sort(), [
+    'AMBIT_REF_SELECTOR_NO_MATCH spec.selector.matchLabels',
+    'AMBIT_REF_SELECTOR_NO_MATCH spec.selector.matchLabels',
+    'AMBIT_REF_UNKNOWN_SERVICE spec.targetRefs[0].name',
+    'AMBIT_REF_UNKNOWN_WAYPOINT spec.targetRefs[0].name',
+  ], ds.map((d) => `${d.code} ${d.message}`).join('\n'));
+  t.true(ds.some((d) => d.code === 'AMBIT_REF_SELECTOR_NO_MATCH' && /wbe/.test(d.message)));
+  t.true(ds.some((d) => d.code === 'AMBIT_REF_SELECTOR_NO_MATCH' && /web/.test(d.message)), 'a root-namespace selector selects the root namespace\'s pods only');
 });
