@@ -242,6 +242,16 @@ class Checker {
       const named = this.vss().some((root) => (root.spec.http ?? []).some((r) => r.delegate !== undefined && r.delegate.name === vs.ref.name && (r.delegate.namespace ?? root.ref.namespace) === vs.ref.namespace));
       if (!named) rep.add(vs, ['spec'], 'AMBIT_REF_DELEGATE_UNUSED', 'a VirtualService without hosts is a delegate, and no VirtualService delegates to it (http[].delegate), so it routes nothing; set hosts if it is not a delegate');
     }
+    const mesh = vsAppliesToMesh(vs.spec);
+    (vs.spec.gateways ?? []).forEach((g, i) => {
+      if (g === 'mesh') return;
+      const slash = g.indexOf('/');
+      const key = slash === -1 ? `${vs.ref.namespace}/${g}` : g;
+      if (this.st.resources.getByKey('networking.istio.io/Gateway', `networking.istio.io/Gateway/${key}`) !== undefined) return;
+      rep.add(vs, ['spec', 'gateways', i], 'AMBIT_SCHEMA_UNIMPLEMENTED', mesh
+        ? `gateway ${JSON.stringify(g)}: there is no Gateway (networking.istio.io) ${key}; this VirtualService routes mesh traffic only`
+        : `gateway ${JSON.stringify(g)}: there is no Gateway (networking.istio.io) ${key}, and without "mesh" in gateways this VirtualService does not apply to mesh traffic: nothing uses it`);
+    });
     // Hosts of a VirtualService bound only to ingress gateways are external names: not checked.
     (vsAppliesToMesh(vs.spec) ? vs.spec.hosts ?? [] : []).forEach((h, i) => {
       const full = resolveHost(h, vs.ref.namespace, domain);

@@ -17,12 +17,23 @@
  * - The certificate of an HTTPS listener is the first certificateRef whose Secret exists and has
  *   type kubernetes.io/tls; listeners without a hostname serve the default certificate.
  *
+ * Istio's Gateway (networking.istio.io) is served the same way: each server (port, hosts, tls
+ * SIMPLE with credentialName) is a listener; VirtualServices whose `gateways` name it (`ns/name`,
+ * or `name` from its own namespace) attach where their hosts intersect a server's hosts and the
+ * server's `ns/` prefix admits their namespace (`*` any, `.` the Gateway's); their routes keep
+ * their order, exact hosts before wildcards. Its pods are those its `selector` matches.
+ *
  * Invariant: nothing here holds key material; the control plane reads the Secret when it builds
  * the one ingress's view (src/control/projection.ts).
  */
 import type { ResourceRef } from '../diagnostics.js';
 import { INGRESS_GATEWAY_CLASS, type GatewayResource, type HttpRouteResource } from '../kinds/gateway-api.js';
 import { TLS_SECRET_TYPE, type SecretResource } from '../kinds/core.js';
+import type { IstioGatewayResource } from '../kinds/istio-gateway.js';
+import type { VirtualServiceResource } from '../kinds/networking.js';
+import { resolveHost } from './hosts.js';
+import { virtualServiceRoutes } from './routes.js';
+import { matchesLabels } from './selectors.js';
 import { refKey } from '../resource.js';
 import { gwRule, precedence, type HostContext } from './routes.js';
 import { compareAge } from './selectors.js';
@@ -66,6 +77,11 @@ export interface IngressGateway {
 export interface IngressInputs {
   readonly gateways: readonly GatewayResource[];
   readonly routes: readonly HttpRouteResource[];
+  /** Istio Gateways and the VirtualServices that may bind to them (default none). */
+  readonly istioGateways?: readonly IstioGatewayResource[];
+  readonly virtualServices?: readonly VirtualServiceResource[];
+  /** Every workload (for Istio Gateway selectors; default none). */
+  readonly workloads?: () => readonly Workload[];
   secret(namespace: string, name: string): SecretResource | undefined;
   workloadsInNamespace(namespace: string): readonly Workload[];
 }
@@ -201,12 +217,106 @@ function buildOne(gw: GatewayResource, inputs: IngressInputs, ctx: HostContext):
   });
 }
 
-/** Every ingress gateway of the resources, by key order. */
+/** Whether a VirtualService's `gateways` name the Istio Gateway `gw`. */
+export function vsBindsGateway(vs: VirtualServiceResource, gw: { ref: { namespace: string; name: string } }): boolean {
+  return (vs.spec.gateways ?? []).some((g) => {
+    const slash = g.indexOf('/');
+    const ns = slash === -1 ? vs.ref.namespace : g.slice(0, slash);
+    const name = slash === -1 ? g : g.slice(slash + 1);
+    return ns === gw.ref.namespace && name === gw.ref.name;
+  });
+}
+
+/** A server host `ns/host`: which VirtualService namespaces it admits, and the host. */
+function serverHost(h: string, gwNamespace: string): { ns: string | undefined; host: string } {
+  const slash = h.indexOf('/');
+  if (slash === -1) return { ns: undefined, host: h };
+  const ns = h.slice(0, slash);
+  return { ns: ns === '*' ? undefined : ns === '.' ? gwNamespace : ns, host: h.slice(slash + 1) };
+}
+
+function istioHostIntersect(a: string, b: string): string | undefined {
+  if (a === '*') return b;
+  if (b === '*') return a;
+  return intersectHost(a, b);
+}
+
+function buildIstio(gw: IstioGatewayResource, inputs: IngressInputs, ctx: HostContext): IngressGateway {
+  const ns = gw.ref.namespace;
+  const servers = (gw.spec.servers ?? []).filter((sv) => ['HTTP', 'HTTPS', 'HTTP2', 'GRPC'].includes(sv.port.protocol));
+  const listeners: IngressListener[] = servers.map((sv, i) => {
+    const protocol: 'HTTP' | 'HTTPS' = sv.port.protocol === 'HTTPS' ? 'HTTPS' : 'HTTP';
+    let certificate: string | undefined;
+    const cred = sv.tls?.credentialName;
+    if (protocol === 'HTTPS' && cred !== undefined && (sv.tls?.mode ?? 'SIMPLE') === 'SIMPLE') {
+      const sec = inputs.secret(ns, cred);
+      if (sec !== undefined && sec.spec.type === TLS_SECRET_TYPE) certificate = `${ns}/${cred}`;
+    }
+    const hosts = sv.hosts.map((h) => serverHost(h, ns).host);
+    const single = hosts.length === 1 && hosts[0] !== '*' ? hosts[0] : undefined;
+    return Object.freeze({ name: sv.name ?? `server-${i}`, port: sv.port.number, protocol, hostname: single, certificate });
+  });
+  const vss = [...(inputs.virtualServices ?? [])].filter((vs) => vsBindsGateway(vs, gw)).sort(compareAge);
+  const sources = new Map<string, ResourceRef>();
+  const ports: IngressPort[] = [];
+  for (const port of [...new Set(listeners.map((l) => l.port))].sort((a, b) => a - b)) {
+    const on = servers.filter((sv) => sv.port.number === port);
+    const ranked: { route: Route; rank: number[] }[] = [];
+    for (const vs of vss) {
+      const hosts = new Set<string>();
+      for (const sv of on) {
+        for (const raw of sv.hosts) {
+          const sh = serverHost(raw, ns);
+          if (sh.ns !== undefined && sh.ns !== vs.ref.namespace) continue;
+          for (const h of vs.spec.hosts ?? []) {
+            const x = istioHostIntersect(resolveHost(h, vs.ref.namespace, ctx.clusterDomain), sh.host);
+            if (x !== undefined) hosts.add(x);
+          }
+        }
+      }
+      if (hosts.size === 0) continue;
+      sources.set(vs.key, vs.ref);
+      const routes = virtualServiceRoutes(vs, ctx);
+      for (const h of hosts) for (const r of routes) ranked.push({ route: restrict(r, h === '*' ? undefined : h), rank: hostRank(h === '*' ? undefined : h).slice(0, 1) });
+    }
+    ranked.sort((a, b) => (b.rank[0] ?? 0) - (a.rank[0] ?? 0));
+    const certificates: { hostname: string | undefined; secret: string }[] = [];
+    for (const [i, sv] of servers.entries()) {
+      const l = listeners[i] as IngressListener;
+      if (sv.port.number !== port || l.certificate === undefined) continue;
+      for (const raw of sv.hosts) {
+        const h = serverHost(raw, ns).host;
+        certificates.push({ hostname: h === '*' ? undefined : h, secret: l.certificate });
+      }
+    }
+    certificates.sort((a, b) => hostRank(b.hostname)[0]! - hostRank(a.hostname)[0]! || hostRank(b.hostname)[1]! - hostRank(a.hostname)[1]!);
+    const first = listeners.find((l) => l.port === port) as IngressListener;
+    ports.push(Object.freeze({ port, protocol: first.protocol, routes: Object.freeze(ranked.map((r) => r.route)), certificates: Object.freeze(certificates) }));
+  }
+  const selector = gw.spec.selector ?? {};
+  const serving = Object.keys(selector).length === 0 ? [] : (inputs.workloads?.() ?? []).filter((w) => matchesLabels(selector, w.labels));
+  return Object.freeze({
+    key: `${ns}/${gw.ref.name}`,
+    name: gw.ref.name,
+    namespace: ns,
+    listeners: Object.freeze(listeners),
+    ports: Object.freeze(ports),
+    workloads: Object.freeze(serving.map((w) => w.key)),
+    serviceAccount: serving[0]?.serviceAccount ?? gw.ref.name,
+    routeSources: Object.freeze([...sources.values()]),
+    source: gw.ref,
+  });
+}
+
+/**
+ * Every ingress gateway of the resources, by key order: Gateway API Gateways of class `ambit`,
+ * and Istio Gateways (one with the key of a Gateway API Gateway gives way to it).
+ */
 export function buildIngresses(inputs: IngressInputs, ctx: HostContext): IngressGateway[] {
-  return inputs.gateways
-    .filter(isIngressGateway)
-    .map((gw) => buildOne(gw, inputs, ctx))
-    .sort((a, b) => (a.key < b.key ? -1 : 1));
+  const out = inputs.gateways.filter(isIngressGateway).map((gw) => buildOne(gw, inputs, ctx));
+  const taken = new Set(inputs.gateways.map((g) => `${g.ref.namespace}/${g.ref.name}`));
+  for (const gw of inputs.istioGateways ?? []) if (!taken.has(`${gw.ref.namespace}/${gw.ref.name}`)) out.push(buildIstio(gw, inputs, ctx));
+  return out.sort((a, b) => (a.key < b.key ? -1 : 1));
 }
 
 /** `refKey` of a Secret by namespace and name. */

@@ -30,6 +30,8 @@ import { KIND_GATEWAY, KIND_HTTP_ROUTE as KIND_INGRESS_ROUTE } from './resource-
 import type { GatewayResource, HttpRouteResource } from '../kinds/gateway-api.js';
 import type { SecretResource } from '../kinds/core.js';
 import { buildIngresses, secretKey, type IngressGateway } from './ingress.js';
+import type { IstioGatewayResource } from '../kinds/istio-gateway.js';
+import type { VirtualServiceResource } from '../kinds/networking.js';
 
 /** What the last `applyChange` recomputed (keys), for pushing deltas. */
 export interface SnapshotChanges {
@@ -436,16 +438,19 @@ export class Snapshot {
       const res = this.state.resources;
       const gateways = res.list<GatewayResource>(KIND_GATEWAY);
       this.ingressCache = Object.freeze(
-        gateways.length === 0
+        gateways.length === 0 && res.list('networking.istio.io/Gateway').length === 0
           ? []
           : buildIngresses(
               {
                 gateways,
                 routes: res.list<HttpRouteResource>(KIND_INGRESS_ROUTE),
+                istioGateways: res.list<IstioGatewayResource>('networking.istio.io/Gateway'),
+                virtualServices: res.list<VirtualServiceResource>('networking.istio.io/VirtualService'),
+                workloads: () => this.workloads(),
                 secret: (ns, name) => res.getByKey('core/Secret', secretKey(ns, name)) as SecretResource | undefined,
                 workloadsInNamespace: (ns) => this.workloadsInNamespace(ns),
               },
-              { clusterDomain: this.options.clusterDomain },
+              { clusterDomain: this.options.clusterDomain, grants: new ReferenceGrants(res.list<ReferenceGrantResource>(KIND_REFERENCE_GRANT)) },
             ),
       );
     }

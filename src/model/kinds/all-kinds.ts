@@ -5,6 +5,7 @@
 import { namespaceKind, nodeKind, podKind, secretKind, serviceAccountKind, serviceKind } from './core.js';
 import { authorizationPolicyKind, peerAuthenticationKind, requestAuthenticationKind } from './security.js';
 import { destinationRuleKind, virtualServiceKind } from './networking.js';
+import { istioGatewayKind } from './istio-gateway.js';
 import { serviceEntryKind } from './service-entry.js';
 import { gatewayKind, httpRouteKind } from './gateway-api.js';
 import { grpcRouteKind, referenceGrantKind, tcpRouteKind, tlsRouteKind } from './gateway-routes.js';
@@ -25,6 +26,7 @@ export const KINDS: readonly KindDefinition<unknown, unknown>[] = [
   requestAuthenticationKind,
   virtualServiceKind,
   destinationRuleKind,
+  istioGatewayKind,
   serviceEntryKind,
   httpRouteKind,
   grpcRouteKind,

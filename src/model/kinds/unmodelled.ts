@@ -22,7 +22,6 @@ const CONTROLLER = 'workloads are Pods: ambit reads the Pods this controller cre
 
 export const UNMODELLED_KINDS: readonly UnmodelledKind[] = [
   // networking.istio.io
-  { group: 'networking.istio.io', kind: 'Gateway', note: INGRESS },
   { group: 'networking.istio.io', kind: 'WorkloadEntry', note: 'only Pods are workloads (VMs and other non-Kubernetes workloads are not supported)' },
   { group: 'networking.istio.io', kind: 'WorkloadGroup', note: 'only Pods are workloads (VMs and other non-Kubernetes workloads are not supported)' },
   { group: 'networking.istio.io', kind: 'EnvoyFilter', note: 'ambit has no Envoy to patch; for local rate limits use LocalRateLimit (ambit.dev/v1alpha1)' },

@@ -146,3 +146,51 @@ test('projection: the key travels only in the INGRESS resource, which only that 
   const binding = out.find((m) => m.kind === 'WAYPOINT_BINDING' && m.name === 'edge/gw');
   t.like(JSON.parse(binding?.json ?? '{}') as object, { serviceAccount: 'gw-sa', services: [], ingress: true });
 });
+
+const ISTIO_GATEWAY = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: edge}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+    - port: {number: 443, name: https, protocol: HTTPS}
+      hosts: ["shop/*.example.com"]
+      tls: {mode: SIMPLE, credentialName: shop-cert}
+    - port: {number: 80, name: http, protocol: HTTP}
+      hosts: ["*"]
+---
+`;
+
+const vsYaml = (name: string, namespace: string, hosts: string, gateways: string) => `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ${name}, namespace: ${namespace}}
+spec:
+  hosts: ${hosts}
+  gateways: ${gateways}
+  http:
+    - match: [{uri: {prefix: /api}}]
+      route: [{destination: {host: web.shop.svc.cluster.local, port: {number: 80}}}]
+---
+`;
+
+test('Istio Gateway + VirtualService gateways: servers, credentialName, server host namespaces, selector', (t) => {
+  const yaml = BASE + SECRET + ISTIO_GATEWAY
+    + pod('edge', 'istio-gw-0', '198.19.1.20', { istio: 'ingressgateway' }, { sa: 'istio-gw' })
+    + vsYaml('shop', 'shop', '[shop.example.com]', '[edge/public]')
+    + vsYaml('elsewhere', 'other', '[other.example.com]', '[edge/public]')
+    + vsYaml('mesh-only', 'shop', '[web]', '[mesh]');
+  const snap = compileYaml(t, ns('other') + yaml);
+  const gw = snap.ingress('edge/public');
+  t.truthy(gw);
+  t.is(gw?.serviceAccount, 'istio-gw');
+  t.deepEqual(gw?.listeners.map((l) => [l.port, l.protocol, l.certificate]), [[443, 'HTTPS', 'edge/shop-cert'], [80, 'HTTP', undefined]]);
+  const https = gw?.ports.find((p) => p.port === 443);
+  t.deepEqual(https?.certificates, [{ hostname: '*.example.com', secret: 'edge/shop-cert' }]);
+  // "shop/*.example.com" admits VirtualServices of namespace shop only.
+  t.deepEqual(https?.routes.map((r) => `${r.source.name} ${r.matches[0]?.authority?.value} ${r.matches[0]?.path?.value}`), [`shop ${hostAuthorityMatch('shop.example.com')?.value} /api`]);
+  // "*" on port 80 admits both, each restricted to its own host.
+  t.deepEqual(gw?.ports.find((p) => p.port === 80)?.routes.map((r) => r.source.name), ['elsewhere', 'shop'], 'in Istio\'s order: oldest first, then by namespace and name');
+  t.deepEqual([...new Set(snap.service('shop/web')?.routes.map((r) => r.source.name))], ['mesh-only'], 'a VirtualService bound only to a gateway does not route mesh traffic');
+  const ds = analyzeYaml(ns('other') + yaml + vsYaml('lost', 'shop', '[x.example.com]', '[edge/nope]'));
+  t.deepEqual(ds.filter((d) => d.code === 'AMBIT_SCHEMA_UNIMPLEMENTED').map((d) => d.message), ['VirtualService shop/lost: gateway "edge/nope": there is no Gateway (networking.istio.io) edge/nope, and without "mesh" in gateways this VirtualService does not apply to mesh traffic: nothing uses it']);
+});

@@ -295,23 +295,23 @@ test('objects from the Kubernetes API warn on unknown fields (the API server val
 
 // -------------------------------------------------------------------- unmodelled kinds
 
-test('kinds ambit does not model: one warning per kind, saying why, at the first object; Istio Gateway is one of them', async (t) => {
+test('kinds ambit does not model: one warning per kind, saying why, at the first object', async (t) => {
   const dir = tempDir(t);
   const se = (n: string): string => `apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: ${n}, namespace: app}\nspec: {egress: [{hosts: ["./*"]}]}\n---\n`;
-  writeFileSync(join(dir, 'a.yaml'), se('one') + se('two') + 'apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: ingress, namespace: istio-system}\nspec: {selector: {istio: ingressgateway}, servers: []}\n');
+  writeFileSync(join(dir, 'a.yaml'), se('one') + se('two') + 'apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm, namespace: istio-system}\nspec: {address: 198.18.7.1}\n');
   writeFileSync(join(dir, 'b.yaml'), se('three') + 'apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: f, namespace: app}\nspec: {}\n---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: UDPRoute\nmetadata: {name: g, namespace: app}\nspec: {}\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n');
   const r = await loadPaths([dir]);
   const rows = r.diagnostics.map((d) => `${d.severity} ${d.code} ${d.ignoredKind} ${d.count} ${d.file?.slice(dir.length + 1)}:${d.line}`);
   t.deepEqual(rows, [
     'warning AMBIT_OBJECT_UNKNOWN_KIND networking.istio.io/Sidecar 3 a.yaml:2',
-    'warning AMBIT_OBJECT_UNKNOWN_KIND networking.istio.io/Gateway 1 a.yaml:12',
+    'warning AMBIT_OBJECT_UNKNOWN_KIND networking.istio.io/WorkloadEntry 1 a.yaml:12',
     'warning AMBIT_OBJECT_UNKNOWN_KIND networking.istio.io/EnvoyFilter 1 b.yaml:7',
     'warning AMBIT_OBJECT_UNKNOWN_KIND gateway.networking.k8s.io/UDPRoute 1 b.yaml:12',
     'warning AMBIT_OBJECT_UNKNOWN_KIND example.com/Widget 1 b.yaml:17',
   ]);
   const [seMsg, gwMsg, efMsg, udpMsg, widgetMsg] = r.diagnostics.map((d) => d.message);
   t.regex(seMsg ?? '', /Sidecar .*ignored: ambient mode has no sidecars.*\(3 objects; this is the first\)$/);
-  t.regex(gwMsg ?? '', /ingress gateways are Gateway API Gateways with gatewayClassName ambit/);
+  t.regex(gwMsg ?? '', /only Pods are workloads/);
   t.regex(efMsg ?? '', /LocalRateLimit/);
   t.regex(udpMsg ?? '', /ambit carries TCP only/);
   t.regex(widgetMsg ?? '', /ambit does not model Widget \(example\.com\)/);

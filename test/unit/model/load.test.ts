@@ -184,8 +184,8 @@ test('apiVersion and kind: missing, unknown kind, unsupported version', (t) => {
   const v = parseYaml('apiVersion: security.istio.io/v2\nkind: PeerAuthentication\nmetadata: {name: a}\n').diagnostics;
   t.deepEqual(codes(v), ['AMBIT_OBJECT_UNSUPPORTED_VERSION']);
   t.regex(v[0]?.message ?? '', /security\.istio\.io\/v1, security\.istio\.io\/v1beta1/);
-  const g = parseYaml('apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: a}\n').diagnostics;
-  t.deepEqual(codes(g), ['AMBIT_OBJECT_UNKNOWN_KIND'], 'Istio ingress Gateway is not the Gateway API Gateway: warned and ignored');
+  const g = parseYaml('apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: a}\n').diagnostics;
+  t.deepEqual(codes(g), ['AMBIT_OBJECT_UNKNOWN_KIND'], 'a Kubernetes Ingress is not modelled: warned and ignored');
   t.is(g[0]?.severity, 'warning');
   t.regex(g[0]?.message ?? '', /ingress gateways are Gateway API Gateways with gatewayClassName ambit/);
 });
