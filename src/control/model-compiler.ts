@@ -78,6 +78,7 @@ export class ModelCompiler implements MeshCompiler {
       },
       diagnostics: snap.diagnostics(),
       ...(changes !== undefined ? { changes } : {}),
+      routeStatuses: () => snap.routeStatuses(),
     };
   }
 }

@@ -4,6 +4,7 @@
  * Sources hold the parsed resources (per file, or per Kubernetes object) and call this on every
  * change; `diagnostics` with severity `error` reject the change.
  */
+import type { RouteStatus } from '../model/compile/route-status.js';
 import type { Diagnostic, ResourceRef } from '../model/diagnostics.js';
 import type { Resource } from '../model/resource.js';
 import type { CompiledMesh } from './projection.js';
@@ -29,6 +30,8 @@ export interface CompileResult {
   diagnostics: readonly Diagnostic[];
   /** Changes relative to the previous call's result; absent when unknown (project everything). */
   changes?: MeshChanges;
+  /** Status of every Gateway API route (computed on call; default: not available). */
+  routeStatuses?(): readonly RouteStatus[];
 }
 
 export interface MeshCompiler {

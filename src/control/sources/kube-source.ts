@@ -14,6 +14,9 @@
  *   cluster, objects arrive independently and a policy admitted by the API server may still fail
  *   ambit's checks. The object is left out, reported (log, metric, /config_dump), and everything
  *   else keeps updating. Only a compile that yields no mesh at all is rejected as a whole.
+ * - After each delivered compile the routes' status (Accepted, ResolvedRefs per parentRef) is
+ *   written back where it changed (kube/route-status-writer.ts), unless `writeRouteStatus` is
+ *   false; a failing write never holds back the configuration.
  */
 import type { Logger } from '../../util/log.js';
 import { childLogger } from '../../util/log.js';
@@ -24,6 +27,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { apiServerOf } from '../kube/kube-config.js';
 import { WATCHED_KINDS, type KubeKind } from '../kube/kube-kinds.js';
 import { ListWatch, type KubeObject, type ListWatchOptions } from '../kube/list-watch.js';
+import { RouteStatusWriter } from '../kube/route-status-writer.js';
 import type { MeshCompiler } from '../model-port.js';
 import { Projector } from '../projection.js';
 import type { ConfigSource, SourceSink, SourceStatus } from '../source.js';
@@ -41,11 +45,17 @@ export interface KubeSourceOptions {
   listWatch?: ListWatchOptions;
   /** Istio root namespace (default `istio-system`). */
   rootNamespace?: string;
+  /**
+   * Write the Accepted and ResolvedRefs conditions the model computes to the routes' status
+   * subresource (kube/route-status-writer.ts) (default true).
+   */
+  writeRouteStatus?: boolean;
   logger?: Logger;
 }
 
 export class KubeSource implements ConfigSource {
   private readonly watches: ListWatch[];
+  private readonly statusWriter: RouteStatusWriter | undefined;
   private readonly parsed = new WeakMap<KubeObject, { resource: Resource | undefined; diagnostics: Diagnostic[] }>();
   private readonly projector: Projector;
   private readonly log: Logger;
@@ -65,6 +75,14 @@ export class KubeSource implements ConfigSource {
     const lwOpts: ListWatchOptions = { ...opts.listWatch, logger: this.log };
     this.watches = (opts.kinds ?? WATCHED_KINDS).map((k) => new ListWatch(opts.kube, k, () => this.changed(), lwOpts));
     this.st = { kind: 'kubernetes', location: apiServerOf(opts.kube), synced: false, problems: [] };
+    this.statusWriter = opts.writeRouteStatus === false ? undefined : new RouteStatusWriter(opts.kube, { logger: this.log });
+  }
+
+  /** The object of a watched Gateway API route, for the status writer. */
+  private routeObject(kind: string, namespace: string, name: string): { object: KubeObject; kind: KubeKind } | undefined {
+    const w = this.watches.find((x) => x.kind.group === 'gateway.networking.k8s.io' && x.kind.kind === kind);
+    const object = w?.store.get(`${namespace}/${name}`);
+    return w === undefined || object === undefined ? undefined : { object, kind: w.kind };
   }
 
   status(): SourceStatus {
@@ -123,6 +141,9 @@ export class KubeSource implements ConfigSource {
       this.sink?.replaceAll(this.projector.project(m, resources), changedAt);
     }
     this.projected = true;
+    if (this.statusWriter !== undefined && compiled.routeStatuses !== undefined) {
+      this.statusWriter.sync(compiled.routeStatuses(), (k, ns, n) => this.routeObject(k, ns, n)).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'route status sync failed'));
+    }
     // Report left-out objects after delivering the rest, and only when the set of problems
     // changed, so one persistently invalid object is counted once, not on every pod change.
     const print = errors.map((e) => `${e.code}|${e.message}`).join('\n');

@@ -36,6 +36,11 @@ export interface RouteCondition {
 export interface RouteParentStatus {
   readonly parentRef: ParentRefSpec;
   readonly controllerName: string;
+  /**
+   * ambit is the controller of this parent: false only for a Gateway of another class, whose
+   * status entry belongs to that class's controller (ambit computes it, and writes nothing).
+   */
+  readonly managed: boolean;
   readonly conditions: readonly RouteCondition[];
 }
 
@@ -83,6 +88,12 @@ function accepted(route: RouteStatusInput, p: ParentRefSpec, look: RouteStatusLo
   return no('NotAllowedByListeners', `parentRef ${kind} ${p.name}: only Service parents are implemented`);
 }
 
+function managed(route: RouteStatusInput, p: ParentRefSpec, look: RouteStatusLookups): boolean {
+  if ((p.group ?? GATEWAY_GROUP) !== GATEWAY_GROUP || (p.kind ?? 'Gateway') !== 'Gateway') return true;
+  const cls = look.gateway?.(`${p.namespace ?? route.ref.namespace}/${p.name}`)?.gatewayClassName;
+  return cls === undefined || cls === INGRESS_GATEWAY_CLASS || cls === WAYPOINT_GATEWAY_CLASS;
+}
+
 function resolvedRefs(route: RouteStatusInput, look: RouteStatusLookups): RouteCondition {
   const from = { group: GATEWAY_GROUP, kind: route.ref.kind, namespace: route.ref.namespace };
   const problems: { reason: ResolvedRefsReason; message: string }[] = [];
@@ -103,7 +114,7 @@ export function routeStatus(route: RouteStatusInput, look: RouteStatusLookups): 
   const refs = resolvedRefs(route, look);
   return Object.freeze({
     route: route.ref,
-    parents: Object.freeze(route.parentRefs.map((p) => Object.freeze({ parentRef: p, controllerName: ROUTE_CONTROLLER_NAME, conditions: Object.freeze([accepted(route, p, look), refs]) }))),
+    parents: Object.freeze(route.parentRefs.map((p) => Object.freeze({ parentRef: p, controllerName: ROUTE_CONTROLLER_NAME, managed: managed(route, p, look), conditions: Object.freeze([accepted(route, p, look), refs]) }))),
   });
 }
 

@@ -176,6 +176,8 @@ export class FakeKubeApi {
       });
       return;
     }
+    const st = /^\/apis\/[^/]+\/[^/]+\/namespaces\/([^/]+)\/([a-z]+)\/([^/]+)\/status$/.exec(url.pathname);
+    if (req.method === 'PUT' && st !== null) { this.putStatus(st[2] as string, st[1] as string, st[3] as string, req, json); return; }
     const m = /^\/(?:api\/v1|apis\/[^/]+\/[^/]+)\/([a-z]+)$/.exec(url.pathname);
     const plural = m?.[1];
     const kind = plural !== undefined ? this.kinds.get(plural) : undefined;
@@ -186,6 +188,38 @@ export class FakeKubeApi {
     }
     if (url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1') { this.watch(plural, kind, url, res); return; }
     this.list(plural, kind, url, json);
+  }
+
+  /**
+   * PUT of the status subresource, as kube-apiserver does it: the body's metadata.resourceVersion
+   * must be the object's (else 409 Conflict), only `status` is taken, the resourceVersion moves on
+   * and watchers see MODIFIED.
+   */
+  private putStatus(plural: string, namespace: string, name: string, req: IncomingMessage, json: (c: number, b: unknown) => void): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      this.requests.set(`status ${plural}`, this.count(`status ${plural}`) + 1);
+      const o = this.objects.get(plural)?.get(`${namespace}/${name}`);
+      if (o === undefined) { json(404, status(404, 'NotFound', `${plural} ${namespace}/${name} not found`)); return; }
+      const body = JSON.parse(Buffer.concat(chunks).toString()) as Obj;
+      if (body.metadata?.resourceVersion !== o.metadata.resourceVersion) {
+        json(409, status(409, 'Conflict', 'the object has been modified; please apply your changes to the latest version and try again'));
+        return;
+      }
+      this.rev++;
+      const next = structuredClone(o);
+      next['status'] = body['status'];
+      next.metadata.resourceVersion = String(this.rev);
+      this.objects.get(plural)?.set(`${namespace}/${name}`, next);
+      this.emit({ rev: this.rev, type: 'MODIFIED', plural, object: next });
+      json(200, next);
+    });
+  }
+
+  /** An object as stored (for assertions). */
+  get(plural: string, namespace: string, name: string): Record<string, unknown> | undefined {
+    return this.objects.get(plural)?.get(`${namespace}/${name}`);
   }
 
   private list(plural: string, kind: FakeKind, url: URL, json: (c: number, b: unknown) => void): void {
