@@ -270,7 +270,7 @@ class Checker {
       if (svc.routeSources.length > 0 && !svc.routeSources.some((r) => r.kind === 'VirtualService' && r.namespace === vs.ref.namespace && r.name === vs.ref.name)) {
         const winner = virtualServicesFor(this.vss(), full, domain)[0];
         const by = svc.routeSources[0];
-        const why = by?.kind === 'HTTPRoute' ? `HTTPRoute ${by.namespace}/${by.name} routes it (HTTPRoutes take precedence)` : `VirtualService ${winner?.ref.namespace}/${winner?.ref.name} is older and wins`;
+        const why = by?.kind === 'HTTPRoute' || by?.kind === 'GRPCRoute' ? `${by.kind} ${by.namespace}/${by.name} routes it (Gateway API routes take precedence)` : `VirtualService ${winner?.ref.namespace}/${winner?.ref.name} is older and wins`;
         rep.add(vs, ['spec', 'hosts', i], 'AMBIT_REF_CONFLICT', `host ${full} is ignored here: ${why}`);
       }
     });

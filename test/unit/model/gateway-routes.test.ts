@@ -269,3 +269,11 @@ spec:
   t.deepEqual(conditions(s.routeStatuses(), 'in'), ['edge Accepted=True Accepted', 'edge ResolvedRefs=True ResolvedRefs', 'wp Accepted=False NotAllowedByListeners', 'wp ResolvedRefs=True ResolvedRefs']);
   t.deepEqual(conditions(s.routeStatuses(), 'other-host'), ['edge Accepted=False NotAllowedByListeners', 'edge ResolvedRefs=True ResolvedRefs']);
 });
+
+test('a Service with a GRPCRoute ignores its VirtualService, and the conflict names the GRPCRoute', (t) => {
+  const vs = 'apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo, namespace: app}\nspec: {hosts: [echo], http: [{route: [{destination: {host: echo2}}]}]}\n---\n';
+  const s = compileYaml(t, BASE + vs + GRPC);
+  t.deepEqual(s.service('app/echo')?.routeSources.map((r) => r.kind), ['GRPCRoute']);
+  const conflict = s.diagnostics().find((d) => d.code === 'AMBIT_REF_CONFLICT');
+  t.regex(conflict?.message ?? '', /GRPCRoute app\/split routes it \(Gateway API routes take precedence\)/);
+});
