@@ -195,7 +195,9 @@ export class ControlPlane {
       subscribers: this.discovery.sessionInfo(),
     };
     if (withResources) {
-      out['resourceList'] = [...this.table.values()].map((e) => ({ kind: e.resource.kind, name: e.resource.name, version: e.version, value: JSON.parse(e.resource.json) as unknown }));
+      // An INGRESS carries TLS private keys: the dump shows where each came from, never the key.
+      const redact = (kind: string, v: unknown): unknown => (kind === 'INGRESS' ? JSON.parse(JSON.stringify(v, (k, x: unknown) => (k === 'keyPem' ? '[redacted]' : x))) : v);
+      out['resourceList'] = [...this.table.values()].map((e) => ({ kind: e.resource.kind, name: e.resource.name, version: e.version, value: redact(e.resource.kind, JSON.parse(e.resource.json)) }));
     }
     return out;
   }

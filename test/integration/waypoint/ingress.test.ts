@@ -6,12 +6,16 @@
  * request is routed by SNI/Host and path and forwarded over HBONE (mTLS, the gateway's SPIFFE
  * identity) to the endpoint's HBONE server, which splices to the backend. A node agent's view
  * holds no INGRESS resource and no byte of the private key.
+ * The control plane's /config_dump never shows the key; a rotated Secret reaches the ingress as
+ * a delta and new connections get the new certificate on the same open port.
  */
 import test from 'ava';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect, type AddressInfo } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { ModelCompiler } from '../../../src/control/model-compiler.js';
 import { FolderSource } from '../../../src/control/sources/folder-source.js';
@@ -183,4 +187,29 @@ test('HTTPS from outside: TLS terminated with the Secret, routed by host, HBONE 
   t.is((await viaHttp('echo.example.com:8080')).status, 200);
   t.is((await viaHttp('other.example.com')).status, 404);
   t.is(b.hits, 2, 'denied and unrouted requests reached no endpoint');
+
+  // The control plane's resource dump names the Secret but never shows the key.
+  const dumped = await (await fetch(`http://127.0.0.1:${cp.ports.metrics}/config_dump?resources=1`)).text();
+  t.true(dumped.includes('edge/echo-cert'));
+  t.false(dumped.includes(keyBody), 'no key in /config_dump');
+
+  // Rotate the certificate: a new Secret reaches the ingress as an INGRESS delta, and new TLS
+  // connections get the new certificate without the port closing.
+  const next = await selfSignedTlsCertificate({ hostnames: ['echo.example.com'] });
+  const updated = waitFor((cb) => { gwView.on('update', cb); return () => { gwView.off('update', cb); }; }, (u: { upserted: { kind: string }[] }) => u.upserted.some((x) => x.kind === 'INGRESS'), 10_000, 'INGRESS delta');
+  writeFileSync(join(cfg, 'mesh.yaml'), meshYaml(next.certPem, next.keyPem));
+  await updated;
+  t.is(agentView.view.count('INGRESS'), 0);
+  await ingress.setConfig(ingressFromView(gwView.view, { gateway: 'edge/public-gw', listenHost: '127.0.0.1' }));
+  t.is((ingress.address(8443) as AddressInfo).port, https, 'the port stayed open');
+  const served = await new Promise<string>((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port: https, servername: 'echo.example.com', ca: next.certPem }, () => {
+      const der = s.getPeerCertificate().raw;
+      s.end();
+      resolve(new X509Certificate(der).fingerprint256);
+    });
+    s.on('error', reject);
+  });
+  t.is(served, new X509Certificate(next.certPem).fingerprint256, 'the new certificate serves new connections');
+  t.is((await viaHttps('/after-rotation').catch((e: Error) => ({ status: 0, body: e.message }))).status, 0, 'the old certificate is no longer trusted by a client pinned to it');
 });
