@@ -213,3 +213,71 @@ test('HTTPS from outside: TLS terminated with the Secret, routed by host, HBONE 
   t.is(served, new X509Certificate(next.certPem).fingerprint256, 'the new certificate serves new connections');
   t.is((await viaHttps('/after-rotation').catch((e: Error) => ({ status: 0, body: e.message }))).status, 0, 'the old certificate is no longer trusted by a client pinned to it');
 });
+
+test('Istio Gateway: an HTTPS server with credentialName and a VirtualService bound by gateways, over real TLS and HBONE', async (t) => {
+  const { certPem, keyPem } = await selfSignedTlsCertificate({ hostnames: ['shop.example.com'] });
+  const tmp = tempDir('ingress-istio');
+  const cfg = join(tmp.dir, 'mesh');
+  mkdirSync(cfg, { recursive: true });
+  const base = meshYaml(certPem, keyPem).split('---\n').filter((d) => !/kind: (Gateway|HTTPRoute|AuthorizationPolicy)\n/.test(d));
+  writeFileSync(join(cfg, 'mesh.yaml'), [...base, `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public-gw, namespace: edge}
+spec:
+  selector: {gateway.networking.k8s.io/gateway-name: public-gw}
+  servers:
+    - port: {number: 8443, name: https, protocol: HTTPS}
+      hosts: ["demo/shop.example.com"]
+      tls: {mode: SIMPLE, credentialName: echo-cert}
+`, `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: demo}
+spec:
+  hosts: [shop.example.com]
+  gateways: [edge/public-gw]
+  http:
+    - match: [{uri: {prefix: /shop}}]
+      rewrite: {uri: /}
+      route: [{destination: {host: echo.demo.svc.cluster.local, port: {number: 80}}}]
+`].join('---\n'));
+  const cp = await startControlPlane(new FolderSource({ dir: cfg, compiler: new ModelCompiler(), debounceMs: 30, rescanMs: 0 }), tmp.dir);
+  const gwView = new DiscoveryClient({ address: `127.0.0.1:${cp.ports.tls}`, trustBundlePem: cp.trustBundlePem, token: TOKEN, backoff: { initialMs: 50, maxMs: 300 }, kind: 'waypoint', name: 'edge/public-gw' });
+  const ca = await CertificateAuthority.open();
+  const ids = new IdentityManager({ signer: ca, lifetimeSeconds: 3600 });
+  const b = await backend(echo('echo'));
+  const peers: string[] = [];
+  const endpoint = await HboneServer.create({
+    identity: ECHO_ID, credentials: ids,
+    authorize: (ctx) => { peers.push(ctx.peerIdentity); return { allow: true }; },
+    connectUpstream: () => new Promise((resolve, reject) => { const s = connect(b.port, '127.0.0.1', () => resolve(s)); s.once('error', reject); }),
+  });
+  const ep = await endpoint.listen({ port: 0, host: '127.0.0.1' });
+  let ingress: Ingress | undefined;
+  t.teardown(async () => {
+    await ingress?.close();
+    await gwView.close();
+    await cp.stop();
+    await endpoint.close(100);
+    await b.close();
+    ids.close();
+    tmp.cleanup();
+  });
+  const full = waitFor((cb) => { gwView.on('update', cb); return () => { gwView.off('update', cb); }; }, (u: { full: boolean }) => u.full, 10_000, 'full view');
+  await gwView.start();
+  await full;
+  const config = ingressFromView(gwView.view, { gateway: 'edge/public-gw', listenHost: '127.0.0.1' });
+  t.deepEqual(config.ports.map((p) => [p.port, p.protocol, p.certificates.map((c) => [c.hostname, c.secret])]), [[8443, 'HTTPS', [['shop.example.com', 'edge/echo-cert']]]]);
+  t.like(gwView.view.get('WAYPOINT_BINDING', 'edge/public-gw'), { serviceAccount: 'public-gw', ingress: true }, 'the selected pod\'s service account');
+  ingress = await Ingress.start({ name: 'edge/public-gw', identity: GATEWAY_ID, credentials: ids, host: '127.0.0.1', localPort: () => 0, endpointHbonePort: ep.port, drainMs: 100 }, config);
+  const port = (ingress.address(8443) as AddressInfo).port;
+  const get = (path: string) => new Promise<Reply>((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, path, servername: 'shop.example.com', ca: certPem, headers: { host: 'shop.example.com' }, agent: false }, (res) => collect(res, resolve));
+    req.on('error', reject);
+    req.end();
+  });
+  const ok = await get('/shop/cart');
+  t.is(ok.status, 200, ok.body);
+  t.like(JSON.parse(ok.body) as object, { backend: 'echo', url: '/cart' }, 'the VirtualService rewrite applied');
+  t.deepEqual([...new Set(peers)], [GATEWAY_ID]);
+  t.is((await get('/other')).status, 404, 'no route of the VirtualService matches');
+});
