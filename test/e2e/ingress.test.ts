@@ -7,7 +7,8 @@
  * ingress's address with curl: TLS is terminated with that certificate, the request is routed by
  * host to Service echo and carried over HBONE with the ingress's identity. The proof is on the
  * echo side: the agents count the connection with the ingress as source principal, and echo
- * answers.
+ * answers; an L4 AuthorizationPolicy on echo that denies the ingress's principal stops it at
+ * echo's agent.
  */
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -51,6 +52,50 @@ if (privilegeGap(NEEDS) === undefined) {
     await cleanup?.();
   });
 }
+
+privilegedTest('echo\'s agents apply L4 policy to the ingress identity: a DENY on its principal stops requests from outside', async (t: ExecutionContext) => {
+  mesh.setResource('70-deny-ingress.yaml', `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-ingress
+  namespace: demo
+spec:
+  selector:
+    matchLabels:
+      app: echo
+  action: DENY
+  rules:
+    - from:
+        - source:
+            principals: ["cluster.local/ns/demo/sa/ingress"]
+`);
+  try {
+    // Before any request: the ingress must not hold a pooled upstream connection opened earlier
+    // (L4 policy decides when a connection is opened, not for connections already open).
+    await eventually('both agents to hold the policy', async () => {
+      for (const node of ['node-1', 'node-2']) {
+        const r = await mesh.httpGet(mesh.cluster.node(node).netns, 'http://127.0.0.1:15000/config_dump');
+        if (!r.body.includes('deny-ingress')) return false;
+      }
+      return true;
+    }, { timeoutMs: 20_000, intervalMs: 300 });
+    let last = { status: 0, body: '', err: '' };
+    await eventually('the ingress to be refused by echo\'s agents', async () => {
+      last = await https('/denied');
+      return last.status >= 500;
+    }, { timeoutMs: 20_000, intervalMs: 300, detail: () => `${last.status} ${last.body.slice(0, 200)}` });
+    const denials: string[] = [];
+    for (const node of ['node-1', 'node-2']) {
+      for (const l of (await mesh.agentMetrics(node)).split('\n')) if (l.startsWith('ambit_agent_denials_total{') && l.includes('deny-ingress')) denials.push(l);
+    }
+    t.true(denials.length > 0, 'an agent counted the denial by demo/deny-ingress');
+  } finally {
+    mesh.setResource('70-deny-ingress.yaml', undefined);
+  }
+  let again = 0;
+  await eventually('requests to flow again once the policy is gone', async () => (again = (await https('/again')).status) === 200, { timeoutMs: 20_000, intervalMs: 300 });
+  t.is(again, 200);
+}, NEEDS);
 
 privilegedTest('a request from outside the mesh reaches echo through the ingress: TLS terminated, routed by host, over HBONE as the gateway identity', async (t: ExecutionContext) => {
   let last = { status: 0, body: '', err: '' };
