@@ -30,8 +30,9 @@
  * - WAYPOINT_BINDING of an ingress gateway (everyone): its key, service account and no services,
  *   so the CA signs its identity, agents believe the client address it forwards, and nothing is
  *   ever routed through it as a waypoint.
- * - INGRESS (that ingress only, `select.waypoints`): its listener ports, routes and TLS
- *   certificates with their private keys, read from the Secrets its listeners name. This is the
+ * - INGRESS (that ingress only, `select.waypoints`): its listener ports, routes, the
+ *   AuthorizationPolicies that select its pods, and TLS certificates with their private keys,
+ *   read from the Secrets its listeners name. This is the
  *   only resource that carries key material; no other subscriber selects it, and it is never
  *   logged.
  *
@@ -218,9 +219,13 @@ export class Projector {
           return certPem === undefined || keyPem === undefined ? [] : [{ hostname: c.hostname ?? null, secret: c.secret, certPem, keyPem }];
         }),
       }));
+      // AuthorizationPolicies on the gateway's own pods (selector, namespace- or mesh-wide), as
+      // written: agents never enforce them for it, since its pods are not captured.
+      const policies = new Map<string, { namespace: string; name: string; spec: unknown }>();
+      for (const wk of g.workloads) for (const p of mesh.workloadByKey?.(wk)?.authorization ?? []) policies.set(p.key, { namespace: p.ref.namespace, name: p.ref.name, spec: p.spec });
       next.set(resourceKey('INGRESS', g.key), {
         kind: 'INGRESS', name: g.key,
-        json: JSON.stringify({ key: g.key, name: g.name, namespace: g.namespace, listeners: g.listeners, ports, sources: g.routeSources }),
+        json: JSON.stringify({ key: g.key, name: g.name, namespace: g.namespace, listeners: g.listeners, ports, policies: [...policies.values()], sources: g.routeSources }),
         select: { waypoints: [g.key] },
       });
     }

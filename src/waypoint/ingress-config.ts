@@ -1,8 +1,8 @@
 /**
  * An ingress gateway's configuration from its discovery view: the INGRESS resource (listener
- * ports, routes, TLS certificates), the global SERVICE and WORKLOAD resources (route
- * destinations and their endpoints), and the AuthorizationPolicies whose targetRefs name the
- * gateway. Each listening port becomes one ServiceBinding of the waypoint engine, addressed by
+ * ports, routes, TLS certificates, the AuthorizationPolicies that select the gateway's pods), the
+ * global SERVICE and WORKLOAD resources (route destinations and their endpoints), and the
+ * AuthorizationPolicies whose targetRefs name the gateway. Each listening port becomes one ServiceBinding of the waypoint engine, addressed by
  * the ingress's listen address and the port, so the same router, policy and forwarder serve it.
  *
  * Invariants: a view that cannot be fully understood throws (the push is nacked, the last good
@@ -49,6 +49,8 @@ type TargetRef = { group?: string; kind?: string; name?: string; namespace?: str
 
 interface IngressPayload {
   key?: string;
+  /** AuthorizationPolicies selecting the gateway's pods, as written. */
+  policies?: { namespace?: unknown; name?: unknown; spec?: unknown }[];
   ports?: { port?: unknown; protocol?: unknown; routes?: unknown; certificates?: unknown }[];
 }
 
@@ -100,8 +102,13 @@ export function ingressFromView(view: LocalView, o: IngressViewOptions): Ingress
     if (!refs.some((r) => r.kind === 'Gateway' && `${r.namespace ?? p.namespace}/${r.name ?? ''}` === o.gateway)) continue;
     authorization.push(compileAuthorizationPolicy({ namespace: p.namespace as string, name: p.name as string }, spec));
   }
-  authorization.sort((a, b) => (a.key < b.key ? -1 : 1));
   const payload = view.get('INGRESS', o.gateway) as IngressPayload | undefined;
+  for (const p of payload?.policies ?? []) {
+    if (typeof p.namespace !== 'string' || typeof p.name !== 'string' || typeof p.spec !== 'object' || p.spec === null) bad(`INGRESS '${o.gateway}' policy`);
+    const key = `${p.namespace as string}/${p.name as string}`;
+    if (!authorization.some((a) => a.key === key)) authorization.push(compileAuthorizationPolicy({ namespace: p.namespace as string, name: p.name as string }, p.spec as AuthorizationPolicySpec));
+  }
+  authorization.sort((a, b) => (a.key < b.key ? -1 : 1));
   const bound: ServiceBinding[] = [];
   const ports: IngressPortConfig[] = [];
   for (const p of payload?.ports ?? []) {

@@ -239,6 +239,13 @@ spec:
     - match: [{uri: {prefix: /shop}}]
       rewrite: {uri: /}
       route: [{destination: {host: echo.demo.svc.cluster.local, port: {number: 80}}}]
+`, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: gw-private, namespace: edge}
+spec:
+  selector: {matchLabels: {gateway.networking.k8s.io/gateway-name: public-gw}}
+  action: DENY
+  rules: [{from: [{source: {remoteIpBlocks: [127.0.0.0/8]}}], to: [{operation: {paths: [/shop/private*]}}]}]
 `].join('---\n'));
   const cp = await startControlPlane(new FolderSource({ dir: cfg, compiler: new ModelCompiler(), debounceMs: 30, rescanMs: 0 }), tmp.dir);
   const gwView = new DiscoveryClient({ address: `127.0.0.1:${cp.ports.tls}`, trustBundlePem: cp.trustBundlePem, token: TOKEN, backoff: { initialMs: 50, maxMs: 300 }, kind: 'waypoint', name: 'edge/public-gw' });
@@ -280,4 +287,5 @@ spec:
   t.like(JSON.parse(ok.body) as object, { backend: 'echo', url: '/cart' }, 'the VirtualService rewrite applied');
   t.deepEqual([...new Set(peers)], [GATEWAY_ID]);
   t.is((await get('/other')).status, 404, 'no route of the VirtualService matches');
+  t.is((await get('/shop/private/x')).status, 403, 'an AuthorizationPolicy selecting the gateway\'s pod applies, with the client address');
 });
