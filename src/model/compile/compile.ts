@@ -16,7 +16,8 @@
  * - ServiceEntry: every ServiceEntry host (service-entry.ts: VIP allocation spans all of them);
  *   also a Pod of a namespace with a selecting ServiceEntry, or whose address is an endpoint.
  * - Gateway: its waypoint, and every workload and Service bound to it (its existence decides
- *   whether their binding resolves).
+ *   whether their binding resolves), and every ServiceEntry host when one asks for it.
+ * - Namespace, with ServiceEntries in it: every ServiceEntry host (their waypoint label).
  * - LocalRateLimit: the Services its targetRefs name, before and after, and every Service bound
  *   to a waypoint Gateway it names (rate-limits.ts).
  * - Node, ServiceAccount, RequestAuthentication and kinds added later: nothing derived; they are
@@ -349,6 +350,7 @@ function markDirty(c: Changed, prev: SnapshotState, dirty: Dirty): void {
     case KIND_NAMESPACE:
       dirty.workloadNamespaces.add(any.ref.name);
       dirty.serviceNamespaces.add(any.ref.name);
+      if (!dirty.entries) dirty.entries = prev.resources.list<ServiceEntryResource>(KIND_SERVICE_ENTRY).some((se) => se.ref.namespace === any.ref.name);
       break;
     case KIND_PEER_AUTHENTICATION:
     case KIND_AUTHORIZATION_POLICY:
@@ -394,6 +396,7 @@ function markDirty(c: Changed, prev: SnapshotState, dirty: Dirty): void {
       const bound = (t: { namespace: string; name: string } | undefined): boolean => t !== undefined && t.namespace === ns && t.name === any.ref.name;
       for (const w of prev.workloads.values()) if (bound(w.waypointTarget)) dirty.workloads.add(w.key);
       for (const s of prev.services.values()) if (bound(s.waypointTarget)) dirty.services.add(s.key);
+      if (!dirty.entries) for (const k of prev.serviceEntryKeys) if (bound(prev.services.get(k)?.waypointTarget)) dirty.entries = true;
       break;
     }
     case KIND_LOCAL_RATE_LIMIT: {

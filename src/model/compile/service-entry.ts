@@ -13,7 +13,12 @@
  *   host itself when there are none) as `hostname` endpoints the agent resolves when it
  *   connects; NONE: none (the agent forwards to the address the client dialed). Only a MESH_INTERNAL endpoint address is
  *   linked to the pod that has it (reached by HBONE, under its identity and policy); MESH_EXTERNAL
- *   endpoints are outside the mesh by declaration and reached in plain TCP.
+ *   endpoints are outside the mesh by declaration and reached in plain TCP (or, through a
+ *   waypoint, in TLS the waypoint originates when a DestinationRule asks for it);
+ * - waypoint (Istio's egress waypoint): the entry's `ambit.dev/use-waypoint` or
+ *   `istio.io/use-waypoint` label, else its namespace's (`none` opts out; the matching
+ *   `...-waypoint-namespace` label names the Gateway's namespace); bound only when that waypoint
+ *   Gateway exists. Agents then send the hosts' traffic to the waypoint over HBONE.
  *
  * Invariants:
  * - The result depends only on the set of ServiceEntries, their namespaces' pods and the
@@ -29,7 +34,9 @@ import { destinationPolicy } from './destination-policy.js';
 import { isWildcard, resolveHost } from './hosts.js';
 import { virtualServiceRoutes } from './routes.js';
 import { compareAge, isEmptySelector, matchesLabels } from './selectors.js';
-import type { Endpoint, MeshService, ServicePort, Workload } from './types.js';
+import type { Endpoint, MeshService, ServicePort, WaypointBinding, Workload } from './types.js';
+import { LABEL_ISTIO_USE_WAYPOINT, LABEL_ISTIO_USE_WAYPOINT_NAMESPACE } from './types.js';
+import { waypointLabel } from './workload.js';
 
 const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
 
@@ -94,6 +101,24 @@ function entryPorts(spec: ServiceEntrySpec): ServicePort[] {
       appProtocol: p.protocol?.toLowerCase(),
     }),
   );
+}
+
+/** An object's waypoint label, ambit's or Istio's (ambit's wins when both are set). */
+function entryWaypointLabel(labels: Readonly<Record<string, string>> | undefined, namespace: string, via: WaypointBinding['via']): WaypointBinding | null | undefined {
+  const own = waypointLabel(labels, namespace, via);
+  if (own !== undefined) return own;
+  const name = labels?.[LABEL_ISTIO_USE_WAYPOINT];
+  if (name === undefined || name === '') return undefined;
+  if (name === 'none') return null;
+  return Object.freeze({ namespace: labels?.[LABEL_ISTIO_USE_WAYPOINT_NAMESPACE] ?? namespace, name, via });
+}
+
+/** The waypoint a ServiceEntry asks for (its label, else its namespace's), existing or not. */
+export function serviceEntryWaypointTarget(se: ServiceEntryResource, ctx: BuildContext): WaypointBinding | undefined {
+  const ns = se.ref.namespace;
+  const own = entryWaypointLabel(se.metadata.labels, ns, 'service-entry');
+  if (own === null) return undefined;
+  return own ?? entryWaypointLabel(ctx.namespace(ns)?.metadata.labels, ns, 'namespace') ?? undefined;
 }
 
 /** Lookups the builder needs from the compile in progress. */
@@ -176,6 +201,8 @@ export function buildServiceEntryServices(entries: readonly ServiceEntryResource
     const plain = (spec.addresses ?? []).filter((a) => !a.includes('/'));
     const ranges = (spec.addresses ?? []).filter((a) => a.includes('/'));
     const autoAllocated = wantsAutoVip(se);
+    const target = serviceEntryWaypointTarget(se, ctx);
+    const waypoint = target !== undefined && ctx.waypointExists(target.namespace, target.name) ? target : undefined;
     for (const host of hosts) {
       const hostVips = autoAllocated ? (vips.has(host) ? [vips.get(host) as string] : []) : plain;
       const vs = ctx.virtualServicesFor(host)[0];
@@ -191,8 +218,8 @@ export function buildServiceEntryServices(entries: readonly ServiceEntryResource
         selector: spec.workloadSelector?.labels,
         labels: se.metadata.labels ?? EMPTY,
         endpoints: Object.freeze(endpointsOf(se, host, ports, inputs)),
-        waypointTarget: undefined,
-        waypoint: undefined,
+        waypointTarget: target,
+        waypoint,
         routes: Object.freeze(vs === undefined ? [] : virtualServiceRoutes(vs, hostCtx)),
         routeSources: Object.freeze(vs === undefined ? [] : [vs.ref]),
         destinationPolicy: dr === undefined ? undefined : destinationPolicy(dr, host),

@@ -13,6 +13,9 @@ import type { MtlsMode } from '../kinds/security.js';
 export const LABEL_DATAPLANE_MODE = 'ambit.dev/dataplane-mode';
 export const LABEL_USE_WAYPOINT = 'ambit.dev/use-waypoint';
 export const LABEL_USE_WAYPOINT_NAMESPACE = 'ambit.dev/use-waypoint-namespace';
+/** Istio's waypoint labels, honoured on ServiceEntries and their namespaces (egress waypoints). */
+export const LABEL_ISTIO_USE_WAYPOINT = 'istio.io/use-waypoint';
+export const LABEL_ISTIO_USE_WAYPOINT_NAMESPACE = 'istio.io/use-waypoint-namespace';
 export const LABEL_GATEWAY_NAME = 'gateway.networking.k8s.io/gateway-name';
 export const ANNOTATION_NETNS = 'ambit.dev/netns';
 
@@ -39,7 +42,7 @@ export interface WaypointBinding {
   readonly namespace: string;
   readonly name: string;
   /** The object whose label made the binding. */
-  readonly via: 'pod' | 'namespace' | 'service';
+  readonly via: 'pod' | 'namespace' | 'service' | 'service-entry';
 }
 
 /** A pod as the mesh sees it. */

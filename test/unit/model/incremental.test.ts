@@ -116,6 +116,12 @@ const CHANGES: Record<string, () => Change> = {
   'waypoint pod goes away': () => ({ delete: [ref('', 'Pod', 'a', 'wp-0')] }),
   'relabel a namespace (unenroll, drop waypoint)': () => ({ upsert: [one(ns('a'))] }),
   'enroll a namespace with a waypoint in another namespace': () => ({ upsert: [one(ns('b', { ...AMBIENT, 'ambit.dev/use-waypoint': 'wp', 'ambit.dev/use-waypoint-namespace': 'a' }))] }),
+  'add ServiceEntries bound to the waypoint (namespace label; istio.io/use-waypoint from another namespace)': () => ({
+    upsert: [
+      one('apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext-a, namespace: a}\nspec: {hosts: [api.external.test], ports: [{number: 80, name: http, protocol: HTTP, targetPort: 443}], location: MESH_EXTERNAL, resolution: STATIC, endpoints: [{address: 198.18.200.10}]}\n'),
+      one('apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext-b, namespace: b, labels: {istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: a}}\nspec: {hosts: [b.external.test], ports: [{number: 80, name: http, protocol: HTTP}], resolution: DNS}\n'),
+    ],
+  }),
   'change a policy selector': () => ({ upsert: [one('apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: web-allow, namespace: a}\nspec: {selector: {matchLabels: {app: db}}}\n')] }),
   'add a mesh-wide policy': () => ({ upsert: [one('apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-ext, namespace: istio-system}\nspec: {action: DENY, rules: [{from: [{source: {ipBlocks: [203.0.113.0/24]}}]}]}\n')] }),
   'delete a policy': () => ({ delete: [ref('security.istio.io', 'AuthorizationPolicy', 'a', 'web-allow')] }),

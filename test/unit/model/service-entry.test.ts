@@ -182,6 +182,37 @@ test('incremental: adding, editing and removing a ServiceEntry, and a selected p
   t.deepEqual(snap.toJSON(), compile([...base, ...newPod], OPTS).toJSON());
 });
 
+test('waypoint binding (egress waypoint): istio.io/use-waypoint or ambit.dev/use-waypoint on the entry, else its namespace\'s; none opts out; bound only while the Gateway exists; incremental equals full', (t) => {
+  const gw = 'apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: egress, namespace: app}\nspec: {gatewayClassName: ambit-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}\n---\n';
+  const spec = (h: string) => `  hosts: [${h}]\n  ports: [{number: 80, name: http, protocol: HTTP, targetPort: 443}]\n  resolution: STATIC\n  endpoints: [{address: 198.18.200.10}]\n`;
+  const yaml =
+    ns('app', { 'istio.io/use-waypoint': 'egress' }) +
+    gw +
+    se('own', spec('a.external.test'), '  labels: {istio.io/use-waypoint: egress}\n') +
+    se('inherited', spec('b.external.test')) +
+    se('opted-out', spec('c.external.test'), '  labels: {istio.io/use-waypoint: none}\n') +
+    se('missing', spec('d.external.test'), '  labels: {ambit.dev/use-waypoint: nope}\n');
+  const snap = compileYaml(t, yaml, OPTS);
+  t.deepEqual(snap.service('app/a.external.test')?.waypoint, { namespace: 'app', name: 'egress', via: 'service-entry' });
+  t.deepEqual(snap.service('app/b.external.test')?.waypoint, { namespace: 'app', name: 'egress', via: 'namespace' });
+  t.is(snap.service('app/c.external.test')?.waypoint, undefined);
+  t.deepEqual(snap.service('app/d.external.test')?.waypointTarget, { namespace: 'app', name: 'nope', via: 'service-entry' });
+  t.is(snap.service('app/d.external.test')?.waypoint, undefined, 'no such Gateway: not bound');
+
+  const list = parseYaml(yaml).resources;
+  const gwRef = list.find((r) => r.kind === 'Gateway')!.ref;
+  let inc = applyChange(compile(list, OPTS), { delete: [gwRef] });
+  const withoutGw = list.filter((r) => r.kind !== 'Gateway');
+  t.deepEqual(inc.toJSON(), compile(withoutGw, OPTS).toJSON(), 'Gateway deleted');
+  t.is(inc.service('app/a.external.test')?.waypoint, undefined);
+  const relabelled = parseYaml(ns('app')).resources;
+  inc = applyChange(inc, { upsert: [...relabelled, ...parseYaml(gw).resources] });
+  const expected = [...withoutGw.filter((r) => r.kind !== 'Namespace'), ...relabelled, ...parseYaml(gw).resources];
+  t.deepEqual(inc.toJSON(), compile(expected, OPTS).toJSON(), 'namespace label removed, Gateway back');
+  t.is(inc.service('app/b.external.test')?.waypoint, undefined);
+  t.deepEqual(inc.service('app/a.external.test')?.waypoint?.name, 'egress');
+});
+
 test('incremental diagnostics: adding the ServiceEntry a VirtualService names clears its unknown host, removing it brings it back, as a full check', (t) => {
   const vs = parseYaml(`apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: api, namespace: app}\nspec:\n  hosts: [api.example.com]\n  http: [{route: [{destination: {host: api.example.com}}]}]\n---\n`).resources;
   const base = [...parseYaml(ns('app')).resources, ...vs];
