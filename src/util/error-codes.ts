@@ -92,6 +92,7 @@ export const ERROR_CODES = {
   AMBIT_ERR_WAYPOINT_CONFIG: 'A waypoint option or its configuration is wrong; the message names the field.',
   AMBIT_ERR_WAYPOINT_CLOSED: 'The waypoint was used after it was closed.',
   AMBIT_ERR_WAYPOINT_CONNECT: 'No endpoint of the destination could be connected (connect refused, HBONE refused, timeout).',
+  AMBIT_ERR_WAYPOINT_TLS: 'TLS origination from a waypoint to an external endpoint failed (handshake refused, server certificate not trusted by the DestinationRule\'s CA or the system roots, or a name other than its sni/subjectAltNames); the request fails with 503 UF, never in plaintext.',
   AMBIT_ERR_WAYPOINT_JWKS: 'A JWKS could not be fetched or parsed; requests needing its keys are refused.',
   AMBIT_ERR_WAYPOINT_PER_TRY_TIMEOUT: 'An upstream attempt exceeded its per-try timeout (retried when the route allows).',
   AMBIT_ERR_WAYPOINT_UPSTREAM_RESET: 'The upstream closed or reset the connection before a complete response.',

@@ -13,6 +13,8 @@ export type WaypointErrorCode =
   | 'AMBIT_ERR_WAYPOINT_JWKS'
   /** No endpoint could be connected (connect refused, HBONE refused, timeout). */
   | 'AMBIT_ERR_WAYPOINT_CONNECT'
+  /** TLS origination to an external endpoint failed (handshake, CA or name verification). */
+  | 'AMBIT_ERR_WAYPOINT_TLS'
   /** The upstream reset or closed the request before a complete answer. */
   | 'AMBIT_ERR_WAYPOINT_UPSTREAM_RESET'
   /** An attempt exceeded its per-try timeout. */

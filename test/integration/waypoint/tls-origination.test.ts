@@ -1,0 +1,86 @@
+/**
+ * TLS origination (tls-origination.ts) over real sockets on loopback: an HTTPS server with a
+ * certificate generated in the test; the waypoint's HTTP/1.1 client sends plain HTTP into the
+ * originating connector and the server sees TLS. Verification failures (unknown CA, wrong name,
+ * missing client certificate) reject with AMBIT_ERR_WAYPOINT_TLS and a reason, as a connect
+ * failure (503 UF at the proxy), never falling back to plaintext.
+ */
+import test from 'ava';
+import { X509Certificate } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { selfSignedTlsCertificate } from '../../../src/identity/self-signed.js';
+import { TcpConnector, UpstreamClients, AttemptError } from '../../../src/waypoint/upstream.js';
+import { TlsOriginatingConnector, type OriginatingTarget, type OriginationTls } from '../../../src/waypoint/tls-origination.js';
+
+interface Tls { server: Server; port: number; seen: { tls: boolean; servername: string | false; clientCert: string | false }[] }
+
+async function httpsServer(cert: { certPem: string; keyPem: string }, clientCa?: string): Promise<Tls> {
+  const seen: Tls['seen'] = [];
+  const server = createServer({ cert: cert.certPem, key: cert.keyPem, ...(clientCa !== undefined ? { ca: clientCa, requestCert: true, rejectUnauthorized: false } : {}) }, (req, res) => {
+    const s = req.socket as TLSSocket;
+    seen.push({ tls: s.encrypted === true, servername: (s as TLSSocket & { servername?: string | false }).servername ?? false, clientCert: s.getPeerCertificate()?.fingerprint256 ?? false });
+    res.end(`hello over TLS ${req.method} ${req.url}`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as AddressInfo).port, seen };
+}
+
+const tls = (o: Partial<OriginationTls>): OriginationTls => ({ mode: 'SIMPLE', sni: 'api.external.test', subjectAltNames: [], caPem: undefined, certPem: undefined, keyPem: undefined, source: 'test', ...o });
+const target = (port: number, t: OriginationTls): OriginatingTarget => ({ key: `127.0.0.1:${port}`, ip: '127.0.0.1', port, identity: undefined, tls: t });
+
+async function get(port: number, t: OriginationTls): Promise<string> {
+  const clients = new UpstreamClients({ connector: new TlsOriginatingConnector(new TcpConnector(1000), 2000) });
+  try {
+    const res = await clients.send(target(port, t), { method: 'GET', path: '/x', authority: 'api.external.test', headers: {}, protocol: 'http1', writeBody: undefined, meta: {} });
+    if (res.complete !== undefined) return `${res.status} ${res.complete.toString()}`;
+    const chunks: Buffer[] = [];
+    for await (const c of res.body) chunks.push(c as Buffer);
+    return `${res.status} ${Buffer.concat(chunks).toString()}`;
+  } finally {
+    await clients.close();
+  }
+}
+
+test('SIMPLE: plain HTTP in, TLS out with SNI, the server verified against the given CA', async (t) => {
+  const cert = await selfSignedTlsCertificate({ hostnames: ['api.external.test'] });
+  const s = await httpsServer(cert);
+  t.teardown(() => s.server.close());
+  t.is(await get(s.port, tls({ caPem: cert.certPem })), '200 hello over TLS GET /x');
+  t.deepEqual(s.seen, [{ tls: true, servername: 'api.external.test', clientCert: false }]);
+  t.is(await get(s.port, tls({ caPem: cert.certPem, sni: 'other.test', subjectAltNames: ['api.external.test'] })), '200 hello over TLS GET /x', 'subjectAltNames verified instead of the SNI');
+});
+
+test('verification failures reject as connect failures with AMBIT_ERR_WAYPOINT_TLS and the reason; the server never sees a request', async (t) => {
+  const cert = await selfSignedTlsCertificate({ hostnames: ['api.external.test'] });
+  const other = await selfSignedTlsCertificate({ hostnames: ['api.external.test'] });
+  const s = await httpsServer(cert);
+  t.teardown(() => s.server.close());
+  const cases: [OriginationTls, RegExp][] = [
+    [tls({}), /system roots/],
+    [tls({ caPem: other.certPem }), /certificate|self.signed|verify/i],
+    [tls({ caPem: cert.certPem, sni: 'wrong.test' }), /ERR_TLS_CERT_ALTNAME_INVALID/],
+    [tls({ caPem: cert.certPem, subjectAltNames: ['spiffe://x/ns/a/sa/b'] }), /none of spiffe:\/\/x\/ns\/a\/sa\/b/],
+  ];
+  for (const [o, reason] of cases) {
+    const err = await t.throwsAsync(get(s.port, o), { instanceOf: AttemptError });
+    t.deepEqual(err?.outcome, { kind: 'connect-failure' });
+    t.regex(err?.message ?? '', /TLS origination to 127\.0\.0\.1:\d+ \(.*\) failed/);
+    t.regex(err?.message ?? '', reason);
+  }
+  t.deepEqual(s.seen, [], 'no request reached the server in plaintext or otherwise');
+});
+
+test('MUTUAL: the client certificate and key are presented (the server sees that certificate); SIMPLE presents none', async (t) => {
+  const cert = await selfSignedTlsCertificate({ hostnames: ['api.external.test'] });
+  const client = await selfSignedTlsCertificate({ hostnames: ['waypoint.demo'] });
+  const s = await httpsServer(cert, client.certPem);
+  t.teardown(() => s.server.close());
+  t.is(await get(s.port, tls({ mode: 'MUTUAL', caPem: cert.certPem, certPem: client.certPem, keyPem: client.keyPem })), '200 hello over TLS GET /x');
+  t.is(await get(s.port, tls({ caPem: cert.certPem })), '200 hello over TLS GET /x');
+  t.deepEqual(s.seen, [
+    { tls: true, servername: 'api.external.test', clientCert: new X509Certificate(client.certPem).fingerprint256 },
+    { tls: true, servername: 'api.external.test', clientCert: false },
+  ]);
+});
