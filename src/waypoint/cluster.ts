@@ -15,7 +15,8 @@ import type { WaypointConfig, WaypointServiceInfo } from './config.js';
 import { OutlierDetector } from './outlier.js';
 import { PoolLimiter } from './pool-limits.js';
 import { RetryBudget, type RetryBudgetOptions } from './retry.js';
-import type { UpstreamTarget } from './upstream.js';
+import { poolKey, type UpstreamTarget } from './upstream.js';
+import { loadOrigination, type OriginationTls } from './tls-origination.js';
 
 export interface ClusterEndpoint extends UpstreamTarget {
   active: number;
@@ -38,6 +39,8 @@ export class Cluster {
   outlier: OutlierDetector | undefined;
   limiter!: PoolLimiter;
   consistentHash: ConsistentHashPolicy | undefined;
+  /** TLS originated to endpoints outside the mesh (DestinationRule tls), files loaded. */
+  private tls: OriginationTls | undefined;
   private policySig = '\u0000';
   private endpointSig = '\u0000';
   private lastSweep = 0;
@@ -62,9 +65,10 @@ export class Cluster {
     const subset = policy?.subsets.find((s) => s.name === this.subset);
     const top: TrafficPolicy | undefined = subset?.trafficPolicy ?? policy?.trafficPolicy;
     const group: PolicyGroup | undefined = top === undefined ? undefined : ((top.ports[this.port] as PolicyGroup | undefined) ?? top);
-    const psig = JSON.stringify([group?.loadBalancer, group?.consistentHash, group?.connectionPool, group?.outlierDetection]);
+    const psig = JSON.stringify([group?.loadBalancer, group?.consistentHash, group?.connectionPool, group?.outlierDetection, group?.tls]);
     if (psig !== this.policySig) {
       this.policySig = psig;
+      this.tls = group?.tls === undefined ? undefined : loadOrigination(group.tls);
       this.consistentHash = group?.consistentHash;
       this.balancer = createBalancer<ClusterEndpoint>({ ...(group?.loadBalancer !== undefined ? { policy: group.loadBalancer } : {}), ...(group?.consistentHash !== undefined ? { consistentHash: group.consistentHash } : {}), rand: this.rand });
       this.limiter = new PoolLimiter(group?.connectionPool, this.protocol);
@@ -84,9 +88,11 @@ export class Cluster {
       const identity = e.enrolled ? w?.identity : undefined;
       // A ServiceEntry DNS endpoint has a name instead of an address; the connect resolves it.
       const ip = e.hostname ?? e.ip;
-      eps.push({ key: `${ip}:${port}`, ip, port, identity, workload: e.workload, labels: e.labels, active: 0 });
+      // TLS is originated only to endpoints outside the mesh; mesh endpoints are reached over HBONE.
+      const tls = identity === undefined ? this.tls : undefined;
+      eps.push({ key: `${ip}:${port}`, ip, port, identity, ...(tls !== undefined ? { tls } : {}), workload: e.workload, labels: e.labels, active: 0 });
     }
-    const esig = eps.map((e) => `${e.key}|${e.identity ?? ''}`).join(',');
+    const esig = eps.map((e) => poolKey(e)).join(',');
     if (esig !== this.endpointSig) {
       this.endpointSig = esig;
       const old = new Map(this.endpoints.map((e) => [e.key, e]));
@@ -176,7 +182,7 @@ export class ClusterManager {
   /** Endpoint keys in use, for pruning idle upstream connections. */
   endpointKeys(): Set<string> {
     const out = new Set<string>();
-    for (const c of this.clusters.values()) for (const e of c.endpoints) out.add(e.key + (e.identity ?? ''));
+    for (const c of this.clusters.values()) for (const e of c.endpoints) out.add(poolKey(e));
     return out;
   }
 }

@@ -11,9 +11,11 @@
  *   request fails as a connect failure (503, flag UF); there is never a plaintext fallback.
  * - Keys are never logged and never appear in error messages.
  */
+import { readFileSync } from 'node:fs';
 import { checkServerIdentity, connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WaypointError } from './errors.js';
+import type { TlsOriginationPolicy } from '../model/compile/types.js';
 import type { ConnectMeta, Connector, UpstreamTarget } from './upstream.js';
 
 /** How to originate TLS to one endpoint, material loaded (PEM text). */
@@ -30,11 +32,46 @@ export interface OriginationTls {
   readonly keyPem: string | undefined;
   /** Where the material came from, for messages (a Secret name or file paths), never the material. */
   readonly source: string;
+  /** Why the material could not be loaded: every connect then fails with it (default none). */
+  readonly problem?: string | undefined;
+  /** Identifies the settings (not the material) in connection pool keys. */
+  readonly tag: string;
 }
 
 /** A target that asks for origination (cluster.ts sets it from the destination policy). */
-export interface OriginatingTarget extends UpstreamTarget {
-  readonly tls?: OriginationTls | undefined;
+export type OriginatingTarget = UpstreamTarget;
+
+/**
+ * A policy's files read into PEM text. An unreadable file is kept as `problem` (its path and
+ * errno), so the destination fails closed with that reason instead of going out in plaintext.
+ */
+export function loadOrigination(p: TlsOriginationPolicy, read: (path: string) => string = (f) => readFileSync(f, 'utf8')): OriginationTls {
+  const problems: string[] = [];
+  const load = (what: string, path: string | undefined): string | undefined => {
+    if (path === undefined) return undefined;
+    try {
+      return read(path);
+    } catch (err) {
+      problems.push(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return undefined;
+    }
+  };
+  const caPem = load('caCertificates', p.caCertificates);
+  const certPem = p.mode === 'MUTUAL' ? load('clientCertificate', p.clientCertificate) : undefined;
+  const keyPem = p.mode === 'MUTUAL' ? load('privateKey', p.privateKey) : undefined;
+  if (p.mode === 'MUTUAL' && (p.clientCertificate === undefined || p.privateKey === undefined)) problems.push('mode MUTUAL needs clientCertificate and privateKey');
+  const files = [p.caCertificates, p.clientCertificate, p.privateKey].filter((f): f is string => f !== undefined);
+  return {
+    mode: p.mode,
+    sni: p.sni,
+    subjectAltNames: p.subjectAltNames,
+    caPem,
+    certPem,
+    keyPem,
+    source: files.length > 0 ? files.join(', ') : 'the system roots',
+    ...(problems.length > 0 ? { problem: problems.join('; ') } : {}),
+    tag: JSON.stringify([p.mode, p.sni ?? '', p.subjectAltNames, files]),
+  };
 }
 
 function sanOf(cert: PeerCertificate): string[] {
@@ -58,6 +95,7 @@ export class TlsOriginatingConnector implements Connector {
   async connect(target: OriginatingTarget, meta: ConnectMeta): Promise<Duplex> {
     const tls = target.tls;
     if (tls === undefined) return this.inner.connect(target, meta);
+    if (tls.problem !== undefined) throw new WaypointError('AMBIT_ERR_WAYPOINT_TLS', `TLS origination to ${target.key} is not possible: ${tls.problem}; check the DestinationRule's tls files on the waypoint`);
     // The TLS layer reads the socket through the stream API: no direct reads below it.
     const raw = await this.inner.connect(target, { ...meta, directReads: false });
     return new Promise((resolve, reject) => {

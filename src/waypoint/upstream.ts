@@ -26,6 +26,7 @@ import { WaypointError } from './errors.js';
 import { connectDirect } from './direct-read.js';
 import { H1Failure, H1Pool } from './h1-client.js';
 import type { AttemptOutcome } from './retry.js';
+import type { OriginationTls } from './tls-origination.js';
 
 /** An endpoint to reach. */
 export interface UpstreamTarget {
@@ -36,6 +37,13 @@ export interface UpstreamTarget {
   readonly port: number;
   /** SPIFFE ID of the endpoint's workload when it is in the mesh (reach it over HBONE). */
   readonly identity: string | undefined;
+  /** TLS the waypoint originates to this endpoint outside the mesh (tls-origination.ts); absent: plain. */
+  readonly tls?: OriginationTls | undefined;
+}
+
+/** The key of an endpoint's pooled connections: a change of identity or TLS settings never reuses a connection. */
+export function poolKey(target: UpstreamTarget): string {
+  return target.key + (target.identity ?? '') + (target.tls === undefined ? '' : `|tls:${target.tls.tag}`);
 }
 
 export interface ConnectMeta {
@@ -204,7 +212,7 @@ export class UpstreamClients {
   }
 
   private h1Pool(target: UpstreamTarget, meta: ConnectMeta): H1Pool {
-    const key = target.identity === undefined ? target.key : target.key + target.identity;
+    const key = poolKey(target);
     let p = this.h1.get(key);
     if (p === undefined) {
       // The first request's metadata (original client, trace) goes on the HBONE CONNECT of each
@@ -219,7 +227,7 @@ export class UpstreamClients {
   }
 
   private session(target: UpstreamTarget, meta: ConnectMeta): Promise<ClientHttp2Session> {
-    const key = target.key + (target.identity ?? '');
+    const key = poolKey(target);
     let p = this.sessions.get(key);
     if (p === undefined) {
       p = this.o.connector.connect(target, meta).then(

@@ -25,6 +25,7 @@ import { duplexPair, setRemote } from './duplex-pair.js';
 import type { FrontLimits } from './http1-front.js';
 import { waypointMetrics } from './metrics.js';
 import { WaypointProxy, type DownstreamInfo, type WaypointProxyOptions } from './proxy.js';
+import { TlsOriginatingConnector } from './tls-origination.js';
 import { HboneConnector, type Connector } from './upstream.js';
 
 export interface WaypointOptions extends Omit<WaypointProxyOptions, 'connector' | 'logger' | 'name'> {
@@ -75,7 +76,8 @@ export class Waypoint {
   static async start(o: WaypointOptions): Promise<Waypoint> {
     const groups = o.tlsGroups !== undefined ? { tlsGroups: o.tlsGroups } : {};
     const pool = o.connector === undefined ? new HbonePool({ credentials: o.credentials, ...groups, ...(o.registry !== undefined ? { registry: o.registry } : {}) }) : undefined;
-    const connector = o.connector ?? new HboneConnector({ pool: pool as HbonePool, identity: o.identity, ...(o.endpointHbonePort !== undefined ? { hbonePort: o.endpointHbonePort } : {}) });
+    // Endpoints whose DestinationRule asks for TLS get it originated over the inner connector's stream.
+    const connector = new TlsOriginatingConnector(o.connector ?? new HboneConnector({ pool: pool as HbonePool, identity: o.identity, ...(o.endpointHbonePort !== undefined ? { hbonePort: o.endpointHbonePort } : {}) }));
     const w = new Waypoint(o, connector);
     w.pool = pool;
     w.server = await HboneServer.create({

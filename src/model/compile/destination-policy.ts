@@ -9,12 +9,14 @@
  * 10%, consecutive 5xx 5; consistent hashing defaults to a ring of 1024 entries (Maglev: a table
  * of 65537), and the deprecated `consistentHash.minimumRingSize` is `ringHash.minimumRingSize`.
  * When several DestinationRules name the same host the oldest wins (exact host before wildcard).
+ * `tls` (SIMPLE, MUTUAL) is a group of its own, replaced as a whole like the others; its SNI
+ * defaults to the host the policy is compiled for; DISABLE and ISTIO_MUTUAL originate nothing.
  */
 import { parseDurationMs } from '../duration.js';
-import type { ConsistentHashSpec, DestinationRuleResource, PortTrafficPolicySpec, TrafficPolicySpec } from '../kinds/networking.js';
+import type { ClientTlsSpec, ConsistentHashSpec, DestinationRuleResource, PortTrafficPolicySpec, TrafficPolicySpec } from '../kinds/networking.js';
 import { hostMatches, isWildcard, resolveHost } from './hosts.js';
 import { compareAge } from './selectors.js';
-import type { ConnectionPoolPolicy, ConsistentHashPolicy, DestinationPolicy, LoadBalancerPolicy, OutlierDetectionPolicy, TrafficPolicy } from './types.js';
+import type { ConnectionPoolPolicy, ConsistentHashPolicy, DestinationPolicy, LoadBalancerPolicy, OutlierDetectionPolicy, TlsOriginationPolicy, TrafficPolicy } from './types.js';
 
 type Group = Omit<TrafficPolicy, 'ports'>;
 
@@ -81,10 +83,26 @@ function outlierDetection(spec: PortTrafficPolicySpec['outlierDetection']): Outl
   };
 }
 
-function group(spec: Pick<TrafficPolicySpec, 'loadBalancer' | 'connectionPool' | 'outlierDetection'> | undefined, base?: Group): Group {
+function tlsOrigination(spec: ClientTlsSpec, host: string): TlsOriginationPolicy | undefined {
+  const mode = spec.mode ?? 'DISABLE';
+  if (mode !== 'SIMPLE' && mode !== 'MUTUAL') return undefined;
+  const sni = spec.sni ?? (host.includes('*') ? undefined : host);
+  return {
+    mode,
+    ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
+    ...(mode === 'MUTUAL' && spec.clientCertificate !== undefined ? { clientCertificate: spec.clientCertificate } : {}),
+    ...(mode === 'MUTUAL' && spec.privateKey !== undefined ? { privateKey: spec.privateKey } : {}),
+    ...(sni !== undefined ? { sni } : {}),
+    subjectAltNames: spec.subjectAltNames ?? [],
+  };
+}
+
+function group(spec: Pick<TrafficPolicySpec, 'loadBalancer' | 'connectionPool' | 'outlierDetection' | 'tls'> | undefined, host: string, base?: Group): Group {
   const lbSet = spec?.loadBalancer !== undefined;
   const hash = lbSet ? consistentHash(spec.loadBalancer?.consistentHash) : base?.consistentHash;
+  const tls = spec?.tls !== undefined ? tlsOrigination(spec.tls, host) : base?.tls;
   return {
+    ...(tls !== undefined ? { tls } : {}),
     loadBalancer: lbSet ? loadBalancer(spec.loadBalancer) : base?.loadBalancer,
     ...(hash !== undefined ? { consistentHash: hash } : {}),
     connectionPool: spec?.connectionPool !== undefined ? connectionPool(spec.connectionPool) : base?.connectionPool,
@@ -92,23 +110,23 @@ function group(spec: Pick<TrafficPolicySpec, 'loadBalancer' | 'connectionPool' |
   };
 }
 
-function trafficPolicy(spec: TrafficPolicySpec | undefined, base?: TrafficPolicy): TrafficPolicy {
-  const top = group(spec, base);
+function trafficPolicy(spec: TrafficPolicySpec | undefined, host: string, base?: TrafficPolicy): TrafficPolicy {
+  const top = group(spec, host, base);
   const ports: Record<number, Group> = {};
-  if (base !== undefined) for (const [p, g] of Object.entries(base.ports)) ports[Number(p)] = group(spec, g);
+  if (base !== undefined) for (const [p, g] of Object.entries(base.ports)) ports[Number(p)] = group(spec, host, g);
   for (const pl of spec?.portLevelSettings ?? []) {
-    if (pl.port !== undefined) ports[pl.port.number] = group(pl, top);
+    if (pl.port !== undefined) ports[pl.port.number] = group(pl, host, top);
   }
   return { ...top, ports };
 }
 
 export function destinationPolicy(dr: DestinationRuleResource, hostname: string): DestinationPolicy {
-  const top = trafficPolicy(dr.spec.trafficPolicy);
+  const top = trafficPolicy(dr.spec.trafficPolicy, hostname);
   return {
     source: dr.ref,
     host: hostname,
     trafficPolicy: top,
-    subsets: (dr.spec.subsets ?? []).map((s) => ({ name: s.name, labels: s.labels ?? {}, trafficPolicy: s.trafficPolicy === undefined ? top : trafficPolicy(s.trafficPolicy, top) })),
+    subsets: (dr.spec.subsets ?? []).map((s) => ({ name: s.name, labels: s.labels ?? {}, trafficPolicy: s.trafficPolicy === undefined ? top : trafficPolicy(s.trafficPolicy, hostname, top) })),
   };
 }
 

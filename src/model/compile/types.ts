@@ -344,8 +344,22 @@ export interface TrafficPolicy {
   readonly consistentHash?: ConsistentHashPolicy;
   readonly connectionPool: ConnectionPoolPolicy | undefined;
   readonly outlierDetection: OutlierDetectionPolicy | undefined;
+  /** TLS the waypoint originates to the endpoints (`tls` SIMPLE or MUTUAL); absent: plain. */
+  readonly tls?: TlsOriginationPolicy;
   /** Per service port overrides (already merged over the fields above). */
   readonly ports: Readonly<Record<number, Omit<TrafficPolicy, 'ports'>>>;
+}
+
+/** DestinationRule `trafficPolicy.tls` as a waypoint originates it; files are read by the waypoint. */
+export interface TlsOriginationPolicy {
+  readonly mode: 'SIMPLE' | 'MUTUAL';
+  /** CA file (default: the system roots). */
+  readonly caCertificates?: string;
+  readonly clientCertificate?: string;
+  readonly privateKey?: string;
+  /** SNI (default: the DestinationRule host, when not a wildcard). */
+  readonly sni?: string;
+  readonly subjectAltNames: readonly string[];
 }
 
 export interface Subset {

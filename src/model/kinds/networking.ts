@@ -328,21 +328,37 @@ const outlierDetection = obj({
   outlierDetectionHttpErrorCodes: unimplemented(anyValue(), 'the error counters count 5xx and gateway errors as configured above'),
 });
 
-const tlsNote = 'mTLS between workloads is automatic (HBONE); originating TLS to external hosts is not implemented';
+/**
+ * `tls`: TLS the waypoint originates toward the host's endpoints (an egress waypoint in front of
+ * a MESH_EXTERNAL ServiceEntry). SIMPLE and MUTUAL are applied; material comes from files on the
+ * waypoint's filesystem (`caCertificates`, `clientCertificate`, `privateKey`).
+ */
+const clientTls = obj({
+  mode: opt(enumOf(['DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL']), 'DISABLE (default): plain TCP; SIMPLE: TLS, server verified; MUTUAL: TLS with a client certificate; ISTIO_MUTUAL: nothing to originate, mesh traffic is always mutual TLS over HBONE'),
+  caCertificates: opt(str(), 'PEM file of CAs the server is verified against (default: the system roots)'),
+  clientCertificate: opt(str(), 'PEM file of the client certificate (MUTUAL)'),
+  privateKey: opt(str(), 'PEM file of the client key (MUTUAL)'),
+  sni: opt(str(), 'SNI sent and, without subjectAltNames, the name verified (default: the DestinationRule host)'),
+  subjectAltNames: opt(arr(str()), 'the server certificate must carry one of these names (default: the SNI)'),
+  credentialName: unimplemented(str(), 'the waypoint reads TLS material from files; use caCertificates, clientCertificate and privateKey'),
+  insecureSkipVerify: unimplemented(bool(), 'the server is always verified'),
+  caCrl: unimplemented(str(), 'certificate revocation lists are not checked'),
+});
+const tlsNote = 'TLS origination applies at waypoints only';
 
 const portTrafficPolicy = obj({
   port: opt(portSelector),
   loadBalancer: opt(loadBalancer),
   connectionPool: opt(connectionPool),
   outlierDetection: opt(outlierDetection),
-  tls: unimplemented(anyValue(), tlsNote),
+  tls: opt(clientTls, tlsNote),
 });
 
 const trafficPolicy = obj({
   loadBalancer: opt(loadBalancer),
   connectionPool: opt(connectionPool),
   outlierDetection: opt(outlierDetection),
-  tls: unimplemented(anyValue(), tlsNote),
+  tls: opt(clientTls, tlsNote),
   portLevelSettings: opt(arr(portTrafficPolicy, { uniqueBy: { key: (p) => (p.port ? String(p.port.number) : undefined), what: 'port' } })),
   tunnel: unimplemented(anyValue(), 'ambit tunnels with HBONE'),
   proxyProtocol: unimplemented(anyValue(), 'PROXY protocol is not implemented'),
@@ -376,5 +392,6 @@ export const destinationRuleKind = defineKind({
 export type DestinationRuleSpec = Infer<typeof destinationRuleSpec>;
 export type TrafficPolicySpec = Infer<typeof trafficPolicy>;
 export type PortTrafficPolicySpec = Infer<typeof portTrafficPolicy>;
+export type ClientTlsSpec = Infer<typeof clientTls>;
 export type ConsistentHashSpec = Infer<typeof consistentHash>;
 export type DestinationRuleResource = Resource<DestinationRuleSpec, undefined>;

@@ -85,7 +85,7 @@ const serviceEntrySpec = obj({
   endpoints: opt(arr(endpoint)),
   workloadSelector: opt(obj({ labels: opt(labels) })),
   exportTo: unimplemented(arr(exportToValue), 'every object is visible mesh-wide'),
-  subjectAltNames: unimplemented(arr(str()), 'TLS origination to external hosts is not implemented'),
+  subjectAltNames: unimplemented(arr(str()), 'the waypoint verifies names from the DestinationRule\'s tls.subjectAltNames'),
 }, {
   check(spec, path, ctx) {
     const resolution = spec.resolution ?? 'NONE';

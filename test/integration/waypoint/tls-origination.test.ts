@@ -9,10 +9,15 @@ import test from 'ava';
 import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { selfSignedTlsCertificate } from '../../../src/identity/self-signed.js';
 import { TcpConnector, UpstreamClients, AttemptError } from '../../../src/waypoint/upstream.js';
-import { TlsOriginatingConnector, type OriginatingTarget, type OriginationTls } from '../../../src/waypoint/tls-origination.js';
+import { loadOrigination, TlsOriginatingConnector, type OriginatingTarget, type OriginationTls } from '../../../src/waypoint/tls-origination.js';
+import { compile } from '../../../src/model/compile/compile.js';
+import { parseYaml } from '../../unit/model/helpers.js';
 
 interface Tls { server: Server; port: number; seen: { tls: boolean; servername: string | false; clientCert: string | false }[] }
 
@@ -27,7 +32,7 @@ async function httpsServer(cert: { certPem: string; keyPem: string }, clientCa?:
   return { server, port: (server.address() as AddressInfo).port, seen };
 }
 
-const tls = (o: Partial<OriginationTls>): OriginationTls => ({ mode: 'SIMPLE', sni: 'api.external.test', subjectAltNames: [], caPem: undefined, certPem: undefined, keyPem: undefined, source: 'test', ...o });
+const tls = (o: Partial<OriginationTls>): OriginationTls => ({ mode: 'SIMPLE', sni: 'api.external.test', subjectAltNames: [], caPem: undefined, certPem: undefined, keyPem: undefined, source: 'test', tag: 'test', ...o });
 const target = (port: number, t: OriginationTls): OriginatingTarget => ({ key: `127.0.0.1:${port}`, ip: '127.0.0.1', port, identity: undefined, tls: t });
 
 async function get(port: number, t: OriginationTls): Promise<string> {
@@ -83,4 +88,32 @@ test('MUTUAL: the client certificate and key are presented (the server sees that
     { tls: true, servername: 'api.external.test', clientCert: new X509Certificate(client.certPem).fingerprint256 },
     { tls: true, servername: 'api.external.test', clientCert: false },
   ]);
+});
+
+test('a DestinationRule tls (SIMPLE, files) compiles to the policy the waypoint loads; an unreadable file fails closed with its path', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cert = await selfSignedTlsCertificate({ hostnames: ['api.external.test'] });
+  writeFileSync(join(dir, 'ca.pem'), cert.certPem);
+  const yaml = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: egress}
+spec: {hosts: [api.external.test], ports: [{number: 80, name: http, protocol: HTTP, targetPort: 443}], location: MESH_EXTERNAL, resolution: STATIC, endpoints: [{address: 127.0.0.1}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: egress}
+spec: {host: api.external.test, trafficPolicy: {tls: {mode: SIMPLE, caCertificates: ${join(dir, 'ca.pem')}}}}
+`;
+  const p = parseYaml(yaml);
+  t.deepEqual(p.diagnostics.filter((d) => d.severity === 'error'), []);
+  const policy = compile(p.resources).service('egress/api.external.test')?.destinationPolicy?.trafficPolicy.tls;
+  t.deepEqual(policy, { mode: 'SIMPLE', caCertificates: join(dir, 'ca.pem'), sni: 'api.external.test', subjectAltNames: [] });
+  const s = await httpsServer(cert);
+  t.teardown(() => s.server.close());
+  t.is(await get(s.port, loadOrigination(policy!)), '200 hello over TLS GET /x');
+  const missing = loadOrigination({ ...policy!, caCertificates: join(dir, 'nope.pem') });
+  const err = await t.throwsAsync(get(s.port, missing), { instanceOf: AttemptError });
+  t.regex(err?.message ?? '', /cannot read caCertificates .*nope\.pem: ENOENT/);
+  t.deepEqual(err?.outcome, { kind: 'connect-failure' });
 });

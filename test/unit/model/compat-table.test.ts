@@ -28,7 +28,7 @@ test('the table covers every kind, with each field status from the schema', (t) 
   const row = (field: string): string | undefined => md.split('\n').find((l) => l.startsWith(`| \`${field}\` |`));
   t.regex(row('spec.rules[].from[].source.trustDomains') ?? '', /\| supported \|/);
   t.regex(row('spec.trafficPolicy.connectionPool.http.http2KeepAlive') ?? '', /\| accepted, not applied \| the waypoint sends no HTTP\/2 PINGs/);
-  t.regex(row('spec.trafficPolicy.tls') ?? '', /\| not implemented \(warning\) \|/);
+  t.regex(row('spec.trafficPolicy.tls.credentialName') ?? '', /\| not implemented \(warning\) \|/);
   t.regex(row('spec.mirror_percent') ?? row('spec.http[].mirror_percent') ?? '', /\| supported, deprecated \| use mirrorPercentage/);
   t.regex(row('spec.{volumes, restartPolicy, terminationGracePeriodSeconds, activeDeadlineSeconds, dnsPolicy, nodeSelector, automountServiceAccountToken, securityContext, imagePullSecrets, hostname, subdomain, affinity, schedulerName, tolerations, hostAliases, priorityClassName, priority, dnsConfig, readinessGates, runtimeClassName, enableServiceLinks, preemptionPolicy, overhead, topologySpreadConstraints, setHostnameAsFQDN, os, hostUsers, schedulingGates, resourceClaims, hostPID, hostIPC, shareProcessNamespace, ephemeralContainers, resources}') ?? '', /\| ignored \|/);
   t.regex(row('spec.action') ?? '', /not implemented: CUSTOM/);
