@@ -4,6 +4,7 @@
  * loopback listener (every accepted socket is handed to the StreamDispatcher as if it had arrived
  * in an HBONE stream for the service VIP). The HBONE path itself is exercised in hbone.test.ts.
  */
+import { TlsOriginatingConnector } from '../../../src/waypoint/tls-origination.js';
 import { createServer, request, Agent, type IncomingMessage, type ServerResponse, type Server, type IncomingHttpHeaders } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
@@ -155,6 +156,8 @@ export interface HarnessOptions extends Partial<Omit<WaypointProxyOptions, 'conf
   destination?: { ip: string; port: number };
   peer?: string;
   limits?: FrontLimits;
+  /** Wrap the connector in TLS origination, as Waypoint.start does (default false). */
+  originateTls?: boolean;
 }
 
 /** The proxy behind a plain loopback listener. */
@@ -164,7 +167,7 @@ export async function startProxy(config: WaypointConfig, o: HarnessOptions = {})
   const logger = sink.logger;
   const entries: AccessLogEntry[] = [];
   const registry = new Registry();
-  const proxy = new WaypointProxy({ ...o, config, connector: new TcpConnector(1000), logger, registry, accessLog: new AccessLog({ logger, sink: (e) => entries.push(e) }) });
+  const proxy = new WaypointProxy({ ...o, config, connector: o.originateTls === true ? new TlsOriginatingConnector(new TcpConnector(1000)) : new TcpConnector(1000), logger, registry, accessLog: new AccessLog({ logger, sink: (e) => entries.push(e) }) });
   const dispatcher = new StreamDispatcher(proxy, logger, { limits: o.limits ?? {}, sniffTimeoutMs: 200, metrics: waypointMetrics(registry) });
   const sockets = new Set<Socket>();
   const server: NetServer = createNetServer((sock) => {

@@ -17,6 +17,7 @@ import { selfSignedTlsCertificate } from '../../../src/identity/self-signed.js';
 import { TcpConnector, UpstreamClients, AttemptError } from '../../../src/waypoint/upstream.js';
 import { loadOrigination, TlsOriginatingConnector, type OriginatingTarget, type OriginationTls } from '../../../src/waypoint/tls-origination.js';
 import { compile } from '../../../src/model/compile/compile.js';
+import { VIP, hostOf, destinationPolicy, forward, makeConfig, route, send, startProxy, type Backend } from './harness.js';
 import { parseYaml } from '../../unit/model/helpers.js';
 
 interface Tls { server: Server; port: number; seen: { tls: boolean; servername: string | false; clientCert: string | false }[] }
@@ -116,4 +117,36 @@ spec: {host: api.external.test, trafficPolicy: {tls: {mode: SIMPLE, caCertificat
   const err = await t.throwsAsync(get(s.port, missing), { instanceOf: AttemptError });
   t.regex(err?.message ?? '', /cannot read caCertificates .*nope\.pem: ENOENT/);
   t.deepEqual(err?.outcome, { kind: 'connect-failure' });
+});
+
+test('through the waypoint proxy: plain HTTP from the client, TLS to the endpoint; a server the CA does not vouch for is 503 UF with the reason, never plaintext', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cert = await selfSignedTlsCertificate({ hostnames: ['api.external.test'] });
+  const other = await selfSignedTlsCertificate({ hostnames: ['api.external.test'] });
+  writeFileSync(join(dir, 'ca.pem'), cert.certPem);
+  writeFileSync(join(dir, 'other.pem'), other.certPem);
+  const s = await httpsServer(cert);
+  t.teardown(() => s.server.close());
+  const host = 'api.external.test';
+  const config = (ca: string) => makeConfig([{
+    name: 'api', namespace: 'egress', vip: VIP, endpoints: [{ backend: { port: s.port } as Backend }],
+    routes: [route({ action: forward({ host: hostOf('api', 'egress') }) })],
+    policy: { ...destinationPolicy(hostOf('api', 'egress'), { tls: { mode: 'SIMPLE', caCertificates: join(dir, ca), sni: host, subjectAltNames: [] } }) },
+  } as Parameters<typeof makeConfig>[0][number]]);
+  const good = await startProxy(config('ca.pem'), { originateTls: true });
+  t.teardown(() => good.close());
+  const ok = await send(good.port, { path: '/hello', headers: { host } });
+  t.is(ok.status, 200, JSON.stringify([ok.body, good.entries]));
+  t.is(ok.body, 'hello over TLS GET /hello');
+  t.true(s.seen.every((x) => x.tls && x.servername === host));
+
+  const bad = await startProxy(config('other.pem'), { originateTls: true });
+  t.teardown(() => bad.close());
+  const before = s.seen.length;
+  const no = await send(bad.port, { path: '/hello', headers: { host } });
+  t.is(no.status, 503);
+  t.true(bad.entries.some((e) => e.responseFlags.includes('UF')), JSON.stringify(bad.entries.map((e) => e.responseFlags)));
+  t.true(bad.logs.some((l) => /TLS origination .* failed/.test(JSON.stringify(l))), 'the reason is logged');
+  t.is(s.seen.length, before, 'the server saw no request');
 });
