@@ -345,10 +345,11 @@ export class DemoMesh {
     this.recordPid(name, undefined);
   }
 
-  async startControl(): Promise<void> {
+  /** Starts the control plane; `extraArgs` go after the demo's own (default none, e.g. `--outbound-traffic-policy REGISTRY_ONLY`). */
+  async startControl(extraArgs: readonly string[] = []): Promise<void> {
     this.spawnAmbit('control', { netns: this.cluster.controlNetns, cgroup: this.cluster.systemCgroup() }, [
       'control', '--config', this.meshDir, '--token-file', join(this.stateDir, 'tokens'), '--ca-dir', join(this.stateDir, 'ca'),
-      '--host', CONTROL_ADDRESS, '--grpc-plaintext-port', 'off',
+      '--host', CONTROL_ADDRESS, '--grpc-plaintext-port', 'off', ...extraArgs,
     ]);
     await this.waitHttp(this.cluster.controlNetns, `http://${CONTROL_ADDRESS}:15021/healthz/ready`, 30_000, 'the control plane');
   }
