@@ -148,5 +148,6 @@ privilegedTest('under REGISTRY_ONLY an address no mesh object names is refused, 
   await eventually('a connection to the unregistered address to be refused', async () => (last = await direct()).startsWith('ERR'), { timeoutMs: 30_000, intervalMs: 500, detail: () => last });
   let ext = '';
   await eventually('api.external.test to answer under REGISTRY_ONLY', async () => (ext = await curlExternal()) === 'external api over tls', { timeoutMs: 30_000, intervalMs: 300, detail: () => ext });
-  t.pass();
+  t.is(ext, 'external api over tls');
+  t.regex(last, /^ERR /);
 }, needs);
