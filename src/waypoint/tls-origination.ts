@@ -9,8 +9,10 @@
  *   against `subjectAltNames` when given, else against `sni` (the host). A failed handshake or
  *   verification rejects with AMBIT_ERR_WAYPOINT_TLS naming the reason (OpenSSL's code), so the
  *   request fails as a connect failure (503, flag UF); there is never a plaintext fallback.
- * - Keys are never logged and never appear in error messages.
+ * - Keys are never logged and never appear in error messages; an inline CA (PEM carried in the
+ *   view) is named in messages by its `caSource`, never by its content.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { checkServerIdentity, connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import type { Duplex } from 'node:stream';
@@ -42,7 +44,7 @@ export interface OriginationTls {
 export type OriginatingTarget = UpstreamTarget;
 
 /**
- * A policy's files read into PEM text. An unreadable file is kept as `problem` (its path and
+ * A policy's files read into PEM text (an inline `caCertificatePem` is taken as it is). An unreadable file is kept as `problem` (its path and
  * errno), so the destination fails closed with that reason instead of going out in plaintext.
  */
 export function loadOrigination(p: TlsOriginationPolicy, read: (path: string) => string = (f) => readFileSync(f, 'utf8')): OriginationTls {
@@ -56,11 +58,15 @@ export function loadOrigination(p: TlsOriginationPolicy, read: (path: string) =>
       return undefined;
     }
   };
-  const caPem = load('caCertificates', p.caCertificates);
+  const caPem = p.caCertificatePem ?? load('caCertificates', p.caCertificates);
   const certPem = p.mode === 'MUTUAL' ? load('clientCertificate', p.clientCertificate) : undefined;
   const keyPem = p.mode === 'MUTUAL' ? load('privateKey', p.privateKey) : undefined;
   if (p.mode === 'MUTUAL' && (p.clientCertificate === undefined || p.privateKey === undefined)) problems.push('mode MUTUAL needs clientCertificate and privateKey');
-  const files = [p.caCertificates, p.clientCertificate, p.privateKey].filter((f): f is string => f !== undefined);
+  const caFile = p.caCertificatePem !== undefined ? undefined : p.caCertificates;
+  const files = [caFile, p.clientCertificate, p.privateKey].filter((f): f is string => f !== undefined);
+  const sources = [...(p.caCertificatePem !== undefined ? [p.caSource ?? 'inline CA certificates'] : []), ...files];
+  // Inline CAs differ by content, not by path: their digest keeps pools of different CAs apart.
+  const inline = p.caCertificatePem !== undefined ? createHash('sha256').update(p.caCertificatePem).digest('hex') : '';
   return {
     mode: p.mode,
     sni: p.sni,
@@ -68,9 +74,9 @@ export function loadOrigination(p: TlsOriginationPolicy, read: (path: string) =>
     caPem,
     certPem,
     keyPem,
-    source: files.length > 0 ? files.join(', ') : 'the system roots',
+    source: sources.length > 0 ? sources.join(', ') : 'the system roots',
     ...(problems.length > 0 ? { problem: problems.join('; ') } : {}),
-    tag: JSON.stringify([p.mode, p.sni ?? '', p.subjectAltNames, files]),
+    tag: JSON.stringify([p.mode, p.sni ?? '', p.subjectAltNames, files, inline]),
   };
 }
 

@@ -355,6 +355,14 @@ export interface TlsOriginationPolicy {
   readonly mode: 'SIMPLE' | 'MUTUAL';
   /** CA file (default: the system roots). */
   readonly caCertificates?: string;
+  /**
+   * CA certificates as PEM text, for policies whose CA travels in the view rather than as a file
+   * on the waypoint (a BackendTLSPolicy's ConfigMap). When set, `caCertificates` is not read
+   * (default: none).
+   */
+  readonly caCertificatePem?: string;
+  /** Where the CA came from, for messages, never the material (default: the file paths). */
+  readonly caSource?: string;
   readonly clientCertificate?: string;
   readonly privateKey?: string;
   /** SNI (default: the DestinationRule host, when not a wildcard). */

@@ -119,6 +119,25 @@ spec: {host: api.external.test, trafficPolicy: {tls: {mode: SIMPLE, caCertificat
   t.deepEqual(err?.outcome, { kind: 'connect-failure' });
 });
 
+test('an inline CA (caCertificatePem, as a BackendTLSPolicy ConfigMap carries it) is used instead of a file and named by its source, never its content', async (t) => {
+  const cert = await selfSignedTlsCertificate({ hostnames: ['api.external.test'] });
+  const other = await selfSignedTlsCertificate({ hostnames: ['api.external.test'] });
+  const s = await httpsServer(cert);
+  t.teardown(() => s.server.close());
+  const base = { mode: 'SIMPLE' as const, sni: 'api.external.test', subjectAltNames: [], caSource: 'ConfigMap egress/api-ca key ca.crt' };
+  const good = loadOrigination({ ...base, caCertificatePem: cert.certPem, caCertificates: '/nonexistent/ca.pem' }, () => t.fail('no file is read'));
+  t.is(good.problem, undefined);
+  t.is(good.source, 'ConfigMap egress/api-ca key ca.crt');
+  t.is(await get(s.port, good), '200 hello over TLS GET /x');
+  const bad = loadOrigination({ ...base, caCertificatePem: other.certPem });
+  t.not(bad.tag, good.tag, 'different CAs never share a pool');
+  const err = await t.throwsAsync(get(s.port, bad), { instanceOf: AttemptError });
+  t.deepEqual(err?.outcome, { kind: 'connect-failure' });
+  t.regex(err?.message ?? '', /the CA from ConfigMap egress\/api-ca key ca\.crt/);
+  t.false((err?.message ?? '').includes('BEGIN CERTIFICATE'));
+  t.is(s.seen.length, 1, 'only the verified request reached the server');
+});
+
 test('through the waypoint proxy: plain HTTP from the client, TLS to the endpoint; a server the CA does not vouch for is 503 UF with the reason, never plaintext', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ambit-tls-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
