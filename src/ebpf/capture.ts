@@ -34,6 +34,7 @@ import { checkFeatures, probeFeatures } from './features.js';
 import { checkCgroupPath, ensurePinDir } from './host.js';
 import { ObjectSpec, type LoadedObject } from './object.js';
 import { BpfMap } from './bpf-map.js';
+import { attachPinnedCgroupLinks } from './cgroup-links.js';
 import {
   COUNTERS, COUNTER_SLOTS, INBOUND_HBONE, INBOUND_PLAIN, MAP_LAYOUT, MAP_NAMES, POD_FLAG_OUTBOUND6,
   cidrKeyNetns, decodeDst, decodePod, decodePortKey, encodeAddress, encodeAgentSynKey, encodeCidrKey, encodeConnKey,
@@ -265,44 +266,7 @@ export class Capture {
   }
 
   #attachCgroupPrograms(): void {
-    const obj = this.#object();
-    const native = addon();
-    const cgroupId = native.cgroupId(this.cgroupPath);
-    const specs = new Map(obj.programs().map((p) => [p.name, p]));
-    for (const name of CGROUP_PROGRAMS) {
-      const progFd = obj.programFd(name);
-      const attachType = specs.get(name)?.expectedAttachType ?? '';
-      const pin = join(this.pinDir, 'links', `cg_${name.replace(/^ambit_/, '')}`);
-      if (existsSync(pin)) {
-        const fd = native.objGet(pin);
-        const info = native.linkInfo(fd);
-        if (info.cgroupId === cgroupId && info.attachType === attachType) {
-          try {
-            native.linkUpdate(fd, progFd);
-            this.#cgroupLinks.set(name, fd);
-            this.log.debug({ program: name, link: info.id }, 'adopted cgroup link');
-            continue;
-          } catch (err) {
-            this.log.warn({ program: name, err: String(err) }, 'pinned cgroup link cannot be updated; re-attaching');
-          }
-        }
-        try { native.linkDetach(fd); } catch { /* already detached (cgroup removed) */ }
-        native.closeFd(fd);
-        unlinkSync(pin);
-      }
-      let fd: number;
-      try {
-        fd = native.attachCgroup(progFd, this.cgroupPath, attachType);
-      } catch (err) {
-        throw fromNative(err, `attach ${name} to cgroup ${this.cgroupPath}`);
-      }
-      this.#cgroupLinks.set(name, fd);
-      try {
-        native.objPin(fd, pin);
-      } catch (err) {
-        throw fromNative(err, `pin link ${pin}`);
-      }
-    }
+    attachPinnedCgroupLinks(this.#object(), CGROUP_PROGRAMS, this.cgroupPath, (name) => join(this.pinDir, 'links', `cg_${name.replace(/^ambit_/, '')}`), this.#cgroupLinks, this.log);
   }
 
   /** Takes over pinned sk_lookup links and drops records of pods whose link or netns is gone. */

@@ -28,6 +28,7 @@ import { CaptureConfigError, CaptureError, fromNative } from './errors.js';
 import { checkCgroupPath, ensurePinDir } from './host.js';
 import { ObjectSpec, type LoadedObject } from './object.js';
 import { BpfMap } from './bpf-map.js';
+import { attachPinnedCgroupLinks } from './cgroup-links.js';
 import { u32Key, u64Key } from './layout.js';
 
 export interface DnsCaptureOptions {
@@ -171,43 +172,7 @@ export class DnsCapture {
   }
 
   #attach(): void {
-    const obj = this.#object();
-    const native = addon();
-    const cgroupId = native.cgroupId(this.cgroupPath);
-    const specs = new Map(obj.programs().map((p) => [p.name, p]));
-    for (const name of DNS_PROGRAMS) {
-      const progFd = obj.programFd(name);
-      const attachType = specs.get(name)?.expectedAttachType ?? '';
-      const pin = linkPin(this.pinDir, name);
-      if (existsSync(pin)) {
-        const fd = native.objGet(pin);
-        const info = native.linkInfo(fd);
-        if (info.cgroupId === cgroupId && info.attachType === attachType) {
-          try {
-            native.linkUpdate(fd, progFd);
-            this.#links.set(name, fd);
-            continue;
-          } catch (err) {
-            this.log.warn({ program: name, err: String(err) }, 'pinned DNS link cannot be updated; re-attaching');
-          }
-        }
-        try { native.linkDetach(fd); } catch { /* already detached */ }
-        native.closeFd(fd);
-        unlinkSync(pin);
-      }
-      let fd: number;
-      try {
-        fd = native.attachCgroup(progFd, this.cgroupPath, attachType);
-      } catch (err) {
-        throw fromNative(err, `attach ${name} to cgroup ${this.cgroupPath}`);
-      }
-      this.#links.set(name, fd);
-      try {
-        native.objPin(fd, pin);
-      } catch (err) {
-        throw fromNative(err, `pin link ${pin}`);
-      }
-    }
+    attachPinnedCgroupLinks(this.#object(), DNS_PROGRAMS, this.cgroupPath, (name) => linkPin(this.pinDir, name), this.#links, this.log);
   }
 
   /** Binds the pod's DNS sockets in its netns and starts capturing its DNS. */
